@@ -1,0 +1,234 @@
+"""``memory://NAME``: the in-process reference backend.
+
+Every backend connected to the same ``NAME`` in one process shares one lock table, so
+two clients can contend. Tokens come from the table's counter, which starts at 1, only
+ever grows and is never reset while the process lives.
+
+Each grant has its own lease: it lives ``ttl`` seconds of its holder's clock from its
+grant or last ``renew`` and is expired at exactly ``grant + ttl`` (the boundary is
+inclusive). With the default clock (``time.monotonic``) a background thread renews
+every held grant each ``ttl / 3`` seconds, like the real backends' keepalives. With an
+injected clock (``connect("memory://x", clock=fn)``) nothing renews in the background,
+so a test moves the clock to expire a lease without sleeping.
+
+Options: the common ones (``ttl``, ``namespace``, ``timeout``, ``identity``) and
+``clock`` (keyword only: a zero-argument callable returning seconds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fencing_coord.config import BackendURL, OptionReader
+from fencing_coord.errors import ConfigurationError, LockLost
+from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
+
+__all__ = ["MemoryBackend"]
+
+Clock = Callable[[], float]
+
+# How often a waiter re-reads an injected clock: it cannot be told when a test moves it.
+_INJECTED_CLOCK_POLL = 0.01
+
+
+@dataclass
+class _Lease:
+    grant: Grant
+    clock: Clock
+    ttl: float
+    expires_at: float
+
+    def expired(self) -> bool:
+        return self.clock() >= self.expires_at
+
+
+@dataclass
+class _Ticket:
+    identity: str
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Lock:
+    lease: _Lease | None = None
+    queue: deque[_Ticket] = field(default_factory=deque)
+
+
+class _Table:
+    """One NAME's locks; ``mutex`` guards everything in it."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.counter = 0
+        self.locks: dict[tuple[str, str], _Lock] = {}
+
+    def settle(self, lock: _Lock) -> None:
+        """Drop an expired holder (reporting it lost) and wake the next waiter."""
+        if lock.lease is not None and lock.lease.expired():
+            lock.lease.grant.mark_lost("lease expired")
+            lock.lease = None
+        if lock.lease is None and lock.queue:
+            # Only the head is woken: each waiter waits on its predecessor alone.
+            lock.queue[0].wake.set()
+
+
+_tables: dict[str, _Table] = {}
+_tables_mutex = threading.Lock()
+
+
+def _table(name: str) -> _Table:
+    with _tables_mutex:
+        return _tables.setdefault(name, _Table())
+
+
+class MemoryBackend(LockBackend):
+    """In-process reference backend; see the module docstring for its semantics."""
+
+    schemes = ("memory",)
+    capabilities = Capabilities(injectable_clock=True, multiprocess=False)
+
+    def __init__(self, table_name: str = "", *, ttl: float = 10.0, namespace: str = "default",
+                 identity: str = "memory-client", clock: Clock | None = None) -> None:
+        super().__init__(ttl=ttl, namespace=namespace, identity=identity)
+        self._table = _table(table_name)
+        self._clock: Clock = clock if clock is not None else time.monotonic
+        self._injected = clock is not None
+        self._leases: dict[int, _Lease] = {}
+        self._stop = threading.Event()
+        self._keepalive: threading.Thread | None = None
+        if not self._injected:
+            self._keepalive = threading.Thread(target=self._renew_loop, name="fencing-coord-memory-keepalive", daemon=True)
+            self._keepalive.start()
+
+    @classmethod
+    def from_url(cls, url: BackendURL, options: dict[str, Any]) -> MemoryBackend:
+        reader = OptionReader(url, options)
+        common = reader.common()
+        clock = reader.get("clock", None, _check_clock)
+        reader.finish()
+        if len(url.hosts) > 1 or url.hosts and url.hosts[0][1] is not None or url.path:
+            raise ConfigurationError(f"{url.raw!r}: memory:// takes one table name and no port or path, e.g. memory://demo")
+        name = url.hosts[0][0] if url.hosts else ""
+        return cls(name, ttl=common.ttl, namespace=common.namespace, identity=common.identity, clock=clock)
+
+    # -- SPI ------------------------------------------------------------------------
+
+    def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
+        table = self._table
+        key = (self.namespace, name)
+        ticket = _Ticket(self.identity)
+        with table.mutex:
+            lock = table.locks.setdefault(key, _Lock())
+            table.settle(lock)
+            if lock.lease is None and not lock.queue:
+                return self._grant(lock, name)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            lock.queue.append(ticket)
+        if on_queued is not None:
+            on_queued()
+        while True:
+            ticket.wake.wait(self._wait_for(lock, deadline))
+            with table.mutex:
+                ticket.wake.clear()
+                table.settle(lock)
+                if lock.lease is None and lock.queue[0] is ticket:
+                    lock.queue.popleft()
+                    return self._grant(lock, name)
+                if deadline is not None and time.monotonic() >= deadline:
+                    lock.queue.remove(ticket)
+                    table.settle(lock)
+                    return None
+
+    def _wait_for(self, lock: _Lock, deadline: float | None) -> float | None:
+        """How long a waiter may sleep before something it cannot be told of happens."""
+        waits: list[float] = []
+        if deadline is not None:
+            waits.append(max(0.0, deadline - time.monotonic()))
+        lease = lock.lease
+        if lease is not None:
+            if lease.clock is time.monotonic:
+                waits.append(max(0.0, lease.expires_at - time.monotonic()))
+            else:
+                waits.append(_INJECTED_CLOCK_POLL)
+        return min(waits) if waits else None
+
+    def _grant(self, lock: _Lock, name: str) -> Grant:
+        self._table.counter += 1
+        grant = Grant(name, self._table.counter, self.identity, owner=self, probe=self._probe)
+        lease = _Lease(grant, self._clock, self.ttl, self._clock() + self.ttl)
+        lock.lease = lease
+        self._leases[id(grant)] = lease
+        return grant
+
+    def _probe(self, grant: Grant) -> None:
+        with self._table.mutex:
+            lease = self._leases.get(id(grant))
+            if lease is not None and lease.expired():
+                self._table.settle(self._table.locks[(self.namespace, grant.name)])
+
+    def _renew(self, grant: Grant) -> None:
+        with self._table.mutex:
+            lock = self._table.locks[(self.namespace, grant.name)]
+            self._table.settle(lock)
+            lease = self._leases.get(id(grant))
+            if lease is None or lock.lease is not lease:
+                grant.mark_lost("lease expired")
+                raise LockLost(f"{grant!r} expired before it was renewed")
+            lease.expires_at = self._clock() + self.ttl
+
+    def _release(self, grant: Grant) -> bool:
+        with self._table.mutex:
+            lease = self._leases.pop(id(grant), None)
+            lock = self._table.locks[(self.namespace, grant.name)]
+            held = lease is not None and lock.lease is lease and not lease.expired()
+            if lease is not None and lock.lease is lease:
+                lock.lease = None
+            self._table.settle(lock)
+            return held
+
+    def _describe(self, name: str) -> LockState:
+        with self._table.mutex:
+            lock = self._table.locks.get((self.namespace, name))
+            if lock is None:
+                return LockState(name, None, None)
+            self._table.settle(lock)
+            lease = lock.lease
+            waiters = tuple(t.identity for t in lock.queue)
+            if lease is None:
+                return LockState(name, None, None, waiters)
+            return LockState(name, lease.grant.holder, lease.grant.token, waiters)
+
+    def _close(self, held: list[Grant]) -> None:
+        self._stop.set()
+        for grant in held:
+            self._release(grant)
+        if self._keepalive is not None:
+            self._keepalive.join()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            with self._table.mutex:
+                now = self._clock()
+                for key, lease in list(self._leases.items()):
+                    if lease.expired():
+                        del self._leases[key]  # lost; reported by whoever settles its lock
+                    else:
+                        lease.expires_at = now + self.ttl
+
+
+def _check_clock(value: Any) -> Clock:
+    if not callable(value):
+        raise TypeError(f"clock must be a zero-argument callable returning seconds, not {type(value).__name__}")
+    try:
+        reading = value()
+    except Exception as exc:
+        raise ValueError(f"calling clock() failed: {exc!r}") from exc
+    if isinstance(reading, bool) or not isinstance(reading, int | float):
+        raise TypeError(f"clock() must return seconds as a number, not {type(reading).__name__}")
+    return value  # type: ignore[no-any-return]

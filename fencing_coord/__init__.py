@@ -1,0 +1,54 @@
+"""fencing-coord: distributed locks that are safe for correctness.
+
+A lease-based lock alone is not mutual exclusion: a paused holder wakes up after its
+lease expired and writes anyway. Every grant here carries a fencing token that the
+coordination service makes strictly larger than every earlier grant of the lock, and
+:class:`FencedResource` refuses writes whose token is lower than the highest it has
+accepted, atomically with the write.
+
+    >>> import fencing_coord as fc
+    >>> with fc.connect("memory://doc") as backend:
+    ...     grant = backend.acquire("orders", timeout=5)
+    ...     grant.token
+    1
+"""
+
+from __future__ import annotations
+
+from .config import BackendURL, connect, parse_url
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    FencingCoordError,
+    InvalidArgument,
+    InvalidArgumentType,
+    LockLost,
+    LockTimeout,
+    NotSupported,
+    StaleTokenError,
+    TokenSpaceExhausted,
+)
+from .interface import Capabilities, Grant, LockBackend, LockState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendURL",
+    "BackendUnavailable",
+    "Capabilities",
+    "ConfigurationError",
+    "FencingCoordError",
+    "Grant",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "LockBackend",
+    "LockLost",
+    "LockState",
+    "LockTimeout",
+    "NotSupported",
+    "StaleTokenError",
+    "TokenSpaceExhausted",
+    "__version__",
+    "connect",
+    "parse_url",
+]

@@ -1,0 +1,418 @@
+"""The lock contract every backend implements: :class:`LockBackend`, :class:`Grant`.
+
+A backend subclasses :class:`LockBackend` and implements its five ``_``-prefixed
+methods (the SPI). The public methods here validate arguments, apply the reentrancy
+rule and turn a missed deadline into :class:`LockTimeout`, so every backend behaves the
+same at the edge and a backend module holds only what is specific to its service.
+
+Reentrancy rule (the same on every backend): a thread that acquires a name its backend
+object already holds *through a grant that thread acquired* gets that same grant back
+(same token, hold count + 1) instead of deadlocking behind itself; each ``release``
+undoes one acquisition and only the last one gives the lock up. Another thread of the
+same backend object is an ordinary contender and waits its turn, so one backend object
+can be shared by the threads of a process without them overlapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
+from .validation import check_name, check_timeout
+
+if TYPE_CHECKING:
+    from .config import BackendURL
+    from .election import Election
+
+__all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
+
+_log = logging.getLogger("fencing_coord")
+
+LostCallback = Callable[["Grant"], object]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the core contract; the conformance suite skips
+    tests of a capability a backend lacks, with the reason given here."""
+
+    #: Waiters are granted the lock in arrival order.
+    fifo: bool = True
+    #: Leases are measured on a clock the caller injects (expiry tested without sleeping).
+    injectable_clock: bool = False
+    #: ``backend.election(name)`` is available.
+    elections: bool = True
+    #: Other processes can contend (the service is outside this process).
+    multiprocess: bool = True
+
+
+@dataclass(frozen=True)
+class LockState:
+    """A snapshot of one lock: who holds it with which token, and who waits, in order."""
+
+    name: str
+    holder: str | None
+    token: int | None
+    waiters: tuple[str, ...] = ()
+
+
+class Grant:
+    """One grant of a lock: its fencing token and the signal that it was lost.
+
+    ``token`` is strictly larger than the token of every earlier grant of ``name``.
+    ``lost`` turns True, and every ``on_lost`` callback runs once from a background
+    thread, when the backend learns that the lease or session behind the grant is gone.
+    A voluntary ``release`` does not count as a loss.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_callbacks_done",
+        "_holds",
+        "_lock",
+        "_lost",
+        "_lost_reason",
+        "_probe",
+        "_released",
+        "_thread",
+        "handle",
+        "holder",
+        "name",
+        "owner",
+        "token",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        token: int,
+        holder: str,
+        *,
+        owner: object = None,
+        handle: Any = None,
+        probe: Callable[[Grant], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.token = token
+        self.holder = holder
+        #: The backend object that issued this grant (checked by renew/release).
+        self.owner = owner
+        #: Backend-private data (an etcd key, a znode path).
+        self.handle = handle
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._lost = threading.Event()
+        self._callbacks_done = threading.Event()
+        self._lost_reason: str | None = None
+        self._released = False
+        self._callbacks: list[LostCallback] = []
+        self._holds = 1
+        self._thread = threading.get_ident()
+
+    def __repr__(self) -> str:
+        state = "lost" if self._lost.is_set() else "released" if self._released else "held"
+        return f"Grant(name={self.name!r}, token={self.token}, holder={self.holder!r}, {state})"
+
+    @property
+    def lost(self) -> bool:
+        """True once the backend knows the lease/session behind this grant is gone."""
+        if self._probe is not None and not self._lost.is_set() and not self._released:
+            self._probe(self)
+        return self._lost.is_set()
+
+    @property
+    def lost_reason(self) -> str | None:
+        """Why the grant was lost ("lease expired", "session expired", ...), or None."""
+        return self._lost_reason
+
+    @property
+    def released(self) -> bool:
+        """True once the holder gave the lock up with ``release``."""
+        return self._released
+
+    def on_lost(self, fn: LostCallback) -> None:
+        """Call ``fn(grant)`` once, from a background thread, when this grant is lost.
+
+        Registered after the loss, ``fn`` still runs (once, in the background).
+        Exceptions from ``fn`` are logged and otherwise ignored.
+        """
+        if not callable(fn):
+            raise InvalidArgumentType(f"on_lost needs a callable, not {type(fn).__name__}")
+        with self._lock:
+            if not self._lost.is_set():
+                self._callbacks.append(fn)
+                return
+        self._dispatch([fn], None)
+
+    def wait_lost(self, timeout: float | None = None) -> bool:
+        """Block until the grant is lost and the callbacks registered before the loss
+        have returned; True if that happened within ``timeout`` seconds."""
+        if not self.lost:  # lets a lazily-checking backend (memory) notice first
+            self._lost.wait(timeout)
+        return self._lost.is_set() and self._callbacks_done.wait(timeout) and self._callbacks_done.wait(timeout)
+
+    # -- for backends ---------------------------------------------------------------
+
+    def mark_lost(self, reason: str) -> bool:
+        """Record the loss; fire the callbacks once. True on the first call only.
+
+        Backends call this; it never blocks on the callbacks.
+        """
+        with self._lock:
+            if self._lost.is_set() or self._released:
+                return False
+            self._lost_reason = reason
+            self._lost.set()
+            callbacks, self._callbacks = self._callbacks, []
+        self._dispatch(callbacks, self._callbacks_done)
+        return True
+
+    def mark_released(self) -> None:
+        """Record a voluntary release: the grant will never be reported lost."""
+        with self._lock:
+            self._released = True
+            self._callbacks.clear()
+
+    def _dispatch(self, callbacks: list[LostCallback], done: threading.Event | None) -> None:
+        def run() -> None:
+            try:
+                for fn in callbacks:
+                    try:
+                        fn(self)
+                    except Exception:
+                        _log.exception("on_lost callback %r failed for %r", fn, self)
+            finally:
+                if done is not None:
+                    done.set()
+
+        threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()
+
+
+class LockBackend(ABC):
+    """One client session with a coordination service, shared by every lock it holds.
+
+    Obtain one with :func:`fencing_coord.connect`. Thread-safe. Use it as a context
+    manager or call :meth:`close`; closing releases every lock still held.
+    """
+
+    #: URL schemes this class serves (documentation; registration is by entry point).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, *, ttl: float, namespace: str, identity: str) -> None:
+        self.ttl = ttl
+        self.namespace = namespace
+        self.identity = identity
+        self._held: dict[tuple[str, int], Grant] = {}
+        self._held_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: BackendURL, options: dict[str, Any]) -> LockBackend:
+        """Build a backend from a parsed URL and keyword options (which win over the
+        query string). Raises :class:`ConfigurationError` for anything unusable."""
+
+    # -- the public contract --------------------------------------------------------
+
+    def acquire(
+        self,
+        name: str,
+        timeout: float | None = None,
+        *,
+        on_queued: Callable[[], object] | None = None,
+    ) -> Grant:
+        """Block until ``name`` is granted and return the :class:`Grant`.
+
+        ``timeout`` is seconds (None waits forever, 0 tries once). Waiters are served
+        in arrival order. ``on_queued()`` is called once, from this thread, if the
+        caller has to wait behind another holder. Raises :class:`LockTimeout` when the
+        timeout passes (the caller's place in the queue is withdrawn),
+        :class:`BackendUnavailable` when the service cannot be reached.
+        """
+        check_name(name)
+        seconds = check_timeout(timeout)
+        if on_queued is not None and not callable(on_queued):
+            raise InvalidArgumentType("on_queued must be callable")
+        self._check_open()
+        reentered = self._reenter(name)
+        if reentered is not None:
+            return reentered
+        deadline = None if seconds is None else time.monotonic() + seconds
+        grant = self._acquire(name, deadline, on_queued)
+        if grant is None:
+            raise LockTimeout(f"lock {name!r} not acquired within {seconds} s")
+        return self._remember(grant)
+
+    def try_acquire(self, name: str) -> Grant | None:
+        """Return a :class:`Grant` if ``name`` is free now, else None. Never waits
+        behind a holder (it may wait for the service itself to answer)."""
+        check_name(name)
+        self._check_open()
+        reentered = self._reenter(name)
+        if reentered is not None:
+            return reentered
+        grant = self._acquire(name, time.monotonic(), None)
+        return None if grant is None else self._remember(grant)
+
+    def renew(self, grant: Grant) -> Grant:
+        """Extend the lease behind ``grant`` and return it, with the same token.
+
+        Raises :class:`LockLost` when the grant is already lost or released, and
+        :class:`InvalidArgument` for a grant this backend object did not issue.
+        """
+        self._check_own(grant)
+        if grant.released:
+            raise LockLost(f"{grant!r} was released")
+        if grant.lost:
+            raise LockLost(f"{grant!r} was lost: {grant.lost_reason}")
+        self._renew(grant)
+        return grant
+
+    def release(self, grant: Grant) -> bool:
+        """Undo one acquisition of ``grant``; give the lock up on the last one.
+
+        Returns True if the grant was still held, False when it had expired, been
+        taken over or already been released. Raises :class:`InvalidArgument` for a
+        grant this backend object did not issue: only the holder may release.
+        """
+        self._check_own(grant)
+        with self._held_lock:
+            if grant.released:
+                return False
+            if grant._holds > 1 and not grant.lost:
+                grant._holds -= 1
+                return True
+            grant.mark_released()
+            key = (grant.name, grant._thread)
+            if self._held.get(key) is grant:
+                del self._held[key]
+        return self._release(grant)
+
+    @contextmanager
+    def lock(self, name: str, timeout: float | None = None) -> Iterator[Grant]:
+        """``with backend.lock(name, timeout) as grant:`` acquire, then release on exit
+        (even when the block raises)."""
+        grant = self.acquire(name, timeout)
+        try:
+            yield grant
+        finally:
+            self.release(grant)
+
+    def describe(self, name: str) -> LockState:
+        """Return who holds ``name`` (holder identity and token) and who waits, in order."""
+        check_name(name)
+        self._check_open()
+        return self._describe(name)
+
+    def election(self, name: str) -> Election:
+        """Return the :class:`~fencing_coord.election.Election` called ``name``."""
+        check_name(name)
+        self._check_open()
+        if not self.capabilities.elections:
+            raise NotSupported(f"{type(self).__name__} has no leader election")
+        from .election import Election
+
+        return Election(self, name)
+
+    def close(self) -> None:
+        """Release every lock still held and end the session. Idempotent."""
+        with self._held_lock:
+            if self._closed:
+                return
+            self._closed = True
+            held = list(self._held.values())
+            self._held.clear()
+        for grant in held:
+            grant.mark_released()
+        try:
+            self._close(held)
+        except Exception:
+            _log.exception("closing %r failed", self)
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def __enter__(self) -> LockBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} identity={self.identity!r} namespace={self.namespace!r}>"
+
+    # -- the SPI a backend implements ------------------------------------------------
+
+    @abstractmethod
+    def _acquire(
+        self, name: str, deadline: float | None, on_queued: Callable[[], object] | None
+    ) -> Grant | None:
+        """Join the queue for ``name`` and wait until first in it; return the grant.
+
+        ``deadline`` is a ``time.monotonic()`` value (None: no limit); once it has
+        passed, withdraw from the queue and return None. A deadline already in the
+        past means "try once". Call ``on_queued`` once if the caller must wait.
+        """
+
+    @abstractmethod
+    def _renew(self, grant: Grant) -> None:
+        """Refresh the lease behind ``grant``; raise :class:`LockLost` if it is gone."""
+
+    @abstractmethod
+    def _release(self, grant: Grant) -> bool:
+        """Give up ``grant``'s place; True if it was still the holder."""
+
+    @abstractmethod
+    def _describe(self, name: str) -> LockState:
+        """Return the holder, token and waiters of ``name``."""
+
+    @abstractmethod
+    def _close(self, held: list[Grant]) -> None:
+        """Release ``held`` and end the session."""
+
+    # -- helpers for subclasses ------------------------------------------------------
+
+    def _reenter(self, name: str) -> Grant | None:
+        with self._held_lock:
+            grant = self._held.get((name, threading.get_ident()))
+            if grant is None:
+                return None
+            if grant.lost or grant.released:
+                del self._held[(name, grant._thread)]
+                return None
+            grant._holds += 1
+            return grant
+
+    def _remember(self, grant: Grant) -> Grant:
+        with self._held_lock:
+            self._held[(grant.name, grant._thread)] = grant
+        return grant
+
+    def _check_own(self, grant: object) -> None:
+        if not isinstance(grant, Grant):
+            raise InvalidArgumentType(f"expected a Grant, not {type(grant).__name__}")
+        if grant.owner is not self:
+            raise InvalidArgument(
+                f"{grant!r} was issued to {grant.holder!r}, not to {self.identity!r}: "
+                "only the holder may renew or release it"
+            )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgument(f"{self!r} is closed")
