@@ -102,7 +102,9 @@ class MemoryBackend(LockBackend):
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         if not self._injected:
-            self._keepalive = threading.Thread(target=self._renew_loop, name="fencing-coord-memory-keepalive", daemon=True)
+            self._keepalive = threading.Thread(
+                target=self._renew_loop, name="fencing-coord-memory-keepalive", daemon=True
+            )
             self._keepalive.start()
 
     @classmethod
@@ -111,8 +113,10 @@ class MemoryBackend(LockBackend):
         common = reader.common()
         clock = reader.get("clock", None, _check_clock)
         reader.finish()
-        if len(url.hosts) > 1 or url.hosts and url.hosts[0][1] is not None or url.path:
-            raise ConfigurationError(f"{url.raw!r}: memory:// takes one table name and no port or path, e.g. memory://demo")
+        if len(url.hosts) > 1 or (url.hosts and url.hosts[0][1] is not None) or url.path:
+            raise ConfigurationError(
+                f"{url.raw!r}: memory:// takes one table name and no port or path, e.g. memory://demo"
+            )
         name = url.hosts[0][0] if url.hosts else ""
         return cls(name, ttl=common.ttl, namespace=common.namespace, identity=common.identity, clock=clock)
 

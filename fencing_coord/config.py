@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from .errors import ConfigurationError, FencingCoordError
 from .interface import LockBackend
@@ -77,7 +77,11 @@ class BackendURL:
         """The URL with any password replaced by ``***`` (for messages and logs)."""
         if self.password is None:
             return self.raw
-        return self.raw.replace(f":{self.password}@", ":***@", 1)
+        scheme, rest = self.raw.split("://", 1)
+        netloc, sep, tail = rest.partition("/")
+        creds, _, hosts = netloc.rpartition("@")
+        user = creds.partition(":")[0]
+        return f"{scheme}://{user}:***@{hosts}{sep}{tail}"
 
 
 def parse_url(url: str) -> BackendURL:
@@ -93,16 +97,11 @@ def parse_url(url: str) -> BackendURL:
     scheme = scheme.lower()
     if not scheme.replace("+", "").replace("-", "").isalnum():
         raise ConfigurationError(f"{url!r}: {scheme!r} is not a valid URL scheme")
-    # urlsplit rejects comma-separated host lists with ports, so split the netloc here.
-    netloc, sep, tail = rest.partition("/")
-    netloc, qsep, query_in_netloc = netloc.partition("?")
-    if qsep:
-        tail, query = "", query_in_netloc
-    else:
-        parts = urlsplit("x://h/" + tail)
-        tail, query = parts.path[1:], parts.query
-        if parts.fragment:
-            raise ConfigurationError(f"{url!r}: a backend URL takes no #fragment")
+    if "#" in rest:
+        raise ConfigurationError(f"{url!r}: a backend URL takes no #fragment")
+    # urlsplit rejects comma-separated host lists with ports, so split by hand.
+    rest, _, query = rest.partition("?")
+    netloc, _, tail = rest.partition("/")
     username = password = None
     if "@" in netloc:
         creds, netloc = netloc.rsplit("@", 1)

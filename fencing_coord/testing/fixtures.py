@@ -52,15 +52,18 @@ class BackendFixtures:
 
     #: The URL clients connect to; a subclass sets it or overrides :meth:`connect`.
     backend_url: ClassVar[str | None] = None
+    #: Filled by the pytest plugin from ``--fencing-coord-url``; used when backend_url is None.
+    default_url: ClassVar[str | None] = None
     #: Lease/session TTL for the suite's clients, seconds.
     ttl: ClassVar[float] = 5.0
 
     def connect(self, **options: Any) -> LockBackend:
         """Return a new client (its own session). ``options`` include ``namespace``."""
-        if self.backend_url is None:
-            raise NotImplementedError("set backend_url or override connect()")
+        url = self.backend_url or self.default_url
+        if url is None:
+            pytest.skip("no backend URL: set backend_url, override connect() or pass --fencing-coord-url")
         options.setdefault("ttl", self.ttl)
-        return connect(self.backend_url, **options)
+        return connect(url, **options)
 
     def expire(self, backend: LockBackend) -> None:
         """End ``backend``'s lease/session on the server side now, as if its holder had
