@@ -1,0 +1,25 @@
+# The two commands of the README. Each prepares a fresh machine itself (scripts/bootstrap.sh).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench
+
+setup:
+	scripts/bootstrap.sh $(VENV)
+
+## The main job: the pause scenario on real local etcd and ZooKeeper servers it starts itself.
+demo: setup
+	$(BIN)/fencing-coord demo
+
+## Everything: lint, types, the whole suite against real servers the tests start.
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/gate.py
+	$(BIN)/python bench/etcd.py
+	$(BIN)/python bench/zookeeper.py
