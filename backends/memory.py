@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fencing_coord.config import BackendURL, OptionReader
+from fencing_coord.election import Leader
 from fencing_coord.errors import ConfigurationError, LockLost
 from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
 
@@ -42,6 +43,7 @@ class _Lease:
     clock: Clock
     ttl: float
     expires_at: float
+    value: bytes = b""
 
     def expired(self) -> bool:
         return self.clock() >= self.expires_at
@@ -54,27 +56,41 @@ class _Ticket:
 
 
 @dataclass
-class _Lock:
+class _Queue:
+    """One lock or election: the holder's lease, then the waiters in arrival order."""
+
     lease: _Lease | None = None
     queue: deque[_Ticket] = field(default_factory=deque)
+    watchers: list[Callable[[], None]] = field(default_factory=list)
+
+
+# A queue is keyed by (kind, namespace, name), kind "lock" or "election", so a lock and
+# an election of the same name never meet.
+_Key = tuple[str, str, str]
 
 
 class _Table:
-    """One NAME's locks; ``mutex`` guards everything in it."""
+    """One NAME's locks and elections; ``mutex`` guards everything in it."""
 
     def __init__(self) -> None:
         self.mutex = threading.Lock()
         self.counter = 0
-        self.locks: dict[tuple[str, str], _Lock] = {}
+        self.queues: dict[_Key, _Queue] = {}
 
-    def settle(self, lock: _Lock) -> None:
+    def settle(self, queue: _Queue) -> None:
         """Drop an expired holder (reporting it lost) and wake the next waiter."""
-        if lock.lease is not None and lock.lease.expired():
-            lock.lease.grant.mark_lost("lease expired")
-            lock.lease = None
-        if lock.lease is None and lock.queue:
+        if queue.lease is not None and queue.lease.expired():
+            queue.lease.grant.mark_lost("lease expired")
+            queue.lease = None
+            self.changed(queue)
+        if queue.lease is None and queue.queue:
             # Only the head is woken: each waiter waits on its predecessor alone.
-            lock.queue[0].wake.set()
+            queue.queue[0].wake.set()
+
+    @staticmethod
+    def changed(queue: _Queue) -> None:
+        for notify in queue.watchers:
+            notify()
 
 
 _tables: dict[str, _Table] = {}
@@ -92,16 +108,22 @@ class MemoryBackend(LockBackend):
     schemes = ("memory",)
     capabilities = Capabilities(injectable_clock=True, multiprocess=False)
 
-    def __init__(self, table_name: str = "", *, ttl: float = 10.0, namespace: str = "default",
-                 identity: str = "memory-client", clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str = "",
+        *,
+        ttl: float = 10.0,
+        namespace: str = "default",
+        identity: str = "memory-client",
+        clock: Clock | None = None,
+    ) -> None:
         super().__init__(ttl=ttl, namespace=namespace, identity=identity)
         self._table = _table(table_name)
         self._clock: Clock = clock if clock is not None else time.monotonic
-        self._injected = clock is not None
         self._leases: dict[int, _Lease] = {}
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
-        if not self._injected:
+        if clock is None:
             self._keepalive = threading.Thread(
                 target=self._renew_loop, name="fencing-coord-memory-keepalive", daemon=True
             )
@@ -120,68 +142,17 @@ class MemoryBackend(LockBackend):
         name = url.hosts[0][0] if url.hosts else ""
         return cls(name, ttl=common.ttl, namespace=common.namespace, identity=common.identity, clock=clock)
 
-    # -- SPI ------------------------------------------------------------------------
+    # -- the lock SPI ----------------------------------------------------------------
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        table = self._table
-        key = (self.namespace, name)
-        ticket = _Ticket(self.identity)
-        with table.mutex:
-            lock = table.locks.setdefault(key, _Lock())
-            table.settle(lock)
-            if lock.lease is None and not lock.queue:
-                return self._grant(lock, name)
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            lock.queue.append(ticket)
-        if on_queued is not None:
-            on_queued()
-        while True:
-            ticket.wake.wait(self._wait_for(lock, deadline))
-            with table.mutex:
-                ticket.wake.clear()
-                table.settle(lock)
-                if lock.lease is None and lock.queue[0] is ticket:
-                    lock.queue.popleft()
-                    return self._grant(lock, name)
-                if deadline is not None and time.monotonic() >= deadline:
-                    lock.queue.remove(ticket)
-                    table.settle(lock)
-                    return None
-
-    def _wait_for(self, lock: _Lock, deadline: float | None) -> float | None:
-        """How long a waiter may sleep before something it cannot be told of happens."""
-        waits: list[float] = []
-        if deadline is not None:
-            waits.append(max(0.0, deadline - time.monotonic()))
-        lease = lock.lease
-        if lease is not None:
-            if lease.clock is time.monotonic:
-                waits.append(max(0.0, lease.expires_at - time.monotonic()))
-            else:
-                waits.append(_INJECTED_CLOCK_POLL)
-        return min(waits) if waits else None
-
-    def _grant(self, lock: _Lock, name: str) -> Grant:
-        self._table.counter += 1
-        grant = Grant(name, self._table.counter, self.identity, owner=self, probe=self._probe)
-        lease = _Lease(grant, self._clock, self.ttl, self._clock() + self.ttl)
-        lock.lease = lease
-        self._leases[id(grant)] = lease
-        return grant
-
-    def _probe(self, grant: Grant) -> None:
-        with self._table.mutex:
-            lease = self._leases.get(id(grant))
-            if lease is not None and lease.expired():
-                self._table.settle(self._table.locks[(self.namespace, grant.name)])
+        return self._enqueue(("lock", self.namespace, name), b"", deadline, on_queued)
 
     def _renew(self, grant: Grant) -> None:
         with self._table.mutex:
-            lock = self._table.locks[(self.namespace, grant.name)]
-            self._table.settle(lock)
+            queue = self._table.queues[grant.handle]
+            self._table.settle(queue)
             lease = self._leases.get(id(grant))
-            if lease is None or lock.lease is not lease:
+            if lease is None or queue.lease is not lease:
                 grant.mark_lost("lease expired")
                 raise LockLost(f"{grant!r} expired before it was renewed")
             lease.expires_at = self._clock() + self.ttl
@@ -189,24 +160,24 @@ class MemoryBackend(LockBackend):
     def _release(self, grant: Grant) -> bool:
         with self._table.mutex:
             lease = self._leases.pop(id(grant), None)
-            lock = self._table.locks[(self.namespace, grant.name)]
-            held = lease is not None and lock.lease is lease and not lease.expired()
-            if lease is not None and lock.lease is lease:
-                lock.lease = None
-            self._table.settle(lock)
+            queue = self._table.queues[grant.handle]
+            held = lease is not None and queue.lease is lease and not lease.expired()
+            if lease is not None and queue.lease is lease:
+                queue.lease = None
+                self._table.changed(queue)
+            self._table.settle(queue)
             return held
 
     def _describe(self, name: str) -> LockState:
         with self._table.mutex:
-            lock = self._table.locks.get((self.namespace, name))
-            if lock is None:
+            queue = self._table.queues.get(("lock", self.namespace, name))
+            if queue is None:
                 return LockState(name, None, None)
-            self._table.settle(lock)
-            lease = lock.lease
-            waiters = tuple(t.identity for t in lock.queue)
-            if lease is None:
+            self._table.settle(queue)
+            waiters = tuple(t.identity for t in queue.queue)
+            if queue.lease is None:
                 return LockState(name, None, None, waiters)
-            return LockState(name, lease.grant.holder, lease.grant.token, waiters)
+            return LockState(name, queue.lease.grant.holder, queue.lease.grant.token, waiters)
 
     def _close(self, held: list[Grant]) -> None:
         self._stop.set()
@@ -215,13 +186,109 @@ class MemoryBackend(LockBackend):
         if self._keepalive is not None:
             self._keepalive.join()
 
+    # -- the election SPI --------------------------------------------------------------
+
+    def _campaign(
+        self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
+    ) -> Grant | None:
+        return self._enqueue(("election", self.namespace, name), value, deadline, on_queued)
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        with self._table.mutex:
+            queue = self._table.queues[grant.handle]
+            self._table.settle(queue)
+            lease = self._leases.get(id(grant))
+            if lease is None or queue.lease is not lease:
+                raise LockLost(f"{grant!r} is no longer the leader")
+            lease.value = value
+            self._table.changed(queue)
+
+    def _leader(self, name: str) -> Leader | None:
+        with self._table.mutex:
+            queue = self._table.queues.get(("election", self.namespace, name))
+            if queue is None:
+                return None
+            self._table.settle(queue)
+            lease = queue.lease
+            return None if lease is None else Leader(lease.grant.holder, lease.value, lease.grant.token)
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        with self._table.mutex:
+            queue = self._table.queues.setdefault(("election", self.namespace, name), _Queue())
+            queue.watchers.append(notify)
+
+        def stop() -> None:
+            with self._table.mutex:
+                if notify in queue.watchers:
+                    queue.watchers.remove(notify)
+
+        return stop
+
+    # -- the queue both share ------------------------------------------------------------
+
+    def _enqueue(
+        self, key: _Key, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
+    ) -> Grant | None:
+        table = self._table
+        ticket = _Ticket(self.identity)
+        with table.mutex:
+            queue = table.queues.setdefault(key, _Queue())
+            table.settle(queue)
+            if queue.lease is None and not queue.queue:
+                return self._grant(queue, key, value)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            queue.queue.append(ticket)
+        if on_queued is not None:
+            on_queued()
+        while True:
+            ticket.wake.wait(self._wait_for(queue, deadline))
+            with table.mutex:
+                ticket.wake.clear()
+                table.settle(queue)
+                if queue.lease is None and queue.queue[0] is ticket:
+                    queue.queue.popleft()
+                    return self._grant(queue, key, value)
+                if deadline is not None and time.monotonic() >= deadline:
+                    queue.queue.remove(ticket)
+                    table.settle(queue)
+                    return None
+
+    def _wait_for(self, queue: _Queue, deadline: float | None) -> float | None:
+        """How long a waiter may sleep before something it cannot be told of happens."""
+        waits: list[float] = []
+        if deadline is not None:
+            waits.append(max(0.0, deadline - time.monotonic()))
+        lease = queue.lease
+        if lease is not None:
+            if lease.clock is time.monotonic:
+                waits.append(max(0.0, lease.expires_at - time.monotonic()))
+            else:
+                waits.append(_INJECTED_CLOCK_POLL)
+        return min(waits) if waits else None
+
+    def _grant(self, queue: _Queue, key: _Key, value: bytes) -> Grant:
+        self._table.counter += 1
+        grant = Grant(key[2], self._table.counter, self.identity, owner=self, handle=key, probe=self._probe)
+        lease = _Lease(grant, self._clock, self.ttl, self._clock() + self.ttl, value)
+        queue.lease = lease
+        self._leases[id(grant)] = lease
+        self._table.changed(queue)
+        return grant
+
+    def _probe(self, grant: Grant) -> None:
+        with self._table.mutex:
+            lease = self._leases.get(id(grant))
+            if lease is not None and lease.expired():
+                self._table.settle(self._table.queues[grant.handle])
+
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             with self._table.mutex:
                 now = self._clock()
                 for key, lease in list(self._leases.items()):
                     if lease.expired():
-                        del self._leases[key]  # lost; reported by whoever settles its lock
+                        del self._leases[key]  # lost; reported by whoever settles its queue
                     else:
                         lease.expires_at = now + self.ttl
 

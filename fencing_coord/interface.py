@@ -30,7 +30,7 @@ from .validation import check_name, check_timeout
 
 if TYPE_CHECKING:
     from .config import BackendURL
-    from .election import Election
+    from .election import Election, Leader
 
 __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
 
@@ -212,6 +212,7 @@ class LockBackend(ABC):
         self.namespace = namespace
         self.identity = identity
         self._held: dict[tuple[str, int], Grant] = {}
+        self._terms: dict[int, Grant] = {}
         self._held_lock = threading.Lock()
         self._closed = False
 
@@ -295,6 +296,7 @@ class LockBackend(ABC):
             key = (grant.name, grant._thread)
             if self._held.get(key) is grant:
                 del self._held[key]
+            self._terms.pop(id(grant), None)
         return self._release(grant)
 
     @contextmanager
@@ -329,8 +331,9 @@ class LockBackend(ABC):
             if self._closed:
                 return
             self._closed = True
-            held = list(self._held.values())
+            held = list(self._held.values()) + list(self._terms.values())
             self._held.clear()
+            self._terms.clear()
         for grant in held:
             grant.mark_released()
         try:
@@ -386,7 +389,41 @@ class LockBackend(ABC):
     def _close(self, held: list[Grant]) -> None:
         """Release ``held`` and end the session."""
 
+    # -- the election SPI (optional; see fencing_coord.election) -----------------------
+
+    def _campaign(
+        self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
+    ) -> Grant | None:
+        """Join election ``name``'s candidate queue advertising ``value``; return the
+        term's grant once first, or None (withdrawn) once ``deadline`` has passed.
+        Call ``on_queued`` once if the candidate must wait. ``release`` of the grant
+        resigns. Same queue rules as ``_acquire``, in a key space apart from locks."""
+        raise NotSupported(f"{type(self).__name__} has no leader election")
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        """Replace the value the leader holding ``grant`` advertises; same token."""
+        raise NotSupported(f"{type(self).__name__} has no leader election")
+
+    def _leader(self, name: str) -> Leader | None:
+        """Return the first candidate of election ``name``, or None."""
+        raise NotSupported(f"{type(self).__name__} has no leader election")
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify()`` (cheap, never blocks) whenever election ``name``'s queue
+        may have changed; return a function that stops the watch."""
+        raise NotSupported(f"{type(self).__name__} has no leader election")
+
     # -- helpers for subclasses ------------------------------------------------------
+
+    def _start_term(
+        self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
+    ) -> Grant | None:
+        self._check_open()
+        grant = self._campaign(name, value, deadline, on_queued)
+        if grant is not None:
+            with self._held_lock:
+                self._terms[id(grant)] = grant
+        return grant
 
     def _reenter(self, name: str) -> Grant | None:
         with self._held_lock:
