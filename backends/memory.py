@@ -179,6 +179,16 @@ class MemoryBackend(LockBackend):
                 return LockState(name, None, None, waiters)
             return LockState(name, queue.lease.grant.holder, queue.lease.grant.token, waiters)
 
+    def _names(self) -> list[str]:
+        with self._table.mutex:
+            names = []
+            for (kind, namespace, name), queue in self._table.queues.items():
+                if kind == "lock" and namespace == self.namespace:
+                    self._table.settle(queue)
+                    if queue.lease is not None or queue.queue:
+                        names.append(name)
+            return names
+
     def _close(self, held: list[Grant]) -> None:
         self._stop.set()
         for grant in held:

@@ -315,6 +315,12 @@ class LockBackend(ABC):
         self._check_open()
         return self._describe(name)
 
+    def locks(self) -> list[str]:
+        """Return the names of the locks in this namespace that are held or waited
+        for, sorted. Raises :class:`NotSupported` if the backend cannot list them."""
+        self._check_open()
+        return sorted(self._names())
+
     def election(self, name: str) -> Election:
         """Return the :class:`~fencing_coord.election.Election` called ``name``."""
         check_name(name)
@@ -388,6 +394,10 @@ class LockBackend(ABC):
     @abstractmethod
     def _close(self, held: list[Grant]) -> None:
         """Release ``held`` and end the session."""
+
+    def _names(self) -> list[str]:
+        """Names of the locks in this namespace with a holder or waiters (optional)."""
+        raise NotSupported(f"{type(self).__name__} cannot list its locks")
 
     # -- the election SPI (optional; see fencing_coord.election) -----------------------
 

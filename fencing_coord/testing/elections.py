@@ -70,7 +70,9 @@ class ElectionConformance:
     def test_leader_is_none_when_nobody_campaigns(self, backend: LockBackend) -> None:
         assert backend.election("scheduler").leader() is None
 
-    def test_campaign_makes_a_leader_with_identity_value_and_token(self, backend: LockBackend, other: LockBackend) -> None:
+    def test_campaign_makes_a_leader_with_identity_value_and_token(
+        self, backend: LockBackend, other: LockBackend
+    ) -> None:
         term = backend.election("scheduler").campaign(timeout=PROMPT, value=b"http://a:8080")
         assert type(term.token) is int
         assert not term.lost

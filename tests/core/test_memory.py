@@ -112,3 +112,13 @@ def test_bad_memory_urls(url: str, options: dict[str, object], fragment: str) ->
     with pytest.raises(fc.ConfigurationError) as info:
         fc.connect(url, **options)
     assert fragment in str(info.value)
+
+
+def test_locks_lists_held_and_waited_names(table: str) -> None:
+    backend = fc.connect(table, namespace="listing")
+    backend.acquire("b", timeout=0)
+    released = backend.acquire("a", timeout=0)
+    backend.acquire("c", timeout=0)
+    backend.release(released)
+    assert backend.locks() == ["b", "c"]
+    assert fc.connect(table, namespace="elsewhere").locks() == []
