@@ -1,7 +1,47 @@
-"""Stores behind :class:`~fencing_coord.FencedResource` (issue 3 fills this in)."""
+"""Stores behind :class:`~fencing_coord.FencedResource`.
+
+- :class:`MemoryStore`: in this process's memory (thread-safe).
+- :class:`SQLiteStore`: a SQLite file, the embedded default (safe across processes).
+- :class:`PostgresStore`: PostgreSQL through psycopg 3 (``fencing-coord[postgres]``).
+- ``EtcdStore`` / ``ZooKeeperStore``: in the coordination service itself; imported on
+  first use from their backend modules, so importing this package never imports
+  ``etcd3`` or ``kazoo``.
+- :mod:`.fenced_sql`: Pattern A, fencing rows of your own SQL tables.
+
+Write your own by subclassing :class:`Store` (see :mod:`.base`).
+"""
 
 from __future__ import annotations
 
-from .base import FencedOutcome, Store, admits
+import importlib
+from typing import Any
 
-__all__ = ["FencedOutcome", "Store", "admits"]
+from .base import MAX_VALUE_SIZE, FencedOutcome, Store, admits
+from .memory import MemoryStore
+from .postgres import PostgresStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "MAX_VALUE_SIZE",
+    "EtcdStore",
+    "FencedOutcome",
+    "MemoryStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "ZooKeeperStore",
+    "admits",
+]
+
+# Stores living next to their backend, imported when first named.
+_LAZY = {
+    "EtcdStore": "fencing_coord.backends.etcd",
+    "ZooKeeperStore": "fencing_coord.backends.zookeeper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,29 +1,56 @@
 """The interface a store implements to back a :class:`~fencing_coord.FencedResource`.
 
 A store keeps, per resource name, a map of keys to byte values and the highest fencing
-token it has accepted. Its one obligation is atomicity: the token check and the write
+token it has admitted. Its one obligation is atomicity: the token check and the write
 (or, for a fenced read, the check, the raise of the highest token and the read) are a
 single step of the store (one transaction, one conditional update, one compare-and-set),
 so no stale write can slip in between, from any thread or process.
 
 Admission rule, shared by every store (``admits``): with ``highest`` the resource's
-highest accepted token (None before the first), a token ``t`` is admitted when
+highest admitted token (None before the first), a token ``t`` is admitted when
 ``highest is None or t > highest or (t == highest and not strict)``. On admission the
 resource's highest token becomes ``max(highest, t)``.
 
-Arguments reach a store already validated by the resource (names, bytes, int tokens).
+Arguments reach a store already validated by the resource: names and keys pass
+:func:`~fencing_coord.validation.check_name`, values are ``bytes`` of at most
+``max_value_size``, tokens are ints in ``0 .. 2**63 - 1``.
+
+To add a store (S3 conditional writes, Redis, another database), subclass :class:`Store`
+and implement its five abstract methods; ``fencing_coord.testing`` is not needed, but
+``tests/gate`` shows the scenarios a store should pass.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
 
-__all__ = ["FencedOutcome", "Store", "admits"]
+from ..errors import InvalidArgument
+from ..validation import check_token
+
+__all__ = ["MAX_TOKEN", "MAX_VALUE_SIZE", "FencedOutcome", "Store", "admits", "check_store_token"]
+
+#: Largest value a resource accepts, in bytes (1 MiB). A store may lower it.
+MAX_VALUE_SIZE = 1 << 20
+
+#: Largest token a resource accepts: tokens are stored as signed 64-bit integers, the
+#: width of etcd revisions and of SQL BIGINT.
+MAX_TOKEN = 2**63 - 1
+
+
+def check_store_token(value: object) -> int:
+    """Return ``value`` when it is a token a store can hold: an ``int`` (not ``bool``) in
+    ``0 .. MAX_TOKEN``; else raise :class:`InvalidArgumentType`/:class:`InvalidArgument`."""
+    token = check_token(value)
+    if token > MAX_TOKEN:
+        raise InvalidArgument(f"token {token} does not fit in 64 bits (the limit is {MAX_TOKEN})")
+    return token
 
 
 def admits(highest: int | None, token: int, strict: bool) -> bool:
-    """The admission rule above, for stores that check in application code under a lock."""
+    """The admission rule above; stores that check in application code call this."""
     return highest is None or token > highest or (token == highest and not strict)
 
 
@@ -32,7 +59,8 @@ class FencedOutcome:
     """What a store reports for one fenced operation.
 
     ``accepted``: the token was admitted (and the write or read happened);
-    ``highest_before``: the resource's highest accepted token before this operation;
+    ``highest_before``: the resource's highest admitted token before this operation
+    (when refused: the highest token that refused it, or a later, larger one);
     ``value``: for a read, the value (None if absent or refused).
     """
 
@@ -42,8 +70,15 @@ class FencedOutcome:
 
 
 class Store(ABC):
-    """Storage behind a fenced resource. Implementations must be safe to share between
-    threads; those documented as such are safe across processes too."""
+    """Storage behind a fenced resource.
+
+    Implementations are safe to share between the threads of a process; those whose
+    docstring says so are safe across processes too (each process opens its own store
+    object on the same file or database). Usable as a context manager (closes on exit).
+    """
+
+    #: Largest value this store can hold; the resource refuses larger ones up front.
+    max_value_size: ClassVar[int] = MAX_VALUE_SIZE
 
     @abstractmethod
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
@@ -65,7 +100,15 @@ class Store(ABC):
 
     @abstractmethod
     def highest_token(self, resource: str) -> int | None:
-        """Return the highest token ``resource`` has accepted, or None."""
+        """Return the highest token ``resource`` has admitted, or None."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has none."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

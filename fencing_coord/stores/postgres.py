@@ -1,0 +1,185 @@
+"""``PostgresStore(dsn)``: resources in PostgreSQL, through psycopg 3.
+
+Schema, created on first use (``CREATE TABLE IF NOT EXISTS``, in the first schema of
+the connection's ``search_path``; put ``options=-csearch_path=myschema`` in the DSN to
+choose another)::
+
+    CREATE TABLE fc_resource (
+        name           text PRIMARY KEY,   -- resource name
+        highest_token  bigint NOT NULL,    -- highest admitted token
+        previous_token bigint              -- highest_token before the last admission
+    );
+    CREATE TABLE fc_value (
+        resource text NOT NULL,
+        key      text NOT NULL,
+        value    bytea NOT NULL,
+        PRIMARY KEY (resource, key)
+    );
+
+A fenced write is one statement: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
+<admission rule>`` on the resource's row, whose ``RETURNING`` feeds the value's upsert in
+the same statement. PostgreSQL locks the resource's row and re-checks the rule against
+its newest committed version, so concurrent writers on any connection are serialized
+on that row and a stale one is refused. ``previous_token`` exists so that this single
+statement can report the token it replaced. Connections run at READ COMMITTED, which the
+fenced read's locking path relies on (its second statement sees what committed before
+the lock was granted).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError, InvalidArgumentType
+from .base import FencedOutcome
+from .dberrors import mapped_db_errors
+from .sql import SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresStore"]
+
+# Any constant will do: it serializes the DDL of stores starting at the same moment
+# (concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog indexes).
+_SCHEMA_LOCK = 0x6663_7374_6F72_65  # "fcstore"
+_SCHEMA = (
+    "SELECT pg_advisory_xact_lock(%s)",
+    "CREATE TABLE IF NOT EXISTS fc_resource (name text PRIMARY KEY, highest_token bigint NOT NULL,"
+    " previous_token bigint)",
+    "CREATE TABLE IF NOT EXISTS fc_value (resource text NOT NULL, key text NOT NULL, value bytea NOT NULL,"
+    " PRIMARY KEY (resource, key))",
+)
+
+# Admit the token on the resource's row (insert it, or update it under the row lock);
+# returns one row, the highest token before, when admitted, and no row when refused.
+_GATE = """
+    INSERT INTO fc_resource AS r (name, highest_token) VALUES (%(resource)s, %(token)s::bigint)
+    ON CONFLICT (name) DO UPDATE
+        SET highest_token = EXCLUDED.highest_token, previous_token = r.highest_token
+        WHERE r.highest_token < EXCLUDED.highest_token
+           OR (r.highest_token = EXCLUDED.highest_token AND NOT %(strict)s)
+    RETURNING r.previous_token
+"""
+_FENCED_WRITE = f"""
+    WITH gate AS ({_GATE}),
+    put AS (
+        INSERT INTO fc_value (resource, key, value)
+        SELECT %(resource)s, %(key)s, %(value)s FROM gate
+        ON CONFLICT (resource, key) DO UPDATE SET value = EXCLUDED.value
+    )
+    SELECT previous_token FROM gate
+"""
+
+
+class PostgresStore(SQLStore):
+    """Resources in the PostgreSQL database at ``dsn`` (a libpq URL or key=value string).
+
+    Safe across threads (each thread borrows its own connection from a small pool) and
+    across processes and hosts (PostgreSQL serializes the writers). Needs
+    ``pip install fencing-coord[postgres]``; raises :class:`ConfigurationError` without
+    it, and :class:`BackendUnavailable` when the server cannot be reached.
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        if not isinstance(dsn, str):
+            raise InvalidArgumentType(f"dsn must be a str, not {type(dsn).__name__}")
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigurationError(
+                "PostgresStore needs psycopg 3: pip install 'fencing-coord[postgres]'"
+            ) from exc
+        self._psycopg = psycopg
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.what = f"PostgreSQL store {_redacted(dsn)}"
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._mutex = threading.Lock()
+        self._closed = False
+        with self._connection() as conn, conn.transaction():
+            for statement in _SCHEMA:
+                conn.execute(statement, (_SCHEMA_LOCK,) if "%s" in statement else None)
+
+    def close(self) -> None:
+        """Close every pooled connection. Idempotent; connections in use close on return."""
+        with self._mutex:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
+        params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
+        with self._connection() as conn:
+            row = conn.execute(_FENCED_WRITE, params).fetchone()
+            if row is not None:
+                return FencedOutcome(True, row[0])
+            return FencedOutcome(False, self._highest(conn, resource))
+
+    def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
+        params = {"resource": resource, "token": token, "strict": strict}
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(_GATE, params).fetchone()
+            # A new statement, so a new snapshot: it sees every write committed before
+            # the row lock was granted, and (under the lock) none after.
+            snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (resource, resource, key)).fetchone()
+            assert snapshot is not None
+            highest, value = snapshot
+            if row is None:
+                return FencedOutcome(False, highest)
+            return FencedOutcome(True, row[0], None if value is None else bytes(value))
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(_pg(sql), params).fetchall()
+
+    def _highest(self, conn: psycopg.Connection[Any], resource: str) -> int | None:
+        row = conn.execute(_pg(SELECT_HIGHEST), (resource,)).fetchone()
+        return None if row is None else int(row[0])
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled autocommit connection; one that failed is closed, not reused."""
+        with mapped_db_errors(self.what):
+            with self._mutex:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield conn
+            except BaseException:
+                conn.close()
+                raise
+            with self._mutex:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)))
+        # The locking read path relies on a fresh snapshot per statement.
+        conn.execute("SET default_transaction_isolation = 'read committed'")
+        return conn
+
+
+def _pg(sql: str) -> str:
+    """The shared ``?``-style statements in psycopg's ``%s`` style."""
+    return sql.replace("?", "%s")
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparsable dsn>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)

@@ -1,0 +1,88 @@
+"""What the SQL stores (SQLite, PostgreSQL) share: the statements that are the same in
+both dialects, the plain operations, and the fenced read.
+
+Both keep two tables, created on first use (exact DDL in each store's module)::
+
+    fc_resource(name TEXT PRIMARY KEY, highest_token <64-bit int> NOT NULL, ...)
+    fc_value(resource TEXT, key TEXT, value <bytes> NOT NULL, PRIMARY KEY (resource, key))
+
+A fenced read first reads the highest token and the value together in one statement
+(one snapshot). If the snapshot already decides the read (the token is refused, or it
+equals the highest token, so there is nothing to raise) that answer is exact: the
+highest token only grows, and both were read at the same instant. Only a token above
+the highest one takes the store's locking path (:meth:`SQLStore._raise_and_read`), so
+repeated fenced reads by one holder cost one plain ``SELECT``.
+
+Every statement is parameterized; names, keys and values never become SQL text.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from .base import FencedOutcome, Store, admits
+from .dberrors import mapped_db_errors
+
+__all__ = ["SQLStore"]
+
+# Written with "?" placeholders; PostgreSQL's store turns them into "%s".
+SELECT_HIGHEST = "SELECT highest_token FROM fc_resource WHERE name = ?"
+SELECT_VALUE = "SELECT value FROM fc_value WHERE resource = ? AND key = ?"
+SELECT_SNAPSHOT = (
+    "SELECT (SELECT highest_token FROM fc_resource WHERE name = ?),"
+    " (SELECT value FROM fc_value WHERE resource = ? AND key = ?)"
+)
+UPSERT_VALUE = (
+    "INSERT INTO fc_value (resource, key, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (resource, key) DO UPDATE SET value = excluded.value"
+)
+
+
+class SQLStore(Store):
+    """Base of the SQL stores: implements the plain operations and the fenced read on
+    top of :meth:`_query` (one statement, committed on its own); a subclass adds the
+    atomic :meth:`fenced_write` and :meth:`_raise_and_read`."""
+
+    #: Names the store in error messages ("SQLite store state.db").
+    what: str = "SQL store"
+
+    @abstractmethod
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one ``?``-style statement in its own transaction; return its rows."""
+
+    @abstractmethod
+    def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
+        """The locking path of a fenced read: in one transaction, admit ``token``,
+        raise the highest token to it and read the value after the raise."""
+
+    def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
+        with mapped_db_errors(self.what):
+            [(highest, value)] = self._query(SELECT_SNAPSHOT, (resource, resource, key))
+        if not admits(highest, token, strict):
+            return FencedOutcome(False, highest)
+        if highest == token:
+            return FencedOutcome(True, highest, _as_bytes(value))
+        return self._raise_and_read(resource, key, token, strict)
+
+    def plain_write(self, resource: str, key: str, value: bytes) -> None:
+        with mapped_db_errors(self.what):
+            self._query(UPSERT_VALUE, (resource, key, value))
+
+    def plain_read(self, resource: str, key: str) -> bytes | None:
+        with mapped_db_errors(self.what):
+            rows = self._query(SELECT_VALUE, (resource, key))
+        return _as_bytes(rows[0][0]) if rows else None
+
+    def highest_token(self, resource: str) -> int | None:
+        with mapped_db_errors(self.what):
+            rows = self._query(SELECT_HIGHEST, (resource,))
+        return int(rows[0][0]) if rows else None
+
+    def __repr__(self) -> str:
+        return f"<{self.what}>"
+
+
+def _as_bytes(value: object) -> bytes | None:
+    """Drivers return BLOB/BYTEA as bytes or memoryview; callers always get bytes."""
+    return None if value is None else bytes(value)  # type: ignore[call-overload]

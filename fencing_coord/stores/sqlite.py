@@ -1,0 +1,133 @@
+"""``SQLiteStore(path)``: the embedded default store, safe across threads and processes.
+
+Schema, created on first use (``CREATE TABLE IF NOT EXISTS``)::
+
+    CREATE TABLE fc_resource (
+        name          TEXT PRIMARY KEY,    -- resource name
+        highest_token INTEGER NOT NULL     -- highest admitted token
+    ) WITHOUT ROWID;
+    CREATE TABLE fc_value (
+        resource TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        value    BLOB NOT NULL,
+        PRIMARY KEY (resource, key)
+    ) WITHOUT ROWID;
+
+The database is switched to WAL mode (readers never block the writer). A fenced
+operation is one ``BEGIN IMMEDIATE`` transaction: it takes the database's write lock
+first, then reads the highest token, applies the admission rule and writes, so writers
+in other threads and processes are serialized by SQLite itself. ``synchronous=FULL``
+(the default here) makes every commit durable before it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import InvalidArgument, InvalidArgumentType
+from ..validation import check_positive_seconds
+from .base import FencedOutcome, admits
+from .dberrors import mapped_db_errors
+from .sql import SELECT_HIGHEST, SELECT_VALUE, UPSERT_VALUE, SQLStore
+
+__all__ = ["SQLiteStore"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS fc_resource (name TEXT PRIMARY KEY, highest_token INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS fc_value (resource TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (resource, key)) WITHOUT ROWID",
+)
+_SET_HIGHEST = (
+    "INSERT INTO fc_resource (name, highest_token) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET highest_token = excluded.highest_token"
+)
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class SQLiteStore(SQLStore):
+    """Resources in the SQLite database file ``path`` (created if missing).
+
+    ``timeout``: seconds to wait for another process's write lock before raising
+    :class:`BackendUnavailable`. ``synchronous``: SQLite's durability setting, ``"FULL"``
+    (each commit reaches the disk) or ``"NORMAL"`` (faster; in WAL mode a power loss may
+    undo the last commits, never reorder them). Each process opens its own store on the
+    file; one store object may be shared by the threads of a process.
+    Raises :class:`ConfigurationError` when the file cannot be used as a database.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "FULL") -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgumentType(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        seconds = check_positive_seconds(timeout, "timeout")
+        if synchronous not in _SYNCHRONOUS:
+            raise InvalidArgument(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}")
+        self.path = os.fspath(path)
+        self.what = f"SQLite store {self.path}"
+        # One connection, used under a mutex: SQLite serializes writers anyway.
+        self._mutex = threading.Lock()
+        with mapped_db_errors(self.what):
+            self._conn = sqlite3.connect(self.path, timeout=seconds, isolation_level=None, check_same_thread=False)
+            try:
+                self._conn.execute(f"PRAGMA synchronous = {synchronous}")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                with self._transaction() as conn:
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._mutex:
+            self._conn.close()
+
+    def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
+        with mapped_db_errors(self.what), self._transaction() as conn:
+            before, admitted = self._admit(conn, resource, token, strict)
+            if admitted:
+                conn.execute(UPSERT_VALUE, (resource, key, value))
+            return FencedOutcome(admitted, before)
+
+    def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
+        with mapped_db_errors(self.what), self._transaction() as conn:
+            before, admitted = self._admit(conn, resource, token, strict)
+            if not admitted:
+                return FencedOutcome(False, before)
+            row = conn.execute(SELECT_VALUE, (resource, key)).fetchone()
+            return FencedOutcome(True, before, None if row is None else bytes(row[0]))
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._mutex:
+            return self._conn.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _admit(conn: sqlite3.Connection, resource: str, token: int, strict: bool) -> tuple[int | None, bool]:
+        """Inside the write transaction: apply the admission rule, raise the highest token."""
+        row = conn.execute(SELECT_HIGHEST, (resource,)).fetchone()
+        before = None if row is None else int(row[0])
+        if not admits(before, token, strict):
+            return before, False
+        if before is None or token > before:
+            conn.execute(_SET_HIGHEST, (resource, token))
+        return before, True
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` (take the write lock now, not at the first write, so two
+        transactions cannot both read the old token), commit on success, else roll back."""
+        with self._mutex:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
