@@ -1,0 +1,246 @@
+"""Local etcd servers from the ``etcd`` binary on PATH: one node or a small cluster.
+
+For tests, benchmarks and ``fencing-coord servers up``; nothing here depends on pytest
+or on an etcd client library (readiness and leadership are read from etcd's own HTTP
+endpoints, ``/health`` and the ``/v3/maintenance/status`` gateway).
+
+    with EtcdCluster(size=3) as cluster:       # or EtcdServer() for one node
+        backend = fc.connect(cluster.url)
+        cluster.kill(cluster.leader())         # SIGKILL the leader ...
+        cluster.restart(cluster.members[0])    # ... and start a member again on its data dir
+
+Every member listens on loopback ports that were free at start, keeps its data in a
+temporary directory (removed by :meth:`EtcdCluster.stop` unless the caller gave the
+directory) and logs to ``<dir>/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import BackendUnavailable, ConfigurationError
+from . import ManagedProcess, free_port, require_binary, wait_until
+
+__all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer"]
+
+INSTALL_HINT = "apt-get install etcd-server etcd-client (Debian/Ubuntu), or put an etcd release's binaries on PATH"
+
+
+@dataclass
+class EtcdMember:
+    """One etcd process of a cluster."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    process: ManagedProcess
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
+        return f"127.0.0.1:{self.client_port}"
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def status(self, timeout: float = 2.0) -> dict[str, object]:
+        """This member's ``/v3/maintenance/status`` as a dict; BackendUnavailable if it
+        does not answer."""
+        request = urllib.request.Request(
+            self.client_url + "/v3/maintenance/status", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body: dict[str, object] = json.load(response)
+                return body
+        except (OSError, ValueError) as exc:
+            raise BackendUnavailable(f"etcd member {self.name} ({self.endpoint}) does not answer: {exc}") from exc
+
+    def healthy(self) -> bool:
+        """True when the member answers ``/health`` with ``{"health": "true"}`` (it has
+        a leader and serves linearizable requests)."""
+        try:
+            with urllib.request.urlopen(self.client_url + "/health", timeout=2.0) as response:
+                return bool(json.load(response).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+
+class EtcdCluster:
+    """``size`` etcd members on loopback forming one cluster (``size=1``: a single node).
+
+    ``start()`` returns once every member reports healthy. ``base_dir`` (default: a new
+    temporary directory, deleted by :meth:`stop`) holds each member's data directory and
+    log. ``extra_args`` are appended to every member's command line.
+    """
+
+    def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
+                 ready_timeout: float = 30.0) -> None:
+        if size < 1:
+            raise ConfigurationError(f"an etcd cluster needs at least one member, not {size}")
+        self.size = size
+        self.extra_args = extra_args
+        self.ready_timeout = ready_timeout
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-etcd-")) if base_dir is None else Path(base_dir)
+        self.members: list[EtcdMember] = []
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> EtcdCluster:
+        """Start every member and wait until all are healthy."""
+        if self._started:
+            return self
+        binary = require_binary("etcd", INSTALL_HINT)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        ports = self._ports(2 * self.size)
+        names = [f"m{i}" for i in range(self.size)]
+        initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
+        token = f"fencing-coord-{self.base_dir.name}"
+        for i, name in enumerate(names):
+            client, peer = ports[2 * i], ports[2 * i + 1]
+            data_dir = self.base_dir / name
+            argv = [
+                binary, "--name", name, "--data-dir", str(data_dir),
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", token,
+                "--logger", "zap", "--log-level", "warn",
+                *self.extra_args,
+            ]
+            process = ManagedProcess(argv, self.base_dir / f"{name}.log")
+            self.members.append(EtcdMember(name, client, peer, data_dir, process))
+        self._started = True
+        try:
+            for member in self.members:
+                member.process.start()
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every member and delete the temporary directory (if this object made it).
+        Idempotent."""
+        for member in self.members:
+            member.process.stop(grace=5.0)
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        self._started = False
+
+    def __enter__(self) -> EtcdCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what clients need -----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``etcd://host:port,host:port,...`` listing every member."""
+        return "etcd://" + ",".join(m.endpoint for m in self.members)
+
+    def url_of(self, *members: EtcdMember) -> str:
+        """A URL naming only ``members``."""
+        return "etcd://" + ",".join(m.endpoint for m in members)
+
+    # -- faults ----------------------------------------------------------------------
+
+    def leader(self, timeout: float = 30.0) -> EtcdMember:
+        """The member that is leader now (waits up to ``timeout`` s for an election)."""
+        found: list[EtcdMember] = []
+
+        def look() -> bool:
+            for member in self.members:
+                if not member.running():
+                    continue
+                try:
+                    status = member.status()
+                except BackendUnavailable:
+                    continue
+                header = status.get("header")
+                if isinstance(header, dict) and status.get("leader") == header.get("member_id"):
+                    found[:] = [member]
+                    return True
+            return False
+
+        wait_until(look, timeout, "an etcd leader")
+        return found[0]
+
+    def kill(self, member: EtcdMember) -> None:
+        """SIGKILL ``member`` (no shutdown, as in a crash)."""
+        member.process.kill()
+
+    def pause(self, member: EtcdMember) -> None:
+        """SIGSTOP ``member``: its sockets stay open but it answers nothing."""
+        member.process.pause()
+
+    def resume(self, member: EtcdMember) -> None:
+        member.process.resume()
+
+    def restart(self, member: EtcdMember, *, wait: bool = True) -> None:
+        """Stop ``member`` (if running) and start it again on its data directory; with
+        ``wait``, return once it is healthy again."""
+        member.process.stop(grace=5.0)
+        member.process.start()
+        if wait:
+            wait_until(member.healthy, self.ready_timeout, f"etcd member {member.name} after restart")
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Wait until every running member reports healthy."""
+        limit = self.ready_timeout if timeout is None else timeout
+
+        def ready() -> bool:
+            for member in self.members:
+                if member.running():
+                    continue
+                raise BackendUnavailable(
+                    f"etcd member {member.name} exited; its log ends with:\n{member.process.log_tail()}"
+                )
+            return all(m.healthy() for m in self.members)
+
+        wait_until(ready, limit, f"etcd cluster of {self.size} in {self.base_dir}")
+
+    @staticmethod
+    def _ports(count: int) -> list[int]:
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+
+
+class EtcdServer(EtcdCluster):
+    """A single etcd node (an :class:`EtcdCluster` of one)."""
+
+    def __init__(self, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
+                 ready_timeout: float = 30.0) -> None:
+        super().__init__(1, base_dir=base_dir, extra_args=extra_args, ready_timeout=ready_timeout)
+
+    @property
+    def member(self) -> EtcdMember:
+        return self.members[0]
+
