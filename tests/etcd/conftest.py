@@ -1,0 +1,119 @@
+"""Real etcd for the etcd tests, started once per session.
+
+- ``etcd_single``: one node from the ``etcd`` binary on PATH, or, with
+  ``FENCING_COORD_TESTCONTAINERS=1``, a single-node container (skipped with the reason
+  when no Docker engine is reachable).
+- ``etcd_cluster``: three members on loopback from the binary.
+
+Each test gets a fresh namespace (``BackendFixtures.namespace``), so tests never see
+each other's keys. Tests that kill, pause or restart members start their own servers.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import etcd3
+import pytest
+
+from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.config import parse_url
+from fencing_coord.interface import LockBackend
+from fencing_coord.servers.etcd import INSTALL_HINT, EtcdCluster, EtcdMember, EtcdServer
+from fencing_coord.testing import BackendFixtures, containers
+
+
+@dataclass
+class EtcdTarget:
+    """What a test needs to reach one etcd deployment: its URL, and the members when
+    they run here as processes (None for a container)."""
+
+    url: str
+    cluster: EtcdCluster | None = None
+
+    def client(self) -> Any:
+        """A python3-etcd3 client on the first member: an independent, out-of-band
+        client (the tests' stand-in for an operator or another application)."""
+        host, port = parse_url(self.url).hosts[0]
+        return etcd3.client(host=host, port=port, timeout=10)
+
+
+def require_etcd_binary() -> None:
+    if shutil.which("etcd") is None:
+        pytest.skip(f"the etcd binary is not on PATH; install it: {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="session")
+def etcd_single() -> Iterator[EtcdTarget]:
+    """A single etcd node for the whole session."""
+    if containers.enabled():
+        containers.require_docker()
+        with containers.etcd_container() as url:
+            yield EtcdTarget(url)
+        return
+    require_etcd_binary()
+    with EtcdServer() as server:
+        yield EtcdTarget(server.url, server)
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[EtcdTarget]:
+    """A 3-member etcd cluster on loopback for the whole session."""
+    require_etcd_binary()
+    with EtcdCluster(size=3) as cluster:
+        yield EtcdTarget(cluster.url, cluster)
+
+
+def revoke(target: EtcdTarget, backend: LockBackend) -> int:
+    """Revoke ``backend``'s lease from another client; return the lease id."""
+    assert isinstance(backend, EtcdBackend)
+    lease_id = backend.lease_id
+    assert lease_id is not None, "the backend has no lease to revoke"
+    client = target.client()
+    try:
+        client.revoke_lease(lease_id)
+    finally:
+        client.close()
+    return lease_id
+
+
+_STARTED = re.compile(r'^grpc_server_started_total\{grpc_method="(\w+)",grpc_service="([\w.]+)"[^}]*\} (\d+)', re.M)
+
+
+def rpc_counts(member: EtcdMember) -> Counter[str]:
+    """How many RPCs of each method ``member`` has started so far (its /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return Counter({method: int(count) for method, service, count in _STARTED.findall(text)
+                    if service.startswith("etcdserverpb.")})
+
+
+class EtcdFixtures(BackendFixtures):
+    """BackendFixtures on a real etcd: ``target`` names the session fixture to use."""
+
+    #: Name of the session fixture providing the :class:`EtcdTarget`.
+    target_fixture = "etcd_single"
+    #: Short leases so that losses are noticed quickly (etcd's minimum is 2 s).
+    ttl = 3.0
+
+    @pytest.fixture(autouse=True)
+    def _etcd_target(self, request: pytest.FixtureRequest) -> None:
+        self.target: EtcdTarget = request.getfixturevalue(self.target_fixture)
+
+    def connect(self, **options: Any) -> LockBackend:
+        from fencing_coord.config import connect
+
+        options.setdefault("ttl", self.ttl)
+        return connect(self.target.url, **options)
+
+    def expire(self, backend: LockBackend) -> None:
+        """Revoke the backend's lease from another client: etcd deletes its keys at
+        once, and the backend learns of it at its next keepalive (within ttl/3)."""
+        revoke(self.target, backend)
