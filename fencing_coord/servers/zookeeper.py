@@ -1,0 +1,361 @@
+"""Local ZooKeeper servers from Debian's ``zookeeper`` package: one standalone server or
+a small ensemble.
+
+For tests, benchmarks and ``fencing-coord servers up``; nothing here depends on pytest or
+on a ZooKeeper client library (readiness and roles are read with ZooKeeper's own
+four-letter words, ``srvr`` and ``cons``, over a plain socket).
+
+    with ZooKeeperEnsemble(size=3) as ensemble:   # or ZooKeeperServer() for one server
+        backend = fc.connect(ensemble.url)
+        ensemble.kill(ensemble.leader())          # SIGKILL the leader ...
+        ensemble.restart(ensemble.members[0])     # ... and start a member again on its data dir
+
+Each server runs as ``java -cp <classpath> org.apache.zookeeper.server.quorum.QuorumPeerMain
+<zoo.cfg>``. The classpath defaults to Debian's ``/usr/share/java/zookeeper.jar`` (whose
+manifest pulls in ZooKeeper's own dependencies: jute, netty, slf4j-api, ...) plus
+``slf4j-simple.jar`` for logging; ``$FENCING_COORD_ZOOKEEPER_CLASSPATH`` overrides it.
+
+Every member listens on loopback ports that were free at start (client, quorum and
+leader-election ports), keeps its data in a temporary directory with its ``myid``
+(removed by :meth:`ZooKeeperEnsemble.stop` unless the caller gave the directory), logs to
+``<dir>/zk<id>.log``, has the admin server off and answers every four-letter word.
+
+``force_sync`` (default off) makes every member fsync its transaction log per write, as
+production servers do; these throwaway servers skip it for speed (a killed server process
+loses nothing, its writes are in the OS's page cache; only a machine crash would).
+
+``tick_ms`` defaults to 200 ms so that short session timeouts are allowed: the server
+accepts session timeouts from ``min_session_ms`` (default 2 ticks) to ``max_session_ms``
+(default 60 s) and clamps requests outside that range.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import BackendUnavailable, ConfigurationError
+from . import ManagedProcess, free_port, require_binary, wait_until
+
+__all__ = [
+    "CLASSPATH_ENV_VAR",
+    "DEFAULT_CLASSPATH",
+    "INSTALL_HINT",
+    "ZooKeeperEnsemble",
+    "ZooKeeperMember",
+    "ZooKeeperServer",
+    "four_letter_word",
+]
+
+INSTALL_HINT = "apt-get install zookeeper default-jre-headless (Debian/Ubuntu)"
+CLASSPATH_ENV_VAR = "FENCING_COORD_ZOOKEEPER_CLASSPATH"
+DEFAULT_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+# Small heap and the serial collector: a test server holds a few hundred znodes, and
+# three JVMs share two cores with the tests.
+JVM_OPTIONS = (
+    "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+    "-Dzookeeper.admin.enableServer=false", "-Dzookeeper.jmx.log4j.disable=true",
+    # A dead peer should not stall leader election for the default 5 s.
+    "-Dzookeeper.cnxTimeout=1000",
+    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+)
+
+_MODE = re.compile(rb"^Mode: (\w+)", re.MULTILINE)
+_SESSION = re.compile(rb"sid=0x([0-9a-f]+)")
+
+
+def four_letter_word(port: int, word: str, host: str = "127.0.0.1", timeout: float = 2.0) -> bytes | None:
+    """Send ZooKeeper four-letter word ``word`` to host:port; its answer, or None when
+    nothing answers."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(word.encode("ascii"))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except OSError:
+        return None
+
+
+def classpath() -> str:
+    """The Java classpath to run ZooKeeper with; ConfigurationError naming the fix when a
+    jar is missing."""
+    value = os.environ.get(CLASSPATH_ENV_VAR) or DEFAULT_CLASSPATH
+    missing = [jar for jar in value.split(":") if jar and not Path(jar).exists()]
+    if missing:
+        raise ConfigurationError(
+            f"ZooKeeper jar(s) not found: {', '.join(missing)}; install them with: {INSTALL_HINT} "
+            f"(or set ${CLASSPATH_ENV_VAR} to a classpath holding zookeeper.jar and an slf4j binding)"
+        )
+    return value
+
+
+@dataclass
+class ZooKeeperMember:
+    """One ZooKeeper server process of an ensemble (or the standalone server)."""
+
+    myid: int
+    client_port: int
+    quorum_port: int
+    election_port: int
+    data_dir: Path
+    process: ManagedProcess
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def name(self) -> str:
+        return f"zk{self.myid}"
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def mode(self) -> str | None:
+        """``leader``, ``follower`` or ``standalone`` while the server serves clients;
+        None while it does not (starting, electing, stopped, paused)."""
+        answer = four_letter_word(self.client_port, "srvr", timeout=1.0)
+        match = _MODE.search(answer or b"")
+        return match.group(1).decode() if match else None
+
+    def serving(self) -> bool:
+        return self.mode() is not None
+
+    def sessions(self) -> set[int]:
+        """Ids of the sessions whose clients are connected to this member now."""
+        answer = four_letter_word(self.client_port, "cons", timeout=1.0) or b""
+        return {int(sid, 16) for sid in _SESSION.findall(answer)}
+
+
+class ZooKeeperEnsemble:
+    """``size`` ZooKeeper servers on loopback forming one ensemble; ``size=1`` is a
+    standalone server.
+
+    ``start()`` returns once every member serves clients (one leader and followers, or
+    ``standalone``). ``base_dir`` (default: a new temporary directory, deleted by
+    :meth:`stop`) holds each member's config, data directory and log.
+    """
+
+    def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
+                 min_session_ms: int | None = None, max_session_ms: int = 60_000,
+                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
+        if size < 1:
+            raise ConfigurationError(f"a ZooKeeper ensemble needs at least one member, not {size}")
+        self.size = size
+        self.tick_ms = tick_ms
+        self.min_session_ms = 2 * tick_ms if min_session_ms is None else min_session_ms
+        self.max_session_ms = max_session_ms
+        self.ready_timeout = ready_timeout
+        self.java = java
+        self.force_sync = force_sync
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-zk-")) if base_dir is None else Path(base_dir)
+        self.members: list[ZooKeeperMember] = []
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> ZooKeeperEnsemble:
+        """Start every member and wait until all serve clients."""
+        if self._started:
+            return self
+        java = self.java or require_binary("java", INSTALL_HINT)
+        cp = classpath()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        # A port picked free can be taken by another process before Java binds it; then
+        # that member exits at once and the whole ensemble is tried again on new ports.
+        for attempt in range(3):
+            self._configure(java, cp)
+            self._started = True
+            try:
+                for member in self.members:
+                    member.process.start()
+                self.wait_ready()
+                return self
+            except BackendUnavailable:
+                bind_failure = any("Address already in use" in m.process.log_tail(200) for m in self.members)
+                self._stop_members()
+                if not bind_failure or attempt == 2:
+                    self._cleanup()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Stop every member and delete the temporary directory (if this object made it).
+        Idempotent."""
+        self._stop_members()
+        self._cleanup()
+
+    def __enter__(self) -> ZooKeeperEnsemble:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what clients need -----------------------------------------------------------
+
+    @property
+    def hosts(self) -> str:
+        """``127.0.0.1:port,127.0.0.1:port,...`` listing every member."""
+        return ",".join(m.endpoint for m in self.members)
+
+    @property
+    def url(self) -> str:
+        """``zookeeper://host:port,host:port,...`` listing every member."""
+        return "zookeeper://" + self.hosts
+
+    def url_of(self, *members: ZooKeeperMember, chroot: str = "") -> str:
+        """A URL naming only ``members``, in that order, with an optional chroot."""
+        return "zookeeper://" + ",".join(m.endpoint for m in members) + ("/" + chroot.strip("/") if chroot else "")
+
+    # -- faults ----------------------------------------------------------------------
+
+    def leader(self, timeout: float = 30.0) -> ZooKeeperMember:
+        """The member that leads now (the server itself when standalone); waits up to
+        ``timeout`` s for an election."""
+        found: list[ZooKeeperMember] = []
+
+        def look() -> bool:
+            for member in self.members:
+                if member.running() and member.mode() in ("leader", "standalone"):
+                    found[:] = [member]
+                    return True
+            return False
+
+        wait_until(look, timeout, "a ZooKeeper leader")
+        return found[0]
+
+    def followers(self) -> list[ZooKeeperMember]:
+        """The members that serve as followers now."""
+        return [m for m in self.members if m.running() and m.mode() == "follower"]
+
+    def kill(self, member: ZooKeeperMember) -> None:
+        """SIGKILL ``member`` (no shutdown, as in a crash)."""
+        member.process.kill()
+
+    def pause(self, member: ZooKeeperMember) -> None:
+        """SIGSTOP ``member``: its sockets stay open but it answers nothing."""
+        member.process.pause()
+
+    def resume(self, member: ZooKeeperMember) -> None:
+        member.process.resume()
+
+    def restart(self, member: ZooKeeperMember, *, wait: bool = True) -> None:
+        """Stop ``member`` (if running) and start it again on its data directory; with
+        ``wait``, return once the whole ensemble serves clients again."""
+        member.process.stop(grace=5.0)
+        member.process.start()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until every member serves clients: ``standalone``, or one leader and the
+        rest followers."""
+        limit = self.ready_timeout if timeout is None else timeout
+
+        def ready() -> bool:
+            for member in self.members:
+                if not member.running():
+                    raise BackendUnavailable(
+                        f"ZooKeeper member {member.name} exited; its log ends with:\n{member.process.log_tail()}"
+                    )
+            modes = [m.mode() for m in self.members]
+            if self.size == 1:
+                return modes == ["standalone"]
+            return None not in modes and modes.count("leader") == 1
+
+        wait_until(ready, limit, f"ZooKeeper ensemble of {self.size} in {self.base_dir}", interval=0.1)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _configure(self, java: str, cp: str) -> None:
+        self.members = []
+        ports = self._ports(3 * self.size)
+        for i in range(self.size):
+            myid = i + 1
+            client, quorum, election = ports[3 * i: 3 * i + 3]
+            member_dir = self.base_dir / f"zk{myid}"
+            data_dir = member_dir / "data"
+            shutil.rmtree(member_dir, ignore_errors=True)
+            data_dir.mkdir(parents=True)
+            (data_dir / "myid").write_text(f"{myid}\n")
+            argv = [java, *JVM_OPTIONS, "-cp", cp, MAIN_CLASS, str(member_dir / "zoo.cfg")]
+            process = ManagedProcess(argv, self.base_dir / f"zk{myid}.log", cwd=member_dir)
+            self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process))
+        for member in self.members:
+            (member.data_dir.parent / "zoo.cfg").write_text(self._config(member))
+
+    def _config(self, member: ZooKeeperMember) -> str:
+        lines = [
+            f"tickTime={self.tick_ms}",
+            # initLimit/syncLimit are in ticks: 10 s to sync at start, 2 s to stay in sync.
+            f"initLimit={max(10, 10_000 // self.tick_ms)}",
+            f"syncLimit={max(5, 2_000 // self.tick_ms)}",
+            f"dataDir={member.data_dir}",
+            f"clientPort={member.client_port}",
+            "clientPortAddress=127.0.0.1",
+            f"minSessionTimeout={self.min_session_ms}",
+            f"maxSessionTimeout={self.max_session_ms}",
+            "admin.enableServer=false",
+            "4lw.commands.whitelist=*",
+            # Snapshots and purging are irrelevant for short-lived servers.
+            "autopurge.purgeInterval=0",
+            "maxClientCnxns=0",
+            # fsync of the transaction log per write; off by default for these throwaway
+            # servers (a killed process loses nothing: its writes are in the OS's cache).
+            f"forceSync={'yes' if self.force_sync else 'no'}",
+        ]
+        if self.size > 1:
+            lines += [
+                f"server.{m.myid}=127.0.0.1:{m.quorum_port}:{m.election_port}" for m in self.members
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _stop_members(self) -> None:
+        for member in self.members:
+            member.process.stop(grace=5.0)
+        self._started = False
+
+    def _cleanup(self) -> None:
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    @staticmethod
+    def _ports(count: int) -> list[int]:
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+
+
+class ZooKeeperServer(ZooKeeperEnsemble):
+    """A standalone ZooKeeper server (a :class:`ZooKeeperEnsemble` of one)."""
+
+    def __init__(self, *, base_dir: str | Path | None = None, tick_ms: int = 200,
+                 min_session_ms: int | None = None, max_session_ms: int = 60_000,
+                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
+        super().__init__(1, base_dir=base_dir, tick_ms=tick_ms, min_session_ms=min_session_ms,
+                         max_session_ms=max_session_ms, ready_timeout=ready_timeout, java=java,
+                         force_sync=force_sync)
+
+    @property
+    def member(self) -> ZooKeeperMember:
+        return self.members[0]
+
