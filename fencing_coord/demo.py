@@ -57,7 +57,8 @@ __all__ = [
     "Outcome",
     "backend_label",
     "local_servers",
-    "print_report",
+    "print_timeline",
+    "print_verdicts",
     "run_demo",
     "run_scenario",
 ]
@@ -257,12 +258,14 @@ def run_scenario(url: str, *, fenced: bool, workdir: Path, ttl: float = DEFAULT_
         holder = _Child("holder", _child_argv("holder", url, lock, namespace, db, fenced, ttl),
                         workdir / f"holder-{tag}.stderr")
         children.append(holder)
+        granted_ttl = float(collect(holder, "connected", step)["ttl"])  # what the server granted
         outcome.holder_token = collect(holder, "acquired", step)["token"]
         collect(holder, "checked", step)
         # The holder now waits for "go" right before its second write: pausing it here
         # is pausing it between its check and its write.
         holder.signal(signal.SIGSTOP)
-        note("demo", "SIGSTOP holder: paused, so it sends no keepalives", extra=f"lease ttl {ttl:g} s")
+        lease = lease_word(outcome.backend)
+        note("demo", "SIGSTOP holder: paused, it sends no keepalives", extra=f"its {lease} ttl is {granted_ttl:g} s")
 
         successor = _Child("successor", _child_argv("successor", url, lock, namespace, db, fenced, ttl),
                            workdir / f"successor-{tag}.stderr")
@@ -297,11 +300,11 @@ def _record(outcome: Outcome, actor: str, report: dict[str, Any], started: float
     token = report.get("token")
     kind = report.get("event")
     if kind == "connected":
-        outcome.events.append(Event(t, actor, f"connected (lease/session ttl {report.get('ttl')} s)"))
+        outcome.events.append(Event(t, actor, f"connected ({lease_word(outcome.backend)} ttl {report.get('ttl'):g} s)"))
     elif kind == "queued":
         outcome.events.append(Event(t, actor, "waits for the lock (queued behind the holder)"))
     elif kind == "acquired":
-        note = "the paused holder's lease has expired" if actor == "successor" else ""
+        note = f"the paused holder's {lease_word(outcome.backend)} expired" if actor == "successor" else ""
         outcome.events.append(Event(t, actor, f"acquired lock {RESOURCE!r}", token, note))
     elif kind == "checked":
         outcome.events.append(Event(t, actor, "checks its lock: still held; about to write", token))
@@ -318,18 +321,35 @@ def _record(outcome: Outcome, actor: str, report: dict[str, Any], started: float
 # -- the report ------------------------------------------------------------------------------
 
 
-def print_report(outcomes: Sequence[Outcome], out: TextIO, *, timelines: bool = True) -> None:
-    """Print each run's timeline (optional), the verdict table and one greppable line per
-    backend: ``etcd: fenced=refused unfenced=corrupted``."""
-    if timelines:
-        for outcome in outcomes:
-            out.write(f"\n== {outcome.backend}, {outcome.resource} resource ({outcome.url})\n")
-            width = max(len(e.what) for e in outcome.events)
-            for event in outcome.events:
-                token = f"token {event.token}" if event.token is not None else ""
-                line = f"  {event.t:7.3f}s  {event.actor:<9}  {event.what:<{width}}  {token:<9} {event.note}"
-                out.write(line.rstrip() + "\n")
-            out.write(f"  final value: {outcome.final_value!r}, from the {outcome.final_from} -> {outcome.verdict}\n")
+INTRO = """\
+The pause scenario: a lock holder writes, checks that it still holds the lock, and is
+paused (SIGSTOP) right before its next write. Its {lease} expires on the server; a
+successor is granted the lock with a larger token and writes. The holder wakes up
+(SIGCONT) and makes the write it was about to make, with its old token.
+Each backend runs it twice: through an UnfencedResource and through a FencedResource
+(the same SQLite database, shared by the processes).
+"""
+
+
+def lease_word(backend: str) -> str:
+    """What the backend calls the thing that expires: ``lease`` (etcd), ``session``."""
+    return "session" if backend == "zookeeper" else "lease"
+
+
+def print_timeline(outcome: Outcome, out: TextIO) -> None:
+    """Print one run: seconds since it started, who did what, with which token."""
+    out.write(f"\n== {outcome.backend}, {outcome.resource} resource ({outcome.url})\n")
+    width = max(len(e.what) for e in outcome.events)
+    for event in outcome.events:
+        token = f"token {event.token}" if event.token is not None else ""
+        line = f"  {event.t:7.3f}s  {event.actor:<9}  {event.what:<{width}}  {token:<9} {event.note}"
+        out.write(line.rstrip() + "\n")
+    out.write(f"  final value: {outcome.final_value!r}, from the {outcome.final_from} -> {outcome.verdict}\n")
+
+
+def print_verdicts(outcomes: Sequence[Outcome], out: TextIO) -> None:
+    """Print the verdict table and one greppable line per backend:
+    ``etcd: fenced=refused unfenced=corrupted``."""
     headers = ("backend", "resource", "holder token", "successor token", "late write", "final value from", "verdict")
     rows = [
         (
@@ -352,8 +372,9 @@ def print_report(outcomes: Sequence[Outcome], out: TextIO, *, timelines: bool = 
 
 
 def run_demo(urls: Sequence[str], out: TextIO, *, ttl: float = DEFAULT_TTL) -> list[Outcome]:
-    """Run the scenario unfenced, then fenced, on every URL; print as it goes and then the
-    verdict table. Returns the outcomes (``all(o.expected for o in outcomes)`` is success).
+    """Run the scenario unfenced, then fenced, on every URL, printing each run's timeline
+    as it ends, then the verdict table. Returns the outcomes
+    (``all(o.expected for o in outcomes)`` is success).
 
     Raises :class:`ConfigurationError` for a URL whose backend cannot contend across
     processes (``memory://``), :class:`BackendUnavailable` when a server cannot be
@@ -361,14 +382,17 @@ def run_demo(urls: Sequence[str], out: TextIO, *, ttl: float = DEFAULT_TTL) -> l
     """
     for url in urls:
         _check_url(url)
+    labels = {backend_label(url) for url in urls}
+    out.write("\n" + INTRO.format(lease="/".join(sorted({lease_word(b) for b in labels}))))
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="fencing-coord-demo-") as tmp:
         for url in urls:
             for fenced in (False, True):
-                out.write(f"running: {backend_label(url)}, {'fenced' if fenced else 'unfenced'} resource ...\n")
+                outcome = run_scenario(url, fenced=fenced, workdir=Path(tmp), ttl=ttl)
+                print_timeline(outcome, out)
                 out.flush()
-                outcomes.append(run_scenario(url, fenced=fenced, workdir=Path(tmp), ttl=ttl))
-    print_report(outcomes, out)
+                outcomes.append(outcome)
+    print_verdicts(outcomes, out)
     return outcomes
 
 

@@ -1,0 +1,60 @@
+"""Servers for the command-line tests, started once per session.
+
+From the binaries on PATH (skipped with the install command when missing), or, with
+``FENCING_COORD_TESTCONTAINERS=1``, in Docker containers (skipped with the reason when no
+Docker engine is reachable).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from fencing_coord.devservers import INSTALL_COMMAND
+from fencing_coord.testing import containers
+
+
+@pytest.fixture(scope="session")
+def etcd_url() -> Iterator[str]:
+    """The URL of a single etcd node for the whole session."""
+    if containers.enabled():
+        containers.require_docker()
+        with containers.etcd_container() as url:
+            yield url
+        return
+    if shutil.which("etcd") is None:
+        pytest.skip(f"etcd is not on PATH; install it: {INSTALL_COMMAND}")
+    from fencing_coord.servers.etcd import EtcdServer
+
+    with EtcdServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def zookeeper_url() -> Iterator[str]:
+    """The URL of a standalone ZooKeeper for the whole session."""
+    if containers.enabled():
+        containers.require_docker()
+        with containers.zookeeper_container() as url:
+            yield url
+        return
+    if shutil.which("java") is None:
+        pytest.skip(f"java is not on PATH; install it: {INSTALL_COMMAND}")
+    from fencing_coord.errors import ConfigurationError
+    from fencing_coord.servers.zookeeper import ZooKeeperServer, classpath
+
+    try:
+        classpath()
+    except ConfigurationError as exc:
+        pytest.skip(str(exc))
+    with ZooKeeperServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses."""
+    return f"cli-{uuid.uuid4().hex[:10]}"
