@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
 from . import ManagedProcess, free_port, require_binary, wait_until
@@ -103,7 +104,7 @@ class EtcdCluster:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> EtcdCluster:
+    def start(self) -> Self:
         """Start every member and wait until all are healthy."""
         if self._started:
             return self
@@ -148,7 +149,7 @@ class EtcdCluster:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         self._started = False
 
-    def __enter__(self) -> EtcdCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
