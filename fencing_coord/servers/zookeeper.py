@@ -50,6 +50,7 @@ __all__ = [
     "ZooKeeperEnsemble",
     "ZooKeeperMember",
     "ZooKeeperServer",
+    "classpath",
     "four_letter_word",
 ]
 

@@ -1,0 +1,120 @@
+"""Real ZooKeeper for the ZooKeeper tests, started once per session.
+
+- ``zk_standalone``: one standalone server from Debian's ``zookeeper`` package, or, with
+  ``FENCING_COORD_TESTCONTAINERS=1``, a container (skipped with the reason when no Docker
+  engine is reachable).
+- ``zk_ensemble``: three servers on loopback forming an ensemble.
+
+Servers run with ``tickTime`` 200 ms, so sessions may be as short as 0.4 s. Each test
+gets a fresh namespace (``BackendFixtures.namespace``), so tests never see each other's
+znodes. Tests that restart a standalone server start their own; the ensemble fault test
+kills a member of the shared ensemble and waits until it serves again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kazoo.client import KazooClient
+
+from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.config import connect, parse_url
+from fencing_coord.errors import ConfigurationError
+from fencing_coord.interface import LockBackend
+from fencing_coord.servers.zookeeper import (
+    INSTALL_HINT,
+    ZooKeeperEnsemble,
+    ZooKeeperServer,
+    classpath,
+)
+from fencing_coord.testing import BackendFixtures, containers
+
+
+@dataclass
+class ZooKeeperTarget:
+    """What a test needs to reach one ZooKeeper deployment: its URL, and the servers when
+    they run here as processes (None for a container)."""
+
+    url: str
+    ensemble: ZooKeeperEnsemble | None = None
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in parse_url(self.url).host_list(2181))
+
+    def raw_client(self, **kwargs: Any) -> Any:
+        """A started plain kazoo client: the tests' stand-in for an operator or another
+        application acting out of band. The caller stops it."""
+        client = KazooClient(hosts=self.hosts, **kwargs)
+        client.start(timeout=30)
+        return client
+
+
+def require_zookeeper() -> None:
+    if shutil.which("java") is None:
+        pytest.skip(f"java is not on PATH; install it: {INSTALL_HINT}")
+    try:
+        classpath()
+    except ConfigurationError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def zk_standalone() -> Iterator[ZooKeeperTarget]:
+    """A standalone ZooKeeper server for the whole session."""
+    if containers.enabled():
+        containers.require_docker()
+        with containers.zookeeper_container() as url:
+            yield ZooKeeperTarget(url)
+        return
+    require_zookeeper()
+    with ZooKeeperServer() as server:
+        yield ZooKeeperTarget(server.url, server)
+
+
+@pytest.fixture(scope="session")
+def zk_ensemble() -> Iterator[ZooKeeperTarget]:
+    """A 3-server ZooKeeper ensemble on loopback for the whole session."""
+    require_zookeeper()
+    with ZooKeeperEnsemble(size=3) as ensemble:
+        yield ZooKeeperTarget(ensemble.url, ensemble)
+
+
+def expire_session(target: ZooKeeperTarget, backend: LockBackend) -> int:
+    """End ``backend``'s session on the server now, without waiting for its timeout:
+    attach a second connection to the same session (id and password) and close it, as
+    ZooKeeper's FAQ describes. Returns the session id."""
+    assert isinstance(backend, ZooKeeperBackend)
+    client_id = backend.kazoo_client.client_id
+    assert client_id is not None, "the backend has no live session to expire"
+    twin = KazooClient(hosts=target.hosts, client_id=client_id)
+    twin.start(timeout=30)
+    twin.stop()  # closes the session on the server: its ephemeral nodes go at once
+    twin.close()
+    return int(client_id[0])
+
+
+class ZooKeeperFixtures(BackendFixtures):
+    """BackendFixtures on a real ZooKeeper: ``target_fixture`` names the session fixture."""
+
+    #: Name of the session fixture providing the :class:`ZooKeeperTarget`.
+    target_fixture = "zk_standalone"
+    #: Short sessions, so that losses the suite causes are noticed quickly.
+    ttl = 4.0
+
+    @pytest.fixture(autouse=True)
+    def _zk_target(self, request: pytest.FixtureRequest) -> None:
+        self.target: ZooKeeperTarget = request.getfixturevalue(self.target_fixture)
+
+    def connect(self, **options: Any) -> LockBackend:
+        options.setdefault("ttl", self.ttl)
+        return connect(self.target.url, **options)
+
+    def expire(self, backend: LockBackend) -> None:
+        """Close the backend's session from a twin connection: ZooKeeper deletes its
+        ephemeral nodes at once, and the backend learns it (LOST) when it reconnects."""
+        expire_session(self.target, backend)
