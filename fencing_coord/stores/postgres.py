@@ -135,7 +135,8 @@ class PostgresStore(SQLStore):
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
-            return conn.execute(_pg(sql), params).fetchall()
+            cursor = conn.execute(_pg(sql), params)
+            return cursor.fetchall() if cursor.description is not None else []
 
     def _highest(self, conn: psycopg.Connection[Any], resource: str) -> int | None:
         row = conn.execute(_pg(SELECT_HIGHEST), (resource,)).fetchone()

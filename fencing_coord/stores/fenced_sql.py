@@ -1,0 +1,162 @@
+"""Pattern A: fence the rows of your own SQL tables with a token column.
+
+Give the table a fence column (``fence BIGINT``, NULL meaning "never fenced") and write
+through one of these helpers instead of a bare ``UPDATE``::
+
+    from fencing_coord.stores.fenced_sql import fenced_update, fenced_upsert
+
+    result = fenced_update(conn, "account_positions", key={"account_id": 42},
+                           values={"qty": 10, "avg_px": 101.5}, token=grant.token)
+    result.raise_for_status()      # StaleTokenError when refused
+    conn.commit()
+
+``fenced_update`` runs, as one statement::
+
+    UPDATE account_positions SET qty = ?, avg_px = ?, fence = ?
+     WHERE account_id = ? AND (fence IS NULL OR fence <= ?)
+
+and ``fenced_upsert`` (which also creates a missing row; the key columns need a
+PRIMARY KEY or UNIQUE constraint)::
+
+    INSERT INTO account_positions AS fc_target (account_id, qty, avg_px, fence) VALUES (?, ?, ?, ?)
+    ON CONFLICT (account_id) DO UPDATE SET qty = excluded.qty, avg_px = excluded.avg_px,
+        fence = excluded.fence
+     WHERE fc_target.fence IS NULL OR fc_target.fence <= excluded.fence
+
+The row count says accepted (1) or refused (0); on refusal one more ``SELECT`` reads the
+fence that refused it, for the reason. ``strict=True`` uses ``<`` (an equal token is
+refused too). The statement runs in the caller's transaction on the caller's
+connection (``sqlite3.Connection`` or ``psycopg.Connection``): commit it together with
+the rest of the state it guards, so state and fence change together. The token check
+is per row: each row carries its own fence.
+
+Values and keys are bound parameters; table and column names are quoted identifiers
+(``"name"``, embedded quotes doubled; ``schema.table`` is split at the dot), never
+interpolated raw. Database errors are mapped to :class:`ConfigurationError` or
+:class:`BackendUnavailable`, chained.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidArgument, InvalidArgumentType, StaleTokenError
+from .base import check_store_token
+from .dberrors import mapped_db_errors
+
+__all__ = ["RowWriteResult", "fenced_update", "fenced_upsert"]
+
+
+@dataclass(frozen=True)
+class RowWriteResult:
+    """The outcome of a Pattern A write.
+
+    ``accepted``: the row was written. ``fence``: when accepted, the token now in the
+    row; when refused, the row's fence that refused it (None: no row matches the key,
+    which only :func:`fenced_update` can report). ``reason``: None, or why it was
+    refused (``"stale token 7 < 9"``, ``"no row of 'accounts' matches ..."``).
+    """
+
+    accepted: bool
+    fence: int | None
+    reason: str | None = None
+
+    def raise_for_status(self) -> RowWriteResult:
+        """Return ``self`` if accepted; raise :class:`StaleTokenError` if refused (also
+        for a missing row, whose message says so)."""
+        if not self.accepted:
+            raise StaleTokenError(self.reason or "write refused")
+        return self
+
+
+def fenced_update(conn: Any, table: str, key: Mapping[str, object], values: Mapping[str, object], *,
+                  token: int, fence_column: str = "fence", strict: bool = False) -> RowWriteResult:
+    """Update the row of ``table`` matching ``key`` (column -> value) with ``values`` and
+    set its fence to ``token``, if the row's fence admits ``token``. See the module doc."""
+    sql = _Statement(conn, table, key, values, fence_column, strict)
+    comparison = "<" if strict else "<="
+    assignments = ", ".join(f"{column} = {sql.mark}" for column in [*sql.value_columns, sql.fence])
+    statement = (f"UPDATE {sql.table} SET {assignments} WHERE {sql.key_condition}"
+                 f" AND ({sql.fence} IS NULL OR {sql.fence} {comparison} {sql.mark})")
+    params = (*sql.values, token, *sql.keys, token)
+    return sql.run(statement, params, token)
+
+
+def fenced_upsert(conn: Any, table: str, key: Mapping[str, object], values: Mapping[str, object], *,
+                  token: int, fence_column: str = "fence", strict: bool = False) -> RowWriteResult:
+    """Insert the row ``key`` + ``values`` with fence ``token``, or update the existing
+    row if its fence admits ``token``. See the module doc."""
+    sql = _Statement(conn, table, key, values, fence_column, strict)
+    comparison = "<" if strict else "<="
+    columns = [*sql.key_columns, *sql.value_columns, sql.fence]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in [*sql.value_columns, sql.fence])
+    statement = (
+        f"INSERT INTO {sql.table} AS fc_target ({', '.join(columns)}) VALUES ({', '.join([sql.mark] * len(columns))})"
+        f" ON CONFLICT ({', '.join(sql.key_columns)}) DO UPDATE SET {updates}"
+        f" WHERE fc_target.{sql.fence} IS NULL OR fc_target.{sql.fence} {comparison} excluded.{sql.fence}"
+    )
+    params = (*sql.keys, *sql.values, token)
+    return sql.run(statement, params, token)
+
+
+class _Statement:
+    """The checked, quoted parts of one Pattern A statement for one connection."""
+
+    def __init__(self, conn: Any, table: str, key: Mapping[str, object], values: Mapping[str, object],
+                 fence_column: str, strict: bool) -> None:
+        if isinstance(conn, sqlite3.Connection):
+            self.mark, self.percent = "?", "%"
+        elif type(conn).__module__.startswith("psycopg"):
+            self.mark, self.percent = "%s", "%%"  # a literal % in psycopg SQL is written %%
+        else:
+            raise InvalidArgumentType(f"conn must be a sqlite3 or psycopg Connection, not {type(conn).__name__}")
+        if not isinstance(strict, bool):
+            raise InvalidArgumentType(f"strict must be a bool, not {type(strict).__name__}")
+        for what, mapping in (("key", key), ("values", values)):
+            if not isinstance(mapping, Mapping):
+                raise InvalidArgumentType(f"{what} must be a mapping of column names to values")
+        if not key:
+            raise InvalidArgument("key must name at least one column")
+        if fence_column in key or fence_column in values:
+            raise InvalidArgument(f"{fence_column!r} is the fence column; it is set from the token")
+        if set(key) & set(values):
+            raise InvalidArgument(f"columns {sorted(set(key) & set(values))} are in both key and values")
+        self.conn = conn
+        self.table_name = table
+        self.table = ".".join(self._quote(part, "table") for part in _parts(table))
+        self.fence = self._quote(fence_column, "fence_column")
+        self.key_columns = [self._quote(column, "key column") for column in key]
+        self.value_columns = [self._quote(column, "column") for column in values]
+        self.keys, self.values = list(key.values()), list(values.values())
+        self.key_condition = " AND ".join(f"{column} = {self.mark}" for column in self.key_columns)
+        self.key_repr = dict(key)
+        self.strict = strict
+
+    def _quote(self, name: object, what: str) -> str:
+        if not isinstance(name, str):
+            raise InvalidArgumentType(f"{what} name must be a str, not {type(name).__name__}")
+        if not name or "\x00" in name:
+            raise InvalidArgument(f"{what} name {name!r} must be non-empty and without NUL")
+        return '"' + name.replace('"', '""').replace("%", self.percent) + '"'
+
+    def run(self, statement: str, params: tuple[object, ...], token: object) -> RowWriteResult:
+        checked = check_store_token(token)
+        with mapped_db_errors(f"table {self.table_name!r}"):
+            if self.conn.execute(statement, params).rowcount == 1:
+                return RowWriteResult(True, checked)
+            # Refused: read the fence that refused it (in the same transaction, after the
+            # statement's row lock, so it is that fence or a later, larger one).
+            row = self.conn.execute(f"SELECT {self.fence} FROM {self.table} WHERE {self.key_condition}",
+                                    tuple(self.keys)).fetchone()
+        if row is None:
+            return RowWriteResult(False, None, f"no row of {self.table_name!r} matches {self.key_repr!r}")
+        fence = int(row[0])
+        relation = "<=" if self.strict and fence == checked else "<"
+        return RowWriteResult(False, fence, f"stale token {checked} {relation} {fence}")
+
+
+def _parts(table: object) -> list[object]:
+    return table.split(".") if isinstance(table, str) else [table]

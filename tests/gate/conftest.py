@@ -1,0 +1,84 @@
+"""Fixtures for the gate's tests: one real PostgreSQL server per session, real SQLite
+files per test, and a ``store`` fixture that runs a test once per store.
+
+The PostgreSQL server is started from the local binaries (see
+:mod:`fencing_coord.servers.postgres`) with durability off; set
+``FENCING_COORD_PG_DSN`` to use an existing server instead. Each test gets its own
+PostgreSQL schema, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
+from fencing_coord.stores import Store
+
+from .gate_workers import StoreManager, StoreSpec, mp_context
+
+STORES = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL server for the whole session (started here unless given)."""
+    given = os.environ.get("FENCING_COORD_PG_DSN")
+    if given:
+        yield given
+        return
+    with PostgresServer(settings=FAST_SETTINGS) as server:
+        yield server.dsn
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server_dsn: str) -> str:
+    """A DSN whose ``search_path`` is a fresh schema of this test's own."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return make_conninfo(postgres_server_dsn, options=f"-csearch_path={schema}")
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> str:
+    return str(tmp_path / "gate.db")
+
+
+@pytest.fixture(params=STORES)
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
+    """A spec for each store; memory is process-local (see ``shared_store_spec``)."""
+    kind: str = request.param
+    if kind == "sqlite":
+        return StoreSpec(kind, str(tmp_path / "gate.db"))
+    if kind == "postgres":
+        return StoreSpec(kind, request.getfixturevalue("postgres_dsn"))
+    return StoreSpec(kind)
+
+
+@pytest.fixture
+def store(store_spec: StoreSpec) -> Iterator[Store]:
+    """Each store in turn, empty."""
+    with store_spec.open() as opened:
+        yield opened
+
+
+@pytest.fixture
+def shared_store_spec(store_spec: StoreSpec) -> Iterator[StoreSpec]:
+    """Like ``store_spec``, but a memory store lives in a manager process so that worker
+    processes share it."""
+    if store_spec.kind != "memory":
+        yield store_spec
+        return
+    manager = StoreManager(ctx=mp_context())
+    manager.start()
+    try:
+        yield StoreSpec("memory", manager.MemoryStore())  # type: ignore[attr-defined]
+    finally:
+        manager.shutdown()
