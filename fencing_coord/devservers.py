@@ -192,19 +192,12 @@ class DevServers:
     def _stop(self, state: dict[str, Any]) -> None:
         for service in state.get("services", {}).values():
             marker = service["dir"]
-            pids = [p["pid"] for p in service["processes"] if p.get("pid") and _alive(p["pid"], marker)]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-                    os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE
-            # Not our children (their parent exited), so there is nothing to wait on: poll.
-            while any(_alive(pid, marker) for pid in pids) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for pid in pids:
-                if _alive(pid, marker):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            # One member at a time: an etcd leader told to stop hands leadership over
+            # first, which stalls for seconds if the other members are stopping too.
+            for proc in service["processes"]:
+                pid = proc.get("pid")
+                if pid and _alive(pid, marker):
+                    _terminate(pid, marker)
             shutil.rmtree(service["dir"], ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
@@ -246,6 +239,20 @@ class DevServers:
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def _terminate(pid: int, marker: str) -> None:
+    """SIGTERM ``pid``; SIGKILL it if it still runs after :data:`STOP_GRACE` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    # Not our child (its parent, ``servers up``, has exited): nothing to wait on, so poll.
+    while _alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid, marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _describe(modes: dict[str, str]) -> str:
