@@ -39,6 +39,9 @@ from .validation import check_name
 
 __all__ = ["MAX_TOKEN", "FencedResource", "UnfencedResource", "WriteResult"]
 
+#: What a value may be given as; it is stored and returned as ``bytes``.
+Bytes = bytes | bytearray | memoryview
+
 @dataclass(frozen=True)
 class WriteResult:
     """The outcome of :meth:`FencedResource.write`.
@@ -77,7 +80,7 @@ class FencedResource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r}, strict={self.strict})"
 
-    def write(self, name: str, key: str, value: bytes, *, token: int) -> WriteResult:
+    def write(self, name: str, key: str, value: Bytes, *, token: int) -> WriteResult:
         """Store ``value`` under ``name``/``key`` if ``token`` is admitted.
 
         Returns a :class:`WriteResult`; a refused write changed nothing. Raises
@@ -139,7 +142,7 @@ class UnfencedResource(FencedResource):
     write is accepted and no token is checked or recorded (``highest_token`` in results
     is None). It exists to show, in tests and demos, what fencing prevents."""
 
-    def write(self, name: str, key: str, value: bytes, *, token: int) -> WriteResult:
+    def write(self, name: str, key: str, value: Bytes, *, token: int) -> WriteResult:
         """Store ``value`` unconditionally; always accepted."""
         name, data = self._check(name, key, token), self._value(value)
         self.store.plain_write(name, key, data)

@@ -31,28 +31,34 @@ from . import ManagedProcess, free_port, wait_until
 
 __all__ = ["PostgresServer", "find_bin_dir"]
 
-_INSTALL_HINT = "apt-get install postgresql (or set FENCING_COORD_PG_BIN to the directory holding initdb)"
+_INSTALL_HINT = "install them (apt-get install postgresql) or set FENCING_COORD_PG_BIN to their directory"
 
 #: Settings for a server whose data is thrown away: durability off, for fast tests.
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-def find_bin_dir() -> Path:
-    """Return the directory holding ``initdb`` and ``postgres``; ConfigurationError if none."""
-    configured = os.environ.get("FENCING_COORD_PG_BIN")
-    candidates = [Path(configured)] if configured else []
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).parent)
-
-    def version(path: Path) -> tuple[int, ...]:
-        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
-
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+def find_bin_dir(preferred: Path | None = None) -> Path:
+    """Return the directory holding ``initdb`` and ``postgres`` (``preferred`` if given,
+    else the first found as the module docstring says); ConfigurationError if none."""
+    if preferred is not None:
+        candidates = [preferred]
+    else:
+        configured = os.environ.get("FENCING_COORD_PG_BIN")
+        candidates = [Path(configured)] if configured else []
+        on_path = shutil.which("initdb")
+        if on_path:
+            candidates.append(Path(on_path).parent)
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version, reverse=True)
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "postgres").is_file():
             return directory
-    raise ConfigurationError(f"PostgreSQL server binaries (initdb, postgres) not found; install them: {_INSTALL_HINT}")
+    where = f" in {preferred}" if preferred is not None else ""
+    raise ConfigurationError(f"PostgreSQL server binaries (initdb, postgres) not found{where}; {_INSTALL_HINT}")
+
+
+def _version(bin_dir: Path) -> tuple[int, ...]:
+    """(15,) for /usr/lib/postgresql/15/bin, so the newest installed version wins."""
+    return tuple(int(part) for part in re.findall(r"\d+", bin_dir.parent.name))
 
 
 class PostgresServer:
@@ -81,9 +87,18 @@ class PostgresServer:
 
     def start(self, timeout: float = 60.0) -> PostgresServer:
         """``initdb`` and start the server; return ``self`` once it accepts connections."""
-        bin_dir = self.bin_dir or find_bin_dir()
+        bin_dir = find_bin_dir(self.bin_dir)
         prefix = self._privilege_drop()
         self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-pg-"))
+        try:
+            self._start(bin_dir, prefix, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, bin_dir: Path, prefix: list[str], timeout: float) -> None:
+        assert self.base_dir is not None
         data, sockets = self.base_dir / "data", self.base_dir / "sockets"
         sockets.mkdir()
         if prefix:
@@ -105,10 +120,7 @@ class PostgresServer:
         try:
             wait_until(self._ready, timeout, f"PostgreSQL on port {self.port}")
         except BackendUnavailable as exc:
-            tail = self._process.log_tail()
-            self.stop()
-            raise BackendUnavailable(f"{exc}; its log ends with:\n{tail}") from exc
-        return self
+            raise BackendUnavailable(f"{exc}; its log ends with:\n{self._process.log_tail()}") from exc
 
     def stop(self, grace: float = 30.0) -> None:
         """Fast shutdown (SIGINT: disconnect clients, roll back), then delete the data."""

@@ -19,8 +19,8 @@ from ..errors import BackendUnavailable, ConfigurationError, FencingCoordError
 __all__ = ["mapped_db_errors"]
 
 # Primary SQLite result codes that mean "try again later": BUSY, LOCKED, NOMEM, IOERR,
-# FULL, CANTOPEN, PROTOCOL.
-_SQLITE_TRANSIENT = {5, 6, 7, 10, 13, 14, 15}
+# FULL, PROTOCOL.
+_SQLITE_TRANSIENT = {5, 6, 7, 10, 13, 15}
 
 
 @contextmanager
@@ -47,4 +47,5 @@ def _error(transient: bool, what: str, exc: Exception) -> FencingCoordError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if transient:
         return BackendUnavailable(f"{what} is unavailable: {detail}")
-    return ConfigurationError(f"{what} refused the statement: {detail} (check its schema and privileges)")
+    return ConfigurationError(f"{what} failed: {detail}; retrying will not help (check the path or DSN, the schema"
+                              " and the privileges)")

@@ -159,4 +159,7 @@ class _Statement:
 
 
 def _parts(table: object) -> list[object]:
-    return table.split(".") if isinstance(table, str) else [table]
+    """``schema.table`` -> its parts; anything else is left for ``_quote`` to refuse."""
+    if isinstance(table, str):
+        return list(table.split("."))
+    return [table]

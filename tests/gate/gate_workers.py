@@ -16,6 +16,7 @@ on a pipe, so the interleaving is the same on every run.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.managers
@@ -129,7 +130,7 @@ def interleaved_writer(spec: StoreSpec, resource: str, tokens: Sequence[int],
                 highest = gate.highest_token(resource)
                 assert highest is not None
                 seen.append(highest)
-            monotonic = all(a <= b for a, b in zip(seen, seen[1:], strict=False))
+            monotonic = all(a <= b for a, b in itertools.pairwise(seen))
             results.put(("ok", outcomes, monotonic))
     except BaseException:
         results.put(("error", traceback.format_exc(), False))
@@ -322,3 +323,38 @@ class CounterHarness:
                 self.conns[self.successor].send(("go",))
                 self.successor = None
         self._grant_next()
+
+
+# -- Pattern A: fenced rows of a user's table ----------------------------------------
+
+
+def open_sql_connection(kind: str, target: str) -> Any:
+    """A user's own connection: sqlite3 on a file, or psycopg (not autocommit)."""
+    if kind == "sqlite":
+        import sqlite3
+
+        return sqlite3.connect(target, timeout=60)
+    import psycopg
+
+    return psycopg.connect(target)
+
+
+def pattern_a_writer(kind: str, target: str, tokens: Sequence[int],
+                     start: multiprocessing.synchronize.Barrier, results: Any) -> None:
+    """``fenced_update`` one row under each token, committing each; report outcomes."""
+    from fencing_coord.stores.fenced_sql import fenced_update
+
+    try:
+        conn = open_sql_connection(kind, target)
+        try:
+            outcomes = []
+            start.wait()
+            for token in tokens:
+                result = fenced_update(conn, "positions", {"account_id": 1}, {"qty": token}, token=token)
+                conn.commit()
+                outcomes.append((token, result.accepted, result.fence))
+            results.put(("ok", outcomes, True))
+        finally:
+            conn.close()
+    except BaseException:
+        results.put(("error", traceback.format_exc(), False))

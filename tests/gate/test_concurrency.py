@@ -71,7 +71,9 @@ def test_interleaved_writers_never_go_back(shared_store_spec: StoreSpec) -> None
     # A refused write was refused by an admitted, higher token.
     admitted = {token for token, _ in accepted}
     for token, before in refused:
-        assert before is not None and before > token and before in admitted
+        assert before is not None
+        assert before > token
+        assert before in admitted
 
     with shared_store_spec.open() as store:
         top = WRITERS * WRITES_PER_WRITER

@@ -1,0 +1,132 @@
+"""Store-specific behaviour: schemas, error mapping at the edge, the lazy imports, and the
+local PostgreSQL server manager."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import fencing_coord.stores as stores
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument, InvalidArgumentType
+from fencing_coord.gate import FencedResource
+from fencing_coord.servers import free_port
+from fencing_coord.servers.postgres import PostgresServer
+from fencing_coord.stores import PostgresStore, SQLiteStore
+
+
+def test_sqlite_schema_and_wal_mode(sqlite_path: str) -> None:
+    SQLiteStore(sqlite_path).close()
+    with sqlite3.connect(sqlite_path) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"fc_resource", "fc_value"} <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_postgres_schema_is_created_on_first_use(postgres_dsn: str) -> None:
+    PostgresStore(postgres_dsn).close()
+    with psycopg.connect(postgres_dsn) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position").fetchall()
+    assert columns == [
+        ("fc_resource", "name", "text"), ("fc_resource", "highest_token", "bigint"),
+        ("fc_resource", "previous_token", "bigint"),
+        ("fc_value", "resource", "text"), ("fc_value", "key", "text"), ("fc_value", "value", "bytea"),
+    ]
+
+
+def test_sqlite_busy_database_is_unavailable_and_retryable(sqlite_path: str) -> None:
+    store = SQLiteStore(sqlite_path, timeout=0.05)
+    blocker = sqlite3.connect(sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(BackendUnavailable, match="is unavailable: database is locked") as caught:
+        FencedResource(store).write("orders", "k", b"v", token=1)
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    blocker.execute("ROLLBACK")
+    assert FencedResource(store).write("orders", "k", b"v", token=1).accepted
+    blocker.close()
+    store.close()
+
+
+def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, but long enough to have a header " * 20)
+    with pytest.raises(ConfigurationError, match="file is not a database; retrying will not help"):
+        SQLiteStore(path)
+    with pytest.raises(ConfigurationError, match="unable to open database file"):
+        SQLiteStore(tmp_path / "missing-dir" / "x.db")
+
+
+def test_store_constructor_arguments(sqlite_path: str) -> None:
+    with pytest.raises(InvalidArgumentType, match=r"path must be a str or os\.PathLike, not int"):
+        SQLiteStore(3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="synchronous must be one of"):
+        SQLiteStore(sqlite_path, synchronous="FULL; DROP TABLE x")
+    with pytest.raises(InvalidArgument, match="timeout must be > 0 seconds"):
+        SQLiteStore(sqlite_path, timeout=0)
+    with pytest.raises(InvalidArgumentType, match="dsn must be a str, not NoneType"):
+        PostgresStore(None)  # type: ignore[arg-type]
+
+
+def test_postgres_unreachable_is_unavailable() -> None:
+    with pytest.raises(BackendUnavailable, match=r"PostgreSQL store .*password=\*\*\*.* is unavailable") as caught:
+        PostgresStore(f"postgresql://fc:secret@127.0.0.1:{free_port()}/db", connect_timeout=2)
+    assert "secret" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+def test_postgres_broken_connection_is_unavailable_then_replaced(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    resource = FencedResource(store)
+    resource.write("orders", "k", b"v", token=1)
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                      " AND datname = current_database() AND backend_type = 'client backend'")
+    with pytest.raises(BackendUnavailable):
+        resource.write("orders", "k", b"w", token=2)
+    # The broken connection was dropped; the next call gets a fresh one.
+    assert resource.read("orders", "k") in (b"v", b"w")
+    assert resource.write("orders", "k", b"x", token=3).accepted
+    store.close()
+
+
+def test_store_package_imports_no_coordination_client() -> None:
+    code = ("import sys, fencing_coord.stores, fencing_coord.gate;"
+            " print(sorted(m for m in ('etcd3', 'kazoo', 'psycopg') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unknown_store_attribute() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchStore'"):
+        stores.NoSuchStore  # noqa: B018
+    assert {"EtcdStore", "ZooKeeperStore", "MemoryStore", "SQLiteStore", "PostgresStore"} <= set(stores.__all__)
+
+
+def test_postgres_server_without_binaries(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"binaries \(initdb, postgres\) not found in"):
+        PostgresServer(bin_dir=tmp_path).start()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop is used only as root")
+def test_postgres_server_needs_a_user_when_root() -> None:
+    with pytest.raises(ConfigurationError, match="useradd --system --no-create-home fc-nobody-here"):
+        PostgresServer(run_as="fc-nobody-here").start()
+
+
+def test_postgres_server_stop_removes_its_data() -> None:
+    server = PostgresServer().start()
+    assert server.base_dir is not None
+    base = server.base_dir
+    with psycopg.connect(server.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    server.stop()
+    assert not base.exists()
+    server.stop()  # idempotent
