@@ -15,7 +15,9 @@ accepted, atomically with the write.
 
 from __future__ import annotations
 
+from . import stores
 from .config import BackendURL, connect, parse_url
+from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -28,6 +30,7 @@ from .errors import (
     StaleTokenError,
     TokenSpaceExhausted,
 )
+from .gate import FencedResource, UnfencedResource, WriteResult
 from .interface import Capabilities, Grant, LockBackend, LockState
 
 __version__ = "0.1.0"
@@ -37,18 +40,27 @@ __all__ = [
     "BackendUnavailable",
     "Capabilities",
     "ConfigurationError",
+    "Election",
+    "FencedResource",
     "FencingCoordError",
     "Grant",
     "InvalidArgument",
     "InvalidArgumentType",
+    "Leader",
+    "LeadershipEvent",
     "LockBackend",
     "LockLost",
     "LockState",
     "LockTimeout",
     "NotSupported",
+    "ObserverHandle",
     "StaleTokenError",
+    "Term",
     "TokenSpaceExhausted",
-    "__version__",
+    "UnfencedResource",
+    "WriteResult",
     "connect",
     "parse_url",
+    "stores",
+    "__version__",
 ]

@@ -7,6 +7,15 @@ import fencing_coord.testing
 
 EXPECTED = {
     "BackendURL",
+    "stores",
+    "WriteResult",
+    "UnfencedResource",
+    "Term",
+    "ObserverHandle",
+    "LeadershipEvent",
+    "Leader",
+    "FencedResource",
+    "Election",
     "BackendUnavailable",
     "Capabilities",
     "ConfigurationError",

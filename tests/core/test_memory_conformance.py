@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fencing_coord import LockBackend
-from fencing_coord.testing import BackendFixtures, FakeClock, LockBackendConformance
+from fencing_coord.testing import BackendFixtures, ElectionConformance, FakeClock, LockBackendConformance
 
 
 class MemoryFixtures(BackendFixtures):
@@ -24,4 +24,8 @@ class MemoryFixtures(BackendFixtures):
 
 
 class TestMemoryConformance(LockBackendConformance, MemoryFixtures):
+    pass
+
+
+class TestMemoryElectionConformance(ElectionConformance, MemoryFixtures):
     pass
