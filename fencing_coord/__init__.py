@@ -59,8 +59,8 @@ __all__ = [
     "TokenSpaceExhausted",
     "UnfencedResource",
     "WriteResult",
+    "__version__",
     "connect",
     "parse_url",
     "stores",
-    "__version__",
 ]
