@@ -229,7 +229,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                 names = backend.locks()
             except NotSupported as exc:
                 raise InvalidArgument(
-                    f"{exc}; this backend cannot list its locks, so name them: fencing-coord status --url URL NAME..."
+                    f"{exc}; name the locks to show: fencing-coord status --url URL NAME..."
                 ) from exc
         states = [backend.describe(name) for name in names]
     if args.json:

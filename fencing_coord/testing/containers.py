@@ -47,9 +47,10 @@ __all__ = [
 ENV_VAR = "FENCING_COORD_TESTCONTAINERS"
 ETCD_IMAGE = "gcr.io/etcd-development/etcd:v3.5.17"
 ZOOKEEPER_IMAGE = "zookeeper:3.8"
-#: ZooKeeper's tickTime in the container, ms. Sessions may last 2..20 ticks, so 500 ms
-#: admits the suite's short TTLs (1 s and up) and up to 10 s.
-ZOOKEEPER_TICK_MS = 500
+#: ZooKeeper's tickTime in the container, ms, as for the local servers
+#: (:mod:`fencing_coord.servers.zookeeper`): sessions from 2 ticks (0.4 s) to 60 s.
+ZOOKEEPER_TICK_MS = 200
+ZOOKEEPER_MAX_SESSION_MS = 60_000
 _INSTALL_HINT = "pip install -e '.[dev,testcontainers]'"
 
 try:
@@ -140,8 +141,9 @@ if _MISSING is None:
             return f"etcd://{host}:{self.get_exposed_port(self.CLIENT_PORT)}"
 
     class DockerZooKeeper(DockerContainer):  # type: ignore[misc,unused-ignore]
-        """A standalone ZooKeeper in a container (tickTime ``tick_ms``); ready once
-        ``zkServer.sh status`` reports it serving. ``url`` is the ``zookeeper://`` URL."""
+        """A standalone ZooKeeper in a container (tickTime ``tick_ms``; sessions from 2
+        ticks to 60 s; every four-letter word allowed); ready once ``zkServer.sh status``
+        reports it serving. ``url`` is the ``zookeeper://`` URL."""
 
         CLIENT_PORT = 2181
 
@@ -150,7 +152,14 @@ if _MISSING is None:
             self.tick_ms = tick_ms
             self.with_exposed_ports(self.CLIENT_PORT)
             self.with_env("ZOO_TICK_TIME", str(tick_ms))
-            self.with_env("ZOO_4LW_COMMANDS_WHITELIST", "srvr,ruok,stat,mntr")
+            # The same session bounds and four-letter words as the local servers, so a
+            # test behaves the same on either.
+            self.with_env("ZOO_4LW_COMMANDS_WHITELIST", "*")
+            self.with_env(
+                "ZOO_CFG_EXTRA",
+                f"minSessionTimeout={2 * tick_ms} maxSessionTimeout={ZOOKEEPER_MAX_SESSION_MS} "
+                "admin.enableServer=false",
+            )
             self.waiting_for(ExecWaitStrategy(["zkServer.sh", "status"]).with_startup_timeout(60))
 
         @property
@@ -180,7 +189,7 @@ def etcd_container(image: str = ETCD_IMAGE) -> Iterator[str]:
 @contextmanager
 def zookeeper_container(image: str = ZOOKEEPER_IMAGE, tick_ms: int = ZOOKEEPER_TICK_MS) -> Iterator[str]:
     """Start a standalone ZooKeeper container, yield its URL (``zookeeper://host:port``),
-    and remove it on exit. Session timeouts it accepts: ``2..20 x tick_ms``.
+    and remove it on exit. Session timeouts it accepts: ``2 x tick_ms`` to 60 s.
 
     Raises :class:`BackendUnavailable` when Docker or testcontainers is missing."""
     _check()

@@ -102,7 +102,7 @@ def test_status_without_names_on_a_backend_that_cannot_list_asks_for_names(
     monkeypatch.setattr(MemoryBackend, "locks", no_listing)
     code, _ = main("status", "--url", "memory://cli-nolist")
     assert code == cli.EXIT_USAGE
-    assert "name them: fencing-coord status --url URL NAME" in capsys.readouterr().err
+    assert "name the locks to show: fencing-coord status --url URL NAME" in capsys.readouterr().err
 
 
 def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
