@@ -103,7 +103,8 @@ class FencedResource:
             return self.store.plain_read(check_name(name, "resource name"), check_name(key, "key"))
         name = self._check(name, key, token)
         outcome = self.store.fenced_read(name, key, token, self.strict)
-        self._result(outcome, token).raise_for_status()
+        if not outcome.accepted:
+            self._result(outcome, token).raise_for_status()
         return outcome.value
 
     def highest_token(self, name: str) -> int | None:

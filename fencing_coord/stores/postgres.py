@@ -28,6 +28,7 @@ the lock was granted).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,6 +169,7 @@ class PostgresStore(SQLStore):
         return conn
 
 
+@functools.cache
 def _pg(sql: str) -> str:
     """The shared ``?``-style statements in psycopg's ``%s`` style."""
     return sql.replace("?", "%s")

@@ -16,7 +16,9 @@ Schema, created on first use (``CREATE TABLE IF NOT EXISTS``)::
 The database is switched to WAL mode (readers never block the writer). A fenced
 operation is one ``BEGIN IMMEDIATE`` transaction: it takes the database's write lock
 first, then reads the highest token, applies the admission rule and writes, so writers
-in other threads and processes are serialized by SQLite itself. ``synchronous=FULL``
+in other threads and processes are serialized by SQLite itself. A write under the
+current highest token (the same holder writing again) is a single conditional upsert,
+which holds the write lock from its start to its commit just the same. ``synchronous=FULL``
 (the default here) makes every commit durable before it returns.
 """
 
@@ -45,6 +47,13 @@ _SCHEMA = (
 _SET_HIGHEST = (
     "INSERT INTO fc_resource (name, highest_token) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET highest_token = excluded.highest_token"
+)
+# One autocommit statement: SQLite takes the write lock when the statement starts, so
+# the token it compares is the latest and stays so until the upsert commits.
+_WRITE_IF_CURRENT = (
+    "INSERT INTO fc_value (resource, key, value) SELECT ?, ?, ?"
+    " WHERE (SELECT highest_token FROM fc_resource WHERE name = ?) = ?"
+    " ON CONFLICT (resource, key) DO UPDATE SET value = excluded.value"
 )
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -88,6 +97,12 @@ class SQLiteStore(SQLStore):
             self._conn.close()
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
+        if not strict:
+            # The common case, a holder writing again under the current highest token,
+            # is one statement; anything else takes the transaction below.
+            with mapped_db_errors(self.what), self._mutex:
+                if self._conn.execute(_WRITE_IF_CURRENT, (resource, key, value, resource, token)).rowcount == 1:
+                    return FencedOutcome(True, token)
         with mapped_db_errors(self.what), self._transaction() as conn:
             before, admitted = self._admit(conn, resource, token, strict)
             if admitted:

@@ -116,17 +116,19 @@ def writer_tokens(worker: int, workers: int, count: int) -> list[int]:
 
 def interleaved_writer(spec: StoreSpec, resource: str, tokens: Sequence[int],
                        start: multiprocessing.synchronize.Barrier, results: Any) -> None:
-    """Write ``str(token)`` under each token; report ``(token, accepted, highest_before)``
-    per write, and whether ``highest_token`` ever went down between this worker's reads."""
+    """Write ``str(token)`` under each token, twice (a holder writing again under its
+    grant); report ``(token, accepted, highest_before, repeat)`` per write, and whether
+    ``highest_token`` ever went down between this worker's reads."""
     try:
         with spec.open() as store:
             gate = FencedResource(store)
-            outcomes: list[tuple[int, bool, int | None]] = []
+            outcomes: list[tuple[int, bool, int | None, bool]] = []
             seen: list[int] = []
             start.wait()
             for token in tokens:
-                result = gate.write(resource, "k", str(token).encode(), token=token)
-                outcomes.append((token, result.accepted, result.highest_token))
+                for repeat in (False, True):
+                    result = gate.write(resource, "k", str(token).encode(), token=token)
+                    outcomes.append((token, result.accepted, result.highest_token, repeat))
                 highest = gate.highest_token(resource)
                 assert highest is not None
                 seen.append(highest)

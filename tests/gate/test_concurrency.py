@@ -59,13 +59,14 @@ def test_interleaved_writers_never_go_back(shared_store_spec: StoreSpec) -> None
     assert all(report[2] for report in reports), "a writer saw highest_token go down"
     assert decreases == [], f"the watcher saw highest_token go down: {decreases[:5]}"
     assert readings > 0
+    assert len(outcomes) == 2 * WRITERS * WRITES_PER_WRITER
 
-    accepted = sorted((token, before) for token, ok, before in outcomes if ok)
-    refused = [(token, before) for token, ok, before in outcomes if not ok]
-    assert len(outcomes) == WRITERS * WRITES_PER_WRITER
+    firsts = [(token, ok, before) for token, ok, before, repeat in outcomes if not repeat]
+    accepted = sorted((token, before) for token, ok, before in firsts if ok)
+    refused = [(token, before) for token, ok, before in firsts if not ok]
     assert refused, "the race produced no stale write: the test proves nothing"
-    # Admitted writes form one chain in token order: each one replaced the previous
-    # admitted token, so none was admitted below a higher one.
+    # Each token's first write raised the highest token, so the admitted ones form one
+    # chain in token order: none was admitted below a higher one.
     previous = [None] + [token for token, _ in accepted[:-1]]
     assert [before for _, before in accepted] == previous
     # A refused write was refused by an admitted, higher token.
@@ -74,6 +75,14 @@ def test_interleaved_writers_never_go_back(shared_store_spec: StoreSpec) -> None
         assert before is not None
         assert before > token
         assert before in admitted
+    # A repeat under the same token is admitted only while that token is the highest.
+    for token, ok, before, repeat in outcomes:
+        if repeat and ok:
+            assert token in admitted
+            assert before == token
+        elif repeat:
+            assert before is not None
+            assert before > token
 
     with shared_store_spec.open() as store:
         top = WRITERS * WRITES_PER_WRITER
