@@ -1,0 +1,447 @@
+"""Faults on real ZooKeeper processes and real client processes.
+
+(a) a holder process is SIGSTOPped past its session timeout: another client acquires and
+    writes; the holder resumes, its write is refused by the gate, and it sees ``lost``;
+(b) the ensemble leader is SIGKILLed while locks are held and contended: a holder on the
+    leader reconnects to another member and keeps its grant (same session), the workers
+    carry on, tokens keep increasing, the gate's history has no write out of order;
+(c) a standalone server is killed and restarted on its data dir: later tokens are larger
+    and a grant held across the restart survives;
+(d) a session is expired on the server (a twin connection closes it): ``on_lost`` fires
+    once, a waiter of that session queues again on the new one, tokens keep increasing;
+(e) a lock's parent znode is deleted out of band while it is held and waited for: the
+    holder is told why it lost the lock, the waiter gets it with a larger token, the
+    holder's late write is refused;
+(f) the server stops answering (SIGSTOP) for longer than the session timeout: the
+    holder's grant is presumed lost, and the lock is free once the server is back.
+
+Nothing here sleeps to synchronise: every wait is on a process's report, a lock grant
+or an ``on_lost`` event (with a generous bound only so that a broken build fails instead
+of hanging).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fencing_coord as fc
+from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
+from fencing_coord.gate import FencedResource
+from fencing_coord.servers.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from fencing_coord.stores import SQLiteStore, Store
+
+from .conftest import ZooKeeperTarget, expire_session, require_zookeeper
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
+
+HOLDER = Path(__file__).with_name("holder.py")
+# Bound on any single wait, so that a broken build fails instead of hanging.
+PROMPT = 60.0
+
+
+class Holder:
+    """A holder.py child process; its JSON reports arrive on a queue."""
+
+    def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
+                 reports: queue.Queue[dict[str, Any]] | None = None) -> None:
+        argv = [sys.executable, str(HOLDER), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
+        if worker is not None:
+            argv += ["--worker", worker]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.reports: queue.Queue[dict[str, Any]] = reports if reports is not None else queue.Queue()
+        assert self.proc.stdout is not None
+        ready = json.loads(self.proc.stdout.readline() or '{"event": "exited"}')
+        assert ready["event"] == "ready", ready
+        self.identity = ready["identity"]
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            report = json.loads(line)
+            report["pid"] = self.proc.pid
+            self.reports.put(report)
+        self.reports.put({"event": "exited", "pid": self.proc.pid})
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str) -> dict[str, Any]:
+        report = self.reports.get(timeout=PROMPT)
+        assert report["event"] == event, report
+        return report
+
+    def signal(self, sig: signal.Signals) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.proc.kill()
+        self.proc.wait(PROMPT)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"faults-{uuid.uuid4().hex[:10]}"
+
+
+def _store(kind: str, tmp_path: Path, backend: ZooKeeperBackend) -> tuple[str, Store]:
+    """(the holder's --store spec, the same store opened in this process)."""
+    if kind == "zookeeper":
+        return "zookeeper", ZooKeeperStore(backend)
+    path = tmp_path / "state.db"
+    return f"sqlite:{path}", SQLiteStore(path)
+
+
+def _delete_tree(client: Any, path: str) -> None:
+    """What an operator's ``deleteall`` does, made atomic: delete ``path`` and its
+    children in one transaction (again if a child appeared meanwhile)."""
+    for _ in range(50):
+        children = client.get_children(path)
+        transaction = client.transaction()
+        for child in children:
+            transaction.delete(f"{path}/{child}")
+        transaction.delete(path)
+        if all(result is True for result in transaction.commit()):
+            return
+    raise AssertionError(f"could not delete {path}: children kept appearing")
+
+
+def _zk(backend: fc.LockBackend) -> ZooKeeperBackend:
+    assert isinstance(backend, ZooKeeperBackend)
+    return backend
+
+
+# -- (a) ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "zookeeper"])
+def test_paused_holder_is_refused_and_sees_lost(
+    zk_standalone: ZooKeeperTarget, tmp_path: Path, namespace: str, store_kind: str
+) -> None:
+    with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected:
+        successor = _zk(connected)
+        spec, store = _store(store_kind, tmp_path, successor)
+        resource = FencedResource(store)
+        holder = Holder(zk_standalone.url, spec, ttl=1.5, namespace=namespace)
+        try:
+            holder.send("acquire orders")
+            old_token = holder.expect("acquired")["token"]
+            holder.send("write orders k1 from-holder")
+            assert holder.expect("write")["accepted"] is True
+
+            # The holder stops dead (no heartbeats) while it holds the lock.
+            holder.signal(signal.SIGSTOP)
+            # Granted once ZooKeeper has expired the paused holder's session.
+            grant = successor.acquire("orders", timeout=PROMPT)
+            assert grant.token > old_token
+            assert resource.write("orders", "k1", b"from-successor", token=grant.token).accepted
+
+            # The holder wakes up and writes as if nothing happened: refused.
+            holder.signal(signal.SIGCONT)
+            holder.send("write orders k1 late-holder")
+            late = holder.expect("write")
+            assert late["accepted"] is False
+            assert late["reason"] == f"stale token {old_token} < {grant.token}"
+            holder.send("wait-lost")
+            lost = holder.expect("lost")
+            assert lost["calls"] == 1
+            assert lost["reason"] == "session expired"
+
+            assert resource.read("orders", "k1") == b"from-successor"
+            assert resource.highest_token("orders") == grant.token
+            assert successor.release(grant) is True
+        finally:
+            holder.close()
+            store.close()
+
+
+# -- (b) ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_ensemble() -> Iterator[ZooKeeperEnsemble]:
+    """A 3-server ensemble of this test's own (it kills the leader)."""
+    require_zookeeper()
+    with ZooKeeperEnsemble(size=3) as ensemble:
+        yield ensemble
+
+
+def test_leader_killed_while_locks_are_held_and_contended(
+    own_ensemble: ZooKeeperEnsemble, tmp_path: Path, namespace: str
+) -> None:
+    db = tmp_path / "state.db"
+    leader = own_ensemble.leader()
+    others = [m for m in own_ensemble.members if m is not leader]
+    # A holder connected to the leader (hosts in order, leader first).
+    on_leader = own_ensemble.url_of(leader, *others) + "?randomize_hosts=false"
+    reports: queue.Queue[dict[str, Any]] = queue.Queue()
+    workers: list[Holder] = []
+    with fc.connect(on_leader, ttl=6, namespace=namespace) as connected:
+        holder = _zk(connected)
+        session = holder.session_id
+        assert session in leader.sessions()
+        held = holder.acquire("payments", timeout=PROMPT)
+        try:
+            members = own_ensemble.members
+            for i in range(3):
+                # Each worker starts on a different member, so one of them loses its member.
+                rotated = members[i:] + members[:i]
+                url = own_ensemble.url_of(*rotated) + "?randomize_hosts=false"
+                workers.append(Holder(url, f"sqlite:{db}", ttl=6, namespace=namespace, worker="orders",
+                                      reports=reports))
+            for worker in workers:
+                worker.send("go")
+            progress: list[dict[str, Any]] = []
+
+            def run_until(count: int) -> None:
+                while len(progress) < count:
+                    report = reports.get(timeout=PROMPT)
+                    assert report["event"] in ("progress", "refused", "unavailable"), report
+                    if report["event"] == "progress":
+                        progress.append(report)
+
+            run_until(15)
+            own_ensemble.kill(leader)
+            at_kill = len(progress)
+            run_until(at_kill + 15)  # service resumes without the old leader
+
+            # The holder reconnected to another member on the same session: grant kept.
+            assert holder.wait_connected(PROMPT)
+            assert holder.session_id == session
+            assert any(session in m.sessions() for m in others)
+            assert not held.lost
+            assert holder.renew(held) is held
+            assert holder.describe("payments").token == held.token
+            assert holder.release(held) is True
+
+            for worker in workers:
+                worker.send("stop")
+            done = 0
+            while done < len(workers):
+                report = reports.get(timeout=PROMPT)
+                if report["event"] == "done":
+                    done += 1
+        finally:
+            for worker in workers:
+                worker.close()
+
+    with SQLiteStore(db) as store:
+        resource = FencedResource(store)
+        count = int(resource.read("orders", "counter") or b"0")
+        entries = []
+        for n in range(1, count + 1):
+            value = resource.read("orders", f"entry-{n}")
+            assert value is not None, f"increment {n} has no entry: an update was lost"
+            entries.append(int(value))
+    # Each increment is one grant's read-modify-write, admitted only for the newest
+    # holder: in the order the gate admitted them, the tokens strictly increase.
+    assert entries == sorted(set(entries)), f"writes out of order: {entries}"
+    assert count >= at_kill + 15
+    reported = {r["n"]: r["token"] for r in progress}
+    before = max(t for n, t in reported.items() if n <= at_kill)
+    after = [t for n, t in reported.items() if n > at_kill]
+    assert after, "no progress after the leader was killed"
+    assert min(after) > before, "tokens after the failover are not larger"
+    assert len({r["pid"] for r in progress}) == 3, "the lock did not move between the workers"
+
+
+# -- (c) ----------------------------------------------------------------------------------------
+
+
+def test_tokens_continue_upward_after_a_restart(namespace: str) -> None:
+    require_zookeeper()
+    with ZooKeeperServer() as server:
+        # ZooKeeper 3.8.0 can leave a connection that arrives while it starts unanswered
+        # (an NPE in its connection close); kazoo abandons such an attempt after
+        # session timeout / number of hosts. Naming the server twice halves that, so the
+        # client gets back in well within its session timeout.
+        twice = f"zookeeper://{server.member.endpoint},{server.member.endpoint}?randomize_hosts=false"
+        # A long session timeout: the session outlives the restart (ZooKeeper persists
+        # sessions and restarts their timers when it comes back).
+        with fc.connect(twice, ttl=20, namespace=namespace) as connected:
+            backend = _zk(connected)
+            session = backend.session_id
+            before = []
+            for _ in range(3):
+                grant = backend.acquire("orders", timeout=PROMPT)
+                before.append(grant.token)
+                backend.release(grant)
+            held = backend.acquire("payments", timeout=PROMPT)
+
+            server.kill(server.member)  # a crash, not a shutdown
+            server.restart(server.member)
+            assert backend.wait_connected(PROMPT)
+
+            grant = backend.acquire("orders", timeout=PROMPT)
+            assert grant.token > max(before)
+            assert backend.release(grant)
+            assert backend.session_id == session
+            assert not held.lost
+            assert backend.describe("payments").token == held.token
+            assert backend.release(held) is True
+        with fc.connect(server.url, ttl=20, namespace=namespace) as fresh:
+            assert fresh.acquire("orders", timeout=PROMPT).token > grant.token
+
+
+# -- (d) ----------------------------------------------------------------------------------------
+
+
+def test_forced_session_expiry_fires_on_lost_once(zk_standalone: ZooKeeperTarget, namespace: str) -> None:
+    with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected, \
+            fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as other:
+        backend = _zk(connected)
+        grant = backend.acquire("orders", timeout=PROMPT)
+        blocker = other.acquire("payments", timeout=PROMPT)
+        queued = threading.Event()
+        waited: queue.Queue[fc.Grant | BaseException] = queue.Queue()
+
+        def wait_for_payments() -> None:
+            try:
+                waited.put(backend.acquire("payments", timeout=PROMPT, on_queued=queued.set))
+            except BaseException as exc:  # reported to the test thread
+                waited.put(exc)
+
+        threading.Thread(target=wait_for_payments, daemon=True).start()
+        assert queued.wait(PROMPT)
+        calls: list[str | None] = []
+        fired = threading.Event()
+
+        def on_lost(g: fc.Grant) -> None:
+            calls.append(g.lost_reason)
+            fired.set()
+
+        grant.on_lost(on_lost)
+        old_session = expire_session(zk_standalone, backend)
+
+        # ZooKeeper deleted the holder's node at once: the lock is free for others.
+        taken = other.acquire("orders", timeout=PROMPT)
+        assert taken.token > grant.token
+        assert fired.wait(PROMPT)
+        assert grant.wait_lost(PROMPT)
+        assert calls == ["session expired"]
+        with pytest.raises(fc.LockLost):
+            backend.renew(grant)
+        assert backend.release(grant) is False
+        assert calls == ["session expired"], "on_lost ran more than once"
+        other.release(taken)
+
+        # The waiter's node died with the session; it queued again on the new session.
+        assert backend.wait_connected(PROMPT)
+        assert backend.session_id not in (None, old_session)
+        assert other.release(blocker) is True
+        got = waited.get(timeout=PROMPT)
+        assert isinstance(got, fc.Grant), got
+        assert got.token > blocker.token
+        assert not got.lost
+        backend.release(got)
+
+        again = backend.acquire("orders", timeout=PROMPT)
+        assert again.token > taken.token
+        assert not again.lost
+
+
+# -- (e) ----------------------------------------------------------------------------------------
+
+
+def test_parent_deleted_out_of_band(
+    zk_standalone: ZooKeeperTarget, tmp_path: Path, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fencing_coord.backends.zookeeper")
+    with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected, \
+            fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as waiter, \
+            SQLiteStore(tmp_path / "state.db") as store:
+        holder = _zk(connected)
+        resource = FencedResource(store)
+        grant = holder.acquire("orders", timeout=PROMPT)
+        assert resource.write("orders", "k1", b"holder", token=grant.token).accepted
+        queued = threading.Event()
+        waited: queue.Queue[fc.Grant | BaseException] = queue.Queue()
+
+        def wait_for_orders() -> None:
+            try:
+                waited.put(waiter.acquire("orders", timeout=PROMPT, on_queued=queued.set))
+            except BaseException as exc:  # reported to the test thread
+                waited.put(exc)
+
+        threading.Thread(target=wait_for_orders, daemon=True).start()
+        assert queued.wait(PROMPT)
+
+        parent = holder.lock_path("orders")
+        operator = zk_standalone.raw_client()
+        try:
+            _delete_tree(operator, parent)
+        finally:
+            operator.stop()
+            operator.close()
+
+        # The waiter queues in the parent it recreates and gets a larger token.
+        successor = waited.get(timeout=PROMPT)
+        assert isinstance(successor, fc.Grant), successor
+        assert successor.token > grant.token
+        assert resource.write("orders", "k1", b"successor", token=successor.token).accepted
+
+        # The holder is told, with the reason.
+        assert grant.wait_lost(PROMPT)
+        reason = grant.lost_reason or ""
+        assert reason.startswith(f"its lock node {parent}/"), reason
+        assert "deleted out of band" in reason, reason
+        assert f"parent znode {parent}" in reason, reason
+        with pytest.raises(fc.LockLost):
+            holder.renew(grant)
+
+        late = resource.write("orders", "k1", b"late-holder", token=grant.token)
+        assert not late.accepted
+        assert late.reason == f"stale token {grant.token} < {successor.token}"
+        assert resource.read("orders", "k1") == b"successor"
+
+        waiter.release(successor)
+        again = holder.acquire("orders", timeout=PROMPT)
+        assert again.token > successor.token
+        assert any("deleted and created again out of band" in r.getMessage() for r in caplog.records)
+        holder.release(again)
+
+
+# -- (f) ----------------------------------------------------------------------------------------
+
+
+def test_server_silent_past_the_session_timeout_presumes_the_grant_lost(namespace: str) -> None:
+    require_zookeeper()
+    with ZooKeeperServer() as server, fc.connect(server.url, ttl=1.5, namespace=namespace) as connected:
+        backend = _zk(connected)
+        grant = backend.acquire("orders", timeout=PROMPT)
+        server.pause(server.member)
+        try:
+            # No answer for the whole session timeout: the session may be gone.
+            assert grant.wait_lost(PROMPT)
+            assert (grant.lost_reason or "").startswith("session presumed expired")
+            assert backend.suspended
+        finally:
+            server.resume(server.member)
+        # Whether the server expires the session or the client gets back in first (and
+        # deletes the node of the grant it gave up), the lock becomes free.
+        with fc.connect(server.url, ttl=1.5, namespace=namespace) as other:
+            taken = other.acquire("orders", timeout=PROMPT)
+            assert taken.token > grant.token
+        assert backend.wait_connected(PROMPT)
+        assert not backend.suspended
