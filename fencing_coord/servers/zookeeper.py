@@ -39,6 +39,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
 from . import ManagedProcess, free_port, require_binary, wait_until
@@ -167,7 +168,7 @@ class ZooKeeperEnsemble:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> ZooKeeperEnsemble:
+    def start(self) -> Self:
         """Start every member and wait until all serve clients."""
         if self._started:
             return self
@@ -201,7 +202,7 @@ class ZooKeeperEnsemble:
         self._stop_members()
         self._cleanup()
 
-    def __enter__(self) -> ZooKeeperEnsemble:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
