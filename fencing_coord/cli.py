@@ -136,7 +136,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if not command:
         raise InvalidArgument("run needs a command to run: fencing-coord run --url URL --lock NAME -- CMD [ARGS...]")
     with _backend(args) as backend:
-        grant = backend.acquire(args.lock, timeout=args.timeout)
+        # Stopped while waiting (systemd, kill): leave the queue at once, by closing the
+        # session, rather than leave a waiter behind until its lease expires.
+        with _raise_on_signals(signal.SIGTERM, signal.SIGHUP):
+            grant = backend.acquire(args.lock, timeout=args.timeout)
         try:
             return _run_holding(backend, grant, command, args.grace)
         finally:
@@ -198,6 +201,29 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP arrived while ``run`` waited for its lock."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum} while waiting for the lock")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _raise_on_signals(*sigs: signal.Signals) -> Iterator[None]:
+    """Turn ``sigs`` into :class:`_Terminated` in the main thread while the block runs."""
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        raise _Terminated(signum)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -484,6 +510,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except _Terminated as exc:
+        _error(str(exc))
+        return 128 + exc.signum
     except FencingCoordError as exc:
         _error(f"error: {exc}")
         for cls, code in _EXIT_FOR:

@@ -55,6 +55,18 @@ def zookeeper_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def server_binaries() -> None:
+    """Skip, naming the packages to install, unless etcd, java and ZooKeeper's jars are
+    here (for tests that start servers themselves, through the command line)."""
+    from fencing_coord.devservers import MissingSoftware, require_servers
+
+    try:
+        require_servers(etcd=True, zookeeper=True)
+    except MissingSoftware as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
 def namespace() -> str:
     """A namespace no other test uses."""
     return f"cli-{uuid.uuid4().hex[:10]}"

@@ -47,6 +47,7 @@ def check_demo_output(stdout: str) -> None:
 @pytest.mark.etcd
 @pytest.mark.zookeeper
 @pytest.mark.slow
+@pytest.mark.usefixtures("server_binaries")
 def test_demo_starts_its_own_servers_and_shows_fenced_refused_unfenced_corrupted() -> None:
     """The README's first command: no URL, servers from the binaries on PATH."""
     result = run_cli("demo", timeout=180)

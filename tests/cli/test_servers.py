@@ -17,7 +17,7 @@ from fencing_coord.servers import port_open
 
 from .helpers import cli as run_cli
 
-pytestmark = [pytest.mark.etcd, pytest.mark.zookeeper]
+pytestmark = [pytest.mark.etcd, pytest.mark.zookeeper, pytest.mark.usefixtures("server_binaries")]
 
 
 @pytest.fixture
