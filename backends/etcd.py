@@ -24,7 +24,6 @@ their errors are mapped here to :mod:`fencing_coord.errors` and chained.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import queue
@@ -32,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import etcd3.transactions
@@ -113,8 +112,8 @@ def _put(key: bytes, value: bytes, lease: int = 0) -> Any:
 
 
 def _get(key: bytes, range_end: bytes = b"", *, limit: int = 0, newest_first: bool = False,
-         by_create: bool = False, max_create_revision: int = 0) -> Any:
-    request = etcdrpc.RangeRequest(key=key, range_end=range_end, limit=limit,
+         by_create: bool = False, max_create_revision: int = 0, keys_only: bool = False) -> Any:
+    request = etcdrpc.RangeRequest(key=key, range_end=range_end, limit=limit, keys_only=keys_only,
                                    max_create_revision=max_create_revision)
     if by_create:
         request.sort_target = etcdrpc.RangeRequest.CREATE
@@ -124,10 +123,6 @@ def _get(key: bytes, range_end: bytes = b"", *, limit: int = 0, newest_first: bo
 
 def _range_op(request: Any) -> Any:
     return etcdrpc.RequestOp(request_range=request)
-
-
-def _delete(key: bytes) -> Any:
-    return etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key))
 
 
 def _compare(key: bytes, target: str, result: str, value: int | bytes, range_end: bytes = b"") -> Any:
@@ -148,7 +143,7 @@ def _txn(compare: Sequence[Any] = (), success: Sequence[Any] = (), failure: Sequ
     return etcdrpc.TxnRequest(compare=list(compare), success=list(success), failure=list(failure))
 
 
-class _LeaseNotFound(Exception):
+class _LeaseNotFound(LockLost):
     """etcd no longer knows the lease (revoked or expired): internal signal only."""
 
 
@@ -348,6 +343,8 @@ class _Lease:
     grants: set[Grant] = field(default_factory=set)
     #: Why the lease is gone, once it is.
     dead: str | None = None
+    #: Key-name numbers in use by this lease's contenders (see _Session.take_slot).
+    slots: set[int] = field(default_factory=set)
 
 
 class _Session:
@@ -411,6 +408,24 @@ class _Session:
         with self._lock:
             lease.grants.discard(grant)
 
+    def take_slot(self, lease: _Lease) -> int:
+        """A number for a contender's key name, unique among this lease's live keys.
+
+        Names are reused once their key is known to be deleted, so a long-lived backend
+        keeps a handful of key names instead of leaving a new deleted key in etcd's
+        index for every acquisition (ranges over a lock's queue scan those until etcd
+        compacts). A key that could not be deleted keeps its number forever."""
+        with self._lock:
+            slot = 0
+            while slot in lease.slots:
+                slot += 1
+            lease.slots.add(slot)
+            return slot
+
+    def free_slot(self, lease: _Lease, slot: int) -> None:
+        with self._lock:
+            lease.slots.discard(slot)
+
     def check(self, lease: _Lease) -> str | None:
         """Why ``lease`` is gone, or None. Declares it lost when no keepalive has been
         confirmed for a whole TTL (a local clock check, no request)."""
@@ -451,8 +466,12 @@ class _Session:
         if ttl > 0:
             lease.confirmed_until = max(lease.confirmed_until, sent + ttl)
         else:
-            # Revoked if etcd dropped it while we still counted on it, expired otherwise.
-            self.lose(lease, "lease revoked" if sent < lease.confirmed_until else "lease expired")
+            self.vanished(lease, sent)
+
+    def vanished(self, lease: _Lease, asked: float) -> None:
+        """etcd said at ``asked`` that it no longer has ``lease``: revoked if that was
+        while we still counted on it (someone revoked it), expired otherwise."""
+        self.lose(lease, "lease revoked" if asked < lease.confirmed_until else "lease expired")
 
     # -- waiters and leftovers -----------------------------------------------------------
 
@@ -469,11 +488,10 @@ class _Session:
         with self._lock:
             self._wakers.get(lease.id, set()).discard(wake)
 
-    def delete_later(self, key: bytes, revision: int) -> None:
-        """Delete ``key`` (if it still has ``revision``) once etcd answers again: a
-        contender's key we could not withdraw must not block the lock while our lease
-        lives on."""
-        self._cleanup.put(("delete", key, revision))
+    def delete_later(self, key: bytes) -> None:
+        """Delete ``key`` once etcd answers again: a contender's key we could not
+        withdraw must not block the lock while our lease lives on."""
+        self._cleanup.put(("delete", key, 0))
 
     # -- the keepalive thread --------------------------------------------------------------
 
@@ -514,7 +532,7 @@ class _Session:
                 if kind == "revoke":
                     self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=number), budget=1.0)
                 else:
-                    self.conn.txn(_txn([_compare(key, "mod", "==", number)], [_delete(key)]), budget=1.0)
+                    self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key), budget=1.0)
             except _LeaseNotFound:
                 pass
             except FencingCoordError:
@@ -558,6 +576,7 @@ class _Place:
     key: bytes
     revision: int
     lease: _Lease
+    slot: int
 
 
 class _Queue:
@@ -580,65 +599,90 @@ class _Queue:
         """
         backend = self.backend
         session = backend._session
-        queued = False
+        notified = on_queued is None
+
+        def queued() -> None:
+            nonlocal notified
+            if not notified and on_queued is not None:
+                notified = True
+                on_queued()
+
         while True:
             backend._check_open()
             lease = session.lease()
-            key = self.prefix + f"{lease.id:x}-{next(backend._counter)}".encode()
+            slot = session.take_slot(lease)
+            key = self.prefix + f"{lease.id:x}-{slot}".encode()
+            asked = time.monotonic()
             try:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return self._try_once(key, value, lease)
-                predecessor, seen, revision = self._enqueue(key, value, lease)
+                if deadline is not None and asked >= deadline:
+                    return self._try_once(key, value, lease, slot)
+                place, predecessor, seen = self._enqueue(key, value, lease, slot)
+                outcome = "gone" if place is None else self._wait_first(place, predecessor, seen, deadline, queued)
             except _LeaseNotFound:
-                session.lose(lease, "lease expired")  # we had not heard yet; start over
+                session.vanished(lease, asked)  # before our keepalive told us: start over
                 continue
-            if revision is None:
-                continue
-            place = _Place(key, revision, lease)
-            present = True
-            while predecessor is not None and present and session.check(lease) is None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.withdraw(place)
-                    return None
-                if not queued and on_queued is not None:
-                    queued = True
-                    on_queued()
-                self._wait(place, predecessor.key, seen, deadline)
-                backend._check_open()
-                predecessor, seen, present = self._look(key, revision)
-            if present and session.check(lease) is None:
+            except BaseException:
+                # Our key may exist (a put whose answer was lost, a wait cut short): it
+                # must not stay queued while our lease lives on. Its slot is not reused.
+                session.delete_later(key)
+                raise
+            if outcome == "first":
                 return place
-            if present:
-                # Our lease died while we waited: its key is on its way out; do not
-                # leave it queued in the meantime.
-                with contextlib.suppress(BackendUnavailable):
-                    self.withdraw(place)
-            if deadline is not None and time.monotonic() >= deadline:
+            if outcome == "timeout" or (deadline is not None and time.monotonic() >= deadline):
                 return None
 
-    def _enqueue(self, key: bytes, value: bytes, lease: _Lease) -> tuple[_KV | None, int, int | None]:
-        """Put our key; return (our predecessor or None, the revision read at, our key's
-        create revision, or None if it vanished already)."""
+    def _wait_first(self, place: _Place, predecessor: _KV | None, seen: int, deadline: float | None,
+                    queued: Callable[[], None]) -> Literal["first", "gone", "timeout"]:
+        """Wait until ``place`` is first ("first"), is gone or its lease died ("gone":
+        enqueue again), or the deadline passed ("timeout", place withdrawn)."""
+        session = self.backend._session
+        present = True
+        while predecessor is not None and present and session.check(place.lease) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                self.withdraw(place)
+                return "timeout"
+            queued()
+            self._wait(place, predecessor.key, seen, deadline)
+            self.backend._check_open()
+            predecessor, seen, present = self._look(place.key, place.revision)
+        if present and session.check(place.lease) is None:
+            return "first"
+        if present:
+            # Our lease died while we waited: its key is on its way out; do not leave it
+            # queued in the meantime.
+            with contextlib.suppress(BackendUnavailable):
+                self.withdraw(place)
+        else:
+            session.free_slot(place.lease, place.slot)
+        return "gone"
+
+    def _enqueue(self, key: bytes, value: bytes, lease: _Lease,
+                 slot: int) -> tuple[_Place | None, _KV | None, int]:
+        """Put our key; return (our place, or None if the key vanished already; our
+        predecessor or None; the revision read at)."""
         response = self.backend._conn.txn(_txn(
             [_compare(key, "create", "==", 0)],
             # Our key is the newest, so the second newest is our predecessor.
             [_put(key, value, lease.id),
              _range_op(_get(self.prefix, self.end, limit=2, newest_first=True, by_create=True))],
-            # A retry of a put that was applied after all: find our key instead.
+            # A retry of a put that was applied after all: find our key instead. (Only
+            # this request can have made it: a slot is reused only once its key is gone.)
             [_range_op(_get(key))],
         ))
         if response.succeeded:
             newest = _kvs(response.responses[1])
             revision = int(response.header.revision)
-            return (newest[1] if len(newest) > 1 else None), revision, revision
+            return _Place(key, revision, lease, slot), (newest[1] if len(newest) > 1 else None), revision
         mine = _kvs(response.responses[0])
-        if not mine:
-            return None, 0, None
-        revision = mine[0].create_revision
-        predecessor, seen, present = self._look(key, revision)
-        return predecessor, seen, revision if present else None
+        if mine:
+            revision = mine[0].create_revision
+            predecessor, seen, present = self._look(key, revision)
+            if present:
+                return _Place(key, revision, lease, slot), predecessor, seen
+        self.backend._session.free_slot(lease, slot)
+        return None, None, 0
 
-    def _try_once(self, key: bytes, value: bytes, lease: _Lease) -> _Place | None:
+    def _try_once(self, key: bytes, value: bytes, lease: _Lease, slot: int) -> _Place | None:
         """Put our key only if nobody holds or waits: one transaction, nothing to undo."""
         response = self.backend._conn.txn(_txn(
             [_compare(self.prefix, "version", "==", 0, range_end=self.end)],
@@ -646,11 +690,14 @@ class _Queue:
             [_range_op(_get(key))],
         ))
         if response.succeeded:
-            return _Place(key, int(response.header.revision), lease)
+            return _Place(key, int(response.header.revision), lease, slot)
         mine = _kvs(response.responses[0])
-        # Present only if an earlier attempt of this request was applied after all, when
-        # the queue was empty: then our key is first.
-        return _Place(key, mine[0].create_revision, lease) if mine else None
+        if mine:
+            # An earlier attempt of this request was applied after all, when the queue
+            # was empty: our key is first.
+            return _Place(key, mine[0].create_revision, lease, slot)
+        self.backend._session.free_slot(lease, slot)
+        return None
 
     def _look(self, key: bytes, revision: int) -> tuple[_KV | None, int, bool]:
         """(our predecessor or None, the revision read at, whether our key still exists)."""
@@ -664,15 +711,19 @@ class _Queue:
         return (before[0] if before else None), int(response.header.revision), bool(mine)
 
     def _wait(self, place: _Place, predecessor: bytes, seen: int, deadline: float | None) -> None:
-        """Block until the predecessor or our own key is deleted after revision
-        ``seen``, our lease is lost, the session closes, or the deadline (or a
-        periodic re-check) comes."""
+        """Block until the predecessor or our own key may have been deleted since
+        revision ``seen``, our lease is lost, the session closes, or the deadline (or
+        a periodic re-check) comes. The caller then looks again."""
         backend = self.backend
         session = backend._session
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Watch from "now", not from seen + 1: etcd serves a watch that starts in the
+        # past from a catch-up loop that runs every 100 ms, which under contention
+        # would add tens of milliseconds to every handoff. What was deleted between
+        # ``seen`` and the watch's creation is caught by looking again (below).
         for key in (predecessor, place.key):
             requests.put(etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-                key=key, start_revision=seen + 1, filters=[etcdrpc.WatchCreateRequest.NOPUT])))
+                key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])))
 
         def stream() -> Iterator[Any]:
             while (request := requests.get()) is not None:
@@ -694,10 +745,20 @@ class _Queue:
         if not session.add_waker(place.lease, call.cancel):
             call.cancel()
         timer.start()
+        created, since = 0, 0
         try:
             for response in call:
                 if response.canceled or response.compact_revision or response.events:
                     break
+                if response.created:
+                    created += 1
+                    since = max(since, int(response.header.revision))
+                    if created == 2 and since > seen:
+                        # Written to since we looked: both watches are in place now,
+                        # so one more look cannot miss a deletion.
+                        before, _, present = self._look(place.key, place.revision)
+                        if not present or before is None or before.key != predecessor:
+                            break
         except grpc.RpcError as exc:
             if _code(exc) != grpc.StatusCode.CANCELLED:
                 backend._conn.note_failure(index, exc)
@@ -710,15 +771,18 @@ class _Queue:
             call.cancel()
 
     def withdraw(self, place: _Place) -> bool:
-        """Delete our key if it is still ours; True if it was. If etcd cannot be reached,
-        the key is deleted later in the background."""
+        """Delete our key; True if it still existed. (A plain delete is exact: nobody
+        else puts our key's name, and we reuse it only after this delete.) If etcd
+        cannot be reached, the key is deleted later in the background and
+        BackendUnavailable is raised."""
+        session = self.backend._session
         try:
-            response = self.backend._conn.txn(
-                _txn([_compare(place.key, "mod", "==", place.revision)], [_delete(place.key)]))
+            response = self.backend._conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key))
         except BackendUnavailable:
-            self.backend._session.delete_later(place.key, place.revision)
+            session.delete_later(place.key)
             raise
-        return bool(response.succeeded)
+        session.free_slot(place.lease, place.slot)
+        return int(response.deleted) > 0
 
     def members(self) -> list[_KV]:
         """Every contender, first (the holder) first."""
@@ -783,7 +847,6 @@ class EtcdBackend(LockBackend):
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
-        self._counter = itertools.count(1)
         self._root = f"{ROOT}/{namespace}/".encode()
         self._session = _Session(conn, lease_ttl, conn.label)
         try:
@@ -852,8 +915,6 @@ class EtcdBackend(LockBackend):
         place: _Place = grant.handle
         try:
             self._session.renew(place.lease)
-        except _LeaseNotFound:
-            self._session.lose(place.lease, "lease revoked")
         except LockLost:
             grant.mark_lost(place.lease.dead or "lease lost")
             raise
@@ -863,6 +924,7 @@ class EtcdBackend(LockBackend):
         mine = [kv for kv in self._conn.range(_get(place.key)) if kv.mod_revision == place.revision]
         if not mine:
             self._session.unbind(place.lease, grant)
+            self._session.free_slot(place.lease, place.slot)
             grant.mark_lost("lock key deleted")
             raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
 
@@ -879,6 +941,11 @@ class EtcdBackend(LockBackend):
         head, *waiting = members
         return LockState(name, head.value.decode(errors="replace"), head.create_revision,
                          tuple(kv.value.decode(errors="replace") for kv in waiting))
+
+    def _names(self) -> list[str]:
+        prefix = self._root + b"locks/"
+        kvs = self._conn.range(_get(prefix, _prefix_end(prefix), keys_only=True))
+        return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
 
     def _close(self, held: list[Grant]) -> None:
         try:
