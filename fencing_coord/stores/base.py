@@ -23,9 +23,8 @@ and implement its five abstract methods; ``fencing_coord.testing`` is not needed
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..errors import InvalidArgument
 from ..validation import check_token
@@ -43,6 +42,8 @@ MAX_TOKEN = 2**63 - 1
 def check_store_token(value: object) -> int:
     """Return ``value`` when it is a token a store can hold: an ``int`` (not ``bool``) in
     ``0 .. MAX_TOKEN``; else raise :class:`InvalidArgumentType`/:class:`InvalidArgument`."""
+    if type(value) is int and 0 <= value <= MAX_TOKEN:  # the usual case, checked once per call
+        return value
     token = check_token(value)
     if token > MAX_TOKEN:
         raise InvalidArgument(f"token {token} does not fit in 64 bits (the limit is {MAX_TOKEN})")
@@ -54,9 +55,9 @@ def admits(highest: int | None, token: int, strict: bool) -> bool:
     return highest is None or token > highest or (token == highest and not strict)
 
 
-@dataclass(frozen=True)
-class FencedOutcome:
-    """What a store reports for one fenced operation.
+class FencedOutcome(NamedTuple):
+    """What a store reports for one fenced operation (a named tuple: one is built per
+    operation, and a tuple is the cheapest immutable record to build).
 
     ``accepted``: the token was admitted (and the write or read happened);
     ``highest_before``: the resource's highest admitted token before this operation

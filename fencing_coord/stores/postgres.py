@@ -127,8 +127,8 @@ class PostgresStore(SQLStore):
             row = conn.execute(_GATE, params).fetchone()
             # A new statement, so a new snapshot: it sees every write committed before
             # the row lock was granted, and (under the lock) none after.
-            snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (resource, resource, key)).fetchone()
-            assert snapshot is not None
+            snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (key, resource)).fetchone()
+            assert snapshot is not None  # the gate statement created the row, or it existed
             highest, value = snapshot
             if row is None:
                 return FencedOutcome(False, highest)

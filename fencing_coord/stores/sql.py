@@ -29,9 +29,10 @@ __all__ = ["SQLStore"]
 # Written with "?" placeholders; PostgreSQL's store turns them into "%s".
 SELECT_HIGHEST = "SELECT highest_token FROM fc_resource WHERE name = ?"
 SELECT_VALUE = "SELECT value FROM fc_value WHERE resource = ? AND key = ?"
+# No row when the resource has no token yet; then the locking path reads the value.
 SELECT_SNAPSHOT = (
-    "SELECT (SELECT highest_token FROM fc_resource WHERE name = ?),"
-    " (SELECT value FROM fc_value WHERE resource = ? AND key = ?)"
+    "SELECT r.highest_token, v.value FROM fc_resource r"
+    " LEFT JOIN fc_value v ON v.resource = r.name AND v.key = ? WHERE r.name = ?"
 )
 UPSERT_VALUE = (
     "INSERT INTO fc_value (resource, key, value) VALUES (?, ?, ?)"
@@ -58,11 +59,12 @@ class SQLStore(Store):
 
     def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         with mapped_db_errors(self.what):
-            [(highest, value)] = self._query(SELECT_SNAPSHOT, (resource, resource, key))
+            rows = self._query(SELECT_SNAPSHOT, (key, resource))
+        highest, value = rows[0] if rows else (None, None)
+        if highest == token and not strict:  # admitted, nothing to raise: the usual case
+            return FencedOutcome(True, highest, _as_bytes(value))
         if not admits(highest, token, strict):
             return FencedOutcome(False, highest)
-        if highest == token:
-            return FencedOutcome(True, highest, _as_bytes(value))
         return self._raise_and_read(resource, key, token, strict)
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
