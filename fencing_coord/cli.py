@@ -141,14 +141,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         with _raise_on_signals(signal.SIGTERM, signal.SIGHUP):
             grant = backend.acquire(args.lock, timeout=args.timeout)
         try:
-            return _run_holding(backend, grant, command, args.grace)
+            return _run_holding(grant, command, args.grace)
         finally:
             # False when the lock was lost; the backend's close then ends the session.
             with contextlib.suppress(FencingCoordError):
                 backend.release(grant)
 
 
-def _run_holding(backend: LockBackend, grant: Grant, command: list[str], grace: float) -> int:
+def _run_holding(grant: Grant, command: list[str], grace: float) -> int:
     env = {
         **os.environ,
         "FENCING_TOKEN": str(grant.token),
