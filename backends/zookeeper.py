@@ -33,8 +33,9 @@ is deleted and created again out of band (every node of the new parent is create
 every node of the old one was deleted). Tokens fit a signed 64-bit integer, as SQLite and
 PostgreSQL stores need. Only wiping the whole ensemble's data would reset them.
 
-Limits of the sequence counter. The counter (the parent's ``cversion``, bumped by every
-child create and delete) is a signed 32-bit value that wraps at 2^31-1; serial arithmetic
+Limits of the sequence counter. The counter (taken from the parent's ``cversion``; it
+advances with every child created, and with deletions too depending on the server's
+timing) is a signed 32-bit value that wraps at 2^31-1; serial arithmetic
 orders contenders correctly across the wrap as long as all live contenders of a lock lie
 within 2^31 sequence numbers of each other. The backend refuses before that can fail:
 when a contender finds another live contender more than ``sequence_window`` (default
@@ -92,7 +93,6 @@ import queue
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -137,9 +137,6 @@ __all__ = [
     "ZooKeeperBackend",
     "ZooKeeperStore",
 ]
-
-# kazoo warns when the chroot does not exist yet; we create it right after connecting.
-warnings.filterwarnings("ignore", message="No chroot path exists", module="kazoo.client")
 
 _log = logging.getLogger("fencing_coord.backends.zookeeper")
 _kazoo_log = logging.getLogger("fencing_coord.backends.zookeeper.kazoo")
@@ -289,6 +286,9 @@ class _Session:
         self.session_id: int | None = None
         self.suspended_at: float | None = None
         self.closed = False
+        # Events of threads waiting in a queue: set on every state change and on close,
+        # since kazoo does not call watches once it is stopped.
+        self._wakeups: set[threading.Event] = set()
         self._listener = listener
         self.client: Any = KazooClient(
             hosts=hosts,
@@ -341,6 +341,7 @@ class _Session:
         with self.cond:
             self.closed = True
             self.cond.notify_all()
+            self._wake_all()
         try:
             self.client.stop()
         finally:
@@ -364,7 +365,24 @@ class _Session:
                 self.suspended_at = None
             new = self.state
             self.cond.notify_all()
+            self._wake_all()
         self._listener(new)
+
+    def _wake_all(self) -> None:
+        for event in self._wakeups:
+            event.set()
+
+    def wait_for(self, event: threading.Event, timeout: float | None) -> None:
+        """Wait for ``event`` (a watch firing), a change of connection state or close."""
+        with self.cond:
+            if self.closed:
+                return
+            self._wakeups.add(event)
+        try:
+            event.wait(timeout)
+        finally:
+            with self.cond:
+                self._wakeups.discard(event)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -590,7 +608,7 @@ class _ContenderQueue:
         )
         if stat is None:
             return
-        woke.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.session.wait_for(woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def withdraw(self, entry: _Entry) -> bool:
         """Delete our node; True if it still existed. Never raises: a node that cannot be
@@ -713,14 +731,18 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     # Leader election on ZooKeeper is issue 6; the queue below is ready for it.
     capabilities = Capabilities(fifo=True, injectable_clock=False, elections=False, multiprocess=True)
 
-    def __init__(self, hosts: str, *, ttl: float = 10.0, namespace: str = "default", identity: str = "",
-                 timeout: float = 5.0, username: str | None = None, password: str | None = None,
+    def __init__(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
+                 identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
                  randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW) -> None:
-        """Connect to ``hosts`` (kazoo's ``host:port,...[/chroot]``). Raises
-        :class:`BackendUnavailable` when no server accepts a session within ``timeout``."""
+        """Connect to ``hosts`` (``host:port,...``); every path is put below ``chroot``
+        (``/a/b`` or empty). Raises :class:`BackendUnavailable` when no server accepts a
+        session within ``timeout``."""
         super().__init__(ttl=ttl, namespace=namespace, identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
         self.timeout = timeout
-        self._root = f"{ROOT}/{_segment(namespace)}"
+        #: The chroot, applied here rather than by kazoo, so that missing levels of it are
+        #: created along with our own znodes (kazoo creates only the last level).
+        self.chroot = chroot.rstrip("/")
+        self._root = f"{self.chroot}{ROOT}/{_segment(namespace)}"
         self._mutex = threading.Lock()
         self._live: dict[str, Grant] = {}  # node path -> grant held now
         self._doomed: dict[str, int | None] = {}  # node path -> owning session: delete when connected
@@ -734,12 +756,6 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._monitor = threading.Thread(target=self._run_monitor, name="fencing-coord-zookeeper-monitor",
                                          daemon=True)
         self._session.start()
-        try:
-            # Creates the chroot if it is missing (kazoo treats "/" as the chroot itself).
-            self._session.request("create the chroot", lambda: self._session.client.ensure_path_async("/"))
-        except BaseException:
-            self._session.close()
-            raise
         granted = self._session.negotiated_timeout
         if abs(granted - ttl) > 0.001:
             _log.warning("ZooKeeper granted a session timeout of %.3f s instead of the requested ttl=%.3f s "
@@ -758,11 +774,14 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             raise ConfigurationError(f"{url.redacted()}: digest credentials need user:password, not just a user")
         hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.host_list(DEFAULT_PORT))
         chroot = url.path.strip("/")
-        if chroot:
-            if any(part in ("", ".", "..") for part in chroot.split("/")):
-                raise ConfigurationError(f"{url.redacted()}: chroot /{chroot} has an empty, '.' or '..' segment")
-            hosts += "/" + chroot
-        return cls(hosts, ttl=common.ttl, namespace=common.namespace, identity=common.identity,
+        parts = chroot.split("/") if chroot else []
+        if any(p in ("", ".", "..") or _segment(p) != p for p in parts) or parts[:1] == ["zookeeper"]:
+            raise ConfigurationError(
+                f"{url.redacted()}: chroot /{chroot} is not a usable ZooKeeper path (an empty, '.' or '..' "
+                "segment, a character ZooKeeper refuses, or below /zookeeper)"
+            )
+        return cls(hosts, chroot="/" + chroot if chroot else "", ttl=common.ttl,
+                   namespace=common.namespace, identity=common.identity,
                    timeout=common.timeout, username=url.username, password=url.password,
                    randomize_hosts=randomize, sequence_window=window)
 
@@ -809,7 +828,8 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     # -- paths ----------------------------------------------------------------------------
 
     def lock_path(self, name: str) -> str:
-        """The persistent parent znode of lock ``name`` (below the chroot)."""
+        """The persistent parent znode of lock ``name``: its full path on the server,
+        chroot included (as an operator would name it in ``zkCli.sh``)."""
         return f"{self._root}/locks/{_segment(name)}"
 
     # -- SPI --------------------------------------------------------------------------------
@@ -1186,7 +1206,8 @@ class ZooKeeperStore(Store):
             raise ConfigurationError(f"ZooKeeperStore needs a ZooKeeperBackend, not {type(backend).__name__}")
         self._backend = backend
         self._session = backend._session
-        self._base = f"{ROOT}/{_segment(backend.namespace if namespace is None else namespace)}/resources"
+        space = backend.namespace if namespace is None else namespace
+        self._base = f"{backend.chroot}{ROOT}/{_segment(space)}/resources"
 
     def _path(self, resource: str) -> str:
         return f"{self._base}/{_segment(resource)}"
