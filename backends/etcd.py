@@ -279,6 +279,8 @@ class _Connection:
             attempt = max(0.05, min(stop - time.monotonic(), self.attempt_timeout))
             try:
                 return invoke(index, attempt)
+            except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel!"
+                raise BackendUnavailable(f"{self.label}: the connection is closed") from exc
             except _StreamEnded as exc:
                 self._failed(index)
                 if time.monotonic() + pause >= stop:
@@ -293,12 +295,15 @@ class _Connection:
                     self.authenticate()
                     continue
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
-                    code == grpc.StatusCode.FAILED_PRECONDITION and "auth" in text
+                    code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
+                    and ("auth" in text or "user name" in text)
                 ):
                     raise ConfigurationError(
                         f"{self.label}: etcd refused {what} ({text}); check the user, password "
                         "and their permissions on the /fencing-coord/ prefix"
                     ) from exc
+                if "too large" in text or "larger than max" in text:
+                    raise InvalidArgument(f"{self.label}: etcd refused {what} as too large: {text}") from exc
                 if code not in _RETRY_CODES:
                     raise FencingCoordError(f"{self.label}: etcd {what} failed: {code} {text}") from exc
                 self.note_failure(index, exc)
@@ -510,7 +515,9 @@ class _Session:
             sent = time.monotonic()
             try:
                 ttl = self.conn.keepalive(lease.id, budget=max(0.1, lease.confirmed_until - sent))
-            except (FencingCoordError, _LeaseNotFound) as exc:
+            except Exception as exc:  # whatever it was, this thread must go on
+                if not isinstance(exc, FencingCoordError):
+                    _log.exception("%s: keepalive of lease %x failed", self.label, lease.id)
                 if time.monotonic() >= lease.confirmed_until:
                     self.lose(lease, f"lease expired: etcd confirmed no keepalive for {lease.ttl} s ({exc})")
                 else:
@@ -535,7 +542,7 @@ class _Session:
                     self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key), budget=1.0)
             except _LeaseNotFound:
                 pass
-            except FencingCoordError:
+            except Exception:  # etcd still unreachable (or closing): next time
                 retry.append(job)
         for job in retry:
             self._cleanup.put(job)
@@ -1024,12 +1031,15 @@ class EtcdStore(Store):
 
     ``EtcdStore(backend)`` shares an :class:`EtcdBackend`'s connection (and namespace);
     ``EtcdStore(url)`` connects its own and closes it in :meth:`close`. Per resource, the
-    highest accepted token and the values are etcd keys under
-    ``/fencing-coord/<namespace>/resources/<resource>/``, and every fenced operation is one
-    etcd transaction that compares the token key and writes both.
+    highest admitted token and the values are etcd keys under
+    ``/fencing-coord/<namespace>/resources/<resource>/`` (``token``: 20-digit decimal,
+    so that etcd's byte-wise comparison orders tokens as numbers; ``data/<key>``), and
+    every fenced operation is one etcd transaction that compares the token key and
+    writes both. The first operation on a resource also creates its token key.
 
     A fenced write that times out is not sent again unless etcd certainly did not apply
-    it: BackendUnavailable then says "may have been applied".
+    it: BackendUnavailable then says "may have been applied". Values are limited by
+    etcd's request size (``--max-request-bytes``, 1.5 MiB by default).
     """
 
     def __init__(self, backend_or_url: EtcdBackend | str, *, namespace: str | None = None) -> None:
@@ -1046,6 +1056,8 @@ class EtcdStore(Store):
             raise InvalidArgumentType(f"EtcdStore needs an EtcdBackend or an etcd:// URL, not {kind}")
         self._conn = self._backend._conn
         self._root = f"{ROOT}/{namespace or self._backend.namespace}/resources/".encode()
+        #: Resources whose token key this store has seen exist (see _prepare).
+        self._ready: set[str] = set()
 
     def _keys(self, resource: str, key: str | None = None) -> tuple[bytes, bytes]:
         base = self._root + quote(resource, safe="").encode() + b"/"
@@ -1061,30 +1073,33 @@ class EtcdStore(Store):
         token_key, _ = self._keys(resource, key)
         mine = _token_bytes(token)
         # Admitted when highest < token (strict) or highest <= token, i.e. < token + 1.
+        # An empty value (no token admitted yet) is below every bound.
         bound = mine if strict else _token_bytes(token + 1)
-        write_token = _put(token_key, mine)
-        inner = etcdrpc.TxnRequest(
-            compare=[_compare(token_key, "value", "<", bound)],
-            success=[_range_op(_get(token_key)), write_token, operation],
-            failure=[_range_op(_get(token_key))],
-        )
         request = _txn(
-            [_compare(token_key, "create", "==", 0)],  # no token accepted yet
-            [write_token, operation],
-            [etcdrpc.RequestOp(request_txn=inner)],
+            [_compare(token_key, "value", "<", bound)],
+            [_range_op(_get(token_key)), _put(token_key, mine), operation],
+            [_range_op(_get(token_key))],
         )
         is_read = operation.WhichOneof("request") == "request_range"
-        response = self._conn.txn(request, idempotent=is_read)
-        if response.succeeded:
-            value = _read_value(response.responses[1]) if is_read else None
-            return FencedOutcome(True, None, value)
-        nested = response.responses[0].response_txn
-        before = _kvs(nested.responses[0])
-        highest = int(before[0].value) if before else None
-        if not nested.succeeded:
-            return FencedOutcome(False, highest)
-        value = _read_value(nested.responses[2]) if is_read else None
-        return FencedOutcome(True, highest, value)
+        for _ in range(2):
+            if resource not in self._ready:
+                self._prepare(token_key)
+                self._ready.add(resource)
+            response = self._conn.txn(request, idempotent=is_read)
+            before = _kvs(response.responses[0])
+            if before:
+                highest = int(before[0].value) if before[0].value else None
+                if not response.succeeded:
+                    return FencedOutcome(False, highest)
+                return FencedOutcome(True, highest, _read_value(response.responses[2]) if is_read else None)
+            self._ready.discard(resource)  # the token key was deleted behind our back
+        raise FencingCoordError(f"the token key {token_key.decode()} of resource {resource!r} keeps disappearing")
+
+    def _prepare(self, token_key: bytes) -> None:
+        """Create the resource's token key, empty (no token admitted yet), unless it
+        exists: etcd cannot compare the value of a missing key, and a second branch
+        for "missing" would carry the written value twice in one request."""
+        self._conn.txn(_txn([_compare(token_key, "create", "==", 0)], [_put(token_key, b"")]))
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
         self._conn.call("KV", "Put", etcdrpc.PutRequest(key=self._keys(resource, key)[1], value=value))
@@ -1095,7 +1110,7 @@ class EtcdStore(Store):
 
     def highest_token(self, resource: str) -> int | None:
         kvs = self._conn.range(_get(self._keys(resource)[0]))
-        return int(kvs[0].value) if kvs else None
+        return int(kvs[0].value) if kvs and kvs[0].value else None
 
     def close(self) -> None:
         if self._owned:

@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  fencing-coord etcd backend  {our_grants:8.0f} grants/s  {our_handoffs:8.0f} handoffs/s")
         crashes += len(main_errors)
         if crashes:
-            print(f"  (python3-etcd3's watcher thread died {crashes} time(s) with NameError: six as its"
-                  " streams closed, a bug of python3-etcd3 0.13; it happens at client close here)")
+            print("  (python3-etcd3's watcher thread raised NameError: six when its streams closed at client"
+                  " close: a bug of python3-etcd3 0.13, kept out of this output)")
 
         targets = [
             ("uncontended, ours / raw floor", mine / floor, 0.85),

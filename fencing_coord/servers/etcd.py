@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -28,9 +29,33 @@ from typing import Self
 from ..errors import BackendUnavailable, ConfigurationError
 from . import ManagedProcess, free_port, require_binary, wait_until
 
-__all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer"]
+__all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer", "EtcdTLS"]
 
 INSTALL_HINT = "apt-get install etcd-server etcd-client (Debian/Ubuntu), or put an etcd release's binaries on PATH"
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """PEM files for serving clients over TLS: the CA that signed every certificate,
+    the servers' certificate and key, and a client certificate and key (used by the
+    readiness checks and handed to clients in :attr:`EtcdCluster.url`). With
+    ``client_cert_auth`` etcd requires clients to present a certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    client_cert_auth: bool = True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+    def query(self) -> str:
+        """The ``etcds://`` URL query naming these files."""
+        return f"ca={self.ca}&cert={self.client_cert}&key={self.client_key}"
 
 
 @dataclass
@@ -42,10 +67,12 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     process: ManagedProcess
+    tls: EtcdTLS | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -66,7 +93,7 @@ class EtcdMember:
             self.client_url + "/v3/maintenance/status", data=b"{}", headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl()) as response:
                 body: dict[str, object] = json.load(response)
                 return body
         except (OSError, ValueError) as exc:
@@ -76,10 +103,13 @@ class EtcdMember:
         """True when the member answers ``/health`` with ``{"health": "true"}`` (it has
         a leader and serves linearizable requests)."""
         try:
-            with urllib.request.urlopen(self.client_url + "/health", timeout=2.0) as response:
+            with urllib.request.urlopen(self.client_url + "/health", timeout=2.0, context=self._ssl()) as response:
                 return bool(json.load(response).get("health") == "true")
         except (OSError, ValueError):
             return False
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        return None if self.tls is None else self.tls.ssl_context()
 
 
 class EtcdCluster:
@@ -91,11 +121,12 @@ class EtcdCluster:
     """
 
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
-                 ready_timeout: float = 30.0) -> None:
+                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None) -> None:
         if size < 1:
             raise ConfigurationError(f"an etcd cluster needs at least one member, not {size}")
         self.size = size
         self.extra_args = extra_args
+        self.tls = tls
         self.ready_timeout = ready_timeout
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-etcd-")) if base_dir is None else Path(base_dir)
@@ -114,22 +145,30 @@ class EtcdCluster:
         names = [f"m{i}" for i in range(self.size)]
         initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
         token = f"fencing-coord-{self.base_dir.name}"
+        scheme = "http" if self.tls is None else "https"
+        tls_args: list[str] = []
+        if self.tls is not None:
+            tls_args = ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                        "--trusted-ca-file", str(self.tls.ca)]
+            if self.tls.client_cert_auth:
+                tls_args.append("--client-cert-auth")
         for i, name in enumerate(names):
             client, peer = ports[2 * i], ports[2 * i + 1]
             data_dir = self.base_dir / name
             argv = [
                 binary, "--name", name, "--data-dir", str(data_dir),
-                "--listen-client-urls", f"http://127.0.0.1:{client}",
-                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-client-urls", f"{scheme}://127.0.0.1:{client}",
+                "--advertise-client-urls", f"{scheme}://127.0.0.1:{client}",
                 "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", token,
                 "--logger", "zap", "--log-level", "warn",
+                *tls_args,
                 *self.extra_args,
             ]
             process = ManagedProcess(argv, self.base_dir / f"{name}.log")
-            self.members.append(EtcdMember(name, client, peer, data_dir, process))
+            self.members.append(EtcdMember(name, client, peer, data_dir, process, self.tls))
         self._started = True
         try:
             for member in self.members:
@@ -160,12 +199,19 @@ class EtcdCluster:
 
     @property
     def url(self) -> str:
-        """``etcd://host:port,host:port,...`` listing every member."""
-        return "etcd://" + ",".join(m.endpoint for m in self.members)
+        """``etcd://host:port,host:port,...`` listing every member (``etcds://...?ca=
+        ...&cert=...&key=...`` with TLS)."""
+        return self.url_of(*self.members)
 
     def url_of(self, *members: EtcdMember) -> str:
         """A URL naming only ``members``."""
-        return "etcd://" + ",".join(m.endpoint for m in members)
+        hosts = ",".join(m.endpoint for m in members)
+        return f"etcd://{hosts}" if self.tls is None else f"etcds://{hosts}?{self.tls.query()}"
+
+    @property
+    def endpoints(self) -> str:
+        """The members' client URLs, comma-separated (for ``etcdctl --endpoints``)."""
+        return ",".join(m.client_url for m in self.members)
 
     # -- faults ----------------------------------------------------------------------
 
@@ -238,8 +284,8 @@ class EtcdServer(EtcdCluster):
     """A single etcd node (an :class:`EtcdCluster` of one)."""
 
     def __init__(self, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
-                 ready_timeout: float = 30.0) -> None:
-        super().__init__(1, base_dir=base_dir, extra_args=extra_args, ready_timeout=ready_timeout)
+                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None) -> None:
+        super().__init__(1, base_dir=base_dir, extra_args=extra_args, ready_timeout=ready_timeout, tls=tls)
 
     @property
     def member(self) -> EtcdMember:

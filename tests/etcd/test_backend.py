@@ -1,0 +1,275 @@
+"""etcd-specific scenarios beyond the conformance suite: what the keys look like, how
+many round trips a lock costs, what a waiter does when its own lease dies, and how
+the URL is read."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import fencing_coord as fc
+from fencing_coord.backends.etcd import EtcdBackend, owner_guard
+
+from .conftest import EtcdTarget, revoke, rpc_counts
+
+pytestmark = pytest.mark.etcd
+
+PROMPT = 30.0
+
+Connect = Callable[..., EtcdBackend]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def connect(etcd_single: EtcdTarget, namespace: str) -> Iterator[Connect]:
+    """``connect(**options)``: clients of the single node in this test's namespace."""
+    made: list[fc.LockBackend] = []
+
+    def make(**options: object) -> EtcdBackend:
+        options.setdefault("namespace", namespace)
+        options.setdefault("ttl", 3)
+        backend = fc.connect(etcd_single.url, **options)
+        assert isinstance(backend, EtcdBackend)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def _in_thread(fn: object) -> Future[fc.Grant]:
+    pool = ThreadPoolExecutor(max_workers=1)
+    future: Future[fc.Grant] = pool.submit(fn)  # type: ignore[arg-type]
+    pool.shutdown(wait=False)
+    return future
+
+
+# -- keys and tokens ------------------------------------------------------------------------------
+
+
+def test_token_is_the_mod_revision_of_a_lease_bound_key(etcd_single: EtcdTarget, connect: Connect,
+                                                       namespace: str) -> None:
+    backend = connect()
+    grant = backend.acquire("orders", timeout=PROMPT)
+    client = etcd_single.client()
+    try:
+        [(value, meta)] = list(client.get_prefix(f"/fencing-coord/{namespace}/locks/orders/"))
+        assert meta.key.decode().startswith(backend.lock_prefix("orders"))
+        assert value.decode() == backend.identity
+        assert meta.lease_id == backend.lease_id
+        assert meta.mod_revision == meta.create_revision == grant.token
+        backend.renew(grant)  # a keepalive; the key is not put again
+        [(_, after)] = list(client.get_prefix(backend.lock_prefix("orders")))
+        assert after.mod_revision == grant.token
+    finally:
+        client.close()
+
+
+def test_tokens_come_from_the_cluster_revision(etcd_single: EtcdTarget, connect: Connect) -> None:
+    backend = connect()
+    client = etcd_single.client()
+    try:
+        client.put("/elsewhere/unrelated", "x")  # any write anywhere advances the revision
+        revision = client.get("/elsewhere/unrelated")[1].mod_revision
+    finally:
+        client.close()
+    assert backend.acquire("orders", timeout=PROMPT).token > revision
+
+
+def test_ttl_is_whole_seconds_as_granted_by_etcd(connect: Connect) -> None:
+    assert connect(ttl=2.5).ttl == 3.0
+    tiny = connect(ttl=0.2)
+    assert tiny.ttl >= 1
+    assert tiny.ttl == int(tiny.ttl)
+
+
+def test_locks_lists_held_and_awaited_names(connect: Connect) -> None:
+    backend, other = connect(), connect()
+    backend.acquire("orders", timeout=PROMPT)
+    backend.acquire("payments", timeout=PROMPT)
+    assert other.locks() == ["orders", "payments"]
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+
+def _kv_calls(target: EtcdTarget) -> dict[str, int]:
+    assert target.cluster is not None
+    counts = rpc_counts(target.cluster.members[0])
+    return {m: counts[m] for m in ("Txn", "Range", "Put", "DeleteRange")}
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {m: after[m] - before[m] for m in before if after[m] != before[m]}
+
+
+def test_uncontended_acquire_and_release_are_one_request_each(etcd_single: EtcdTarget,
+                                                              connect: Connect) -> None:
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    backend = connect()
+    backend.release(backend.acquire("warm-up", timeout=PROMPT))
+    start = _kv_calls(etcd_single)
+    grant = backend.acquire("orders", timeout=PROMPT)
+    acquired = _kv_calls(etcd_single)
+    backend.release(grant)
+    released = _kv_calls(etcd_single)
+    assert backend.try_acquire("orders") is not None
+    tried = _kv_calls(etcd_single)
+    assert _delta(start, acquired) == {"Txn": 1}
+    assert _delta(acquired, released) == {"DeleteRange": 1}
+    assert _delta(released, tried) == {"Txn": 1}
+
+
+def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """No thundering herd: a release wakes only the next waiter, so each of n waiters
+    costs its enqueue, at most one look while setting up its watch, and one look when
+    woken (a herd would wake every waiter at every release)."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    holder = connect()
+    waiters = [connect() for _ in range(4)]
+    grant = holder.acquire("orders", timeout=PROMPT)
+    start = _kv_calls(etcd_single)
+    futures = []
+    for client in waiters:
+        queued = threading.Event()
+        futures.append(_in_thread(lambda c=client, q=queued: c.acquire("orders", PROMPT, on_queued=q.set)))
+        assert queued.wait(PROMPT)
+    holder.release(grant)
+    for client, future in zip(waiters, futures, strict=True):
+        client.release(future.result(PROMPT))
+    spent = _delta(start, _kv_calls(etcd_single))
+    assert spent["DeleteRange"] == 5
+    assert spent.get("Range", 0) == 0
+    assert len(waiters) * 2 <= spent["Txn"] <= len(waiters) * 3, spent
+
+
+# -- a waiter's own lease dies ----------------------------------------------------------------------
+
+
+def test_waiter_whose_lease_is_revoked_queues_again(etcd_single: EtcdTarget, connect: Connect) -> None:
+    holder, waiter = connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    queued = threading.Event()
+    future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    old_lease = revoke(etcd_single, waiter)  # the waiter's key goes with its lease
+    # The waiter enqueues again with a new lease and is still served in order.
+    holder.release(grant)
+    taken = future.result(PROMPT)
+    assert taken.token > grant.token
+    assert not taken.lost
+    assert waiter.lease_id not in (None, old_lease)
+    assert waiter.describe("orders").holder == waiter.identity
+
+
+def test_closing_wakes_a_waiter_and_leaves_no_key(connect: Connect) -> None:
+    holder, waiter = connect(), connect()
+    holder.acquire("orders", timeout=PROMPT)
+    queued = threading.Event()
+    future = _in_thread(lambda: waiter.acquire("orders", None, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    waiter.close()
+    with pytest.raises(fc.InvalidArgument, match="closed"):
+        future.result(PROMPT)
+    assert holder.describe("orders").waiters == ()
+
+
+def test_renew_notices_a_deleted_key(etcd_single: EtcdTarget, connect: Connect) -> None:
+    backend = connect()
+    grant = backend.acquire("orders", timeout=PROMPT)
+    client = etcd_single.client()
+    try:
+        client.delete_prefix(backend.lock_prefix("orders"))  # an operator breaks the lock
+    finally:
+        client.close()
+    with pytest.raises(fc.LockLost, match="deleted"):
+        backend.renew(grant)
+    assert grant.lost
+    assert grant.lost_reason == "lock key deleted"
+    assert backend.release(grant) is False
+
+
+# -- owner_guard ------------------------------------------------------------------------------------
+
+
+def test_owner_guard_fences_inside_etcd(etcd_single: EtcdTarget, connect: Connect) -> None:
+    backend, other = connect(), connect()
+    client = etcd_single.client()
+    try:
+        grant = backend.acquire("orders", timeout=PROMPT)
+        ok, _ = client.transaction(compare=[owner_guard(grant)],
+                                   success=[client.transactions.put("/app/orders/state", "v1")], failure=[])
+        assert ok
+        backend.release(grant)
+        taken = other.acquire("orders", timeout=PROMPT)
+        late, _ = client.transaction(compare=[owner_guard(grant)],
+                                     success=[client.transactions.put("/app/orders/state", "stale")], failure=[])
+        assert not late
+        ok, _ = client.transaction(compare=[owner_guard(taken)],
+                                   success=[client.transactions.put("/app/orders/state", "v2")], failure=[])
+        assert ok
+        assert client.get("/app/orders/state")[0] == b"v2"
+    finally:
+        client.close()
+
+
+def test_owner_guard_refuses_other_grants() -> None:
+    with fc.connect("memory://guard") as memory:
+        with pytest.raises(fc.InvalidArgument):
+            owner_guard(memory.acquire("orders"))
+        with pytest.raises(fc.InvalidArgumentType):
+            owner_guard("orders")  # type: ignore[arg-type]
+
+
+# -- the URL --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("etcd://127.0.0.1:2379/app", "namespace"),
+        ("etcd://127.0.0.1:2379?ca={pem}", "etcds://"),
+        ("etcds://127.0.0.1:2379?cert={pem}", "both cert= and key="),
+        ("etcds://127.0.0.1:2379?ca=/nonexistent/ca.pem", "cannot read"),
+        ("etcd://127.0.0.1:2379?colour=blue", "colour"),
+        ("etcd://127.0.0.1:2379?ttl=soon", "ttl"),
+        ("etcd://:secret@127.0.0.1:2379", "user name"),
+    ],
+)
+def test_bad_urls_say_what_to_fix(tmp_path: Path, url: str, message: str) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("not really a certificate")
+    with pytest.raises(fc.ConfigurationError, match=message):
+        fc.connect(url.format(pem=pem))
+
+
+def test_nothing_listening_is_backend_unavailable() -> None:
+    from fencing_coord.servers import free_port
+
+    with pytest.raises(fc.BackendUnavailable) as info:
+        fc.connect(f"etcd://127.0.0.1:{free_port()}", timeout=1)
+    assert info.value.retryable
+    assert info.value.__cause__ is not None  # chained from the gRPC error
+
+
+def test_a_dead_member_in_the_url_is_skipped(etcd_single: EtcdTarget, namespace: str) -> None:
+    from fencing_coord.config import parse_url
+    from fencing_coord.servers import free_port
+
+    host, port = parse_url(etcd_single.url).hosts[0]
+    url = f"etcd://127.0.0.1:{free_port()},{host}:{port}"
+    with fc.connect(url, namespace=namespace, ttl=3) as backend:
+        grant = backend.acquire("orders", timeout=PROMPT)
+        assert backend.release(grant) is True
