@@ -1197,17 +1197,26 @@ class ZooKeeperStore(Store):
 
     After a connection loss during the conditional write, the store reads the node again
     and recognises its own write by an id kept among the last 16 writes. Everything of a
-    resource must fit one znode (about 1 MB): larger content is refused with
+    resource must fit one znode (about 1 MB, ZooKeeper's ``jute.maxbuffer``): one value may
+    be up to 700 000 bytes (``max_value_size``; base64 makes it a third larger), and a write
+    that would make the resource's znode too large is refused with
     :class:`InvalidArgument`. ``namespace`` defaults to the backend's.
     """
 
+    max_value_size = 700_000
+
     def __init__(self, backend: ZooKeeperBackend, *, namespace: str | None = None) -> None:
+        """Keep resources on ``backend``'s ZooKeeper (its session, chroot and, unless
+        given, namespace). The store does not close the backend."""
         if not isinstance(backend, ZooKeeperBackend):
             raise ConfigurationError(f"ZooKeeperStore needs a ZooKeeperBackend, not {type(backend).__name__}")
         self._backend = backend
         self._session = backend._session
         space = backend.namespace if namespace is None else namespace
         self._base = f"{backend.chroot}{ROOT}/{_segment(space)}/resources"
+
+    def __repr__(self) -> str:
+        return f"ZooKeeperStore({self._base!r})"
 
     def _path(self, resource: str) -> str:
         return f"{self._base}/{_segment(resource)}"
