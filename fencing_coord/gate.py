@@ -42,6 +42,7 @@ __all__ = ["MAX_TOKEN", "FencedResource", "UnfencedResource", "WriteResult"]
 #: What a value may be given as; it is stored and returned as ``bytes``.
 Bytes = bytes | bytearray | memoryview
 
+
 @dataclass(frozen=True)
 class WriteResult:
     """The outcome of :meth:`FencedResource.write`.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, Self
 
 from ..errors import InvalidArgument
 from ..validation import check_token
@@ -106,7 +106,7 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has none."""
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
