@@ -542,6 +542,8 @@ class _Session:
                     self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key), budget=1.0)
             except _LeaseNotFound:
                 pass
+            except (ConfigurationError, InvalidArgument) as exc:  # will never succeed
+                _log.warning("%s: giving up on %s %r: %s", self.label, kind, key or number, exc)
             except Exception:  # etcd still unreachable (or closing): next time
                 retry.append(job)
         for job in retry:
