@@ -23,7 +23,7 @@ from fencing_coord.stores import Store
 
 from .gate_workers import StoreManager, StoreSpec, mp_context
 
-STORES = ["memory", "sqlite", "postgres"]
+STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="session")

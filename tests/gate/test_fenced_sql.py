@@ -18,7 +18,7 @@ DDL = ("CREATE TABLE positions (account_id BIGINT PRIMARY KEY, qty BIGINT, avg_p
        " note TEXT, fence BIGINT)")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """(kind, path or DSN) of an empty database with the ``positions`` table."""
     kind: str = request.param

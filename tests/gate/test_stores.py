@@ -28,6 +28,7 @@ def test_sqlite_schema_and_wal_mode(sqlite_path: str) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+@pytest.mark.postgres
 def test_postgres_schema_is_created_on_first_use(postgres_dsn: str) -> None:
     PostgresStore(postgres_dsn).close()
     with psycopg.connect(postgres_dsn) as conn:
@@ -75,6 +76,7 @@ def test_store_constructor_arguments(sqlite_path: str) -> None:
         PostgresStore(None)  # type: ignore[arg-type]
 
 
+@pytest.mark.postgres
 def test_postgres_unreachable_is_unavailable() -> None:
     with pytest.raises(BackendUnavailable, match=r"PostgreSQL store .*password=\*\*\*.* is unavailable") as caught:
         PostgresStore(f"postgresql://fc:secret@127.0.0.1:{free_port()}/db", connect_timeout=2)
@@ -82,6 +84,7 @@ def test_postgres_unreachable_is_unavailable() -> None:
     assert isinstance(caught.value.__cause__, psycopg.OperationalError)
 
 
+@pytest.mark.postgres
 def test_postgres_broken_connection_is_unavailable_then_replaced(postgres_dsn: str) -> None:
     store = PostgresStore(postgres_dsn)
     resource = FencedResource(store)
@@ -110,17 +113,20 @@ def test_unknown_store_attribute() -> None:
     assert {"EtcdStore", "ZooKeeperStore", "MemoryStore", "SQLiteStore", "PostgresStore"} <= set(stores.__all__)
 
 
+@pytest.mark.postgres
 def test_postgres_server_without_binaries(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"binaries \(initdb, postgres\) not found in"):
         PostgresServer(bin_dir=tmp_path).start()
 
 
+@pytest.mark.postgres
 @pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop is used only as root")
 def test_postgres_server_needs_a_user_when_root() -> None:
     with pytest.raises(ConfigurationError, match="useradd --system --no-create-home fc-nobody-here"):
         PostgresServer(run_as="fc-nobody-here").start()
 
 
+@pytest.mark.postgres
 def test_postgres_server_stop_removes_its_data() -> None:
     server = PostgresServer().start()
     assert server.base_dir is not None
