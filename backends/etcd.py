@@ -12,7 +12,11 @@ across clients, reconnects, restarts and leader changes.
 
 Round trips. An uncontended ``acquire`` is one transaction (put the key, read the
 queue's two newest keys); ``try_acquire`` is one transaction (put only if the queue is
-empty); ``release`` is one transaction (delete the key if it still has its revision).
+empty); ``release`` is one delete. A waiter costs its enqueue, one watch stream, and a
+look at the queue when woken (plus one while setting up its watch if the queue moved).
+Key names are reused per lease once deleted, so a long-lived backend does not leave a
+trail of deleted keys in etcd's index (deleted keys stay there until etcd compacts:
+run etcd with ``--auto-compaction-retention``, as in any production setup).
 
 The client library. We speak the etcd v3 gRPC API with the protobuf messages and stubs
 of the ``python3-etcd3`` distribution (``etcd3.etcdrpc``), not its high-level client:
@@ -279,7 +283,10 @@ class _Connection:
             attempt = max(0.05, min(stop - time.monotonic(), self.attempt_timeout))
             try:
                 return invoke(index, attempt)
-            except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel!"
+            except ValueError as exc:
+                if "closed channel" not in str(exc):
+                    raise
+                # close() ran meanwhile (grpc: "Cannot invoke RPC on closed channel!").
                 raise BackendUnavailable(f"{self.label}: the connection is closed") from exc
             except _StreamEnded as exc:
                 self._failed(index)
@@ -837,8 +844,15 @@ class EtcdBackend(LockBackend):
       it vanished while we still counted on it, "lease expired" otherwise), or no
       keepalive has been confirmed for a whole TTL, every grant on it is marked lost
       (``on_lost`` fires once) and a new lease is granted for later acquisitions.
+    * ``grant.lost`` also compares the time since the last confirmed keepalive with the
+      TTL, locally: a process that was paused past its TTL sees ``lost`` as soon as it
+      resumes, before any request.
     * ``renew(grant)`` sends one keepalive (it refreshes every grant of the backend) and
       checks the grant's key; LockLost if either is gone.
+    * ``acquire(name, timeout)`` bounds the wait for the lock; a request within it that
+      cannot reach etcd gives up after the ``timeout`` option with BackendUnavailable
+      (the queued key is withdrawn, in the background if need be). ``close()`` wakes the
+      backend's waiting threads, which raise InvalidArgument ("... is closed").
     * A waiter whose key vanishes while it waits (its lease expired: etcd issues
       #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
     * Deleting a held key out of band is noticed by ``renew``, not in the background;
