@@ -21,9 +21,16 @@ A fenced write is one statement: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
 the same statement. PostgreSQL locks the resource's row and re-checks the rule against
 its newest committed version, so concurrent writers on any connection are serialized
 on that row and a stale one is refused. ``previous_token`` exists so that this single
-statement can report the token it replaced. Connections run at READ COMMITTED, which the
-fenced read's locking path relies on (its second statement sees what committed before
-the lock was granted).
+statement can report the token it replaced.
+
+A fenced read whose token is above the highest takes two statements: the same admission
+statement raises the token (and commits), then one ``SELECT`` reads the highest token
+and the value in one snapshot. That snapshot contains every write committed before the
+raise; the read is accepted only if the token is still the highest in it, which makes
+the snapshot the instant at which the read happened with the token raised. (Reading the
+value in the admission statement would not do: its snapshot is taken before it waits
+for the row lock, and could miss the previous holder's last write.) Connections run at
+READ COMMITTED, so each statement takes a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -123,16 +130,20 @@ class PostgresStore(SQLStore):
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "token": token, "strict": strict}
-        with self._connection() as conn, conn.transaction():
+        with self._connection() as conn:
             row = conn.execute(_GATE, params).fetchone()
-            # A new statement, so a new snapshot: it sees every write committed before
-            # the row lock was granted, and (under the lock) none after.
-            snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (key, resource)).fetchone()
-            assert snapshot is not None  # the gate statement created the row, or it existed
-            highest, value = snapshot
             if row is None:
-                return FencedOutcome(False, highest)
-            return FencedOutcome(True, row[0], None if value is None else bytes(value))
+                return FencedOutcome(False, self._highest(conn, resource))
+            # The raise has committed. A new statement reads in a new snapshot, which
+            # holds every write committed before the raise; it counts only if ``token``
+            # is still the highest in that same snapshot (else a newer holder overtook
+            # us in between, and the read is refused as it would be at that instant).
+            snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (key, resource)).fetchone()
+        assert snapshot is not None  # the gate statement created the row, or it existed
+        highest, value = snapshot
+        if highest != token:
+            return FencedOutcome(False, highest)
+        return FencedOutcome(True, row[0], None if value is None else bytes(value))
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
