@@ -7,13 +7,22 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 import fencing_coord.stores as stores
-from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument, InvalidArgumentType
+from fencing_coord.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidArgument,
+    InvalidArgumentType,
+    StaleTokenError,
+)
 from fencing_coord.gate import FencedResource
 from fencing_coord.servers import free_port
 from fencing_coord.servers.postgres import PostgresServer
@@ -136,3 +145,55 @@ def test_postgres_server_stop_removes_its_data() -> None:
     server.stop()
     assert not base.exists()
     server.stop()  # idempotent
+
+
+class _OvertakeAfterGate:
+    """A connection stand-in that lets another holder write right after the gate
+    statement of a fenced read, before its read statement."""
+
+    def __init__(self, conn: Any, overtake: Callable[[], object]) -> None:
+        self._conn, self._overtake = conn, overtake
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        cursor = self._conn.execute(sql, params)
+        if "INSERT INTO fc_resource" in sql and self._overtake is not None:
+            row = cursor.fetchone()  # the raise has committed
+            self._overtake()
+            self._overtake = None  # type: ignore[assignment]
+            return _Rows([row] if row is not None else [])
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+
+@pytest.mark.postgres
+def test_postgres_fenced_read_overtaken_before_its_read_is_refused(postgres_dsn: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holder 5's fenced read raises the token to 5; holder 9 writes before 5's read
+    statement runs: the read must not return 9's value as if 5 were still current."""
+    store, other_store = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    resource, other = FencedResource(store), FencedResource(other_store)
+    resource.write("orders", "k", b"from 1", token=1)
+    borrow = store._connection
+
+    @contextmanager
+    def overtaken() -> Iterator[Any]:
+        with borrow() as conn:
+            yield _OvertakeAfterGate(conn, lambda: other.write("orders", "k", b"from 9", token=9))
+
+    monkeypatch.setattr(store, "_connection", overtaken)
+    with pytest.raises(StaleTokenError, match="stale token 5 < 9"):
+        resource.read("orders", "k", token=5)
+    monkeypatch.undo()
+    assert resource.read("orders", "k") == b"from 9"
+    store.close()
+    other_store.close()
