@@ -72,9 +72,11 @@ Session states (one kazoo session per backend object; kazoo reconnects on its ow
 
 ``renew(grant)`` costs one round trip: it checks that the session is alive and the grant's
 node still exists (the session itself is kept alive by kazoo's heartbeats); ``LockLost``
-otherwise. Every held node is watched, so an out-of-band deletion is noticed without a
-renew. kazoo runs watch and state callbacks on its own threads; this module never blocks
-them (work that needs a round trip goes to one monitor thread per backend).
+otherwise. The node of every grant held for more than 50 ms is watched, so an
+out-of-band deletion is reported without a renew, within about 0.1 s (grants given up
+sooner never pay for a watch: a request, and an event when they are released). kazoo
+runs watch and state callbacks on its own threads; this module never blocks them (work
+that needs a round trip goes to one monitor thread per backend).
 
 Errors of kazoo are mapped at this edge: connection loss, session expiry, timeouts ->
 :class:`BackendUnavailable` (after waiting up to ``timeout`` seconds for a reconnection);
@@ -155,6 +157,11 @@ _MAX_ZNODE_BYTES: Final = 1_000_000
 # How many recent writes a resource node remembers, to tell after a connection loss
 # whether our own conditional write was applied.
 _RECENT_WRITES: Final = 16
+
+# A grant's node is watched once the grant has been held this long (seconds).
+_ARM_DELAY: Final = 0.05
+# Ticks without live grants before the monitor stops ticking.
+_IDLE_TICKS: Final = 20
 
 # kazoo failures after which the same request may succeed on a newer connection.
 _RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
@@ -689,6 +696,8 @@ class _Held:
     entry: _Entry
     parent_czxid: int
     watch: Callable[[Any], None]
+    granted_at: float = 0.0
+    armed: bool = False  # the node's watch is set
 
 
 _STOP: Final = object()
@@ -748,6 +757,9 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._doomed: dict[str, int | None] = {}  # node path -> owning session: delete when connected
         self._orphans: set[tuple[str, str]] = set()  # (parent, nonce) of creates with unknown outcome
         self._parents: dict[str, int] = {}  # lock name -> parent czxid last seen
+        # The monitor ticks (every _ARM_DELAY) while grants are live, to arm their watches.
+        self._ticking = False
+        self._idle_since: float | None = None
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         auth = (username, password or "") if username is not None else None
         self._session = _Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
@@ -866,11 +878,12 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                 raise
 
     def _register(self, name: str, entry: _Entry, position: _Position) -> Grant | None:
-        held = _Held(entry, position.parent_czxid, watch=lambda _event: None)
+        held = _Held(entry, position.parent_czxid, watch=lambda _event: None, granted_at=time.monotonic())
         grant = Grant(name, entry.czxid, self.identity, owner=self, handle=held, probe=self._probe)
 
         def watch(_event: Any) -> None:  # kazoo's thread: hand the check to the monitor
-            self._tasks.put(("verify", grant))
+            if not grant.released:
+                self._tasks.put(("verify", grant))
 
         held.watch = watch
         with self._mutex:
@@ -880,14 +893,14 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             self._live[entry.path] = grant
             previous = self._parents.get(name)
             self._parents[name] = position.parent_czxid
+            wake = not self._ticking
+            self._ticking = True
+        if wake:
+            self._tasks.put(("tick",))
         if previous is not None and previous != position.parent_czxid:
             _log.warning("the parent znode of lock %r (%s) was deleted and created again out of band "
                          "(czxid %#x -> %#x); tokens continue upward", name, entry.parent, previous,
                          position.parent_czxid)
-        # Watch our own node without waiting for the answer: the grant is ours already,
-        # and a deletion (or a missing node) reaches the monitor either way.
-        result = self._session.client.exists_async(entry.path, watch=watch)
-        result.rawlink(lambda r: self._tasks.put(("verify", grant)) if not r.successful() or r.value is None else None)
         return grant
 
     def _renew(self, grant: Grant) -> None:
@@ -989,10 +1002,9 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     def _run_monitor(self) -> None:
         while True:
             try:
-                task = self._tasks.get(timeout=self._presumption_wait())
+                task = self._tasks.get(timeout=self._next_wait())
             except queue.Empty:
-                self._presume_lost()
-                continue
+                task = ("tick",)
             if task is _STOP:
                 return
             try:
@@ -1008,10 +1020,40 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                     self._tidy()
                 elif task[0] == "tidy":
                     self._tidy()
+                self._presume_lost()
+                self._arm_due()
             except FencingCoordError as exc:
                 _log.debug("monitor task %r failed: %s", task, exc)
             except Exception:
                 _log.exception("monitor task %r failed", task)
+
+    def _next_wait(self) -> float | None:
+        """How long the monitor may block: until the live grants must be presumed lost,
+        or the next tick while grants are live (None: until a task arrives)."""
+        waits = []
+        suspended_at = self._session.suspended_at
+        if suspended_at is not None and self._live:
+            waits.append(max(0.0, suspended_at + self._session.negotiated_timeout - time.monotonic()))
+        if self._ticking:
+            waits.append(_ARM_DELAY)
+        return min(waits) if waits else None
+
+    def _arm_due(self) -> None:
+        """Watch the node of every grant held for longer than _ARM_DELAY. Grants given
+        up sooner never cost a watch (a request, then an event when they are released);
+        an out-of-band deletion of a node is noticed within about 2 x _ARM_DELAY."""
+        now = time.monotonic()
+        with self._mutex:
+            due = [g for g in self._live.values()
+                   if not cast(_Held, g.handle).armed and now - cast(_Held, g.handle).granted_at >= _ARM_DELAY]
+            if self._live:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since > _IDLE_TICKS * _ARM_DELAY:
+                self._ticking = False  # the next grant wakes the monitor again
+        for grant in due:
+            self._verify(grant)
 
     def _verify(self, grant: Grant) -> None:
         """Check that ``grant``'s node exists (re-arming its watch); report it lost if not."""
@@ -1023,6 +1065,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             return  # re-verified when connected again
         stat = self._session.request(f"check {held.entry.path}",
                                      lambda: self._session.client.exists_async(held.entry.path, watch=held.watch))
+        held.armed = True
         if stat is None or int(stat.czxid) != held.entry.czxid:
             self._lose(grant, self._loss_reason(held))
 
@@ -1081,13 +1124,6 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                                               expected=(NoNodeError,))
             with self._mutex:
                 self._orphans.discard((parent, nonce))
-
-    def _presumption_wait(self) -> float | None:
-        """Seconds until the live grants must be presumed lost, or None (no limit)."""
-        suspended_at = self._session.suspended_at
-        if suspended_at is None or not self._live:
-            return None
-        return max(0.0, suspended_at + self._session.negotiated_timeout - time.monotonic())
 
     def _presume_lost(self) -> None:
         """After a whole session timeout without a connection, the server has expired the

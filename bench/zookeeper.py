@@ -1,0 +1,257 @@
+"""Benchmark of the ZooKeeper backend against the raw floor and kazoo's own Lock.
+
+    python bench/zookeeper.py [--url zookeeper://127.0.0.1:2181] [--iterations 500] [--seconds 5]
+
+Without ``--url`` it starts its own standalone ZooKeeper (fencing_coord.servers.zookeeper)
+in a temporary directory; ``--fsync`` makes that server fsync its log per write, as
+production servers do (off by default, as for the test servers). One run prints:
+
+* uncontended acquire+release per second, one client, one lock, for
+  - the raw floor: create an ephemeral-sequential node, list the parent's children,
+    delete the node: the three requests any queue lock needs, through kazoo's plain
+    synchronous calls, no recipe around them;
+  - kazoo's ``Lock`` (``client.Lock(path).acquire()/release()``, the object reused);
+  - this library's ``backend.acquire()/release()``;
+* contended lock handoffs per second, 4 client processes on one lock, for kazoo's
+  ``Lock`` and for this library. A handoff is a grant to a different client than the
+  previous one (re-grants to the same client do not count);
+* the ratios: ours / floor (reported), and ours / kazoo ``Lock`` uncontended and
+  contended, whose target is >= 1.0.
+
+Each uncontended figure is the best of ``--rounds`` interleaved rounds (the least
+disturbed by the rest of the machine); the contended ones run ``--seconds`` each, kazoo
+and ours alternating ``--contended-rounds`` times, best of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib.metadata import version
+from typing import Any
+
+from kazoo.client import KazooClient
+
+import fencing_coord as fc
+from fencing_coord.config import parse_url
+from fencing_coord.servers.zookeeper import ZooKeeperServer
+
+Step = Callable[[], None]
+
+
+def warm(step: Step, iterations: int) -> None:
+    for _ in range(min(100, iterations)):  # connections, caches, first-use costs
+        step()
+
+
+def rate(step: Step, iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return iterations / (time.perf_counter() - start)
+
+
+def hosts_of(url: str) -> str:
+    parsed = parse_url(url)
+    hosts = ",".join(f"{h}:{p}" for h, p in parsed.host_list(2181))
+    return hosts + ("/" + parsed.path.strip("/") if parsed.path else "")
+
+
+def kazoo_client(url: str) -> Any:
+    client = KazooClient(hosts=hosts_of(url), timeout=30)
+    client.start(timeout=30)
+    return client
+
+
+@contextlib.contextmanager
+def raw_floor(url: str) -> Iterator[Step]:
+    """Create an ephemeral-sequential node, list the children, delete the node."""
+    client = kazoo_client(url)
+    parent = f"/bench/floor-{uuid.uuid4().hex}"
+    client.ensure_path(parent)
+
+    def step() -> None:
+        node = client.create(parent + "/lock-", b"x", ephemeral=True, sequence=True)
+        client.get_children(parent)
+        client.delete(node)
+
+    try:
+        yield step
+    finally:
+        client.delete(parent, recursive=True)
+        client.stop()
+        client.close()
+
+
+@contextlib.contextmanager
+def kazoo_lock(url: str) -> Iterator[Step]:
+    """kazoo's own Lock recipe, one object reused (its parent made once)."""
+    client = kazoo_client(url)
+    lock = client.Lock(f"/bench/kazoo-{uuid.uuid4().hex}", "bench")
+
+    def step() -> None:
+        if not lock.acquire(timeout=5):
+            raise RuntimeError("kazoo Lock was not acquired")
+        lock.release()
+
+    try:
+        yield step
+    finally:
+        client.stop()
+        client.close()
+
+
+@contextlib.contextmanager
+def ours(url: str) -> Iterator[Step]:
+    with fc.connect(url, ttl=30, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
+
+        def step() -> None:
+            backend.release(backend.acquire("orders", timeout=5))
+
+        yield step
+
+
+def uncontended(url: str, iterations: int, rounds: int) -> dict[str, float]:
+    """Best rate of each contender; rounds interleave them so that a slow spell of the
+    disk or the machine hits all three alike."""
+    best = {"floor": 0.0, "kazoo": 0.0, "ours": 0.0}
+    with raw_floor(url) as floor, kazoo_lock(url) as theirs, ours(url) as mine:
+        steps = {"floor": floor, "kazoo": theirs, "ours": mine}
+        for step in steps.values():
+            warm(step, iterations)
+        for _ in range(rounds):
+            for kind, step in steps.items():
+                best[kind] = max(best[kind], rate(step, iterations))
+    return best
+
+
+# -- contended: one process per client ----------------------------------------------------------
+
+
+def _contender(kind: str, url: str, name: str, start: float, stop: float, out: Any) -> None:
+    """Take and give back lock ``name`` from ``start`` to ``stop`` (time.time());
+    send back the time.monotonic() of every grant (one clock for every process)."""
+    grants: list[float] = []
+    if kind == "ours":
+        backend = fc.connect(url, ttl=30, namespace=name)
+        take: Callable[[], object] = lambda: backend.acquire("orders", timeout=30)  # noqa: E731
+        give: Callable[[object], object] = backend.release  # type: ignore[assignment]
+        done: Callable[[], None] = backend.close
+    else:
+        client = kazoo_client(url)
+        lock = client.Lock(f"/bench/{name}", str(os.getpid()))
+
+        def take() -> object:
+            if not lock.acquire(timeout=30):
+                raise RuntimeError("kazoo Lock was not acquired")
+            return lock
+
+        def give(_: object) -> None:
+            lock.release()
+
+        def done() -> None:
+            client.stop()
+            client.close()
+
+    while time.time() < start:
+        time.sleep(0.001)
+    while time.time() < stop:
+        held = take()
+        grants.append(time.monotonic())
+        give(held)
+    done()
+    out.send((os.getpid(), grants))
+    out.close()
+
+
+def contended(kind: str, url: str, clients: int, seconds: float) -> tuple[float, float]:
+    """(grants per second, handoffs per second) of ``clients`` processes on one lock."""
+    ctx = multiprocessing.get_context("spawn")
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    start = time.time() + 3.0  # every process connected and waiting by then
+    stop = start + seconds
+    pipes, procs = [], []
+    for _ in range(clients):
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_contender, args=(kind, url, name, start, stop, send))
+        proc.start()
+        pipes.append(receive)
+        procs.append(proc)
+    timeline: list[tuple[float, int]] = []
+    for receive in pipes:
+        pid, grants = receive.recv()
+        timeline.extend((t, pid) for t in grants)
+    for proc in procs:
+        proc.join()
+    timeline.sort()
+    handoffs = sum(1 for (_, a), (_, b) in itertools.pairwise(timeline) if a != b)
+    return len(timeline) / seconds, handoffs / seconds
+
+
+@contextlib.contextmanager
+def zookeeper_url(given: str | None, fsync: bool) -> Iterator[str]:
+    if given:
+        yield given
+        return
+    with ZooKeeperServer(force_sync=fsync) as server:
+        yield server.url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--url", help="a zookeeper:// URL; default: start a local standalone server")
+    parser.add_argument("--fsync", action="store_true", help="the local server fsyncs its log per write")
+    parser.add_argument("--iterations", type=int, default=500, help="acquire+release pairs per round")
+    parser.add_argument("--rounds", type=int, default=5, help="uncontended rounds; the best counts")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each contended run")
+    parser.add_argument("--contended-rounds", type=int, default=2, help="contended runs of each; the best counts")
+    parser.add_argument("--clients", type=int, default=4, help="contending client processes")
+    args = parser.parse_args(argv)
+
+    with zookeeper_url(args.url, args.fsync) as url:
+        server = "given" if args.url else f"local standalone, fsync {'on' if args.fsync else 'off'}"
+        print(f"zookeeper: {url} ({server})  python {sys.version.split()[0]}  kazoo {version('kazoo')}"
+              f"  cpus {os.cpu_count()}")
+        rates = uncontended(url, args.iterations, args.rounds)
+        floor, theirs, mine = rates["floor"], rates["kazoo"], rates["ours"]
+        print(f"\nuncontended acquire+release per second (1 client, best of {args.rounds} interleaved rounds"
+              f" of {args.iterations})")
+        print(f"  raw floor (create seq + get children + delete) {floor:10.0f}/s")
+        print(f"  kazoo Lock                                     {theirs:10.0f}/s")
+        print(f"  fencing-coord zookeeper backend                {mine:10.0f}/s")
+
+        best = {"kazoo": (0.0, 0.0), "ours": (0.0, 0.0)}
+        for _ in range(args.contended_rounds):
+            for kind in ("kazoo", "ours"):
+                grants, handoffs = contended(kind, url, args.clients, args.seconds)
+                if handoffs > best[kind][1]:
+                    best[kind] = (grants, handoffs)
+        (their_grants, their_handoffs), (our_grants, our_handoffs) = best["kazoo"], best["ours"]
+        print(f"\ncontended, {args.clients} client processes on one lock, {args.seconds:g} s per run,"
+              f" best of {args.contended_rounds} alternating runs")
+        print(f"  kazoo Lock                       {their_grants:8.0f} grants/s  {their_handoffs:8.0f} handoffs/s")
+        print(f"  fencing-coord zookeeper backend  {our_grants:8.0f} grants/s  {our_handoffs:8.0f} handoffs/s")
+
+        print("\nratios (target)")
+        print(f"  {'uncontended, ours / raw floor':48s} {mine / floor:6.2f}x  (reported)")
+        targets = [
+            ("uncontended, ours / kazoo Lock", mine / theirs, 1.0),
+            ("contended handoffs, ours / kazoo Lock", our_handoffs / max(their_handoffs, 1e-9), 1.0),
+        ]
+        failed = 0
+        for label, ratio, target in targets:
+            ok = ratio >= target
+            failed += not ok
+            print(f"  {label:48s} {ratio:6.2f}x  (>= {target:g}x) {'ok' if ok else 'MISSED'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
