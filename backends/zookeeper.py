@@ -160,7 +160,7 @@ _RECENT_WRITES: Final = 16
 
 # A grant's node is watched once the grant has been held this long (seconds).
 _ARM_DELAY: Final = 0.05
-# Ticks without live grants before the monitor stops ticking.
+# Ticks without any grant before the monitor stops ticking.
 _IDLE_TICKS: Final = 20
 
 # kazoo failures after which the same request may succeed on a newer connection.
@@ -759,7 +759,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._parents: dict[str, int] = {}  # lock name -> parent czxid last seen
         # The monitor ticks (every _ARM_DELAY) while grants are live, to arm their watches.
         self._ticking = False
-        self._idle_since: float | None = None
+        self._last_grant = 0.0  # time.monotonic() of the last grant
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         auth = (username, password or "") if username is not None else None
         self._session = _Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
@@ -895,6 +895,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             self._parents[name] = position.parent_czxid
             wake = not self._ticking
             self._ticking = True
+            self._last_grant = held.granted_at
         if wake:
             self._tasks.put(("tick",))
         if previous is not None and previous != position.parent_czxid:
@@ -1046,11 +1047,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         with self._mutex:
             due = [g for g in self._live.values()
                    if not cast(_Held, g.handle).armed and now - cast(_Held, g.handle).granted_at >= _ARM_DELAY]
-            if self._live:
-                self._idle_since = None
-            elif self._idle_since is None:
-                self._idle_since = now
-            elif now - self._idle_since > _IDLE_TICKS * _ARM_DELAY:
+            if not self._live and now - self._last_grant > _IDLE_TICKS * _ARM_DELAY:
                 self._ticking = False  # the next grant wakes the monitor again
         for grant in due:
             self._verify(grant)
