@@ -1113,8 +1113,8 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             except NoNodeError:
                 children = []
             for child in children:
-                contender = _parse_contender(child, self._locks.kind)
-                if contender is not None and contender.nonce == nonce:
+                # Any queue's node (``<kind>-<nonce>-<seq>``) created with this nonce.
+                if child.split("-", 2)[1:2] == [nonce]:
                     with contextlib.suppress(NoNodeError):
                         self._session.request(f"delete {parent}/{child}",
                                               functools.partial(client.delete_async, f"{parent}/{child}"),
@@ -1229,7 +1229,9 @@ class ZooKeeperStore(Store):
     follower's copy. Safe across threads and processes.
 
     After a connection loss during the conditional write, the store reads the node again
-    and recognises its own write by an id kept among the last 16 writes. Everything of a
+    and recognises its own write by an id kept among the last 16 writes; if no connection
+    comes back within the backend's ``timeout``, it raises :class:`BackendUnavailable` and
+    the write may or may not have been applied (read the value to find out). Everything of a
     resource must fit one znode (about 1 MB, ZooKeeper's ``jute.maxbuffer``): one value may
     be up to 700 000 bytes (``max_value_size``; base64 makes it a third larger), and a write
     that would make the resource's znode too large is refused with

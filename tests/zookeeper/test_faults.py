@@ -445,3 +445,31 @@ def test_server_silent_past_the_session_timeout_presumes_the_grant_lost(namespac
             assert taken.token > grant.token
         assert backend.wait_connected(PROMPT)
         assert not backend.suspended
+
+
+# -- (g) ----------------------------------------------------------------------------------------
+
+
+def test_requests_abandoned_on_a_silent_server_leave_no_node_behind(namespace: str) -> None:
+    require_zookeeper()
+    with ZooKeeperServer() as server, \
+            fc.connect(server.url, ttl=20, timeout=1, namespace=namespace) as connected, \
+            fc.connect(server.url, ttl=20, namespace=namespace) as other:
+        backend = _zk(connected)
+        held = backend.acquire("payments", timeout=PROMPT)
+        server.pause(server.member)
+        try:
+            # The create is sent but not answered within the 1 s timeout: the caller is
+            # told, and the node, created once the server runs again, must not block the lock.
+            with pytest.raises(fc.BackendUnavailable):
+                backend.acquire("orders", timeout=PROMPT)
+            # The release is not answered either: the lock is given up all the same.
+            assert backend.release(held) is True
+        finally:
+            server.resume(server.member)
+        taken = other.acquire("orders", timeout=PROMPT)
+        assert other.acquire("payments", timeout=PROMPT).token > held.token
+        assert other.describe("orders").token == taken.token
+        assert backend.session_id is not None, "the session should have survived the pause"
+        assert backend.locks() == ["orders", "payments"]
+        assert other.describe("orders").waiters == ()
