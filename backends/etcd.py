@@ -603,6 +603,9 @@ class _Queue:
         self.backend = backend
         self.prefix = prefix
         self.end = _prefix_end(prefix)
+        # Read in the enqueue transaction: our key is the newest, so the second newest
+        # is our predecessor.
+        self._newest_two = _range_op(_get(prefix, self.end, limit=2, newest_first=True, by_create=True))
 
     def join(self, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None) -> _Place | None:
         """Enqueue with ``value`` and wait until first; return the place, or None once
@@ -678,17 +681,15 @@ class _Queue:
         predecessor or None; the revision read at)."""
         response = self.backend._conn.txn(_txn(
             [_compare(key, "create", "==", 0)],
-            # Our key is the newest, so the second newest is our predecessor.
-            [_put(key, value, lease.id),
-             _range_op(_get(self.prefix, self.end, limit=2, newest_first=True, by_create=True))],
+            [_put(key, value, lease.id), self._newest_two],
             # A retry of a put that was applied after all: find our key instead. (Only
             # this request can have made it: a slot is reused only once its key is gone.)
             [_range_op(_get(key))],
         ))
         if response.succeeded:
-            newest = _kvs(response.responses[1])
+            newest = response.responses[1].response_range.kvs
             revision = int(response.header.revision)
-            return _Place(key, revision, lease, slot), (newest[1] if len(newest) > 1 else None), revision
+            return _Place(key, revision, lease, slot), (_KV.of(newest[1]) if len(newest) > 1 else None), revision
         mine = _kvs(response.responses[0])
         if mine:
             revision = mine[0].create_revision
@@ -720,7 +721,7 @@ class _Queue:
         response = self.backend._conn.txn(_txn(success=[
             _range_op(_get(key)),
             _range_op(_get(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
-                           max_create_revision=revision - 1)),
+                           max_create_revision=max(1, revision - 1))),
         ]))
         mine = [kv for kv in _kvs(response.responses[0]) if kv.create_revision == revision]
         before = _kvs(response.responses[1])
@@ -871,6 +872,7 @@ class EtcdBackend(LockBackend):
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
+        self._queues: dict[str, _Queue] = {}
         self._session = _Session(conn, lease_ttl, conn.label)
         try:
             conn.authenticate()
@@ -916,8 +918,17 @@ class EtcdBackend(LockBackend):
     def _lock_prefix(self, name: str) -> bytes:
         return self._root + b"locks/" + name.encode() + b"/"
 
+    def _queue(self, name: str) -> _Queue:
+        """The queue of lock ``name`` (cached: its prefix and requests never change)."""
+        found = self._queues.get(name)
+        if found is None:
+            if len(self._queues) >= 1024:
+                self._queues.clear()
+            found = self._queues[name] = _Queue(self, self._lock_prefix(name))
+        return found
+
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        lock_queue = _Queue(self, self._lock_prefix(name))
+        lock_queue = self._queue(name)
         while True:
             place = lock_queue.join(self.identity.encode(), deadline, on_queued)
             if place is None:
@@ -954,11 +965,11 @@ class EtcdBackend(LockBackend):
     def _release(self, grant: Grant) -> bool:
         place: _Place = grant.handle
         self._session.unbind(place.lease, grant)
-        held = _Queue(self, self._lock_prefix(grant.name)).withdraw(place)
+        held = self._queue(grant.name).withdraw(place)
         return held and place.lease.dead is None
 
     def _describe(self, name: str) -> LockState:
-        members = _Queue(self, self._lock_prefix(name)).members()
+        members = self._queue(name).members()
         if not members:
             return LockState(name, None, None)
         head, *waiting = members
