@@ -67,7 +67,7 @@ def raw_floor(url: str) -> Iterator[Step]:
     host, port = parse_url(url).host_list(2379)[0]
     channel = grpc.insecure_channel(f"{host}:{port}")
     kv, leases = etcdrpc.KVStub(channel), etcdrpc.LeaseStub(channel)
-    lease = leases.LeaseGrant(etcdrpc.LeaseGrantRequest(TTL=30)).ID
+    lease = leases.LeaseGrant(etcdrpc.LeaseGrantRequest(TTL=3600)).ID  # outlives the run: no keepalive here
     key = f"/bench/floor/{uuid.uuid4().hex}".encode()
     absent = etcdrpc.Compare(key=key, target=etcdrpc.Compare.CREATE, result=etcdrpc.Compare.EQUAL, create_revision=0)
     create = etcdrpc.TxnRequest(
