@@ -91,7 +91,9 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -152,6 +154,8 @@ _SERIAL_HALF: Final = 2**31
 _SERIAL_MOD: Final = 2**32
 _NONCE_LENGTH: Final = 16
 _LOCK_KIND: Final = "lock"
+# <kind>-<nonce>-<seq>: ZooKeeper appends the sequence number to the name we give.
+_CONTENDER: Final = re.compile(r"([a-z]+)-([0-9a-f]{16})-(-?[0-9]{1,10})")
 # ZooKeeper's default jute.maxbuffer is 1 MiB - 1; a larger write drops the connection.
 _MAX_ZNODE_BYTES: Final = 1_000_000
 # How many recent writes a resource node remembers, to tell after a connection loss
@@ -160,6 +164,8 @@ _RECENT_WRITES: Final = 16
 
 # A grant's node is watched once the grant has been held this long (seconds).
 _ARM_DELAY: Final = 0.05
+# Lock names whose paths a backend remembers.
+_PATH_CACHE_SIZE: Final = 4096
 # Ticks without any grant before the monitor stops ticking.
 _IDLE_TICKS: Final = 20
 
@@ -220,19 +226,13 @@ def _parse_contender(child: str, kind: str) -> _Contender | None:
     """Parse a child name; None for anything that is not one of our contenders. The
     sequence number is ZooKeeper's ``%010d`` of a signed 32-bit int (``-2147483648``
     after the wrap) and is parsed as an integer."""
-    parts = child.split("-", 2)
-    if len(parts) != 3 or parts[0] != kind or len(parts[1]) != _NONCE_LENGTH:
+    match = _CONTENDER.fullmatch(child)
+    if match is None or match.group(1) != kind:
         return None
-    nonce, digits = parts[1], parts[2]
-    if not all(c in "0123456789abcdef" for c in nonce):
-        return None
-    body = digits[1:] if digits.startswith("-") else digits
-    if not body.isdigit() or not body.isascii():
-        return None
-    seq = int(digits)
+    seq = int(match.group(3))
     if not -_SERIAL_HALF <= seq < _SERIAL_HALF:
         return None
-    return _Contender(child, nonce, seq)
+    return _Contender(child, match.group(2), seq)
 
 
 def _queue_order(contenders: Sequence[_Contender]) -> list[_Contender]:
@@ -408,7 +408,10 @@ class _Session:
         limit = time.monotonic() + (self.timeout if budget is None else budget)
         last: BaseException | None = None
         while True:
-            epoch = self._wait_connected(what, limit, last, newer_than=None)
+            if self.state is SessionState.CONNECTED and not self.closed:
+                epoch = self.epoch  # the common case, without the lock; a race only means a retry
+            else:
+                epoch = self._wait_connected(what, limit, last, newer_than=None)
             result = start()
             try:
                 return result.get(timeout=_remaining(limit, floor=0.001))
@@ -517,7 +520,7 @@ class _ContenderQueue:
     def enqueue(self, parent: str, data: bytes) -> _Entry:
         """Create our ephemeral-sequential node under ``parent`` (made if missing)."""
         client = self.session.client
-        nonce = uuid.uuid4().hex[:_NONCE_LENGTH]
+        nonce = os.urandom(_NONCE_LENGTH // 2).hex()
         prefix = f"{parent}/{self.kind}-{nonce}-"
         limit = time.monotonic() + self.session.timeout
 
@@ -757,6 +760,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._doomed: dict[str, int | None] = {}  # node path -> owning session: delete when connected
         self._orphans: set[tuple[str, str]] = set()  # (parent, nonce) of creates with unknown outcome
         self._parents: dict[str, int] = {}  # lock name -> parent czxid last seen
+        self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
         # The monitor ticks (every _ARM_DELAY) while grants are live, to arm their watches.
         self._ticking = False
         self._last_grant = 0.0  # time.monotonic() of the last grant
@@ -842,7 +846,12 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     def lock_path(self, name: str) -> str:
         """The persistent parent znode of lock ``name``: its full path on the server,
         chroot included (as an operator would name it in ``zkCli.sh``)."""
-        return f"{self._root}/locks/{_segment(name)}"
+        path = self._lock_paths.get(name)
+        if path is None:
+            path = f"{self._root}/locks/{_segment(name)}"
+            if len(self._lock_paths) < _PATH_CACHE_SIZE:
+                self._lock_paths[name] = path
+        return path
 
     # -- SPI --------------------------------------------------------------------------------
 
