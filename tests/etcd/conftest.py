@@ -50,6 +50,13 @@ def require_etcd_binary() -> None:
         pytest.skip(f"the etcd binary is not on PATH; install it: {INSTALL_HINT}")
 
 
+def require_etcdctl() -> str:
+    path = shutil.which("etcdctl")
+    if path is None:
+        pytest.skip(f"etcdctl is not on PATH; install it: {INSTALL_HINT}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def etcd_single() -> Iterator[EtcdTarget]:
     """A single etcd node for the whole session."""

@@ -34,7 +34,7 @@ from fencing_coord.gate import FencedResource
 from fencing_coord.servers.etcd import EtcdCluster, EtcdServer
 from fencing_coord.stores import SQLiteStore, Store
 
-from .conftest import EtcdTarget, require_etcd_binary
+from .conftest import EtcdTarget, require_etcd_binary, require_etcdctl
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
@@ -266,7 +266,7 @@ def test_lease_revoked_out_of_band(etcd_single: EtcdTarget, namespace: str) -> N
         lease_id = backend.lease_id
         assert lease_id is not None
         endpoint = backend.endpoints[0]
-        subprocess.run(["etcdctl", f"--endpoints={endpoint}", "lease", "revoke", f"{lease_id:x}"],
+        subprocess.run([require_etcdctl(), f"--endpoints={endpoint}", "lease", "revoke", f"{lease_id:x}"],
                        check=True, capture_output=True, timeout=PROMPT)
 
         # etcd deleted the key at once: another client gets the lock right away ...

@@ -14,7 +14,7 @@ from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
 from fencing_coord.gate import FencedResource
 from fencing_coord.servers.etcd import EtcdServer
 
-from .conftest import make_certificates, require_etcd_binary
+from .conftest import make_certificates, require_etcd_binary, require_etcdctl
 
 pytestmark = pytest.mark.etcd
 
@@ -25,9 +25,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     user ``app`` (password ``secret``) may read and write ``/fencing-coord/``, user
     ``stranger`` (password ``secret``) only ``/elsewhere/``."""
     require_etcd_binary()
+    require_etcdctl()
     tls = make_certificates(tmp_path_factory.mktemp("certs"))
     with EtcdServer(tls=tls) as server:
-        ctl = ["etcdctl", f"--endpoints={server.endpoints}", f"--cacert={tls.ca}", f"--cert={tls.client_cert}",
+        ctl = [require_etcdctl(), f"--endpoints={server.endpoints}", f"--cacert={tls.ca}", f"--cert={tls.client_cert}",
                f"--key={tls.client_key}"]
         for args in (
             ["user", "add", "root", "--new-user-password=root-secret"],
