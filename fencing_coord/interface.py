@@ -155,9 +155,11 @@ class Grant:
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until the grant is lost and the callbacks registered before the loss
         have returned; True if that happened within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self.lost:  # lets a lazily-checking backend (memory) notice first
             self._lost.wait(timeout)
-        return self._lost.is_set() and self._callbacks_done.wait(timeout) and self._callbacks_done.wait(timeout)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._lost.is_set() and self._callbacks_done.wait(remaining)
 
     # -- for backends ---------------------------------------------------------------
 
