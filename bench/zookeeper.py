@@ -1,6 +1,6 @@
 """Benchmark of the ZooKeeper backend against the raw floor and kazoo's own Lock.
 
-    python bench/zookeeper.py [--url zookeeper://127.0.0.1:2181] [--iterations 500] [--seconds 5]
+    python bench/zookeeper.py [--url zookeeper://127.0.0.1:2181] [--fsync] [--rounds 25] [--seconds 4]
 
 Without ``--url`` it starts its own standalone ZooKeeper (fencing_coord.servers.zookeeper)
 in a temporary directory; ``--fsync`` makes that server fsync its log per write, as
@@ -18,11 +18,12 @@ production servers do (off by default, as for the test servers). One run prints:
 * the ratios: ours / floor (reported), and ours / kazoo ``Lock`` uncontended and
   contended, whose target is >= 1.0.
 
-Each uncontended figure is the best of ``--rounds`` interleaved rounds (the least
-disturbed by the rest of the machine); the contended ones run ``--seconds`` each, kazoo
-and ours alternating (who goes first alternates too) ``--contended-rounds`` times, best
-of each. The contended table also gives the client CPU time per grant (all processes),
-which a busy machine disturbs less than the rates.
+The uncontended kinds run in interleaved rounds (``--rounds`` of ``--iterations`` pairs,
+the order rotating); rates are medians over the rounds, ratios the medians of the ratios
+within each round. The contended runs take ``--seconds`` each, kazoo and ours paired
+``--contended-rounds`` times (who goes first alternates); rates are medians, the ratio
+the median of the per-pair ratios. The contended table also gives the client CPU time
+per grant (all processes), which a busy machine disturbs less than the rates.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -120,18 +123,35 @@ def ours(url: str) -> Iterator[Step]:
         yield step
 
 
-def uncontended(url: str, iterations: int, rounds: int) -> dict[str, float]:
-    """Best rate of each contender; rounds interleave them so that a slow spell of the
-    disk or the machine hits all three alike."""
-    best = {"floor": 0.0, "kazoo": 0.0, "ours": 0.0}
+@dataclass
+class Measured:
+    """Per kind: the median over the rounds; per comparison: the median of the ratios
+    measured within each round (neighbouring batches share the machine's mood of the
+    moment, so their ratio is steadier than a ratio of medians on a busy host)."""
+
+    rates: dict[str, float]
+    ratios: dict[str, float]
+
+
+def uncontended(url: str, iterations: int, rounds: int) -> Measured:
+    """Interleaved rounds of the three kinds, the order rotating every round."""
+    per_round: dict[str, list[float]] = {"floor": [], "kazoo": [], "ours": []}
     with raw_floor(url) as floor, kazoo_lock(url) as theirs, ours(url) as mine:
         steps = {"floor": floor, "kazoo": theirs, "ours": mine}
         for step in steps.values():
             warm(step, iterations)
-        for _ in range(rounds):
-            for kind, step in steps.items():
-                best[kind] = max(best[kind], rate(step, iterations))
-    return best
+        order = list(steps)
+        for r in range(rounds):
+            for kind in order[r % 3:] + order[: r % 3]:  # rotate: no kind always goes first
+                per_round[kind].append(rate(steps[kind], iterations))
+    mine_ = per_round["ours"]
+    return Measured(
+        rates={kind: statistics.median(values) for kind, values in per_round.items()},
+        ratios={
+            "floor": statistics.median(o / f for o, f in zip(mine_, per_round["floor"], strict=True)),
+            "kazoo": statistics.median(o / k for o, k in zip(mine_, per_round["kazoo"], strict=True)),
+        },
+    )
 
 
 # -- contended: one process per client ----------------------------------------------------------
@@ -215,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--url", help="a zookeeper:// URL; default: start a local standalone server")
     parser.add_argument("--fsync", action="store_true", help="the local server fsyncs its log per write")
-    parser.add_argument("--iterations", type=int, default=500, help="acquire+release pairs per round")
-    parser.add_argument("--rounds", type=int, default=5, help="uncontended rounds; the best counts")
+    parser.add_argument("--iterations", type=int, default=200, help="acquire+release pairs per round and kind")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved uncontended rounds")
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each contended run")
-    parser.add_argument("--contended-rounds", type=int, default=4, help="contended runs of each; the best counts")
+    parser.add_argument("--contended-rounds", type=int, default=5, help="paired contended runs")
     parser.add_argument("--clients", type=int, default=4, help="contending client processes")
     args = parser.parse_args(argv)
 
@@ -226,34 +246,35 @@ def main(argv: list[str] | None = None) -> int:
         server = "given" if args.url else f"local standalone, fsync {'on' if args.fsync else 'off'}"
         print(f"zookeeper: {url} ({server})  python {sys.version.split()[0]}  kazoo {version('kazoo')}"
               f"  cpus {os.cpu_count()}")
-        rates = uncontended(url, args.iterations, args.rounds)
-        floor, theirs, mine = rates["floor"], rates["kazoo"], rates["ours"]
-        print(f"\nuncontended acquire+release per second (1 client, best of {args.rounds} interleaved rounds"
+        measured = uncontended(url, args.iterations, args.rounds)
+        floor, theirs, mine = (measured.rates[k] for k in ("floor", "kazoo", "ours"))
+        print(f"\nuncontended acquire+release per second (1 client; median of {args.rounds} interleaved rounds"
               f" of {args.iterations})")
         print(f"  raw floor (create seq + get children + delete) {floor:10.0f}/s")
         print(f"  kazoo Lock                                     {theirs:10.0f}/s")
         print(f"  fencing-coord zookeeper backend                {mine:10.0f}/s")
 
-        best = {"kazoo": (0.0, 0.0, 0.0), "ours": (0.0, 0.0, 0.0)}
+        runs: dict[str, list[tuple[float, float, float]]] = {"kazoo": [], "ours": []}
         for round_ in range(args.contended_rounds):
             # Alternate who goes first, so that a slow spell does not always hit the same one.
             for kind in ("kazoo", "ours") if round_ % 2 == 0 else ("ours", "kazoo"):
-                result = contended(kind, url, args.clients, args.seconds)
-                if result[1] > best[kind][1]:
-                    best[kind] = result
-        (their_grants, their_handoffs, their_cpu), (our_grants, our_handoffs, our_cpu) = best["kazoo"], best["ours"]
-        print(f"\ncontended, {args.clients} client processes on one lock, {args.seconds:g} s per run,"
-              f" best of {args.contended_rounds} alternating runs (client CPU: all processes, per grant)")
-        print(f"  kazoo Lock                       {their_grants:8.0f} grants/s  {their_handoffs:8.0f} handoffs/s"
-              f"  {their_cpu * 1e6:6.0f} us CPU/grant")
-        print(f"  fencing-coord zookeeper backend  {our_grants:8.0f} grants/s  {our_handoffs:8.0f} handoffs/s"
-              f"  {our_cpu * 1e6:6.0f} us CPU/grant")
+                runs[kind].append(contended(kind, url, args.clients, args.seconds))
+        contended_ratio = statistics.median(
+            o[1] / max(k[1], 1e-9) for o, k in zip(runs["ours"], runs["kazoo"], strict=True)
+        )
+        print(f"\ncontended, {args.clients} client processes on one lock, {args.contended_rounds} paired runs of"
+              f" {args.seconds:g} s (medians; client CPU: all processes, per grant)")
+        for label, kind in (("kazoo Lock                     ", "kazoo"), ("fencing-coord zookeeper backend", "ours")):
+            grants = statistics.median(r[0] for r in runs[kind])
+            handoffs = statistics.median(r[1] for r in runs[kind])
+            cpu = statistics.median(r[2] for r in runs[kind])
+            print(f"  {label}  {grants:8.0f} grants/s  {handoffs:8.0f} handoffs/s  {cpu * 1e6:6.0f} us CPU/grant")
 
-        print("\nratios (target)")
-        print(f"  {'uncontended, ours / raw floor':48s} {mine / floor:6.2f}x  (reported)")
+        print("\nratios (target; medians of the per-round / per-pair ratios)")
+        print(f"  {'uncontended, ours / raw floor':48s} {measured.ratios['floor']:6.2f}x  (reported)")
         targets = [
-            ("uncontended, ours / kazoo Lock", mine / theirs, 1.0),
-            ("contended handoffs, ours / kazoo Lock", our_handoffs / max(their_handoffs, 1e-9), 1.0),
+            ("uncontended, ours / kazoo Lock", measured.ratios["kazoo"], 1.0),
+            ("contended handoffs, ours / kazoo Lock", contended_ratio, 1.0),
         ]
         failed = 0
         for label, ratio, target in targets:
