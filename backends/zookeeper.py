@@ -26,11 +26,11 @@ Tokens. A grant's token is the creation zxid (``czxid``) of its lock node: ZooKe
 own 64-bit transaction id, the exact analogue of etcd's create revision. Within one
 parent, nodes are created (and so granted) in sequence-number order, and their czxids are
 in the same order, so the token orders grants exactly as the sequence number does. Unlike
-the per-parent 32-bit sequence counter, the zxid never wraps (its epoch half grows with
-every leader election, its counter half never runs out within an epoch) and never
-restarts: not on server restart, leader failover, session loss, nor when a lock's parent
-is deleted and created again out of band (every node of the new parent is created after
-every node of the old one was deleted). Tokens fit a signed 64-bit integer, as SQLite and
+the per-parent 32-bit sequence counter, the zxid is ZooKeeper's order of all its
+transactions and only grows (its high half is the leader epoch, which every election
+raises): not reset by a server restart, a leader failover or a session loss, nor when a
+lock's parent is deleted and created again out of band (every node of the new parent is
+created after every node of the old one was deleted). Tokens fit a signed 64-bit integer, as SQLite and
 PostgreSQL stores need. Only wiping the whole ensemble's data would reset them.
 
 Limits of the sequence counter. The counter (taken from the parent's ``cversion``; it
@@ -62,10 +62,11 @@ Session states (one kazoo session per backend object; kazoo reconnects on its ow
   session timeout keeps the session, the nodes and so the grants), but their holders
   cannot know whether a successor has been granted: a careful holder pauses writes while
   ``backend.suspended`` is True (the fenced resource protects it regardless). If the
-  connection stays lost for a whole (negotiated) session timeout, the server has
-  certainly expired the session: every grant is reported lost ("session presumed
-  expired"), and if the session turns out to have survived, their nodes are deleted when
-  the connection comes back.
+  connection stays lost for a whole (negotiated) session timeout, the server has most
+  likely expired the session (it does once it has not heard from the client for that
+  long), and a successor may hold the lock: every grant is reported lost ("session
+  presumed expired"); if the session turns out to have survived (the server itself was
+  unreachable or stopped), their nodes are deleted when the connection comes back.
 * LOST: the server expired the session (or the client learns so on reconnecting): every
   grant is reported lost ("session expired") and its ``on_lost`` callbacks run once.
   kazoo then opens a new session, which later acquisitions use; waiters queue again on it.
