@@ -760,7 +760,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._live: dict[str, Grant] = {}  # node path -> grant held now
         self._doomed: dict[str, int | None] = {}  # node path -> owning session: delete when connected
         self._orphans: set[tuple[str, str]] = set()  # (parent, nonce) of creates with unknown outcome
-        self._parents: dict[str, int] = {}  # lock name -> parent czxid last seen
+        self._parents: dict[str, int] = {}  # queue parent path -> its czxid last seen
         self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
         # The monitor ticks (every _ARM_DELAY) while grants are live, to arm their watches.
         self._ticking = False
@@ -901,15 +901,16 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                 self._doomed[entry.path] = entry.owner
                 return None
             self._live[entry.path] = grant
-            previous = self._parents.get(name)
-            self._parents[name] = position.parent_czxid
+            previous = self._parents.get(entry.parent)
+            if previous is not None or len(self._parents) < _PATH_CACHE_SIZE:
+                self._parents[entry.parent] = position.parent_czxid
             wake = not self._ticking
             self._ticking = True
             self._last_grant = held.granted_at
         if wake:
             self._tasks.put(("tick",))
         if previous is not None and previous != position.parent_czxid:
-            _log.warning("the parent znode of lock %r (%s) was deleted and created again out of band "
+            _log.warning("the parent znode of %r (%s) was deleted and created again out of band "
                          "(czxid %#x -> %#x); tokens continue upward", name, entry.parent, previous,
                          position.parent_czxid)
         return grant
