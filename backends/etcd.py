@@ -18,6 +18,17 @@ Key names are reused per lease once deleted, so a long-lived backend does not le
 trail of deleted keys in etcd's index (deleted keys stay there until etcd compacts:
 run etcd with ``--auto-compaction-retention``, as in any production setup).
 
+Election layout. Leader election is the same fair queue under
+``/fencing-coord/<namespace>/elections/<NAME>/<lease-hex>-<n>`` (apart from locks, so a
+lock and an election of one name never meet): the oldest candidate leads, every other
+candidate watches its predecessor only. A candidate key's value is the identity's
+length in decimal ASCII, ``:``, the identity (UTF-8), then the advertised value as raw
+bytes: ``11:host:42:abchttp://a:8080`` is identity ``host:42:abc``, value
+``http://a:8080``. The term's token is the key's ``CreateRevision``: ``proclaim``
+re-puts the key (changing its ``ModRevision``) in a transaction guarded by that
+CreateRevision, so a deposed leader can never overwrite a successor's key. Observers
+watch the election's prefix and re-read the oldest candidate on every event.
+
 The client library. We speak the etcd v3 gRPC API with the protobuf messages and stubs
 of the ``python3-etcd3`` distribution (``etcd3.etcdrpc``), not its high-level client:
 that client cannot sort or limit a range inside a transaction, and its watcher fails
@@ -43,6 +54,7 @@ import grpc
 from etcd3 import etcdrpc
 
 from fencing_coord.config import BackendURL, OptionReader, connect, parse_url
+from fencing_coord.election import Leader
 from fencing_coord.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -581,7 +593,7 @@ class _Session:
         self._drain()
 
 
-# -- the fair queue (locks now; elections reuse it) --------------------------------------------
+# -- the fair queue (of a lock or of an election) -----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -593,6 +605,11 @@ class _Place:
     revision: int
     lease: _Lease
     slot: int
+
+    @property
+    def prefix(self) -> bytes:
+        """The prefix of the queue this place is in."""
+        return self.key[: self.key.rindex(b"/") + 1]
 
 
 class _Queue:
@@ -806,6 +823,123 @@ class _Queue:
         return self.backend._conn.range(_get(self.prefix, self.end, by_create=True))
 
 
+# -- elections: candidate values and a watch on a queue -------------------------------------
+
+
+def _candidate_value(identity: str, value: bytes) -> bytes:
+    """A candidate key's value: the identity's length, ``:``, identity, value."""
+    who = identity.encode()
+    return b"%d:%s%s" % (len(who), who, value)
+
+
+def _leader_of(kv: _KV) -> Leader:
+    """The Leader a candidate key stands for (a value not in our encoding is read as
+    a bare identity)."""
+    length, colon, rest = kv.value.partition(b":")
+    if colon and length.isdigit() and int(length) <= len(rest):
+        size = int(length)
+        return Leader(rest[:size].decode(errors="replace"), rest[size:], kv.create_revision)
+    return Leader(kv.value.decode(errors="replace"), b"", kv.create_revision)
+
+
+class _PrefixWatch:
+    """Calls ``notify()`` from a daemon thread whenever a key under ``prefix`` may have
+    changed: on every event, and each time the watch is (re-)established, since changes
+    made while it was down are not replayed. A stream that fails (its member died or
+    lost its leader) is opened again on the next member; a silent one is re-opened
+    every re-check interval. Ends with :meth:`stop` or when the backend closes."""
+
+    def __init__(self, backend: EtcdBackend, prefix: bytes, notify: Callable[[], None]) -> None:
+        self.backend = backend
+        self.create = etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+            key=prefix, range_end=_prefix_end(prefix)))
+        self.notify = notify
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._call: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"fencing-coord-etcd-watch-{prefix.decode()}",
+                                        daemon=True)
+
+    def start(self) -> Callable[[], None]:
+        self._thread.start()
+        return self.stop
+
+    def stop(self) -> None:
+        """Stop watching; no ``notify`` call starts after this returns. Idempotent."""
+        with self._lock:
+            self.stopped.set()
+            call = self._call
+        if call is not None:
+            call.cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        pause = 0.05
+        while not self.stopped.is_set() and not self.backend.closed:
+            if self._watch():
+                pause = 0.05
+            else:  # a member that fails at once: do not spin
+                self.stopped.wait(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _watch(self) -> bool:
+        """Follow one watch stream until it ends; False if its member failed (the
+        connection then moves on to the next member)."""
+        conn = self.backend._conn
+        ended = threading.Event()
+
+        def requests() -> Iterator[Any]:
+            yield self.create
+            ended.wait()  # etcd ends the watch when the client half-closes the stream
+
+        try:
+            index, call = conn.watch(requests())
+        except (FencingCoordError, ValueError):  # ValueError: grpc's "closed channel"
+            return False
+        with self._lock:
+            if self.stopped.is_set():
+                call.cancel()
+            self._call = call
+        # A member that does not confirm the watch within one attempt is given up on
+        # (paused, cut off); a confirmed but silent stream is re-opened now and then.
+        timer = _start_timer(conn.attempt_timeout, call.cancel)
+        created = False
+        try:
+            for response in call:
+                if response.canceled:
+                    break
+                if response.created and not created:
+                    created = True
+                    timer.cancel()
+                    timer = _start_timer(self.backend._recheck_interval, call.cancel)
+                with self._lock:
+                    if self.stopped.is_set():
+                        return True
+                    self.notify()
+        except grpc.RpcError as exc:
+            if _code(exc) != grpc.StatusCode.CANCELLED:
+                conn.note_failure(index, exc)
+                return False
+        finally:
+            timer.cancel()
+            ended.set()
+            call.cancel()
+            with self._lock:
+                self._call = None
+        if created or self.stopped.is_set() or self.backend.closed:
+            return True
+        conn._failed(index)
+        return False
+
+
+def _start_timer(seconds: float, fn: Callable[[], object]) -> threading.Timer:
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True  # never holds up the interpreter's exit
+    timer.start()
+    return timer
+
+
 # -- the backend -----------------------------------------------------------------------------
 
 
@@ -861,18 +995,23 @@ class EtcdBackend(LockBackend):
     * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
       the key in the background once etcd answers; ``close`` revokes the lease, which
       deletes every key of this backend at once.
+    * Elections (``backend.election(name)``) are the same queue in their own key space:
+      a term is a grant (same lease, same loss rules; ``resign`` = ``release``).
+      ``term.proclaim`` is one guarded transaction (LockLost, and the term marked lost,
+      once the leader's key is gone); ``leader()`` is one range read; ``observe`` holds
+      one watch stream on the election's prefix, re-opened on another member when its
+      member fails.
     """
 
     schemes = ("etcd", "etcds")
-    # Elections on etcd come with issue 6; until then backend.election() says so.
-    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=False, multiprocess=True)
+    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=True, multiprocess=True)
 
     def __init__(self, conn: _Connection, *, ttl: float, namespace: str, identity: str) -> None:
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[bytes, _Queue] = {}
         self._session = _Session(conn, lease_ttl, conn.label)
         try:
             conn.authenticate()
@@ -900,7 +1039,7 @@ class EtcdBackend(LockBackend):
     @property
     def lease_id(self) -> int | None:
         """The etcd lease the backend uses now (None between a loss and the next grant).
-        Revoking it (``etcdctl lease revoke <hex>``) breaks every lock of this backend."""
+        Revoking it (``etcdctl lease revoke <hex>``) breaks every lock and term of this backend."""
         lease = self._session.current()
         return None if lease is None else lease.id
 
@@ -913,31 +1052,37 @@ class EtcdBackend(LockBackend):
         """The etcd key prefix under which ``name``'s contenders queue."""
         return self._lock_prefix(name).decode()
 
-    # -- SPI -------------------------------------------------------------------------------
+    # -- the lock SPI ----------------------------------------------------------------------
 
     def _lock_prefix(self, name: str) -> bytes:
         return self._root + b"locks/" + name.encode() + b"/"
 
-    def _queue(self, name: str) -> _Queue:
-        """The queue of lock ``name`` (cached: its prefix and requests never change)."""
-        found = self._queues.get(name)
+    def _queue(self, prefix: bytes) -> _Queue:
+        """The queue under ``prefix`` (cached: its requests never change)."""
+        found = self._queues.get(prefix)
         if found is None:
             if len(self._queues) >= 1024:
                 self._queues.clear()
-            found = self._queues[name] = _Queue(self, self._lock_prefix(name))
+            found = self._queues[prefix] = _Queue(self, prefix)
         return found
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        lock_queue = self._queue(name)
+        return self._enter(self._lock_prefix(name), name, self.identity.encode(), deadline, on_queued)
+
+    def _enter(self, prefix: bytes, name: str, value: bytes, deadline: float | None,
+               on_queued: Callable[[], object] | None) -> Grant | None:
+        """Queue under ``prefix`` with ``value`` until first; return the grant (bound to
+        its lease, token = the key's create revision), or None once ``deadline`` passed."""
+        contenders = self._queue(prefix)
         while True:
-            place = lock_queue.join(self.identity.encode(), deadline, on_queued)
+            place = contenders.join(value, deadline, on_queued)
             if place is None:
                 return None
             grant = Grant(name, place.revision, self.identity, owner=self, handle=place, probe=self._probe)
             if self._session.bind(place.lease, grant):
                 return grant
             # The lease died between our becoming first and now: that is not a grant.
-            lock_queue.withdraw(place)
+            contenders.withdraw(place)
 
     def _probe(self, grant: Grant) -> None:
         place: _Place = grant.handle
@@ -955,21 +1100,27 @@ class EtcdBackend(LockBackend):
         if place.lease.dead is not None:
             grant.mark_lost(place.lease.dead)
             raise LockLost(f"{grant!r} was lost: {place.lease.dead}")
-        mine = [kv for kv in self._conn.range(_get(place.key)) if kv.mod_revision == place.revision]
-        if not mine:
-            self._session.unbind(place.lease, grant)
-            self._session.free_slot(place.lease, place.slot)
-            grant.mark_lost("lock key deleted")
-            raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
+        if not [kv for kv in self._conn.range(_get(place.key)) if kv.create_revision == place.revision]:
+            self._key_deleted(grant)
+
+    def _key_deleted(self, grant: Grant) -> None:
+        """``grant``'s key is gone while its lease lives (deleted out of band): mark the
+        grant lost and raise LockLost. The key's slot stays taken until ``release``, so
+        that its delete cannot hit a newer key of the same name."""
+        place: _Place = grant.handle
+        self._session.unbind(place.lease, grant)
+        kind = "lock" if place.prefix.startswith(self._root + b"locks/") else "election"
+        grant.mark_lost(f"{kind} key deleted")
+        raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
 
     def _release(self, grant: Grant) -> bool:
         place: _Place = grant.handle
         self._session.unbind(place.lease, grant)
-        held = self._queue(grant.name).withdraw(place)
+        held = self._queue(place.prefix).withdraw(place)
         return held and place.lease.dead is None
 
     def _describe(self, name: str) -> LockState:
-        members = self._queue(name).members()
+        members = self._queue(self._lock_prefix(name)).members()
         if not members:
             return LockState(name, None, None)
         head, *waiting = members
@@ -980,6 +1131,38 @@ class EtcdBackend(LockBackend):
         prefix = self._root + b"locks/"
         kvs = self._conn.range(_get(prefix, _prefix_end(prefix), keys_only=True))
         return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
+
+    # -- the election SPI ------------------------------------------------------------------
+
+    def _election_prefix(self, name: str) -> bytes:
+        return self._root + b"elections/" + name.encode() + b"/"
+
+    def _campaign(self, name: str, value: bytes, deadline: float | None,
+                  on_queued: Callable[[], object] | None) -> Grant | None:
+        return self._enter(self._election_prefix(name), name, _candidate_value(self.identity, value),
+                           deadline, on_queued)
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        """One transaction: re-put the leader's key, with its lease, only if the key still
+        has the term's create revision. Raises LockLost (and marks the term lost) when
+        it does not: the term is over, and a successor's key is never touched."""
+        place: _Place = grant.handle
+        request = _txn([_compare(place.key, "create", "==", place.revision)],
+                       [_put(place.key, _candidate_value(grant.holder, value), place.lease.id)])
+        try:
+            succeeded = bool(self._conn.txn(request).succeeded)
+        except _LeaseNotFound:
+            succeeded = False
+        if not succeeded:
+            self._key_deleted(grant)
+
+    def _leader(self, name: str) -> Leader | None:
+        prefix = self._election_prefix(name)
+        kvs = self._conn.range(_get(prefix, _prefix_end(prefix), limit=1, by_create=True))
+        return _leader_of(kvs[0]) if kvs else None
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        return _PrefixWatch(self, self._election_prefix(name), notify).start()
 
     def _close(self, held: list[Grant]) -> None:
         try:
