@@ -1209,7 +1209,8 @@ def _connection(url: BackendURL, timeout: float, ca: bytes | None, cert: bytes |
 
 def owner_guard(grant: Grant) -> Any:
     """A comparison that holds only while ``grant``'s holder still holds the lock, for
-    your own etcd transactions (the etcd Go client's ``Mutex.IsOwner()``).
+    your own etcd transactions (the etcd Go client's ``Mutex.IsOwner()``). For a term
+    of an election, pass ``term.grant``: it holds while that term lasts.
 
     Returns a ``python3-etcd3`` compare (``etcd3.transactions.Create``: the grant's key
     still exists with the grant's token as its create revision); put it in

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 from fencing_coord.election import Leader
 from fencing_coord.servers.etcd import EtcdCluster
 
@@ -58,6 +58,15 @@ def test_candidate_key_layout_and_token(
         assert after.create_revision == term.token < after.mod_revision
         assert backend.election("scheduler").leader() == Leader(backend.identity, b"http://b:8080", term.token)
         assert list(client.get_prefix(f"/fencing-coord/{namespace}/locks/")) == []
+
+        # owner_guard works for a term, across its proclaims, and ends with it.
+        ok, _ = client.transaction(compare=[owner_guard(term.grant)],
+                                   success=[client.transactions.put(f"/app/{namespace}", "v1")], failure=[])
+        assert ok
+        term.resign()
+        late, _ = client.transaction(compare=[owner_guard(term.grant)],
+                                     success=[client.transactions.put(f"/app/{namespace}", "v2")], failure=[])
+        assert not late
     finally:
         client.close()
 
