@@ -1,4 +1,4 @@
-"""``zookeeper://`` -- locks with fencing tokens on ZooKeeper, through kazoo.
+"""``zookeeper://`` -- locks and leader elections with fencing tokens on ZooKeeper, through kazoo.
 
 Layout (every path below the URL's chroot)::
 
@@ -6,6 +6,12 @@ Layout (every path below the URL's chroot)::
     /fencing-coord/<namespace>/locks/<name>/lock-<nonce>-<seq>
                                                         one ephemeral-sequential node per contender;
                                                         data: the contender's identity (UTF-8)
+    /fencing-coord/<namespace>/elections/<name>/        persistent parent, never deleted by us
+    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+                                                        one ephemeral-sequential node per candidate;
+                                                        data: b"%d:" % len(identity) + identity
+                                                        + value (identity UTF-8, then the value's
+                                                        raw bytes), as the etcd backend stores it
     /fencing-coord/<namespace>/resources/<resource>     ZooKeeperStore: one persistent node per
                                                         fenced resource (values and highest token)
 
@@ -53,6 +59,24 @@ that names the deleted or recreated parent; a waiter joins the new parent's queu
 new parent's tokens are larger than the old one's, so the fenced resource refuses the old
 holder's late writes once the new holder has written. A backend that sees a lock's parent
 with another czxid than before logs a warning.
+
+Leader election is the same queue recipe in the ``elections`` subtree, so a lock and an
+election of one name never meet: the first candidate (lowest sequence number, in serial
+arithmetic) is the leader, and its term's token is its node's czxid, like a lock grant's,
+with every guarantee above (its term is lost, resigned and reported exactly like a grant).
+``proclaim(value)`` rewrites the leader's own node (``setData``, unversioned: only its own
+session writes it, and the node's nonce makes it a path no other term ever has); the czxid,
+and so the token, is unchanged. A node that is gone (session expired, deleted out of band)
+makes ``proclaim`` raise :class:`LockLost` and the term is reported lost. ``leader()``
+costs two round trips: ``sync`` pipelined with ``getChildren`` (so the answer reflects
+every write acknowledged before the call, even through a lagging follower), then ``getData``
+of the first candidate. An observer holds a child watch on the election's parent (an
+``exists`` watch while the parent does not exist) and a data watch on the leader's node
+(so a proclaim is seen). Watches are set again from kazoo's callbacks with asynchronous
+requests (never blocking kazoo's threads), and the observer is told to read after they are
+set, so no change slips between a read and the next watch; kazoo drops every watch when the
+connection drops, so they are all set again, and the observers told, on every reconnection
+(a change may have been missed meanwhile).
 
 Session states (one kazoo session per backend object; kazoo reconnects on its own):
 
@@ -119,10 +143,11 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import EventType, KazooState
 from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.config import BackendURL, OptionReader
+from fencing_coord.election import Leader
 from fencing_coord.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -155,6 +180,9 @@ _SERIAL_HALF: Final = 2**31
 _SERIAL_MOD: Final = 2**32
 _NONCE_LENGTH: Final = 16
 _LOCK_KIND: Final = "lock"
+_CANDIDATE_KIND: Final = "candidate"
+# What a loss reason calls a node of each kind, and what its parent belongs to.
+_KIND_WORDS: Final = {_LOCK_KIND: ("lock node", "lock"), _CANDIDATE_KIND: ("candidate node", "election")}
 # <kind>-<nonce>-<seq>: ZooKeeper appends the sequence number to the name we give.
 _CONTENDER: Final = re.compile(r"([a-z]+)-([0-9a-f]{16})-(-?[0-9]{1,10})")
 # ZooKeeper's default jute.maxbuffer is 1 MiB - 1; a larger write drops the connection.
@@ -206,6 +234,26 @@ def _segment(text: str) -> str:
 
 def _unsegment(segment: str) -> str:
     return unquote(segment)
+
+
+def _candidate_data(identity: str, value: bytes) -> bytes:
+    """A candidate node's data: ``b"%d:" % len(identity) + identity + value`` (identity
+    UTF-8, its length in bytes in decimal), so any identity and any value round-trip."""
+    raw = identity.encode("utf-8")
+    return b"%d:%s%s" % (len(raw), raw, value)
+
+
+def _parse_candidate(path: str, data: bytes) -> tuple[str, bytes]:
+    """``(identity, value)`` from a candidate node's data; :class:`BackendUnavailable` when
+    the node does not hold what :func:`_candidate_data` writes (someone else wrote it)."""
+    head, colon, rest = data.partition(b":")
+    if colon and head.isdigit() and int(head) <= len(rest):
+        size = int(head)
+        try:
+            return rest[:size].decode("utf-8"), rest[size:]
+        except UnicodeDecodeError:
+            pass
+    raise BackendUnavailable(f"{path} does not hold a fencing-coord candidate record ({data[:40]!r}...)")
 
 
 def _serial_distance(a: int, b: int) -> int:
@@ -508,8 +556,8 @@ class _ContenderQueue:
     """The fair-queue recipe on one session: enqueue, find the predecessor by integer
     sequence number, watch only it, re-check after waking, withdraw.
 
-    ``kind`` prefixes node names (``lock``; an election would use its own) so several
-    recipes can share code but never a parent.
+    ``kind`` prefixes node names (``lock``, ``candidate``) so several recipes share the
+    code but never a parent.
     """
 
     def __init__(self, session: _Session, janitor: _Janitor, kind: str, window: int) -> None:
@@ -661,6 +709,36 @@ class _ContenderQueue:
                 return members
         return members
 
+    def head(self, parent: str) -> _Member | None:
+        """The parent's first contender with its data, or None when there is none.
+
+        Two round trips: ``sync`` pipelined with ``getChildren`` (requests of one session
+        are served in order, so the listing reflects every write acknowledged to anyone
+        before this call, even when our server is a lagging follower), then ``getData``
+        of the first contender; listed again if that one left in between (each retry
+        follows a real departure)."""
+        client = self.session.client
+
+        def listing() -> Any:
+            client.sync_async(parent)
+            return client.get_children_async(parent)
+
+        while True:
+            try:
+                children = self.session.request(f"read the queue of {parent}", listing, expected=(NoNodeError,))
+            except NoNodeError:
+                return None
+            ordered = _queue_order([c for c in (_parse_contender(x, self.kind) for x in children) if c is not None])
+            if not ordered:
+                return None
+            first = f"{parent}/{ordered[0].node}"
+            try:
+                data, stat = self.session.request(f"read {first}", functools.partial(client.get_async, first),
+                                                  expected=(NoNodeError,))
+            except NoNodeError:
+                continue
+            return _Member(ordered[0], bytes(data), int(stat.czxid))
+
     def budget(self, deadline: float | None) -> float:
         # A waiter rides out a connection loss until its deadline, and at least `timeout`.
         if deadline is None:
@@ -681,13 +759,90 @@ class _ContenderQueue:
         except FencingCoordError as exc:  # the refusal stands; the next contender marks it
             _log.warning("could not mark %s exhausted: %s", parent, exc)
 
-    @staticmethod
-    def _exhausted(parent: str, note: str) -> TokenSpaceExhausted:
+    def _exhausted(self, parent: str, note: str) -> TokenSpaceExhausted:
+        what = _KIND_WORDS.get(self.kind, (self.kind, self.kind))[1]
         return TokenSpaceExhausted(
-            f"lock queue {parent} cannot order its contenders safely any more ({note}); it refuses every "
-            f"acquisition from now on. To continue, delete that znode while nobody holds or waits for the lock "
+            f"{what} queue {parent} cannot order its contenders safely any more ({note}); it refuses every "
+            f"attempt from now on. To continue, delete that znode while nobody holds, leads or waits in it "
             f"(zkCli.sh deleteall {parent}): tokens then continue above every earlier one."
         )
+
+
+class _LeaderWatch:
+    """One ``_watch_leader`` subscription: a child watch on an election's parent (an
+    ``exists`` watch while the parent does not exist) and a data watch on the node of its
+    first candidate, so a new leader, a resignation and a proclaim all fire one.
+
+    Everything runs on kazoo's threads through asynchronous requests, so nothing here
+    blocks them: a watch that fires sends the requests that set the watches again, and
+    ``notify()`` is called once they are answered, so the read the observer then makes
+    sees every change the new watches cannot report. A connection loss ends a round
+    silently (kazoo drops every watch with the connection): the backend's monitor calls
+    :meth:`arm` again on every reconnection, which ends with ``notify()`` in turn.
+    """
+
+    def __init__(self, client: Any, parent: str, kind: str, notify: Callable[[], None]) -> None:
+        self.client = client
+        self.parent = parent
+        self.kind = kind
+        self.notify = notify
+        self.stopped = False
+
+    def arm(self) -> None:
+        """Set the watches (again) and then call ``notify()``. Never blocks."""
+        if not self.stopped:
+            self._send(functools.partial(self.client.get_children_async, self.parent, watch=self._fired),
+                       self._listed)
+
+    def stop(self) -> None:
+        """No ``notify()`` after this; watches already set fire once more, into nothing."""
+        self.stopped = True
+
+    def _send(self, start: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        try:
+            result = start()
+        except KazooException:  # pragma: no cover - kazoo fails requests through their result
+            return
+        result.rawlink(then)
+
+    def _fired(self, event: Any) -> None:
+        # kazoo's watch thread. EventType.NONE: the connection was lost or closed and kazoo
+        # dropped its watches; arm() runs again once connected.
+        if not self.stopped and event.type != EventType.NONE:
+            self.arm()
+
+    def _failed(self, exc: BaseException) -> None:
+        """End this round after a failed request."""
+        if isinstance(exc, (*_RETRYABLE, ConnectionClosedError)):
+            return  # re-armed on reconnection (or the backend was closed)
+        _log.warning("watching the leader of %s failed: %r", self.parent, exc)
+        self.notify()  # the observer's own read reports what is wrong
+
+    def _listed(self, result: Any) -> None:
+        if self.stopped:
+            return
+        exc = result.exception
+        if isinstance(exc, NoNodeError):
+            # Nobody has stood yet: be told when the parent is created.
+            self._send(functools.partial(self.client.exists_async, self.parent, watch=self._fired), self._armed)
+            return
+        if exc is not None:
+            self._failed(exc)
+            return
+        ordered = _queue_order([c for c in (_parse_contender(x, self.kind) for x in result.value) if c is not None])
+        if not ordered:
+            self.notify()
+            return
+        first = f"{self.parent}/{ordered[0].node}"
+        self._send(functools.partial(self.client.exists_async, first, watch=self._fired), self._armed)
+
+    def _armed(self, result: Any) -> None:
+        if self.stopped:
+            return
+        if result.exception is not None:
+            self._failed(result.exception)
+            return
+        self.notify()
 
 
 # -- the backend ---------------------------------------------------------------------------------
@@ -708,7 +863,7 @@ _STOP: Final = object()
 
 
 class ZooKeeperBackend(LockBackend, _Janitor):
-    """Locks on ZooKeeper: ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
+    """Locks and leader elections on ZooKeeper: ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
 
     ``zk://`` is an alias. Hosts are tried in random order (``randomize_hosts``); the port
     defaults to 2181; IPv6 hosts go in brackets. ``/chroot`` (optional) roots every path
@@ -728,21 +883,22 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     namespace        second path segment, isolating one application                     ``default``
     timeout          seconds to wait for ZooKeeper per call, reconnections included;    5
                      also bounds ``connect``
-    identity         holder identity, stored in the lock node                           host:pid:random
+    identity         holder identity, stored in every lock and candidate node           host:pid:random
     randomize_hosts  try the hosts in random order (``false``: in the order given)      ``true``
     sequence_window  largest distance in sequence numbers tolerated between two live    2^30
-                     contenders of one lock before it refuses with TokenSpaceExhausted
+                     contenders of one lock or election before it refuses with
+                     TokenSpaceExhausted
                      (see the module docstring; small values are for tests)
     ================ ================================================================== ================
 
-    Tokens are the creation zxids of the lock nodes (see the module docstring for why and
-    for the limits of the sequence counter). Sessions: see :class:`SessionState` and the
-    module docstring; ``suspended`` tells a holder to pause writes.
+    Tokens are the creation zxids of the lock and candidate nodes (see the module docstring
+    for why, for the limits of the sequence counter and for elections). Sessions: see
+    :class:`SessionState` and the module docstring; ``suspended`` tells a holder (or a
+    leader) to pause writes.
     """
 
     schemes = ("zookeeper", "zk")
-    # Leader election on ZooKeeper is issue 6; the queue below is ready for it.
-    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=False, multiprocess=True)
+    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=True, multiprocess=True)
 
     def __init__(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
                  identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
@@ -770,6 +926,8 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         self._session = _Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
                                  randomize_hosts=randomize_hosts, listener=self._on_session)
         self._locks = _ContenderQueue(self._session, self, _LOCK_KIND, sequence_window)
+        self._candidates = _ContenderQueue(self._session, self, _CANDIDATE_KIND, sequence_window)
+        self._leader_watches: set[_LeaderWatch] = set()
         self._monitor = threading.Thread(target=self._run_monitor, name="fencing-coord-zookeeper-monitor",
                                          daemon=True)
         self._session.start()
@@ -854,37 +1012,46 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                 self._lock_paths[name] = path
         return path
 
+    def election_path(self, name: str) -> str:
+        """The persistent parent znode of election ``name``, chroot included."""
+        return f"{self._root}/elections/{_segment(name)}"
+
     # -- SPI --------------------------------------------------------------------------------
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        parent = self.lock_path(name)
-        data = self.identity.encode("utf-8")
+        return self._join(self._locks, self.lock_path(name), name, self.identity.encode("utf-8"), deadline,
+                          on_queued)
+
+    def _join(self, recipe: _ContenderQueue, parent: str, name: str, data: bytes, deadline: float | None,
+              on_queued: Callable[[], object] | None) -> Grant | None:
+        """Queue under ``parent`` with node data ``data`` until first (the grant for
+        ``name``) or until ``deadline`` (withdrawn; None). Locks and elections alike."""
         queued = False
         while True:
-            entry = self._locks.enqueue(parent, data)
+            entry = recipe.enqueue(parent, data)
             try:
                 while True:
-                    position = self._locks.position(entry, self._locks.budget(deadline))
+                    position = recipe.position(entry, recipe.budget(deadline))
                     if position.predecessor is None:
                         grant = self._register(name, entry, position)
                         if grant is None:
                             raise _Gone("the session changed while acquiring")
                         return grant
                     if deadline is not None and time.monotonic() >= deadline:
-                        self._locks.withdraw(entry)
+                        recipe.withdraw(entry)
                         return None
                     if not queued:
                         queued = True
                         if on_queued is not None:
                             on_queued()
-                    self._locks.wait(entry, position.predecessor, deadline)
+                    recipe.wait(entry, position.predecessor, deadline)
             except _Gone:
                 # Our node vanished (session expired, deleted out of band): queue again.
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
                 continue
             except BaseException:
-                self._locks.withdraw(entry)
+                recipe.withdraw(entry)
                 raise
 
     def _register(self, name: str, entry: _Entry, position: _Position) -> Grant | None:
@@ -976,12 +1143,59 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     def _close(self, held: list[Grant]) -> None:
         with self._mutex:
             self._live.clear()
+            for watch in self._leader_watches:
+                watch.stop()
+            self._leader_watches.clear()
         self._tasks.put(_STOP)
         try:
             # Ending the session deletes every ephemeral node of ours in one step.
             self._session.close()
         finally:
             self._monitor.join(self.timeout)
+
+    # -- the election SPI (see the module docstring) -----------------------------------------
+
+    def _campaign(self, name: str, value: bytes, deadline: float | None,
+                  on_queued: Callable[[], object] | None) -> Grant | None:
+        return self._join(self._candidates, self.election_path(name), name, _candidate_data(self.identity, value),
+                          deadline, on_queued)
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        """Rewrite the leader's node with ``value`` (its czxid, the token, stays); raise
+        :class:`LockLost`, and report the term lost, when the node is gone."""
+        held = cast(_Held, grant.handle)
+        path = held.entry.path
+        data = _candidate_data(grant.holder, value)
+        try:
+            # Idempotent: sent again after a reconnection, it writes the same data. On a
+            # new session the node died with the old one, and ZooKeeper answers NoNode.
+            self._session.request(f"proclaim in {grant.name!r}",
+                                  lambda: self._session.client.set_async(path, data), expected=(NoNodeError,))
+        except NoNodeError:
+            reason = self._loss_reason(held)
+            self._lose(grant, reason)
+            raise LockLost(f"{grant!r} no longer leads: {reason}") from None
+
+    def _leader(self, name: str) -> Leader | None:
+        path = self.election_path(name)
+        head = self._candidates.head(path)
+        if head is None:
+            return None
+        identity, value = _parse_candidate(f"{path}/{head.contender.node}", head.data)
+        return Leader(identity, value, head.czxid)
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        watch = _LeaderWatch(self._session.client, self.election_path(name), _CANDIDATE_KIND, notify)
+        with self._mutex:
+            self._leader_watches.add(watch)
+        watch.arm()
+
+        def stop() -> None:
+            watch.stop()
+            with self._mutex:
+                self._leader_watches.discard(watch)
+
+        return stop
 
     # -- janitor ------------------------------------------------------------------------------
 
@@ -1025,6 +1239,11 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                 elif task[0] == "state" and task[1] == SessionState.CONNECTED:
                     with self._mutex:
                         grants = list(self._live.values())
+                        watches = list(self._leader_watches)
+                    # Observers first (asynchronous, never blocks): a change may have been
+                    # missed while disconnected, and their watches are gone.
+                    for watch in watches:
+                        watch.arm()
                     # kazoo drops every watch when the connection drops: set them again,
                     # checking that each node survived.
                     for grant in grants:
@@ -1090,18 +1309,20 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         entry = held.entry
         if self._session.session_id != entry.owner:
             return "session expired"
+        node, owner = _KIND_WORDS.get(entry.node.split("-", 1)[0], ("node", "queue"))
+        gone = f"its {node} {entry.path} was deleted out of band"
         try:
             parent = self._session.request(f"check {entry.parent}",
                                            lambda: self._session.client.exists_async(entry.parent))
         except FencingCoordError:
-            return f"its lock node {entry.path} was deleted out of band"
+            return gone
         if parent is None:
-            return (f"its lock node {entry.path} was deleted out of band, and so was the lock's parent znode "
-                    f"{entry.parent} (tokens of a new parent continue upward)")
+            return (f"{gone}, and so was the {owner}'s parent znode {entry.parent} "
+                    "(tokens of a new parent continue upward)")
         if int(parent.czxid) != held.parent_czxid:
-            return (f"its lock node {entry.path} was deleted out of band, and the lock's parent znode "
-                    f"{entry.parent} was deleted and created again (tokens continue upward)")
-        return f"its lock node {entry.path} was deleted out of band"
+            return (f"{gone}, and the {owner}'s parent znode {entry.parent} was deleted and created again "
+                    "(tokens continue upward)")
+        return gone
 
     def _tidy(self) -> None:
         if self._session.state != SessionState.CONNECTED:
