@@ -1,9 +1,10 @@
 """Leader election whose terms carry fencing tokens, on any backend.
 
 An election is a fair queue of candidates, like a lock: the oldest candidate is the
-leader, and its term's token is the token of its place in the queue (an etcd
-ModRevision, a ZooKeeper sequence number, a memory counter), so every term's token is
-larger than every earlier term's. A leader writes through a
+leader, and its term's token is the token of its place in the queue (the create
+revision of its etcd key, the czxid of its ZooKeeper node, a memory counter), so every
+term's token is larger than every earlier term's; advertising a new value
+(``proclaim``) keeps the token. A leader writes through a
 :class:`~fencing_coord.FencedResource` with ``term.token``; a deposed leader that wakes
 up late is refused there.
 

@@ -264,9 +264,12 @@ class ElectionConformance:
         # Two doomed candidates keep their first term until they are killed, as a
         # leader that crashes does; the others win three terms each and resign.
         procs = [_spawn_candidate(url, namespace, str(db), seed, probe.ttl, doomed=seed < 2) for seed in range(5)]
-        for proc in procs[:2]:
-            _await_line(proc, "elected")
-            proc.send_signal(signal.SIGKILL)
+        # Which candidate is elected first is a race: kill each doomed one whenever it is.
+        killers = [threading.Thread(target=_kill_when_elected, args=(proc,)) for proc in procs[:2]]
+        for killer in killers:
+            killer.start()
+        for killer in killers:
+            killer.join(PROMPT * 4)
         for proc in procs:
             proc.wait(PROMPT * 4)
         codes = sorted(p.returncode for p in procs)
@@ -287,6 +290,11 @@ def _spawn_candidate(
         [sys.executable, "-c", code, url, namespace, db, str(seed), str(ttl), "doomed" if doomed else "normal"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def _kill_when_elected(proc: subprocess.Popen[str]) -> None:
+    _await_line(proc, "elected")
+    proc.send_signal(signal.SIGKILL)
 
 
 def _await_line(proc: subprocess.Popen[str], word: str) -> None:

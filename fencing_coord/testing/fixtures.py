@@ -50,8 +50,10 @@ class FakeClock:
 class BackendFixtures:
     """Provides fresh, independent clients of one backend in a per-test namespace."""
 
-    #: The URL clients connect to; a subclass sets it or overrides :meth:`connect`.
-    backend_url: ClassVar[str | None] = None
+    #: The URL clients connect to; a subclass sets it (on the class, or on the instance
+    #: from a fixture when it is known only at run time) or overrides :meth:`connect`.
+    #: Tests that start client processes connect them to this URL.
+    backend_url: str | None = None
     #: Filled by the pytest plugin from ``--fencing-coord-url``; used when backend_url is None.
     default_url: ClassVar[str | None] = None
     #: Lease/session TTL for the suite's clients, seconds.

@@ -117,7 +117,7 @@ class EtcdFixtures(BackendFixtures):
         self.target: EtcdTarget = request.getfixturevalue(self.target_fixture)
         # For the suite's tests that start client processes: the URL they connect to.
         # (BackendFixtures declares backend_url a ClassVar; ours is known per session.)
-        self.backend_url = self.target.url  # type: ignore[misc]
+        self.backend_url = self.target.url
 
     def connect(self, **options: Any) -> LockBackend:
         from fencing_coord.config import connect
