@@ -109,13 +109,9 @@ class ZooKeeperFixtures(BackendFixtures):
     @pytest.fixture(autouse=True)
     def _zk_target(self, request: pytest.FixtureRequest) -> None:
         self.target: ZooKeeperTarget = request.getfixturevalue(self.target_fixture)
-
-    # The base class declares a URL fixed per class; ours is known only once the session
-    # fixture has started the servers, hence a read-only property in its place.
-    @property
-    def backend_url(self) -> str:  # type: ignore[override]
-        """The target's URL (the suite's tests that spawn client processes read it)."""
-        return self.target.url
+        # Known only once the session fixture has started the servers; the suite's tests
+        # that start client processes connect them to it.
+        self.backend_url = self.target.url
 
     def connect(self, **options: Any) -> LockBackend:
         options.setdefault("ttl", self.ttl)

@@ -5,7 +5,7 @@ whose session is expired, observers across a lost session)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,10 +21,195 @@ pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
 
+MakeZK = Callable[..., ZooKeeperBackend]
 
-class TestZooKeeperElectionStandalone(ElectionConformance, ZooKeeperFixtures):
+
+class ElectionFixtures(ZooKeeperFixtures):
+    # A killed candidate's node lives until ZooKeeper expires its session, and the
+    # candidate-process test kills two leaders in turn: shorter sessions than the lock
+    # suite's keep it at about 2 x 2 s.
+    ttl = 2.0
+
+
+class TestZooKeeperElectionStandalone(ElectionConformance, ElectionFixtures):
     target_fixture = "zk_standalone"
 
 
-class TestZooKeeperElectionEnsemble(ElectionConformance, ZooKeeperFixtures):
+class TestZooKeeperElectionEnsemble(ElectionConformance, ElectionFixtures):
     target_fixture = "zk_ensemble"
+
+
+# -- what is specific to ZooKeeper ----------------------------------------------------------------
+
+
+@pytest.fixture
+def namespace() -> str:
+    import uuid
+
+    return f"zke-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[MakeZK]:
+    """``make(**options)``: a client of the standalone server in this test's namespace,
+    closed after the test."""
+    made: list[fc.LockBackend] = []
+
+    def connect(**options: Any) -> ZooKeeperBackend:
+        options.setdefault("namespace", namespace)
+        options.setdefault("ttl", 4)
+        backend = fc.connect(zk_standalone.url, **options)
+        assert isinstance(backend, ZooKeeperBackend)
+        made.append(backend)
+        return backend
+
+    yield connect
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
+    """A plain kazoo client acting out of band."""
+    client = zk_standalone.raw_client()
+    yield client
+    client.stop()
+    client.close()
+
+
+class Seen:
+    """What an observer reported, with a way to wait for a report."""
+
+    def __init__(self) -> None:
+        self.leaders: list[Leader | None] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, leader: Leader | None) -> None:
+        with self._changed:
+            self.leaders.append(leader)
+            self._changed.notify_all()
+
+    def wait_for(self, expected: Leader | None) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: bool(self.leaders) and self.leaders[-1] == expected, PROMPT), (
+                self.leaders, expected)
+
+
+def test_candidate_nodes_hold_identity_and_value_and_the_token_is_their_czxid(
+    make: MakeZK, operator: Any, namespace: str
+) -> None:
+    backend, watcher = make(identity="node:a"), make()
+    seen = Seen()
+    handle = watcher.election("scheduler").observe(seen)
+    seen.wait_for(None)
+    lock = backend.acquire("scheduler", timeout=PROMPT)
+    term = backend.election("scheduler").campaign(timeout=PROMPT, value=b"http://a:8080")
+
+    parent = backend.election_path("scheduler")
+    assert parent == f"/fencing-coord/{namespace}/elections/scheduler"
+    [node] = operator.get_children(parent)
+    assert node.startswith("candidate-")
+    data, stat = operator.get(f"{parent}/{node}")
+    assert data == b"6:node:ahttp://a:8080"
+    assert stat.czxid == term.token != lock.token
+    assert stat.ephemeralOwner == backend.session_id
+    assert [n.startswith("lock-") for n in operator.get_children(backend.lock_path("scheduler"))] == [True]
+    seen.wait_for(Leader("node:a", b"http://a:8080", term.token))
+
+    # proclaim rewrites the node: same czxid (token), new data, and observers are told.
+    term.proclaim(b":\x00binary:")
+    data, after = operator.get(f"{parent}/{node}")
+    assert (data, after.czxid, after.version) == (b"6:node:a:\x00binary:", term.token, stat.version + 1)
+    proclaimed = Leader("node:a", b":\x00binary:", term.token)
+    assert watcher.election("scheduler").leader() == proclaimed
+    seen.wait_for(proclaimed)
+
+    term.resign()
+    seen.wait_for(None)
+    assert operator.get_children(parent) == [], "resigning deletes the candidate node"
+    assert operator.exists(parent) is not None, "the election's parent is never deleted"
+    handle.stop()
+    backend.release(lock)
+
+
+def test_a_foreign_node_in_the_election_is_reported_not_misread(make: MakeZK, operator: Any) -> None:
+    backend = make()
+    parent = backend.election_path("scheduler")
+    operator.create(f"{parent}/candidate-0123456789abcdef-", b"not a record", sequence=True, ephemeral=True,
+                    makepath=True)
+    with pytest.raises(fc.BackendUnavailable, match="candidate record"):
+        backend.election("scheduler").leader()
+
+
+def test_expired_leader_loses_its_term_its_proclaim_is_refused_and_observers_end_on_the_successor(
+    zk_standalone: ZooKeeperTarget, make: MakeZK
+) -> None:
+    leader, successor, watcher = make(), make(), make()
+    seen = Seen()
+    handle = watcher.election("scheduler").observe(seen)
+    old = leader.election("scheduler").campaign(timeout=PROMPT, value=b"old")
+    lost = threading.Event()
+    old.on_lost(lambda term: lost.set())
+    seen.wait_for(Leader(leader.identity, b"old", old.token))
+
+    old_session = expire_session(zk_standalone, leader)  # paused past its session timeout
+    new = successor.election("scheduler").campaign(timeout=PROMPT, value=b"new")
+    assert new.token > old.token
+    current = Leader(successor.identity, b"new", new.token)
+    # Before (or after) the old leader learns that its session is gone, ZooKeeper refuses
+    # its proclaim: its node died with the session, and the successor's node is another.
+    with pytest.raises(fc.LockLost, match="session expired"):
+        leader._proclaim(old.grant, b"stale")
+    assert old.wait_lost(PROMPT)
+    assert lost.wait(PROMPT)
+    assert old.grant.lost_reason == "session expired"
+    with pytest.raises(fc.LockLost):
+        old.proclaim(b"stale")
+    assert old.resign() is False
+    assert leader.session_id not in (None, old_session)
+
+    assert watcher.election("scheduler").leader() == current
+    seen.wait_for(current)
+    handle.stop()
+    tokens = [s.token for s in seen.leaders if s is not None]
+    assert tokens == sorted(set(tokens))
+    assert seen.leaders[-1] == current
+    # The old leader's backend lives on, on a new session, and stands again behind the successor.
+    with pytest.raises(fc.LockTimeout):
+        leader.election("scheduler").campaign(timeout=0)
+    new.resign()
+    assert leader.election("scheduler").campaign(timeout=PROMPT).token > new.token
+
+
+def test_observer_sees_changes_made_while_its_own_session_was_lost(
+    zk_standalone: ZooKeeperTarget, make: MakeZK
+) -> None:
+    first, second, watcher = make(), make(), make()
+    seen = Seen()
+    handle = watcher.election("scheduler").observe(seen)
+    term = first.election("scheduler").campaign(timeout=PROMPT)
+    seen.wait_for(Leader(first.identity, b"", term.token))
+
+    # The server ends the watcher's session, which drops its watches; kazoo opens a new
+    # session. Changes from now on can only reach the observer if its watches are set
+    # again (and it reads again) on the new session.
+    expire_session(zk_standalone, watcher)
+    term.resign()
+    nxt = second.election("scheduler").campaign(timeout=PROMPT, value=b"second")
+    seen.wait_for(Leader(second.identity, b"second", nxt.token))
+    nxt.proclaim(b"still second")
+    seen.wait_for(Leader(second.identity, b"still second", nxt.token))
+    handle.stop()
+
+
+def test_candidate_node_deleted_out_of_band_loses_the_term(make: MakeZK, operator: Any) -> None:
+    backend, other = make(), make()
+    term = backend.election("scheduler").campaign(timeout=PROMPT)
+    parent = backend.election_path("scheduler")
+    [node] = operator.get_children(parent)
+    operator.delete(f"{parent}/{node}")
+    assert term.wait_lost(PROMPT)
+    assert term.grant.lost_reason == f"its candidate node {parent}/{node} was deleted out of band"
+    with pytest.raises(fc.LockLost):
+        term.proclaim(b"x")
+    assert other.election("scheduler").campaign(timeout=PROMPT).token > term.token
