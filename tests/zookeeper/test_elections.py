@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper import ZooKeeperBackend, _candidate_data, _parse_candidate
 from fencing_coord.election import Leader
 from fencing_coord.testing import ElectionConformance
 
@@ -93,6 +93,19 @@ class Seen:
         with self._changed:
             assert self._changed.wait_for(lambda: bool(self.leaders) and self.leaders[-1] == expected, PROMPT), (
                 self.leaders, expected)
+
+
+@pytest.mark.parametrize(("identity", "value"), [
+    ("host:1:abc", b""), ("12:34", b"56:78"), ("ünï", b"\x00\xff:"), ("", b"only value"),
+])
+def test_candidate_records_round_trip(identity: str, value: bytes) -> None:
+    assert _parse_candidate("/x", _candidate_data(identity, value)) == (identity, value)
+
+
+@pytest.mark.parametrize("data", [b"", b"no colon", b"x:abc", b"9:short", b"-1:a", b"2:\xff\xfe"])
+def test_malformed_candidate_records_are_refused(data: bytes) -> None:
+    with pytest.raises(fc.BackendUnavailable, match="candidate record"):
+        _parse_candidate("/x", data)
 
 
 def test_candidate_nodes_hold_identity_and_value_and_the_token_is_their_czxid(
