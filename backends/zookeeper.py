@@ -863,7 +863,8 @@ _STOP: Final = object()
 
 
 class ZooKeeperBackend(LockBackend, _Janitor):
-    """Locks and leader elections on ZooKeeper: ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
+    """Locks and leader elections on ZooKeeper:
+    ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
 
     ``zk://`` is an alias. Hosts are tried in random order (``randomize_hosts``); the port
     defaults to 2181; IPv6 hosts go in brackets. ``/chroot`` (optional) roots every path
