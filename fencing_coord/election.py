@@ -79,6 +79,11 @@ class Term:
         return self.grant.lost
 
     @property
+    def lost_reason(self) -> str | None:
+        """Why the term was lost ("lease expired", "session expired", ...), or None."""
+        return self.grant.lost_reason
+
+    @property
     def resigned(self) -> bool:
         return self.grant.released
 
