@@ -26,7 +26,7 @@ from typing import Any
 
 from fencing_coord.config import BackendURL, OptionReader
 from fencing_coord.election import Leader
-from fencing_coord.errors import ConfigurationError, LockLost
+from fencing_coord.errors import ConfigurationError, InvalidArgument, LockLost
 from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
 
 __all__ = ["MemoryBackend"]
@@ -49,7 +49,7 @@ class _Lease:
         return self.clock() >= self.expires_at
 
 
-@dataclass
+@dataclass(eq=False)
 class _Ticket:
     identity: str
     wake: threading.Event = field(default_factory=threading.Event)
@@ -121,6 +121,7 @@ class MemoryBackend(LockBackend):
         self._table = _table(table_name)
         self._clock: Clock = clock if clock is not None else time.monotonic
         self._leases: dict[int, _Lease] = {}
+        self._waiting: set[_Ticket] = set()  # woken by close(), which withdraws them
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         if clock is None:
@@ -191,6 +192,9 @@ class MemoryBackend(LockBackend):
 
     def _close(self, held: list[Grant]) -> None:
         self._stop.set()
+        with self._table.mutex:
+            for ticket in self._waiting:
+                ticket.wake.set()
         for grant in held:
             self._release(grant)
         if self._keepalive is not None:
@@ -249,20 +253,28 @@ class MemoryBackend(LockBackend):
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             queue.queue.append(ticket)
+            self._waiting.add(ticket)
         if on_queued is not None:
             on_queued()
-        while True:
-            ticket.wake.wait(self._wait_for(queue, deadline))
+        try:
+            while True:
+                ticket.wake.wait(self._wait_for(queue, deadline))
+                with table.mutex:
+                    ticket.wake.clear()
+                    if self.closed:
+                        raise InvalidArgument(f"{self!r} was closed while waiting for {key[2]!r}")
+                    table.settle(queue)
+                    if queue.lease is None and queue.queue[0] is ticket:
+                        queue.queue.popleft()
+                        return self._grant(queue, key, value)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None
+        finally:
             with table.mutex:
-                ticket.wake.clear()
-                table.settle(queue)
-                if queue.lease is None and queue.queue[0] is ticket:
-                    queue.queue.popleft()
-                    return self._grant(queue, key, value)
-                if deadline is not None and time.monotonic() >= deadline:
+                self._waiting.discard(ticket)
+                if ticket in queue.queue:
                     queue.queue.remove(ticket)
                     table.settle(queue)
-                    return None
 
     def _wait_for(self, queue: _Queue, deadline: float | None) -> float | None:
         """How long a waiter may sleep before something it cannot be told of happens."""

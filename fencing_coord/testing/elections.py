@@ -279,7 +279,12 @@ class ElectionConformance:
         # The last doomed candidate may have been elected after every other one had
         # finished: nobody waited for its lease to end, so its term ends after the kill.
         vacant = threading.Event()
-        handle = probe.election("scheduler").observe(lambda leader: leader is None and vacant.set())
+
+        def on_change(leader: Leader | None) -> None:
+            if leader is None:
+                vacant.set()
+
+        handle = probe.election("scheduler").observe(on_change)
         try:
             assert vacant.wait(probe.ttl + PROMPT), "a killed leader's term outlived its lease"
         finally:

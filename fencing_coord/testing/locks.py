@@ -359,6 +359,17 @@ class LockBackendConformance:
         with pytest.raises(InvalidArgument):
             backend.acquire("orders", timeout=0)
 
+    def test_close_withdraws_a_waiting_acquire(self, make_backend: MakeBackend) -> None:
+        holder, closing, third = make_backend(), make_backend(), make_backend()
+        grant = holder.acquire("orders", timeout=PROMPT)
+        future, queued = _queued_acquire(closing, "orders")
+        assert queued.wait(PROMPT)
+        closing.close()
+        with pytest.raises(InvalidArgument, match="closed"):
+            future.result(PROMPT)
+        holder.release(grant)
+        assert third.try_acquire("orders") is not None, "a closed client's waiter still blocks the lock"
+
     # -- bad input -----------------------------------------------------------------------------
 
     @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
