@@ -685,13 +685,19 @@ class _ContenderQueue:
 
     def members(self, parent: str) -> list[_Member]:
         """The parent's contenders in queue order, with their data (read again when one
-        leaves while they are read, so the first one listed was really first)."""
+        leaves while they are read, so the first one listed was really first). Like
+        :meth:`head`, the listing follows a pipelined ``sync``, so it reflects every
+        write acknowledged to any client before the call."""
         client = self.session.client
         members: list[_Member] = []
+
+        def listing() -> Any:
+            client.sync_async(parent)
+            return client.get_children_async(parent)
+
         for _ in range(10):
             try:
-                children = self.session.request(f"read the queue of {parent}",
-                                                lambda: client.get_children_async(parent), expected=(NoNodeError,))
+                children = self.session.request(f"read the queue of {parent}", listing, expected=(NoNodeError,))
             except NoNodeError:
                 return []
             ordered = _queue_order([c for c in (_parse_contender(x, self.kind) for x in children) if c is not None])
