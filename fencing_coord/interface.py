@@ -334,7 +334,11 @@ class LockBackend(ABC):
         return Election(self, name)
 
     def close(self) -> None:
-        """Release every lock still held and end the session. Idempotent."""
+        """Release every lock still held, resign every term, end the session.
+
+        Threads of this backend still waiting in ``acquire`` or ``campaign`` are
+        withdrawn from the queue and raise :class:`InvalidArgument` ("closed").
+        Idempotent."""
         with self._held_lock:
             if self._closed:
                 return
