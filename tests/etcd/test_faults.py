@@ -14,94 +14,36 @@ instead of hanging).
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
+from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.gate import FencedResource
 from fencing_coord.servers.etcd import EtcdCluster, EtcdServer
-from fencing_coord.stores import SQLiteStore, Store
 
+from ..faults import (
+    PROMPT,
+    Holder,
+    Workers,
+    check_contended_history,
+    each_member_first,
+    open_store,
+    pause_holder_past_its_ttl,
+)
 from .conftest import EtcdTarget, require_etcd_binary, require_etcdctl
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
-
-HOLDER = Path(__file__).with_name("holder.py")
-# Bound on any single wait, so that a broken build fails instead of hanging.
-PROMPT = 60.0
-
-
-class Holder:
-    """A holder.py child process; its JSON reports arrive on a queue."""
-
-    def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
-                 reports: queue.Queue[dict[str, Any]] | None = None) -> None:
-        argv = [sys.executable, str(HOLDER), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
-        if worker is not None:
-            argv += ["--worker", worker]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.reports: queue.Queue[dict[str, Any]] = reports if reports is not None else queue.Queue()
-        assert self.proc.stdout is not None
-        ready = json.loads(self.proc.stdout.readline() or '{"event": "exited"}')
-        assert ready["event"] == "ready", ready
-        self.identity = ready["identity"]
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            report = json.loads(line)
-            report["pid"] = self.proc.pid
-            self.reports.put(report)
-        self.reports.put({"event": "exited", "pid": self.proc.pid})
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, event: str) -> dict[str, Any]:
-        report = self.reports.get(timeout=PROMPT)
-        assert report["event"] == event, report
-        return report
-
-    def signal(self, sig: signal.Signals) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(PROMPT)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture
 def namespace() -> str:
     return f"faults-{uuid.uuid4().hex[:10]}"
-
-
-def _store(kind: str, tmp_path: Path, backend: EtcdBackend) -> tuple[str, Store]:
-    """(the holder's --store spec, the same store opened in this process)."""
-    if kind == "etcd":
-        return "etcd", EtcdStore(backend)
-    path = tmp_path / "state.db"
-    return f"sqlite:{path}", SQLiteStore(path)
 
 
 # -- (a) ----------------------------------------------------------------------------------------
@@ -113,38 +55,15 @@ def test_paused_holder_is_refused_and_sees_lost(
 ) -> None:
     with fc.connect(etcd_single.url, ttl=2, namespace=namespace) as successor:
         assert isinstance(successor, EtcdBackend)
-        spec, store = _store(store_kind, tmp_path, successor)
+        spec, store = open_store(store_kind, tmp_path, successor)
         resource = FencedResource(store)
         holder = Holder(etcd_single.url, spec, ttl=2, namespace=namespace)
         try:
-            holder.send("acquire orders")
-            old_token = holder.expect("acquired")["token"]
-            holder.send("write orders k1 from-holder")
-            assert holder.expect("write")["accepted"] is True
-
-            # The holder stops dead (no keepalives) while it holds the lock.
-            holder.signal(signal.SIGSTOP)
-            # Granted once etcd has expired the paused holder's lease.
-            grant = successor.acquire("orders", timeout=PROMPT)
-            assert grant.token > old_token
-            assert resource.write("orders", "k1", b"from-successor", token=grant.token).accepted
-
-            # The holder wakes up and writes as if nothing happened: refused.
-            holder.signal(signal.SIGCONT)
-            holder.send("write orders k1 late-holder")
-            late = holder.expect("write")
-            assert late["accepted"] is False
-            assert late["reason"] == f"stale token {old_token} < {grant.token}"
-            assert late["lost"] is True
-            assert late["lost_reason"].startswith("lease expired")
-            holder.send("wait-lost")
-            lost = holder.expect("lost")
-            assert lost["calls"] == 1
-            assert lost["reason"].startswith("lease expired")
-
-            assert resource.read("orders", "k1") == b"from-successor"
-            assert resource.highest_token("orders") == grant.token
-            successor.release(grant)
+            run = pause_holder_past_its_ttl(holder, successor, resource)
+            assert run.late["lost"] is True
+            assert run.late["lost_reason"].startswith("lease expired")
+            assert run.lost["reason"].startswith("lease expired")
+            successor.release(run.grant)
         finally:
             holder.close()
             store.close()
@@ -163,60 +82,16 @@ def own_cluster() -> Iterator[EtcdCluster]:
 
 def test_leader_killed_while_lock_is_contended(own_cluster: EtcdCluster, tmp_path: Path, namespace: str) -> None:
     db = tmp_path / "state.db"
-    reports: queue.Queue[dict[str, Any]] = queue.Queue()
-    members = own_cluster.members
-    workers = []
-    try:
-        for i in range(3):
-            # Each worker starts on a different member, so one of them loses its member.
-            rotated = members[i:] + members[:i]
-            workers.append(Holder(own_cluster.url_of(*rotated), f"sqlite:{db}", ttl=5, namespace=namespace,
-                                  worker="orders", reports=reports))
-        for worker in workers:
-            worker.send("go")
-        progress: list[dict[str, Any]] = []
-
-        def run_until(count: int) -> None:
-            while len(progress) < count:
-                report = reports.get(timeout=PROMPT)
-                assert report["event"] in ("progress", "refused", "unavailable"), report
-                if report["event"] == "progress":
-                    progress.append(report)
-
-        run_until(15)
+    urls = [own_cluster.url_of(*members) for members in each_member_first(own_cluster.members)]
+    with Workers(urls, db, ttl=5, namespace=namespace) as workers:
+        workers.go()
+        workers.run_until(15)
         leader = own_cluster.leader()
         own_cluster.kill(leader)
-        at_kill = len(progress)
-        run_until(at_kill + 15)  # service resumes without the old leader
-        for worker in workers:
-            worker.send("stop")
-        done = 0
-        while done < len(workers):
-            report = reports.get(timeout=PROMPT)
-            if report["event"] == "done":
-                done += 1
-    finally:
-        for worker in workers:
-            worker.close()
-
-    with SQLiteStore(db) as store:
-        resource = FencedResource(store)
-        count = int(resource.read("orders", "counter") or b"0")
-        entries = []
-        for n in range(1, count + 1):
-            value = resource.read("orders", f"entry-{n}")
-            assert value is not None, f"increment {n} has no entry: an update was lost"
-            entries.append(int(value))
-    # Each increment is one grant's read-modify-write, admitted only for the newest
-    # holder: in the order the gate admitted them, the tokens strictly increase.
-    assert entries == sorted(set(entries)), f"writes out of order: {entries}"
-    assert count >= at_kill + 15
-    reported = {r["n"]: r["token"] for r in progress}
-    before = max(t for n, t in reported.items() if n <= at_kill)
-    after = [t for n, t in reported.items() if n > at_kill]
-    assert after, "no progress after the leader was killed"
-    assert min(after) > before, "tokens after the failover are not larger"
-    assert len({r["pid"] for r in progress}) == 3, "the lock did not move between the workers"
+        at_kill = len(workers.progress)
+        workers.run_until(at_kill + 15)  # service resumes without the old leader
+        workers.stop()
+    check_contended_history(db, workers.progress, at_kill, after=15, workers=3)
 
 
 # -- (c) ----------------------------------------------------------------------------------------

@@ -22,13 +22,8 @@ of hanging).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -38,79 +33,28 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
+from fencing_coord.backends.zookeeper import ZooKeeperBackend
 from fencing_coord.gate import FencedResource
 from fencing_coord.servers.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
-from fencing_coord.stores import SQLiteStore, Store
+from fencing_coord.stores import SQLiteStore
 
+from ..faults import (
+    PROMPT,
+    Holder,
+    Workers,
+    check_contended_history,
+    each_member_first,
+    open_store,
+    pause_holder_past_its_ttl,
+)
 from .conftest import ZooKeeperTarget, expire_session, require_zookeeper
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.slow]
-
-HOLDER = Path(__file__).with_name("holder.py")
-# Bound on any single wait, so that a broken build fails instead of hanging.
-PROMPT = 60.0
-
-
-class Holder:
-    """A holder.py child process; its JSON reports arrive on a queue."""
-
-    def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
-                 reports: queue.Queue[dict[str, Any]] | None = None) -> None:
-        argv = [sys.executable, str(HOLDER), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
-        if worker is not None:
-            argv += ["--worker", worker]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.reports: queue.Queue[dict[str, Any]] = reports if reports is not None else queue.Queue()
-        assert self.proc.stdout is not None
-        ready = json.loads(self.proc.stdout.readline() or '{"event": "exited"}')
-        assert ready["event"] == "ready", ready
-        self.identity = ready["identity"]
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            report = json.loads(line)
-            report["pid"] = self.proc.pid
-            self.reports.put(report)
-        self.reports.put({"event": "exited", "pid": self.proc.pid})
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, event: str) -> dict[str, Any]:
-        report = self.reports.get(timeout=PROMPT)
-        assert report["event"] == event, report
-        return report
-
-    def signal(self, sig: signal.Signals) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(PROMPT)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture
 def namespace() -> str:
     return f"faults-{uuid.uuid4().hex[:10]}"
-
-
-def _store(kind: str, tmp_path: Path, backend: ZooKeeperBackend) -> tuple[str, Store]:
-    """(the holder's --store spec, the same store opened in this process)."""
-    if kind == "zookeeper":
-        return "zookeeper", ZooKeeperStore(backend)
-    path = tmp_path / "state.db"
-    return f"sqlite:{path}", SQLiteStore(path)
 
 
 def _delete_tree(client: Any, path: str) -> None:
@@ -141,36 +85,13 @@ def test_paused_holder_is_refused_and_sees_lost(
 ) -> None:
     with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected:
         successor = _zk(connected)
-        spec, store = _store(store_kind, tmp_path, successor)
+        spec, store = open_store(store_kind, tmp_path, successor)
         resource = FencedResource(store)
         holder = Holder(zk_standalone.url, spec, ttl=1.5, namespace=namespace)
         try:
-            holder.send("acquire orders")
-            old_token = holder.expect("acquired")["token"]
-            holder.send("write orders k1 from-holder")
-            assert holder.expect("write")["accepted"] is True
-
-            # The holder stops dead (no heartbeats) while it holds the lock.
-            holder.signal(signal.SIGSTOP)
-            # Granted once ZooKeeper has expired the paused holder's session.
-            grant = successor.acquire("orders", timeout=PROMPT)
-            assert grant.token > old_token
-            assert resource.write("orders", "k1", b"from-successor", token=grant.token).accepted
-
-            # The holder wakes up and writes as if nothing happened: refused.
-            holder.signal(signal.SIGCONT)
-            holder.send("write orders k1 late-holder")
-            late = holder.expect("write")
-            assert late["accepted"] is False
-            assert late["reason"] == f"stale token {old_token} < {grant.token}"
-            holder.send("wait-lost")
-            lost = holder.expect("lost")
-            assert lost["calls"] == 1
-            assert lost["reason"] == "session expired"
-
-            assert resource.read("orders", "k1") == b"from-successor"
-            assert resource.highest_token("orders") == grant.token
-            assert successor.release(grant) is True
+            run = pause_holder_past_its_ttl(holder, successor, resource)
+            assert run.lost["reason"] == "session expired"
+            assert successor.release(run.grant) is True
         finally:
             holder.close()
             store.close()
@@ -195,36 +116,20 @@ def test_leader_killed_while_locks_are_held_and_contended(
     others = [m for m in own_ensemble.members if m is not leader]
     # A holder connected to the leader (hosts in order, leader first).
     on_leader = own_ensemble.url_of(leader, *others) + "?randomize_hosts=false"
-    reports: queue.Queue[dict[str, Any]] = queue.Queue()
-    workers: list[Holder] = []
     with fc.connect(on_leader, ttl=6, namespace=namespace) as connected:
         holder = _zk(connected)
         session = holder.session_id
         assert session in leader.sessions()
         held = holder.acquire("payments", timeout=PROMPT)
-        try:
-            members = own_ensemble.members
-            for i in range(3):
-                # Each worker starts on a different member, so one of them loses its member.
-                rotated = members[i:] + members[:i]
-                url = own_ensemble.url_of(*rotated) + "?randomize_hosts=false"
-                workers.append(Holder(url, f"sqlite:{db}", ttl=6, namespace=namespace, worker="orders",
-                                      reports=reports))
-            for worker in workers:
-                worker.send("go")
-            progress: list[dict[str, Any]] = []
-
-            def run_until(count: int) -> None:
-                while len(progress) < count:
-                    report = reports.get(timeout=PROMPT)
-                    assert report["event"] in ("progress", "refused", "unavailable"), report
-                    if report["event"] == "progress":
-                        progress.append(report)
-
-            run_until(15)
+        # Each worker starts on a different member, hosts in that order.
+        urls = [own_ensemble.url_of(*members) + "?randomize_hosts=false"
+                for members in each_member_first(own_ensemble.members)]
+        with Workers(urls, db, ttl=6, namespace=namespace) as workers:
+            workers.go()
+            workers.run_until(15)
             own_ensemble.kill(leader)
-            at_kill = len(progress)
-            run_until(at_kill + 15)  # service resumes without the old leader
+            at_kill = len(workers.progress)
+            workers.run_until(at_kill + 15)  # service resumes without the old leader
 
             # The holder reconnected to another member on the same session: grant kept.
             assert holder.wait_connected(PROMPT)
@@ -235,35 +140,8 @@ def test_leader_killed_while_locks_are_held_and_contended(
             assert holder.describe("payments").token == held.token
             assert holder.release(held) is True
 
-            for worker in workers:
-                worker.send("stop")
-            done = 0
-            while done < len(workers):
-                report = reports.get(timeout=PROMPT)
-                if report["event"] == "done":
-                    done += 1
-        finally:
-            for worker in workers:
-                worker.close()
-
-    with SQLiteStore(db) as store:
-        resource = FencedResource(store)
-        count = int(resource.read("orders", "counter") or b"0")
-        entries = []
-        for n in range(1, count + 1):
-            value = resource.read("orders", f"entry-{n}")
-            assert value is not None, f"increment {n} has no entry: an update was lost"
-            entries.append(int(value))
-    # Each increment is one grant's read-modify-write, admitted only for the newest
-    # holder: in the order the gate admitted them, the tokens strictly increase.
-    assert entries == sorted(set(entries)), f"writes out of order: {entries}"
-    assert count >= at_kill + 15
-    reported = {r["n"]: r["token"] for r in progress}
-    before = max(t for n, t in reported.items() if n <= at_kill)
-    after = [t for n, t in reported.items() if n > at_kill]
-    assert after, "no progress after the leader was killed"
-    assert min(after) > before, "tokens after the failover are not larger"
-    assert len({r["pid"] for r in progress}) == 3, "the lock did not move between the workers"
+            workers.stop()
+    check_contended_history(db, workers.progress, at_kill, after=15, workers=3)
 
 
 # -- (c) ----------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""A lock holder in its own process, driven by the ZooKeeper fault tests.
+"""A lock holder in its own process, driven by the etcd and ZooKeeper fault tests.
 
-    python holder.py URL --store sqlite:/path/state.db|zookeeper [--ttl 2] [--namespace NS] [--worker NAME]
+    python holder.py URL --store sqlite:/path/state.db|etcd|zookeeper [--ttl 2] [--namespace NS] [--worker NAME]
+
+``--store`` names the store behind the holder's FencedResource: a SQLite file, or the
+coordination service of the backend itself (``etcd``, ``zookeeper``).
 
 Commands, one per line on stdin; every answer is one JSON object per line on stdout:
 
@@ -9,12 +12,17 @@ Commands, one per line on stdin; every answer is one JSON object per line on std
 ``wait-lost``             -> {"event": "lost", "reason": r, "calls": n}  (once on_lost ran)
 ``exit``                  -> the process ends
 
-With ``--worker NAME`` the process instead waits for ``go`` and then loops until
-``stop``: take the lock NAME, do a fenced read-modify-write of the counter
-``NAME/counter``, record the holder's token in ``NAME/entry-<n>`` for increment n,
-release; it reports {"event": "progress", "token": t, "n": n} per round, "refused" when
-the gate refused a round (its grant was lost meanwhile), "unavailable" when ZooKeeper
-could not be reached in time (electing a leader), and "done" at the end.
+``session`` (also in the first report, ``ready``) is the backend's session id where it
+has one (ZooKeeper), else null.
+
+With ``--worker NAME`` the process instead waits for ``go``, then loops until ``stop``
+arrives on stdin: take the lock NAME, do a fenced read-modify-write of the counter
+``NAME/counter`` and record the holder's token in ``NAME/entry-<n>`` for each increment
+n, release; it reports {"event": "progress", "token": t, "n": n} per round. A round
+whose fenced operation is refused (its grant was lost meanwhile) reports
+{"event": "refused", ...}, one that cannot reach the service in time (it is electing a
+leader) {"event": "unavailable", ...}; both go on with the next round. It reports
+{"event": "done"} at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +34,6 @@ import threading
 from typing import Any
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
 from fencing_coord.gate import FencedResource
 from fencing_coord.stores import SQLiteStore, Store
 
@@ -36,15 +43,30 @@ def say(**fields: Any) -> None:
     sys.stdout.flush()
 
 
-def open_store(spec: str, backend: ZooKeeperBackend) -> Store:
+def open_store(spec: str, backend: fc.LockBackend) -> Store:
+    # The services' own stores are imported only when named: etcd3 or kazoo, not both.
+    if spec == "etcd":
+        from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
+
+        assert isinstance(backend, EtcdBackend)
+        return EtcdStore(backend)
     if spec == "zookeeper":
+        from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
+
+        assert isinstance(backend, ZooKeeperBackend)
         return ZooKeeperStore(backend)
     kind, _, path = spec.partition(":")
     assert kind == "sqlite", spec
     return SQLiteStore(path)
 
 
-def serve(backend: ZooKeeperBackend, resource: FencedResource) -> None:
+def session(backend: fc.LockBackend) -> int | None:
+    """The backend's session id, for backends that have sessions (ZooKeeper)."""
+    value: int | None = getattr(backend, "session_id", None)
+    return value
+
+
+def serve(backend: fc.LockBackend, resource: FencedResource) -> None:
     grants: dict[str, fc.Grant] = {}
     lost_calls: list[str] = []
     lost = threading.Event()
@@ -62,7 +84,7 @@ def serve(backend: ZooKeeperBackend, resource: FencedResource) -> None:
             grant = backend.acquire(words[1], timeout=60)
             grant.on_lost(on_lost)
             grants[words[1]] = grant
-            say(event="acquired", token=grant.token, session=backend.session_id)
+            say(event="acquired", token=grant.token, session=session(backend))
         elif command == "write":
             name, key, value = words[1:4]
             grant = grants[name]
@@ -76,7 +98,7 @@ def serve(backend: ZooKeeperBackend, resource: FencedResource) -> None:
             return
 
 
-def work(backend: ZooKeeperBackend, resource: FencedResource, name: str) -> None:
+def work(backend: fc.LockBackend, resource: FencedResource, name: str) -> None:
     stop = threading.Event()
 
     def watch_stdin() -> None:
@@ -100,7 +122,7 @@ def work(backend: ZooKeeperBackend, resource: FencedResource, name: str) -> None
                     say(event="refused", token=grant.token, n=n, reason=entry.reason or counter.reason)
         except fc.StaleTokenError as exc:  # the fenced read was refused
             say(event="refused", reason=str(exc))
-        except fc.BackendUnavailable as exc:  # the ensemble is electing a leader: try again
+        except fc.BackendUnavailable as exc:  # the service is electing a leader: try again
             say(event="unavailable", reason=str(exc))
     say(event="done")
 
@@ -114,10 +136,9 @@ def main() -> None:
     parser.add_argument("--worker")
     args = parser.parse_args()
     with fc.connect(args.url, ttl=args.ttl, namespace=args.namespace) as backend:
-        assert isinstance(backend, ZooKeeperBackend)
         store = open_store(args.store, backend)
         resource = FencedResource(store)
-        say(event="ready", identity=backend.identity, session=backend.session_id)
+        say(event="ready", identity=backend.identity, session=session(backend))
         if args.worker:
             work(backend, resource, args.worker)
         else:
