@@ -2,8 +2,9 @@
 
 Used by the test fixtures, ``fencing-coord servers`` and ``fencing-coord demo``. One
 module per service (``etcd``, ``zookeeper``, ``postgres``); this module holds what
-they share: free ports and a managed child process that can be paused (SIGSTOP),
-resumed, killed and restarted on its data directory.
+they share: free ports, a managed child process that can be paused (SIGSTOP), resumed,
+killed and restarted on its data directory, and :class:`ServerGroup`, the lifecycle and
+faults of a group of such processes on loopback (an etcd cluster, a ZooKeeper ensemble).
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Generic, Protocol, Self, TypeVar
 
 from ..errors import BackendUnavailable, ConfigurationError
 
-__all__ = ["ManagedProcess", "free_port", "port_open", "require_binary", "wait_until"]
+__all__ = [
+    "ManagedProcess",
+    "ServerGroup",
+    "free_port",
+    "free_ports",
+    "port_open",
+    "require_binary",
+    "wait_until",
+]
 
 
 def free_port() -> int:
@@ -28,6 +40,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def require_binary(name: str, install_hint: str) -> str:
@@ -125,3 +147,119 @@ class ManagedProcess:
             assert self.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, sig)
+
+
+class Member(Protocol):
+    """What :class:`ServerGroup` needs of a member: a name for messages and its process."""
+
+    @property
+    def name(self) -> str: ...
+
+    process: ManagedProcess
+
+
+MemberT = TypeVar("MemberT", bound=Member)
+
+
+class ServerGroup(Generic[MemberT]):
+    """``size`` server processes on loopback forming one group (``size=1``: one server).
+
+    The lifecycle and the faults every kind of group shares; a subclass starts its
+    members (:meth:`start`) and says when a restarted member serves again
+    (:meth:`_wait_restarted`). ``base_dir`` (default: a new temporary directory named
+    ``<temp_prefix>...``, deleted by :meth:`stop`) holds each member's data and log.
+    """
+
+    #: What messages call a group, with its article ("an etcd cluster").
+    group_noun: ClassVar[str] = "a server group"
+    #: What messages call one member, before its name ("etcd member").
+    member_noun: ClassVar[str] = "member"
+
+    def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str) -> None:
+        if size < 1:
+            raise ConfigurationError(f"{self.group_noun} needs at least one member, not {size}")
+        self.size = size
+        self.ready_timeout = ready_timeout
+        self._own_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix=temp_prefix)) if base_dir is None else Path(base_dir)
+        self.members: list[MemberT] = []
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start every member; return once the group serves clients."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every member and delete the temporary directory (if this object made it).
+        Idempotent."""
+        self._stop_members()
+        self._cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- faults ----------------------------------------------------------------------
+
+    def kill(self, member: MemberT) -> None:
+        """SIGKILL ``member`` (no shutdown, as in a crash)."""
+        member.process.kill()
+
+    def pause(self, member: MemberT) -> None:
+        """SIGSTOP ``member``: its sockets stay open but it answers nothing."""
+        member.process.pause()
+
+    def resume(self, member: MemberT) -> None:
+        member.process.resume()
+
+    def restart(self, member: MemberT, *, wait: bool = True) -> None:
+        """Stop ``member`` (if running) and start it again on its data directory; with
+        ``wait``, return once it serves again (as :meth:`_wait_restarted` defines it)."""
+        member.process.stop(grace=5.0)
+        member.process.start()
+        if wait:
+            self._wait_restarted(member)
+
+    # -- for subclasses ----------------------------------------------------------------
+
+    def _wait_restarted(self, member: MemberT) -> None:
+        """Return once a member that :meth:`restart` started again serves clients."""
+        raise NotImplementedError
+
+    def _find_member(self, predicate: Callable[[MemberT], bool], timeout: float, what: str) -> MemberT:
+        """The first running member for which ``predicate`` holds, waiting up to
+        ``timeout`` s for one; BackendUnavailable naming ``what`` after that."""
+        found: list[MemberT] = []
+
+        def look() -> bool:
+            for member in self.members:
+                if member.process.running() and predicate(member):
+                    found[:] = [member]
+                    return True
+            return False
+
+        wait_until(look, timeout, what)
+        return found[0]
+
+    def _check_running(self) -> None:
+        """BackendUnavailable with the tail of its log if a member has exited: a group
+        waiting to be ready then fails at once instead of at its timeout."""
+        for member in self.members:
+            if not member.process.running():
+                raise BackendUnavailable(
+                    f"{self.member_noun} {member.name} exited; its log ends with:\n{member.process.log_tail()}"
+                )
+
+    def _stop_members(self) -> None:
+        for member in self.members:
+            member.process.stop(grace=5.0)
+        self._started = False
+
+    def _cleanup(self) -> None:
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)

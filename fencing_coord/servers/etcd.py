@@ -17,17 +17,14 @@ directory) and logs to ``<dir>/<name>.log``.
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from ..errors import BackendUnavailable, ConfigurationError
-from . import ManagedProcess, free_port, require_binary, wait_until
+from ..errors import BackendUnavailable
+from . import ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
 
 __all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer", "EtcdTLS"]
 
@@ -112,7 +109,7 @@ class EtcdMember:
         return None if self.tls is None else self.tls.ssl_context()
 
 
-class EtcdCluster:
+class EtcdCluster(ServerGroup[EtcdMember]):
     """``size`` etcd members on loopback forming one cluster (``size=1``: a single node).
 
     ``start()`` returns once every member reports healthy. ``base_dir`` (default: a new
@@ -120,18 +117,14 @@ class EtcdCluster:
     log. ``extra_args`` are appended to every member's command line.
     """
 
+    group_noun = "an etcd cluster"
+    member_noun = "etcd member"
+
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
                  ready_timeout: float = 30.0, tls: EtcdTLS | None = None) -> None:
-        if size < 1:
-            raise ConfigurationError(f"an etcd cluster needs at least one member, not {size}")
-        self.size = size
+        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-etcd-")
         self.extra_args = extra_args
         self.tls = tls
-        self.ready_timeout = ready_timeout
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-etcd-")) if base_dir is None else Path(base_dir)
-        self.members: list[EtcdMember] = []
-        self._started = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -141,7 +134,7 @@ class EtcdCluster:
             return self
         binary = require_binary("etcd", INSTALL_HINT)
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        ports = self._ports(2 * self.size)
+        ports = free_ports(2 * self.size)
         names = [f"m{i}" for i in range(self.size)]
         initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
         token = f"fencing-coord-{self.base_dir.name}"
@@ -179,22 +172,6 @@ class EtcdCluster:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop every member and delete the temporary directory (if this object made it).
-        Idempotent."""
-        for member in self.members:
-            member.process.stop(grace=5.0)
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-        self._started = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     # -- what clients need -----------------------------------------------------------
 
     @property
@@ -217,67 +194,30 @@ class EtcdCluster:
 
     def leader(self, timeout: float = 30.0) -> EtcdMember:
         """The member that is leader now (waits up to ``timeout`` s for an election)."""
-        found: list[EtcdMember] = []
 
-        def look() -> bool:
-            for member in self.members:
-                if not member.running():
-                    continue
-                try:
-                    status = member.status()
-                except BackendUnavailable:
-                    continue
-                header = status.get("header")
-                if isinstance(header, dict) and status.get("leader") == header.get("member_id"):
-                    found[:] = [member]
-                    return True
-            return False
+        def leads(member: EtcdMember) -> bool:
+            try:
+                status = member.status()
+            except BackendUnavailable:
+                return False
+            header = status.get("header")
+            return isinstance(header, dict) and status.get("leader") == header.get("member_id")
 
-        wait_until(look, timeout, "an etcd leader")
-        return found[0]
+        return self._find_member(leads, timeout, "an etcd leader")
 
-    def kill(self, member: EtcdMember) -> None:
-        """SIGKILL ``member`` (no shutdown, as in a crash)."""
-        member.process.kill()
-
-    def pause(self, member: EtcdMember) -> None:
-        """SIGSTOP ``member``: its sockets stay open but it answers nothing."""
-        member.process.pause()
-
-    def resume(self, member: EtcdMember) -> None:
-        member.process.resume()
-
-    def restart(self, member: EtcdMember, *, wait: bool = True) -> None:
-        """Stop ``member`` (if running) and start it again on its data directory; with
-        ``wait``, return once it is healthy again."""
-        member.process.stop(grace=5.0)
-        member.process.start()
-        if wait:
-            wait_until(member.healthy, self.ready_timeout, f"etcd member {member.name} after restart")
+    def _wait_restarted(self, member: EtcdMember) -> None:
+        """A restarted member serves again once it is healthy."""
+        wait_until(member.healthy, self.ready_timeout, f"etcd member {member.name} after restart")
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Wait until every running member reports healthy."""
         limit = self.ready_timeout if timeout is None else timeout
 
         def ready() -> bool:
-            for member in self.members:
-                if member.running():
-                    continue
-                raise BackendUnavailable(
-                    f"etcd member {member.name} exited; its log ends with:\n{member.process.log_tail()}"
-                )
+            self._check_running()
             return all(m.healthy() for m in self.members)
 
         wait_until(ready, limit, f"etcd cluster of {self.size} in {self.base_dir}")
-
-    @staticmethod
-    def _ports(count: int) -> list[int]:
-        ports: list[int] = []
-        while len(ports) < count:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        return ports
 
 
 class EtcdServer(EtcdCluster):

@@ -35,14 +35,12 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
-from . import ManagedProcess, free_port, require_binary, wait_until
+from . import ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
 
 __all__ = [
     "CLASSPATH_ENV_VAR",
@@ -140,7 +138,7 @@ class ZooKeeperMember:
         return {int(sid, 16) for sid in _SESSION.findall(answer)}
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
     """``size`` ZooKeeper servers on loopback forming one ensemble; ``size=1`` is a
     standalone server.
 
@@ -149,22 +147,18 @@ class ZooKeeperEnsemble:
     :meth:`stop`) holds each member's config, data directory and log.
     """
 
+    group_noun = "a ZooKeeper ensemble"
+    member_noun = "ZooKeeper member"
+
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
                  ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
-        if size < 1:
-            raise ConfigurationError(f"a ZooKeeper ensemble needs at least one member, not {size}")
-        self.size = size
+        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-")
         self.tick_ms = tick_ms
         self.min_session_ms = 2 * tick_ms if min_session_ms is None else min_session_ms
         self.max_session_ms = max_session_ms
-        self.ready_timeout = ready_timeout
         self.java = java
         self.force_sync = force_sync
-        self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="fencing-coord-zk-")) if base_dir is None else Path(base_dir)
-        self.members: list[ZooKeeperMember] = []
-        self._started = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -196,19 +190,6 @@ class ZooKeeperEnsemble:
                 raise
         raise AssertionError("unreachable")
 
-    def stop(self) -> None:
-        """Stop every member and delete the temporary directory (if this object made it).
-        Idempotent."""
-        self._stop_members()
-        self._cleanup()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     # -- what clients need -----------------------------------------------------------
 
     @property
@@ -230,40 +211,15 @@ class ZooKeeperEnsemble:
     def leader(self, timeout: float = 30.0) -> ZooKeeperMember:
         """The member that leads now (the server itself when standalone); waits up to
         ``timeout`` s for an election."""
-        found: list[ZooKeeperMember] = []
-
-        def look() -> bool:
-            for member in self.members:
-                if member.running() and member.mode() in ("leader", "standalone"):
-                    found[:] = [member]
-                    return True
-            return False
-
-        wait_until(look, timeout, "a ZooKeeper leader")
-        return found[0]
+        return self._find_member(lambda m: m.mode() in ("leader", "standalone"), timeout, "a ZooKeeper leader")
 
     def followers(self) -> list[ZooKeeperMember]:
         """The members that serve as followers now."""
         return [m for m in self.members if m.running() and m.mode() == "follower"]
 
-    def kill(self, member: ZooKeeperMember) -> None:
-        """SIGKILL ``member`` (no shutdown, as in a crash)."""
-        member.process.kill()
-
-    def pause(self, member: ZooKeeperMember) -> None:
-        """SIGSTOP ``member``: its sockets stay open but it answers nothing."""
-        member.process.pause()
-
-    def resume(self, member: ZooKeeperMember) -> None:
-        member.process.resume()
-
-    def restart(self, member: ZooKeeperMember, *, wait: bool = True) -> None:
-        """Stop ``member`` (if running) and start it again on its data directory; with
-        ``wait``, return once the whole ensemble serves clients again."""
-        member.process.stop(grace=5.0)
-        member.process.start()
-        if wait:
-            self.wait_ready()
+    def _wait_restarted(self, member: ZooKeeperMember) -> None:
+        """A restarted member serves again once the whole ensemble serves clients again."""
+        self.wait_ready()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until every member serves clients: ``standalone``, or one leader and the
@@ -271,11 +227,7 @@ class ZooKeeperEnsemble:
         limit = self.ready_timeout if timeout is None else timeout
 
         def ready() -> bool:
-            for member in self.members:
-                if not member.running():
-                    raise BackendUnavailable(
-                        f"ZooKeeper member {member.name} exited; its log ends with:\n{member.process.log_tail()}"
-                    )
+            self._check_running()
             modes = [m.mode() for m in self.members]
             if self.size == 1:
                 return modes == ["standalone"]
@@ -287,7 +239,7 @@ class ZooKeeperEnsemble:
 
     def _configure(self, java: str, cp: str) -> None:
         self.members = []
-        ports = self._ports(3 * self.size)
+        ports = free_ports(3 * self.size)
         for i in range(self.size):
             myid = i + 1
             client, quorum, election = ports[3 * i: 3 * i + 3]
@@ -328,23 +280,6 @@ class ZooKeeperEnsemble:
             ]
         return "\n".join(lines) + "\n"
 
-    def _stop_members(self) -> None:
-        for member in self.members:
-            member.process.stop(grace=5.0)
-        self._started = False
-
-    def _cleanup(self) -> None:
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    @staticmethod
-    def _ports(count: int) -> list[int]:
-        ports: list[int] = []
-        while len(ports) < count:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        return ports
 
 
 class ZooKeeperServer(ZooKeeperEnsemble):
