@@ -23,42 +23,22 @@ the ratios within each round. The contended runs take ``--seconds`` each.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import itertools
-import multiprocessing
-import os
-import statistics
 import sys
 import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
+import _common  # bench/_common.py: this script's directory is on sys.path
 import etcd3
 import grpc
+from _common import Give, Step, Take
 from etcd3 import etcdrpc
 
-import fencing_coord as fc
 from fencing_coord.config import parse_url
 from fencing_coord.servers.etcd import EtcdServer
-
-Step = Callable[[], None]
-
-
-def warm(step: Step, iterations: int) -> None:
-    for _ in range(min(100, iterations)):  # connections, caches, first-use costs
-        step()
-
-
-def rate(step: Step, iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    return iterations / (time.perf_counter() - start)
 
 
 @contextlib.contextmanager
@@ -109,46 +89,6 @@ def etcd3_lock(url: str) -> Iterator[Step]:
         client.close()
 
 
-@contextlib.contextmanager
-def ours(url: str) -> Iterator[Step]:
-    with fc.connect(url, ttl=30, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
-
-        def step() -> None:
-            backend.release(backend.acquire("orders", timeout=5))
-
-        yield step
-
-
-@dataclass
-class Uncontended:
-    """Per kind: the median rate over the rounds; per pair: the median of the ratios
-    measured within each round (neighbouring batches share the machine's and the
-    disk's mood of the moment, so their ratio is steadier than a ratio of medians)."""
-
-    rates: dict[str, float]
-    ratios: dict[str, float]
-
-
-def uncontended(url: str, iterations: int, rounds: int) -> Uncontended:
-    per_round: dict[str, list[float]] = {"floor": [], "etcd3": [], "ours": []}
-    with raw_floor(url) as floor, etcd3_lock(url) as theirs, ours(url) as mine:
-        steps = {"floor": floor, "etcd3": theirs, "ours": mine}
-        for step in steps.values():
-            warm(step, iterations)
-        order = list(steps)
-        for r in range(rounds):
-            for kind in order[r % 3:] + order[: r % 3]:  # rotate: no kind always goes first
-                per_round[kind].append(rate(steps[kind], iterations))
-    ours_ = per_round["ours"]
-    return Uncontended(
-        rates={kind: statistics.median(values) for kind, values in per_round.items()},
-        ratios={
-            "floor": statistics.median(o / f for o, f in zip(ours_, per_round["floor"], strict=True)),
-            "etcd3": statistics.median(o / t for o, t in zip(ours_, per_round["etcd3"], strict=True)),
-        },
-    )
-
-
 # -- contended: one process per client ----------------------------------------------------------
 
 
@@ -169,65 +109,24 @@ def quiet_etcd3_watcher() -> list[BaseException]:
     return seen
 
 
-def _contender(kind: str, url: str, name: str, start: float, stop: float, out: Any) -> None:
-    """Take and give back lock ``name`` from ``start`` to ``stop`` (time.time());
-    send back the time.monotonic() of every grant (one clock for every process)."""
-    watcher_errors = quiet_etcd3_watcher()
-    grants: list[float] = []
-    if kind == "ours":
-        backend = fc.connect(url, ttl=30, namespace=name)
-        take: Callable[[], object] = lambda: backend.acquire("orders", timeout=30)  # noqa: E731
-        give: Callable[[object], object] = backend.release  # type: ignore[assignment]
-        done: Callable[[], None] = backend.close
-    else:
-        client = etcd3_client(url)
-        lock = client.lock(name, ttl=30)
+@contextlib.contextmanager
+def etcd3_contender(url: str, name: str) -> Iterator[tuple[Take, Give]]:
+    """python3-etcd3's Lock ``name`` for a contending process."""
+    client = etcd3_client(url)
+    lock = client.lock(name, ttl=30)
 
-        def take() -> object:
-            if not lock.acquire(timeout=30):
-                raise RuntimeError("etcd3 Lock was not acquired")
-            return lock
+    def take() -> object:
+        if not lock.acquire(timeout=30):
+            raise RuntimeError("etcd3 Lock was not acquired")
+        return lock
 
-        def give(_: object) -> None:
-            lock.release()
+    def give(_: object) -> None:
+        lock.release()
 
-        done = client.close
-    while time.time() < start:
-        time.sleep(0.001)
-    while time.time() < stop:
-        held = take()
-        grants.append(time.monotonic())
-        give(held)
-    done()
-    out.send((os.getpid(), grants, len(watcher_errors)))
-    out.close()
-
-
-def contended(kind: str, url: str, clients: int, seconds: float) -> tuple[float, float, int]:
-    """(grants per second, handoffs per second, python3-etcd3 watcher crashes) of
-    ``clients`` processes on one lock."""
-    ctx = multiprocessing.get_context("spawn")
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    start = time.time() + 3.0  # every process connected and waiting by then
-    stop = start + seconds
-    pipes, procs = [], []
-    for _ in range(clients):
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(kind, url, name, start, stop, send))
-        proc.start()
-        pipes.append(receive)
-        procs.append(proc)
-    timeline: list[tuple[float, int]] = []
-    crashes = 0
-    for receive in pipes:
-        pid, grants, errors = receive.recv()
-        timeline.extend((t, pid) for t in grants)
-        crashes += errors
-    for proc in procs:
-        proc.join()
-    timeline.sort()
-    handoffs = sum(1 for (_, a), (_, b) in itertools.pairwise(timeline) if a != b)
-    return len(timeline) / seconds, handoffs / seconds, crashes
+    try:
+        yield take, give
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
@@ -242,12 +141,8 @@ def etcd_url(given: str | None, data_dir: str | None) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="an etcd:// URL; default: start a local single node")
-    parser.add_argument("--iterations", type=int, default=200, help="acquire+release pairs per round and kind")
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved uncontended rounds")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each contended run")
-    parser.add_argument("--clients", type=int, default=4, help="contending client processes")
+    parser = _common.argument_parser(__doc__, url_help="an etcd:// URL; default: start a local single node",
+                                     seconds=5.0)
     parser.add_argument("--data-dir", help="where the local etcd keeps its data (default: the temp dir);"
                         " a tmpfs such as /dev/shm takes the disk's fsync out of the figures")
     args = parser.parse_args(argv)
@@ -255,35 +150,32 @@ def main(argv: list[str] | None = None) -> int:
 
     with etcd_url(args.url, args.data_dir) as url:
         print(f"etcd: {url}  python {sys.version.split()[0]}  etcd3 {etcd3.__version__}  grpcio {grpc.__version__}")
-        measured = uncontended(url, args.iterations, args.rounds)
-        floor, theirs, mine = (measured.rates[k] for k in ("floor", "etcd3", "ours"))
-        print(f"\nuncontended acquire+release per second (1 client; median of {args.rounds} interleaved rounds"
-              f" of {args.iterations})")
-        print(f"  raw floor (create txn + delete, existing lease) {floor:10.0f}/s")
-        print(f"  python3-etcd3 Lock                              {theirs:10.0f}/s")
-        print(f"  fencing-coord etcd backend                      {mine:10.0f}/s")
+        measured = _common.uncontended(
+            {"floor": raw_floor(url), "etcd3": etcd3_lock(url), "ours": _common.ours(url)}, args.iterations, args.rounds
+        )
+        _common.print_rates({
+            "raw floor (create txn + delete, existing lease)": measured.rates["floor"],
+            "python3-etcd3 Lock": measured.rates["etcd3"],
+            "fencing-coord etcd backend": measured.rates["ours"],
+        }, rounds=args.rounds, iterations=args.iterations)
 
-        their_grants, their_handoffs, crashes = contended("etcd3", url, args.clients, args.seconds)
-        our_grants, our_handoffs, _ = contended("ours", url, args.clients, args.seconds)
+        # Every client process keeps python3-etcd3's watcher noise out of the output; the
+        # note below is about the python3-etcd3 Lock's processes and this one.
+        theirs = _common.contended(etcd3_contender, url, args.clients, args.seconds, quiet=quiet_etcd3_watcher)
+        mine = _common.contended(_common.our_lock, url, args.clients, args.seconds, quiet=quiet_etcd3_watcher)
         print(f"\ncontended, {args.clients} client processes on one lock, {args.seconds:g} s each")
-        print(f"  python3-etcd3 Lock          {their_grants:8.0f} grants/s  {their_handoffs:8.0f} handoffs/s")
-        print(f"  fencing-coord etcd backend  {our_grants:8.0f} grants/s  {our_handoffs:8.0f} handoffs/s")
-        crashes += len(main_errors)
-        if crashes:
+        print(f"  python3-etcd3 Lock          {theirs.grants:8.0f} grants/s  {theirs.handoffs:8.0f} handoffs/s")
+        print(f"  fencing-coord etcd backend  {mine.grants:8.0f} grants/s  {mine.handoffs:8.0f} handoffs/s")
+        if theirs.kept_out + len(main_errors):
             print("  (python3-etcd3's watcher thread raised NameError: six when its streams closed at client"
                   " close: a bug of python3-etcd3 0.13, kept out of this output)")
 
-        targets = [
+        print("\nratios (target; uncontended: median of the per-round ratios)")
+        failed = _common.print_ratios([
             ("uncontended, ours / raw floor", measured.ratios["floor"], 0.85),
             ("uncontended, ours / python3-etcd3 Lock", measured.ratios["etcd3"], 1.4),
-            ("contended handoffs, ours / python3-etcd3 Lock", our_handoffs / max(their_handoffs, 1e-9), 1.0),
-        ]
-        print("\nratios (target; uncontended: median of the per-round ratios)")
-        failed = 0
-        for label, ratio, target in targets:
-            ok = ratio >= target
-            failed += not ok
-            print(f"  {label:48s} {ratio:6.2f}x  (>= {target:g}x) {'ok' if ok else 'MISSED'}")
+            ("contended handoffs, ours / python3-etcd3 Lock", mine.handoffs / max(theirs.handoffs, 1e-9), 1.0),
+        ])
     return 1 if failed else 0
 
 

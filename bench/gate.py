@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import _common  # bench/_common.py: this script's directory is on sys.path
+
 from fencing_coord.gate import FencedResource, UnfencedResource
 from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
 from fencing_coord.stores import PostgresStore, SQLiteStore, Store
@@ -58,16 +60,10 @@ def compare(fenced: Callable[[int], object], plain: Callable[[int], object], ops
     batch = max(1, ops // rounds)
     per_op(fenced, batch)  # warm up: prepared statements, caches
     per_op(plain, batch)
-    fenced_times, plain_times, ratios = [], [], []
-    for round_ in range(rounds):
-        if round_ % 2:
-            plain_s, fenced_s = per_op(plain, batch), per_op(fenced, batch)
-        else:
-            fenced_s, plain_s = per_op(fenced, batch), per_op(plain, batch)
-        fenced_times.append(fenced_s)
-        plain_times.append(plain_s)
-        ratios.append(fenced_s / plain_s)
-    return statistics.median(fenced_times), statistics.median(plain_times), statistics.median(ratios)
+    times = _common.interleaved({"fenced": lambda: per_op(fenced, batch), "plain": lambda: per_op(plain, batch)},
+                                rounds)
+    return (statistics.median(times["fenced"]), statistics.median(times["plain"]),
+            _common.paired_ratio(times["fenced"], times["plain"]))
 
 
 def bench_store(label: str, store: Store, ops: int, rounds: int) -> None:

@@ -28,39 +28,21 @@ per grant (all processes), which a busy machine disturbs less than the rates.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import itertools
-import multiprocessing
 import os
 import statistics
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from importlib.metadata import version
 from typing import Any
 
+import _common  # bench/_common.py: this script's directory is on sys.path
+from _common import Give, Step, Take
 from kazoo.client import KazooClient
 
-import fencing_coord as fc
 from fencing_coord.config import parse_url
 from fencing_coord.servers.zookeeper import ZooKeeperServer
-
-Step = Callable[[], None]
-
-
-def warm(step: Step, iterations: int) -> None:
-    for _ in range(min(100, iterations)):  # connections, caches, first-use costs
-        step()
-
-
-def rate(step: Step, iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    return iterations / (time.perf_counter() - start)
 
 
 def hosts_of(url: str) -> str:
@@ -113,113 +95,28 @@ def kazoo_lock(url: str) -> Iterator[Step]:
         client.close()
 
 
-@contextlib.contextmanager
-def ours(url: str) -> Iterator[Step]:
-    with fc.connect(url, ttl=30, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
-
-        def step() -> None:
-            backend.release(backend.acquire("orders", timeout=5))
-
-        yield step
-
-
-@dataclass
-class Measured:
-    """Per kind: the median over the rounds; per comparison: the median of the ratios
-    measured within each round (neighbouring batches share the machine's mood of the
-    moment, so their ratio is steadier than a ratio of medians on a busy host)."""
-
-    rates: dict[str, float]
-    ratios: dict[str, float]
-
-
-def uncontended(url: str, iterations: int, rounds: int) -> Measured:
-    """Interleaved rounds of the three kinds, the order rotating every round."""
-    per_round: dict[str, list[float]] = {"floor": [], "kazoo": [], "ours": []}
-    with raw_floor(url) as floor, kazoo_lock(url) as theirs, ours(url) as mine:
-        steps = {"floor": floor, "kazoo": theirs, "ours": mine}
-        for step in steps.values():
-            warm(step, iterations)
-        order = list(steps)
-        for r in range(rounds):
-            for kind in order[r % 3:] + order[: r % 3]:  # rotate: no kind always goes first
-                per_round[kind].append(rate(steps[kind], iterations))
-    mine_ = per_round["ours"]
-    return Measured(
-        rates={kind: statistics.median(values) for kind, values in per_round.items()},
-        ratios={
-            "floor": statistics.median(o / f for o, f in zip(mine_, per_round["floor"], strict=True)),
-            "kazoo": statistics.median(o / k for o, k in zip(mine_, per_round["kazoo"], strict=True)),
-        },
-    )
-
-
 # -- contended: one process per client ----------------------------------------------------------
 
 
-def _contender(kind: str, url: str, name: str, start: float, stop: float, out: Any) -> None:
-    """Take and give back lock ``name`` from ``start`` to ``stop`` (time.time());
-    send back the time.monotonic() of every grant (one clock for every process)."""
-    grants: list[float] = []
-    if kind == "ours":
-        backend = fc.connect(url, ttl=30, namespace=name)
-        take: Callable[[], object] = lambda: backend.acquire("orders", timeout=30)  # noqa: E731
-        give: Callable[[object], object] = backend.release  # type: ignore[assignment]
-        done: Callable[[], None] = backend.close
-    else:
-        client = kazoo_client(url)
-        lock = client.Lock(f"/bench/{name}", str(os.getpid()))
+@contextlib.contextmanager
+def kazoo_contender(url: str, name: str) -> Iterator[tuple[Take, Give]]:
+    """kazoo's Lock on ``/bench/<name>`` for a contending process."""
+    client = kazoo_client(url)
+    lock = client.Lock(f"/bench/{name}", str(os.getpid()))
 
-        def take() -> object:
-            if not lock.acquire(timeout=30):
-                raise RuntimeError("kazoo Lock was not acquired")
-            return lock
+    def take() -> object:
+        if not lock.acquire(timeout=30):
+            raise RuntimeError("kazoo Lock was not acquired")
+        return lock
 
-        def give(_: object) -> None:
-            lock.release()
+    def give(_: object) -> None:
+        lock.release()
 
-        def done() -> None:
-            client.stop()
-            client.close()
-
-    while time.time() < start:
-        time.sleep(0.001)
-    cpu = time.process_time()
-    while time.time() < stop:
-        held = take()
-        grants.append(time.monotonic())
-        give(held)
-    cpu = time.process_time() - cpu
-    done()
-    out.send((os.getpid(), grants, cpu))
-    out.close()
-
-
-def contended(kind: str, url: str, clients: int, seconds: float) -> tuple[float, float, float]:
-    """(grants per second, handoffs per second, client CPU seconds per grant) of
-    ``clients`` processes on one lock."""
-    ctx = multiprocessing.get_context("spawn")
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    start = time.time() + 3.0  # every process connected and waiting by then
-    stop = start + seconds
-    pipes, procs = [], []
-    for _ in range(clients):
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(kind, url, name, start, stop, send))
-        proc.start()
-        pipes.append(receive)
-        procs.append(proc)
-    timeline: list[tuple[float, int]] = []
-    cpu = 0.0
-    for receive in pipes:
-        pid, grants, used = receive.recv()
-        timeline.extend((t, pid) for t in grants)
-        cpu += used
-    for proc in procs:
-        proc.join()
-    timeline.sort()
-    handoffs = sum(1 for (_, a), (_, b) in itertools.pairwise(timeline) if a != b)
-    return len(timeline) / seconds, handoffs / seconds, cpu / max(len(timeline), 1)
+    try:
+        yield take, give
+    finally:
+        client.stop()
+        client.close()
 
 
 @contextlib.contextmanager
@@ -232,55 +129,46 @@ def zookeeper_url(given: str | None, fsync: bool) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--url", help="a zookeeper:// URL; default: start a local standalone server")
+    parser = _common.argument_parser(__doc__, url_help="a zookeeper:// URL; default: start a local standalone server",
+                                     seconds=4.0)
     parser.add_argument("--fsync", action="store_true", help="the local server fsyncs its log per write")
-    parser.add_argument("--iterations", type=int, default=200, help="acquire+release pairs per round and kind")
-    parser.add_argument("--rounds", type=int, default=25, help="interleaved uncontended rounds")
-    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each contended run")
     parser.add_argument("--contended-rounds", type=int, default=5, help="paired contended runs")
-    parser.add_argument("--clients", type=int, default=4, help="contending client processes")
     args = parser.parse_args(argv)
 
     with zookeeper_url(args.url, args.fsync) as url:
         server = "given" if args.url else f"local standalone, fsync {'on' if args.fsync else 'off'}"
         print(f"zookeeper: {url} ({server})  python {sys.version.split()[0]}  kazoo {version('kazoo')}"
               f"  cpus {os.cpu_count()}")
-        measured = uncontended(url, args.iterations, args.rounds)
-        floor, theirs, mine = (measured.rates[k] for k in ("floor", "kazoo", "ours"))
-        print(f"\nuncontended acquire+release per second (1 client; median of {args.rounds} interleaved rounds"
-              f" of {args.iterations})")
-        print(f"  raw floor (create seq + get children + delete) {floor:10.0f}/s")
-        print(f"  kazoo Lock                                     {theirs:10.0f}/s")
-        print(f"  fencing-coord zookeeper backend                {mine:10.0f}/s")
-
-        runs: dict[str, list[tuple[float, float, float]]] = {"kazoo": [], "ours": []}
-        for round_ in range(args.contended_rounds):
-            # Alternate who goes first, so that a slow spell does not always hit the same one.
-            for kind in ("kazoo", "ours") if round_ % 2 == 0 else ("ours", "kazoo"):
-                runs[kind].append(contended(kind, url, args.clients, args.seconds))
-        contended_ratio = statistics.median(
-            o[1] / max(k[1], 1e-9) for o, k in zip(runs["ours"], runs["kazoo"], strict=True)
+        measured = _common.uncontended(
+            {"floor": raw_floor(url), "kazoo": kazoo_lock(url), "ours": _common.ours(url)}, args.iterations, args.rounds
         )
+        _common.print_rates({
+            "raw floor (create seq + get children + delete)": measured.rates["floor"],
+            "kazoo Lock": measured.rates["kazoo"],
+            "fencing-coord zookeeper backend": measured.rates["ours"],
+        }, rounds=args.rounds, iterations=args.iterations)
+
+        # Paired runs, who goes first alternating, so that a slow spell does not always
+        # hit the same one.
+        runs = _common.interleaved({
+            "kazoo": lambda: _common.contended(kazoo_contender, url, args.clients, args.seconds),
+            "ours": lambda: _common.contended(_common.our_lock, url, args.clients, args.seconds),
+        }, args.contended_rounds)
+        contended_ratio = _common.paired_ratio([r.handoffs for r in runs["ours"]], [r.handoffs for r in runs["kazoo"]])
         print(f"\ncontended, {args.clients} client processes on one lock, {args.contended_rounds} paired runs of"
               f" {args.seconds:g} s (medians; client CPU: all processes, per grant)")
         for label, kind in (("kazoo Lock                     ", "kazoo"), ("fencing-coord zookeeper backend", "ours")):
-            grants = statistics.median(r[0] for r in runs[kind])
-            handoffs = statistics.median(r[1] for r in runs[kind])
-            cpu = statistics.median(r[2] for r in runs[kind])
+            grants = statistics.median(r.grants for r in runs[kind])
+            handoffs = statistics.median(r.handoffs for r in runs[kind])
+            cpu = statistics.median(r.cpu for r in runs[kind])
             print(f"  {label}  {grants:8.0f} grants/s  {handoffs:8.0f} handoffs/s  {cpu * 1e6:6.0f} us CPU/grant")
 
         print("\nratios (target; medians of the per-round / per-pair ratios)")
-        print(f"  {'uncontended, ours / raw floor':48s} {measured.ratios['floor']:6.2f}x  (reported)")
-        targets = [
+        failed = _common.print_ratios([
+            ("uncontended, ours / raw floor", measured.ratios["floor"], None),
             ("uncontended, ours / kazoo Lock", measured.ratios["kazoo"], 1.0),
             ("contended handoffs, ours / kazoo Lock", contended_ratio, 1.0),
-        ]
-        failed = 0
-        for label, ratio, target in targets:
-            ok = ratio >= target
-            failed += not ok
-            print(f"  {label:48s} {ratio:6.2f}x  (>= {target:g}x) {'ok' if ok else 'MISSED'}")
+        ])
     return 1 if failed else 0
 
 
