@@ -6,21 +6,28 @@
 - ``zk_ensemble``: three servers on loopback forming an ensemble.
 
 Servers run with ``tickTime`` 200 ms, so sessions may be as short as 0.4 s. Each test
-gets a fresh namespace (``BackendFixtures.namespace``), so tests never see each other's
-znodes. Tests that restart a standalone server start their own; the ensemble fault test
-kills a member of the shared ensemble and waits until it serves again.
+gets a fresh namespace (``BackendFixtures.namespace``, or ``namespace`` here for tests
+outside the fixture classes), so tests never see each other's znodes. Tests that restart
+a standalone server start their own; the ensemble fault test kills a member of the
+shared ensemble and waits until it serves again.
+
+For tests outside the fixture classes: ``make`` (clients of the standalone server in the
+test's namespace, closed after the test) and ``operator`` (a plain kazoo client acting
+out of band).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
 
+import fencing_coord as fc
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
 from fencing_coord.config import connect, parse_url
 from fencing_coord.errors import ConfigurationError
@@ -32,6 +39,9 @@ from fencing_coord.servers.zookeeper import (
     classpath,
 )
 from fencing_coord.testing import BackendFixtures, containers
+
+#: ``make(url_suffix="", credentials=None, **options)``, see the ``make`` fixture.
+MakeZK = Callable[..., ZooKeeperBackend]
 
 
 @dataclass
@@ -82,6 +92,43 @@ def zk_ensemble() -> Iterator[ZooKeeperTarget]:
     require_zookeeper()
     with ZooKeeperEnsemble(size=3) as ensemble:
         yield ZooKeeperTarget(ensemble.url, ensemble)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"zk-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[MakeZK]:
+    """``make(url_suffix="", credentials=None, **options)``: a client of the standalone
+    server in this test's namespace (``credentials``: ``user:password``), closed after
+    the test."""
+    made: list[fc.LockBackend] = []
+
+    def connect(suffix: str = "", credentials: str | None = None, **options: Any) -> ZooKeeperBackend:
+        options.setdefault("namespace", namespace)
+        options.setdefault("ttl", 4)
+        url = zk_standalone.url + suffix
+        if credentials is not None:
+            url = url.replace("zookeeper://", f"zookeeper://{credentials}@")
+        backend = fc.connect(url, **options)
+        assert isinstance(backend, ZooKeeperBackend)
+        made.append(backend)
+        return backend
+
+    yield connect
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
+    """A plain kazoo client acting out of band."""
+    client = zk_standalone.raw_client()
+    yield client
+    client.stop()
+    client.close()
 
 
 def expire_session(target: ZooKeeperTarget, backend: LockBackend) -> int:

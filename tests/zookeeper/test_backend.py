@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,45 +31,6 @@ pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
 NONCE = "0123456789abcdef"
-
-
-@pytest.fixture
-def namespace() -> str:
-    import uuid
-
-    return f"zk-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def make(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[Any]:
-    """``make(url_suffix="", credentials=None, **options)``: a client of the standalone
-    server in this test's namespace (``credentials``: ``user:password``), closed after
-    the test."""
-    made: list[fc.LockBackend] = []
-
-    def connect(suffix: str = "", credentials: str | None = None, **options: Any) -> ZooKeeperBackend:
-        options.setdefault("namespace", namespace)
-        options.setdefault("ttl", 4)
-        url = zk_standalone.url + suffix
-        if credentials is not None:
-            url = url.replace("zookeeper://", f"zookeeper://{credentials}@")
-        backend = fc.connect(url, **options)
-        assert isinstance(backend, ZooKeeperBackend)
-        made.append(backend)
-        return backend
-
-    yield connect
-    for backend in made:
-        backend.close()
-
-
-@pytest.fixture
-def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
-    """A plain kazoo client acting out of band."""
-    client = zk_standalone.raw_client()
-    yield client
-    client.stop()
-    client.close()
 
 
 # -- the recipe's arithmetic (pure) -------------------------------------------------------------

@@ -5,23 +5,20 @@ whose session is expired, observers across a lost session)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import ZooKeeperBackend, _candidate_data, _parse_candidate
+from fencing_coord.backends.zookeeper import _candidate_data, _parse_candidate
 from fencing_coord.election import Leader
 from fencing_coord.testing import ElectionConformance
 
-from .conftest import ZooKeeperFixtures, ZooKeeperTarget, expire_session
+from .conftest import MakeZK, ZooKeeperFixtures, ZooKeeperTarget, expire_session
 
 pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
-
-MakeZK = Callable[..., ZooKeeperBackend]
 
 
 class ElectionFixtures(ZooKeeperFixtures):
@@ -39,42 +36,7 @@ class TestZooKeeperElectionEnsemble(ElectionConformance, ElectionFixtures):
     target_fixture = "zk_ensemble"
 
 
-# -- what is specific to ZooKeeper ----------------------------------------------------------------
-
-
-@pytest.fixture
-def namespace() -> str:
-    import uuid
-
-    return f"zke-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def make(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[MakeZK]:
-    """``make(**options)``: a client of the standalone server in this test's namespace,
-    closed after the test."""
-    made: list[fc.LockBackend] = []
-
-    def connect(**options: Any) -> ZooKeeperBackend:
-        options.setdefault("namespace", namespace)
-        options.setdefault("ttl", 4)
-        backend = fc.connect(zk_standalone.url, **options)
-        assert isinstance(backend, ZooKeeperBackend)
-        made.append(backend)
-        return backend
-
-    yield connect
-    for backend in made:
-        backend.close()
-
-
-@pytest.fixture
-def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
-    """A plain kazoo client acting out of band."""
-    client = zk_standalone.raw_client()
-    yield client
-    client.stop()
-    client.close()
+# -- what is specific to ZooKeeper (``make``, ``operator``: conftest.py) --------------------------
 
 
 class Seen:
