@@ -2,8 +2,8 @@
 processes, and the parts of their scenarios that do not depend on the backend.
 
 - :class:`Holder`: one holder.py process; its JSON reports arrive on a queue.
-- :func:`pause_holder_past_its_ttl`: scenario (a) of both suites, a holder SIGSTOPped
-  while it holds a lock; the caller checks what its backend reports as the reason.
+- :func:`pause_holder_past_its_ttl`: scenario (a) of both suites, a holder process
+  SIGSTOPped while it holds a lock; the caller checks how its backend words the loss.
 - :class:`Workers` and :func:`check_contended_history`: scenario (b), worker processes
   contending for one lock while the cluster's leader is killed, and the check that the
   gate's history has no write lost or out of order.
@@ -110,8 +110,10 @@ class PausedRun:
     lost: Report
 
 
-def pause_holder_past_its_ttl(holder: Holder, successor: fc.LockBackend, resource: FencedResource) -> PausedRun:
-    """The holder process acquires ``orders`` and writes ``k1`` through ``resource``; it is
+def pause_holder_past_its_ttl(successor: fc.LockBackend, url: str, store_kind: str, tmp_path: Path, *,
+                              ttl: float, namespace: str) -> PausedRun:
+    """A holder process (``ttl``, on ``url``) acquires ``orders`` and writes ``k1``
+    through a FencedResource on the store ``store_kind`` (see :func:`open_store`); it is
     SIGSTOPped while it holds the lock; ``successor`` is granted the lock (once the
     service has expired the paused holder's lease or session) with a larger token and
     writes; the holder is resumed and writes as if nothing happened.
@@ -121,6 +123,16 @@ def pause_holder_past_its_ttl(holder: Holder, successor: fc.LockBackend, resourc
     reported, for the backend's own checks (how it words the loss); the caller releases
     the successor's grant.
     """
+    spec, store = open_store(store_kind, tmp_path, successor)
+    holder = Holder(url, spec, ttl=ttl, namespace=namespace)
+    try:
+        return _pause_holder(holder, successor, FencedResource(store))
+    finally:
+        holder.close()
+        store.close()
+
+
+def _pause_holder(holder: Holder, successor: fc.LockBackend, resource: FencedResource) -> PausedRun:
     holder.send("acquire orders")
     old_token = holder.expect("acquired")["token"]
     holder.send("write orders k1 from-holder")

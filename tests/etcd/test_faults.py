@@ -24,16 +24,13 @@ import pytest
 
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend
-from fencing_coord.gate import FencedResource
 from fencing_coord.servers.etcd import EtcdCluster, EtcdServer
 
 from ..faults import (
     PROMPT,
-    Holder,
     Workers,
     check_contended_history,
     each_member_first,
-    open_store,
     pause_holder_past_its_ttl,
 )
 from .conftest import EtcdTarget, require_etcd_binary, require_etcdctl
@@ -55,18 +52,11 @@ def test_paused_holder_is_refused_and_sees_lost(
 ) -> None:
     with fc.connect(etcd_single.url, ttl=2, namespace=namespace) as successor:
         assert isinstance(successor, EtcdBackend)
-        spec, store = open_store(store_kind, tmp_path, successor)
-        resource = FencedResource(store)
-        holder = Holder(etcd_single.url, spec, ttl=2, namespace=namespace)
-        try:
-            run = pause_holder_past_its_ttl(holder, successor, resource)
-            assert run.late["lost"] is True
-            assert run.late["lost_reason"].startswith("lease expired")
-            assert run.lost["reason"].startswith("lease expired")
-            successor.release(run.grant)
-        finally:
-            holder.close()
-            store.close()
+        run = pause_holder_past_its_ttl(successor, etcd_single.url, store_kind, tmp_path, ttl=2, namespace=namespace)
+        assert run.late["lost"] is True
+        assert run.late["lost_reason"].startswith("lease expired")
+        assert run.lost["reason"].startswith("lease expired")
+        successor.release(run.grant)
 
 
 # -- (b) ----------------------------------------------------------------------------------------

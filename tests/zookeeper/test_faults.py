@@ -40,11 +40,9 @@ from fencing_coord.stores import SQLiteStore
 
 from ..faults import (
     PROMPT,
-    Holder,
     Workers,
     check_contended_history,
     each_member_first,
-    open_store,
     pause_holder_past_its_ttl,
 )
 from .conftest import ZooKeeperTarget, expire_session, require_zookeeper
@@ -71,6 +69,23 @@ def _delete_tree(client: Any, path: str) -> None:
     raise AssertionError(f"could not delete {path}: children kept appearing")
 
 
+def acquire_in_thread(backend: fc.LockBackend, name: str) -> queue.Queue[fc.Grant | BaseException]:
+    """Start ``backend.acquire(name)`` in a thread and return once it is queued (its
+    node exists), with the queue its grant, or what it raised, will arrive on."""
+    queued = threading.Event()
+    waited: queue.Queue[fc.Grant | BaseException] = queue.Queue()
+
+    def wait() -> None:
+        try:
+            waited.put(backend.acquire(name, timeout=PROMPT, on_queued=queued.set))
+        except BaseException as exc:  # reported to the test thread
+            waited.put(exc)
+
+    threading.Thread(target=wait, daemon=True).start()
+    assert queued.wait(PROMPT)
+    return waited
+
+
 def _zk(backend: fc.LockBackend) -> ZooKeeperBackend:
     assert isinstance(backend, ZooKeeperBackend)
     return backend
@@ -85,16 +100,10 @@ def test_paused_holder_is_refused_and_sees_lost(
 ) -> None:
     with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected:
         successor = _zk(connected)
-        spec, store = open_store(store_kind, tmp_path, successor)
-        resource = FencedResource(store)
-        holder = Holder(zk_standalone.url, spec, ttl=1.5, namespace=namespace)
-        try:
-            run = pause_holder_past_its_ttl(holder, successor, resource)
-            assert run.lost["reason"] == "session expired"
-            assert successor.release(run.grant) is True
-        finally:
-            holder.close()
-            store.close()
+        run = pause_holder_past_its_ttl(successor, zk_standalone.url, store_kind, tmp_path, ttl=1.5,
+                                        namespace=namespace)
+        assert run.lost["reason"] == "session expired"
+        assert successor.release(run.grant) is True
 
 
 # -- (b) ----------------------------------------------------------------------------------------
@@ -191,17 +200,7 @@ def test_forced_session_expiry_fires_on_lost_once(zk_standalone: ZooKeeperTarget
         backend = _zk(connected)
         grant = backend.acquire("orders", timeout=PROMPT)
         blocker = other.acquire("payments", timeout=PROMPT)
-        queued = threading.Event()
-        waited: queue.Queue[fc.Grant | BaseException] = queue.Queue()
-
-        def wait_for_payments() -> None:
-            try:
-                waited.put(backend.acquire("payments", timeout=PROMPT, on_queued=queued.set))
-            except BaseException as exc:  # reported to the test thread
-                waited.put(exc)
-
-        threading.Thread(target=wait_for_payments, daemon=True).start()
-        assert queued.wait(PROMPT)
+        waited = acquire_in_thread(backend, "payments")
         calls: list[str | None] = []
         fired = threading.Event()
 
@@ -253,17 +252,7 @@ def test_parent_deleted_out_of_band(
         resource = FencedResource(store)
         grant = holder.acquire("orders", timeout=PROMPT)
         assert resource.write("orders", "k1", b"holder", token=grant.token).accepted
-        queued = threading.Event()
-        waited: queue.Queue[fc.Grant | BaseException] = queue.Queue()
-
-        def wait_for_orders() -> None:
-            try:
-                waited.put(waiter.acquire("orders", timeout=PROMPT, on_queued=queued.set))
-            except BaseException as exc:  # reported to the test thread
-                waited.put(exc)
-
-        threading.Thread(target=wait_for_orders, daemon=True).start()
-        assert queued.wait(PROMPT)
+        waited = acquire_in_thread(waiter, "orders")
 
         parent = holder.lock_path("orders")
         operator = zk_standalone.raw_client()
