@@ -25,6 +25,7 @@ from typing import ClassVar, Generic, Protocol, Self, TypeVar
 from ..errors import BackendUnavailable, ConfigurationError
 
 __all__ = [
+    "LoopbackMember",
     "ManagedProcess",
     "ServerGroup",
     "free_port",
@@ -147,6 +148,22 @@ class ManagedProcess:
             assert self.proc is not None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, sig)
+
+
+class LoopbackMember:
+    """A mixin for the dataclass of a group's member, which declares these fields: the
+    member serves clients on ``client_port`` of 127.0.0.1 from ``process``."""
+
+    client_port: int
+    process: ManagedProcess
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
+        return f"127.0.0.1:{self.client_port}"
+
+    def running(self) -> bool:
+        return self.process.running()
 
 
 class Member(Protocol):

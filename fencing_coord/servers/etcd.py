@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Self
 
 from ..errors import BackendUnavailable
-from . import ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
 
 __all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer", "EtcdTLS"]
 
@@ -56,7 +56,7 @@ class EtcdTLS:
 
 
 @dataclass
-class EtcdMember:
+class EtcdMember(LoopbackMember):
     """One etcd process of a cluster."""
 
     name: str
@@ -74,14 +74,6 @@ class EtcdMember:
     @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
-
-    @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
-        return f"127.0.0.1:{self.client_port}"
-
-    def running(self) -> bool:
-        return self.process.running()
 
     def status(self, timeout: float = 2.0) -> dict[str, object]:
         """This member's ``/v3/maintenance/status`` as a dict; BackendUnavailable if it

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
-from . import ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
 
 __all__ = [
     "CLASSPATH_ENV_VAR",
@@ -100,7 +100,7 @@ def classpath() -> str:
 
 
 @dataclass
-class ZooKeeperMember:
+class ZooKeeperMember(LoopbackMember):
     """One ZooKeeper server process of an ensemble (or the standalone server)."""
 
     myid: int
@@ -111,16 +111,8 @@ class ZooKeeperMember:
     process: ManagedProcess
 
     @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
-        return f"127.0.0.1:{self.client_port}"
-
-    @property
     def name(self) -> str:
         return f"zk{self.myid}"
-
-    def running(self) -> bool:
-        return self.process.running()
 
     def mode(self) -> str | None:
         """``leader``, ``follower`` or ``standalone`` while the server serves clients;
