@@ -82,6 +82,19 @@ def rate(step: Step, iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
+def library_step(lock: Any, what: str) -> Step:
+    """Acquire and release a client library's own lock object (``acquire(timeout=...)``
+    returning whether it got the lock, and ``release()``); ``what`` names it when it is
+    not got within 5 s."""
+
+    def step() -> None:
+        if not lock.acquire(timeout=5):
+            raise RuntimeError(f"{what} was not acquired")
+        lock.release()
+
+    return step
+
+
 @contextlib.contextmanager
 def ours(url: str) -> Iterator[Step]:
     """This library: ``backend.release(backend.acquire(...))`` per step."""
@@ -133,6 +146,21 @@ def our_lock(url: str, name: str) -> Iterator[tuple[Take, Give]]:
     """This library's lock for a contending process, in namespace ``name``."""
     with fc.connect(url, ttl=30, namespace=name) as backend:
         yield (lambda: backend.acquire("orders", timeout=30)), cast(Give, backend.release)
+
+
+def library_lock(lock: Any, what: str) -> tuple[Take, Give]:
+    """Take and give for a client library's own lock object (as :func:`library_step`);
+    ``what`` names it when it is not got within 30 s."""
+
+    def take() -> object:
+        if not lock.acquire(timeout=30):
+            raise RuntimeError(f"{what} was not acquired")
+        return lock
+
+    def give(_: object) -> None:
+        lock.release()
+
+    return take, give
 
 
 def _contender(open_lock: OpenLock, url: str, name: str, start: float, stop: float, out: Any,

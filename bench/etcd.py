@@ -76,15 +76,8 @@ def etcd3_client(url: str) -> Any:
 def etcd3_lock(url: str) -> Iterator[Step]:
     """python3-etcd3's own Lock: acquire (a new lease + a txn) and release (a txn)."""
     client = etcd3_client(url)
-    lock = client.lock(f"bench-{uuid.uuid4().hex}", ttl=30)
-
-    def step() -> None:
-        if not lock.acquire(timeout=5):
-            raise RuntimeError("etcd3 Lock was not acquired")
-        lock.release()
-
     try:
-        yield step
+        yield _common.library_step(client.lock(f"bench-{uuid.uuid4().hex}", ttl=30), "etcd3 Lock")
     finally:
         client.close()
 
@@ -113,18 +106,8 @@ def quiet_etcd3_watcher() -> list[BaseException]:
 def etcd3_contender(url: str, name: str) -> Iterator[tuple[Take, Give]]:
     """python3-etcd3's Lock ``name`` for a contending process."""
     client = etcd3_client(url)
-    lock = client.lock(name, ttl=30)
-
-    def take() -> object:
-        if not lock.acquire(timeout=30):
-            raise RuntimeError("etcd3 Lock was not acquired")
-        return lock
-
-    def give(_: object) -> None:
-        lock.release()
-
     try:
-        yield take, give
+        yield _common.library_lock(client.lock(name, ttl=30), "etcd3 Lock")
     finally:
         client.close()
 

@@ -81,15 +81,8 @@ def raw_floor(url: str) -> Iterator[Step]:
 def kazoo_lock(url: str) -> Iterator[Step]:
     """kazoo's own Lock recipe, one object reused (its parent made once)."""
     client = kazoo_client(url)
-    lock = client.Lock(f"/bench/kazoo-{uuid.uuid4().hex}", "bench")
-
-    def step() -> None:
-        if not lock.acquire(timeout=5):
-            raise RuntimeError("kazoo Lock was not acquired")
-        lock.release()
-
     try:
-        yield step
+        yield _common.library_step(client.Lock(f"/bench/kazoo-{uuid.uuid4().hex}", "bench"), "kazoo Lock")
     finally:
         client.stop()
         client.close()
@@ -102,18 +95,8 @@ def kazoo_lock(url: str) -> Iterator[Step]:
 def kazoo_contender(url: str, name: str) -> Iterator[tuple[Take, Give]]:
     """kazoo's Lock on ``/bench/<name>`` for a contending process."""
     client = kazoo_client(url)
-    lock = client.Lock(f"/bench/{name}", str(os.getpid()))
-
-    def take() -> object:
-        if not lock.acquire(timeout=30):
-            raise RuntimeError("kazoo Lock was not acquired")
-        return lock
-
-    def give(_: object) -> None:
-        lock.release()
-
     try:
-        yield take, give
+        yield _common.library_lock(client.Lock(f"/bench/{name}", str(os.getpid())), "kazoo Lock")
     finally:
         client.stop()
         client.close()
