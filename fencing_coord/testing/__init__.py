@@ -15,8 +15,15 @@ Tests needing a capability the backend lacks are skipped with the reason.
 
 from __future__ import annotations
 
-from .elections import ElectionConformance
+from .elections import ElectionConformance, ObservedLeaders
 from .fixtures import BackendFixtures, FakeClock, MakeBackend
 from .locks import LockBackendConformance
 
-__all__ = ["BackendFixtures", "ElectionConformance", "FakeClock", "LockBackendConformance", "MakeBackend"]
+__all__ = [
+    "BackendFixtures",
+    "ElectionConformance",
+    "FakeClock",
+    "LockBackendConformance",
+    "MakeBackend",
+    "ObservedLeaders",
+]

@@ -27,7 +27,7 @@ from ..interface import LockBackend
 from ..stores import MemoryStore, SQLiteStore
 from .fixtures import MakeBackend
 
-__all__ = ["ElectionConformance", "append_history", "check_history"]
+__all__ = ["ElectionConformance", "ObservedLeaders", "append_history", "check_history"]
 
 PROMPT = 30.0
 RESOURCE = "leader-history"
@@ -61,6 +61,26 @@ def check_history(resource: FencedResource) -> list[list[Any]]:
         assert token not in finished, f"term {token} wrote again after a newer term"
         last = token
     return log
+
+
+class ObservedLeaders:
+    """An ``observe`` callback that records what it is told and lets a test wait for a
+    report: ``handle = election.observe(seen := ObservedLeaders())``."""
+
+    def __init__(self) -> None:
+        self.leaders: list[Leader | None] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, leader: Leader | None) -> None:
+        with self._changed:
+            self.leaders.append(leader)
+            self._changed.notify_all()
+
+    def wait_for(self, expected: Leader | None, timeout: float = PROMPT) -> None:
+        """Wait until the latest report is ``expected``; AssertionError after ``timeout``."""
+        with self._changed:
+            reported = self._changed.wait_for(lambda: bool(self.leaders) and self.leaders[-1] == expected, timeout)
+            assert reported, (self.leaders, expected)
 
 
 class ElectionConformance:
@@ -145,19 +165,9 @@ class ElectionConformance:
     def test_observers_see_every_change_in_order_and_end_on_the_leader(self, make_backend: MakeBackend) -> None:
         clients = [make_backend() for _ in range(3)]
         watcher = make_backend()
-        seen: list[Leader | None] = []
-        changed = threading.Condition()
-
-        def observe(leader: Leader | None) -> None:
-            with changed:
-                seen.append(leader)
-                changed.notify_all()
-
-        def wait_seen(expected: Leader | None) -> None:
-            with changed:
-                assert changed.wait_for(lambda: seen and seen[-1] == expected, PROMPT), (seen, expected)
-
-        handle = watcher.election("scheduler").observe(observe)
+        seen = ObservedLeaders()
+        wait_seen = seen.wait_for
+        handle = watcher.election("scheduler").observe(seen)
         wait_seen(None)
         expected: list[Leader | None] = [None]
         for client in clients:
@@ -175,8 +185,8 @@ class ElectionConformance:
         wait_seen(truth)
         expected.append(truth)
         handle.stop()
-        assert seen == expected
-        tokens = [leader.token for leader in seen if leader is not None]
+        assert seen.leaders == expected
+        tokens = [leader.token for leader in seen.leaders if leader is not None]
         assert tokens == sorted(set(tokens))
 
     def test_observer_stop_ends_callbacks(self, backend: LockBackend, other: LockBackend) -> None:

@@ -14,6 +14,7 @@ import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 from fencing_coord.election import Leader
 from fencing_coord.servers.etcd import EtcdCluster
+from fencing_coord.testing import ObservedLeaders
 
 from .conftest import EtcdTarget, require_etcd_binary, revoke
 
@@ -99,22 +100,13 @@ def test_observer_survives_the_death_of_its_member(namespace: str) -> None:
     require_etcd_binary()
     with EtcdCluster(size=3) as cluster:
         victim, *others = cluster.members
-        seen: list[Leader | None] = []
-        changed = threading.Condition()
-
-        def observe(leader: Leader | None) -> None:
-            with changed:
-                seen.append(leader)
-                changed.notify_all()
-
-        def wait_seen(expected: Leader | None) -> None:
-            with changed:
-                assert changed.wait_for(lambda: bool(seen) and seen[-1] == expected, PROMPT), (seen, expected)
+        seen = ObservedLeaders()
+        wait_seen = seen.wait_for
 
         # The watcher talks to the victim first; the candidate never does.
         with fc.connect(cluster.url_of(victim, *others), ttl=3, namespace=namespace) as watcher, \
                 fc.connect(cluster.url_of(*others), ttl=3, namespace=namespace) as candidate:
-            handle = watcher.election("scheduler").observe(observe)
+            handle = watcher.election("scheduler").observe(seen)
             wait_seen(None)
             first = candidate.election("scheduler").campaign(timeout=PROMPT, value=b"1")
             wait_seen(Leader(candidate.identity, b"1", first.token))

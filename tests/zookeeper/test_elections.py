@@ -12,7 +12,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper import _candidate_data, _parse_candidate
 from fencing_coord.election import Leader
-from fencing_coord.testing import ElectionConformance
+from fencing_coord.testing import ElectionConformance, ObservedLeaders
 
 from .conftest import MakeZK, ZooKeeperFixtures, ZooKeeperTarget, expire_session
 
@@ -39,24 +39,6 @@ class TestZooKeeperElectionEnsemble(ElectionConformance, ElectionFixtures):
 # -- what is specific to ZooKeeper (``make``, ``operator``: conftest.py) --------------------------
 
 
-class Seen:
-    """What an observer reported, with a way to wait for a report."""
-
-    def __init__(self) -> None:
-        self.leaders: list[Leader | None] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, leader: Leader | None) -> None:
-        with self._changed:
-            self.leaders.append(leader)
-            self._changed.notify_all()
-
-    def wait_for(self, expected: Leader | None) -> None:
-        with self._changed:
-            assert self._changed.wait_for(lambda: bool(self.leaders) and self.leaders[-1] == expected, PROMPT), (
-                self.leaders, expected)
-
-
 @pytest.mark.parametrize(("identity", "value"), [
     ("host:1:abc", b""), ("12:34", b"56:78"), ("ünï", b"\x00\xff:"), ("", b"only value"),
 ])
@@ -74,7 +56,7 @@ def test_candidate_nodes_hold_identity_and_value_and_the_token_is_their_czxid(
     make: MakeZK, operator: Any, namespace: str
 ) -> None:
     backend, watcher = make(identity="node:a"), make()
-    seen = Seen()
+    seen = ObservedLeaders()
     handle = watcher.election("scheduler").observe(seen)
     seen.wait_for(None)
     lock = backend.acquire("scheduler", timeout=PROMPT)
@@ -120,7 +102,7 @@ def test_expired_leader_loses_its_term_its_proclaim_is_refused_and_observers_end
     zk_standalone: ZooKeeperTarget, make: MakeZK
 ) -> None:
     leader, successor, watcher = make(), make(), make()
-    seen = Seen()
+    seen = ObservedLeaders()
     handle = watcher.election("scheduler").observe(seen)
     old = leader.election("scheduler").campaign(timeout=PROMPT, value=b"old")
     lost = threading.Event()
@@ -160,7 +142,7 @@ def test_observer_sees_changes_made_while_its_own_session_was_lost(
     zk_standalone: ZooKeeperTarget, make: MakeZK
 ) -> None:
     first, second, watcher = make(), make(), make()
-    seen = Seen()
+    seen = ObservedLeaders()
     handle = watcher.election("scheduler").observe(seen)
     term = first.election("scheduler").campaign(timeout=PROMPT)
     seen.wait_for(Leader(first.identity, b"", term.token))
