@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,7 +84,7 @@ class SQLiteStore(SQLStore):
             self._conn = sqlite3.connect(self.path, timeout=seconds, isolation_level=None, check_same_thread=False)
             try:
                 self._conn.execute(f"PRAGMA synchronous = {synchronous}")
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(self._conn, time.monotonic() + seconds)
                 with self._transaction() as conn:
                     for statement in _SCHEMA:
                         conn.execute(statement)
@@ -146,3 +147,22 @@ class SQLiteStore(SQLStore):
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+
+def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch the file to WAL (a setting stored in the file) unless it already is.
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database is
+    locked" at once instead of calling the busy handler, so processes opening a new file
+    together retry here, until ``deadline`` (time.monotonic). Reading the mode first
+    keeps every later open off that path.
+    """
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)  # another process holds the file for a moment; nothing to wait on

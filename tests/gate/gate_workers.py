@@ -103,6 +103,12 @@ class StoreSpec:
 # -- interleaved writers --------------------------------------------------------------
 
 
+def open_sqlite_together(path: str, start: multiprocessing.synchronize.Barrier) -> None:
+    """Open (and so create or switch to WAL) ``path`` at the same moment as the others."""
+    start.wait()
+    SQLiteStore(path).close()
+
+
 def writer_tokens(worker: int, workers: int, count: int) -> list[int]:
     """Worker ``worker``'s tokens: every ``workers``-th one, mostly ascending, with some
     neighbours swapped so that late, lower tokens arrive after higher ones."""

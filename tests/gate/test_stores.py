@@ -28,6 +28,8 @@ from fencing_coord.servers import free_port
 from fencing_coord.servers.postgres import PostgresServer
 from fencing_coord.stores import PostgresStore, SQLiteStore
 
+from .gate_workers import mp_context, open_sqlite_together
+
 
 def test_sqlite_schema_and_wal_mode(sqlite_path: str) -> None:
     SQLiteStore(sqlite_path).close()
@@ -38,6 +40,22 @@ def test_sqlite_schema_and_wal_mode(sqlite_path: str) -> None:
 
 
 @pytest.mark.postgres
+def test_sqlite_file_opened_by_many_processes_at_once(tmp_path: Path) -> None:
+    """Creating a store switches the file to WAL, which SQLite refuses at once while
+    another process has the file: processes starting together must not fail on it."""
+    ctx = mp_context()
+    for round_ in range(25):
+        path = str(tmp_path / f"new-{round_}.db")
+        start = ctx.Barrier(8)
+        procs = [ctx.Process(target=open_sqlite_together, args=(path, start)) for _ in range(8)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0] * 8
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_postgres_schema_is_created_on_first_use(postgres_dsn: str) -> None:
     PostgresStore(postgres_dsn).close()
     with psycopg.connect(postgres_dsn) as conn:
