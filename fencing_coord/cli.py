@@ -139,13 +139,24 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         # Stopped while waiting (systemd, kill): leave the queue at once, by closing the
         # session, rather than leave a waiter behind until its lease expires.
         with _raise_on_signals(signal.SIGTERM, signal.SIGHUP):
-            grant = backend.acquire(args.lock, timeout=args.timeout)
+            grant = backend.acquire(
+                args.lock, timeout=args.timeout, on_queued=lambda: _waiting_notice(backend, args.lock)
+            )
         try:
             return _run_holding(grant, command, args.grace)
         finally:
             # False when the lock was lost; the backend's close then ends the session.
             with contextlib.suppress(FencingCoordError):
                 backend.release(grant)
+
+
+def _waiting_notice(backend: LockBackend, name: str) -> None:
+    """Tell the operator why nothing happens yet (on stderr: stdout belongs to CMD)."""
+    try:
+        holder = backend.describe(name).holder or "another client"
+    except FencingCoordError:
+        holder = "another client"
+    print(f"fencing-coord: waiting for lock {name!r}, held by {holder}", file=sys.stderr, flush=True)
 
 
 def _run_holding(grant: Grant, command: list[str], grace: float) -> int:

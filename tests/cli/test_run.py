@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import etcd3
 import pytest
 
-from fencing_coord import LockBackend, LockState, cli, connect, parse_url
+from fencing_coord import LockState, cli, connect, parse_url
 
 from .helpers import cli as run_cli
 from .helpers import start_cli, wait_for_file
@@ -163,7 +162,10 @@ def test_sigterm_while_waiting_leaves_the_queue_at_once(etcd_url: str, namespace
         proc = start_cli("run", "--url", etcd_url, "--namespace", namespace, "--lock", "queue", "--ttl", "30",
                          "--", *CHILD, str(tmp_path), "0")
         try:
-            wait_for_waiters(other, "queue", 1)
+            assert proc.stderr is not None
+            notice = proc.stderr.readline()
+            assert f"waiting for lock 'queue', held by {other.identity}" in notice, notice
+            assert other.describe("queue").waiters != ()
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         finally:
@@ -172,12 +174,3 @@ def test_sigterm_while_waiting_leaves_the_queue_at_once(etcd_url: str, namespace
         # Its place in the queue went with it, not 30 s later when its lease would expire.
         assert other.describe("queue") == LockState("queue", grant.holder, grant.token, ())
     assert not (tmp_path / "env.json").exists()
-
-
-def wait_for_waiters(backend: LockBackend, name: str, count: int, timeout: float = 30.0) -> None:
-    """Bounded poll of ``describe`` until ``count`` clients wait for ``name`` (the waiter
-    is another process: nothing to await)."""
-    deadline = time.monotonic() + timeout
-    while len(backend.describe(name).waiters) < count:
-        assert time.monotonic() < deadline, f"no {count} waiter(s) on {name!r} after {timeout} s"
-        time.sleep(0.05)
