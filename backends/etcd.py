@@ -659,8 +659,13 @@ class _Queue:
                 continue
             except BaseException:
                 # Our key may exist (a put whose answer was lost, a wait cut short): it
-                # must not stay queued while our lease lives on. Its slot is not reused.
-                session.delete_later(key)
+                # must not stay queued while our lease lives on, or it would block the
+                # lock once first. Delete it now if etcd answers, else in the background.
+                # Its slot is not reused.
+                try:
+                    backend._conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key), budget=1.0)
+                except Exception:
+                    session.delete_later(key)
                 raise
             if outcome == "first":
                 return place

@@ -254,9 +254,9 @@ class MemoryBackend(LockBackend):
                 return None
             queue.queue.append(ticket)
             self._waiting.add(ticket)
-        if on_queued is not None:
-            on_queued()
-        try:
+        try:  # whatever ends this wait (a raising on_queued too) withdraws the ticket
+            if on_queued is not None:
+                on_queued()
             while True:
                 ticket.wake.wait(self._wait_for(queue, deadline))
                 with table.mutex:
@@ -310,7 +310,9 @@ class MemoryBackend(LockBackend):
                 now = self._clock()
                 for key, lease in list(self._leases.items()):
                     if lease.expired():
-                        del self._leases[key]  # lost; reported by whoever settles its queue
+                        # Paused past the TTL (GC, SIGSTOP): too late to renew; report it now.
+                        del self._leases[key]
+                        self._table.settle(self._table.queues[lease.grant.handle])
                     else:
                         lease.expires_at = now + self.ttl
 

@@ -1436,9 +1436,9 @@ class _Resource:
             values = {str(k): base64.b64decode(v, validate=True) for k, v in doc["values"].items()}
             writes = [str(w) for w in doc.get("writes", [])]
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-            raise BackendUnavailable(f"{path} does not hold a fencing-coord resource ({exc!r})") from exc
+            raise ConfigurationError(f"{path} does not hold a fencing-coord resource ({exc!r})") from exc
         if highest is not None and (isinstance(highest, bool) or not isinstance(highest, int)):
-            raise BackendUnavailable(f"{path} holds a malformed highest token {highest!r}")
+            raise ConfigurationError(f"{path} holds a malformed highest token {highest!r}")
         return cls(highest, values, writes)
 
     def encode(self, path: str) -> bytes:

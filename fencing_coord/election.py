@@ -35,6 +35,9 @@ _log = logging.getLogger("fencing_coord")
 
 T = TypeVar("T")
 
+# Seconds before an observer reads the leader again after a failed read.
+_RETRY_AFTER_FAILURE = 0.5
+
 #: Largest value a leader may advertise, in bytes.
 MAX_VALUE_SIZE = 64 * 1024
 
@@ -234,7 +237,10 @@ class _Observer:
             try:
                 leader = self.election.leader()
             except Exception:
-                _log.exception("reading the leader of %r failed; retrying on the next change", self.election.name)
+                _log.exception("reading the leader of %r failed; retrying", self.election.name)
+                # The change that woke us may have been the last one: read again soon.
+                if not self.stopped.wait(_RETRY_AFTER_FAILURE):
+                    self.changed.set()
                 continue
             # Never report a term older than one already reported.
             if leader is not None and leader.token < highest:

@@ -115,7 +115,8 @@ class Grant:
         self._released = False
         self._callbacks: list[LostCallback] = []
         self._holds = 1
-        self._thread = threading.get_ident()
+        # The Thread object, not its ident: CPython reuses idents of finished threads.
+        self._thread = threading.current_thread()
 
     def __repr__(self) -> str:
         state = "lost" if self._lost.is_set() else "released" if self._released else "held"
@@ -213,7 +214,7 @@ class LockBackend(ABC):
         self.ttl = ttl
         self.namespace = namespace
         self.identity = identity
-        self._held: dict[tuple[str, int], Grant] = {}
+        self._held: dict[tuple[str, threading.Thread], Grant] = {}
         self._terms: dict[int, Grant] = {}
         self._held_lock = threading.Lock()
         self._closed = False
@@ -436,14 +437,18 @@ class LockBackend(ABC):
     ) -> Grant | None:
         self._check_open()
         grant = self._campaign(name, value, deadline, on_queued)
-        if grant is not None:
-            with self._held_lock:
+        if grant is None:
+            return None
+        with self._held_lock:
+            if not self._closed:
                 self._terms[id(grant)] = grant
-        return grant
+                return grant
+        self._give_back(grant)
+        raise InvalidArgument(f"{self!r} was closed while campaigning in {name!r}")
 
     def _reenter(self, name: str) -> Grant | None:
         with self._held_lock:
-            grant = self._held.get((name, threading.get_ident()))
+            grant = self._held.get((name, threading.current_thread()))
             if grant is None:
                 return None
             if grant.lost or grant.released:
@@ -454,8 +459,19 @@ class LockBackend(ABC):
 
     def _remember(self, grant: Grant) -> Grant:
         with self._held_lock:
-            self._held[(grant.name, grant._thread)] = grant
-        return grant
+            if not self._closed:
+                self._held[(grant.name, grant._thread)] = grant
+                return grant
+        self._give_back(grant)
+        raise InvalidArgument(f"{self!r} was closed while {grant.name!r} was being acquired")
+
+    def _give_back(self, grant: Grant) -> None:
+        """Release a grant that close() raced with: nobody else would ever release it."""
+        grant.mark_released()
+        try:
+            self._release(grant)
+        except Exception:
+            _log.exception("releasing %r after close failed", grant)
 
     def _check_own(self, grant: object) -> None:
         if not isinstance(grant, Grant):

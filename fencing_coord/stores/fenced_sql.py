@@ -145,8 +145,14 @@ class _Statement:
     def run(self, statement: str, params: tuple[object, ...], token: object) -> RowWriteResult:
         checked = check_store_token(token)
         with mapped_db_errors(f"table {self.table_name!r}"):
-            if self.conn.execute(statement, params).rowcount == 1:
+            changed = self.conn.execute(statement, params).rowcount
+            if changed == 1:
                 return RowWriteResult(True, checked)
+            if changed > 1:
+                raise InvalidArgument(
+                    f"{self.key_repr!r} matches {changed} rows of {self.table_name!r}: a fenced write needs a key "
+                    "that identifies one row (roll back: every matching row was changed in your transaction)"
+                )
             # Refused: read the fence that refused it (in the same transaction, after the
             # statement's row lock, so it is that fence or a later, larger one).
             row = self.conn.execute(f"SELECT {self.fence} FROM {self.table} WHERE {self.key_condition}",

@@ -142,11 +142,13 @@ class SQLiteStore(SQLStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
+                # Also when COMMIT itself failed: the shared connection must not stay
+                # inside a transaction, or every later BEGIN would fail.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
 
 def _enable_wal(conn: sqlite3.Connection, deadline: float) -> None:

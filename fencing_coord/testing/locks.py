@@ -126,6 +126,19 @@ class LockBackendConformance:
         assert isinstance(info.value, LockTimeout)
         assert isinstance(info.value, TimeoutError)
 
+    def test_raising_on_queued_leaves_no_trace(self, make_backend: MakeBackend) -> None:
+        holder, quitter, third = make_backend(), make_backend(), make_backend()
+        grant = holder.acquire("orders", timeout=PROMPT)
+
+        def interrupted() -> None:
+            raise KeyboardInterrupt  # as Ctrl-C (or a signal handler) would, while queued
+
+        with pytest.raises(KeyboardInterrupt):
+            quitter.acquire("orders", timeout=PROMPT, on_queued=interrupted)
+        assert quitter.identity not in holder.describe("orders").waiters
+        holder.release(grant)
+        assert third.try_acquire("orders") is not None, "an interrupted waiter still blocks the lock"
+
     def test_timed_out_waiter_leaves_no_trace(self, make_backend: MakeBackend) -> None:
         holder, quitter, third = make_backend(), make_backend(), make_backend()
         grant = holder.acquire("orders", timeout=PROMPT)

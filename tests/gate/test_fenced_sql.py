@@ -75,6 +75,13 @@ def test_equal_token_is_accepted_unless_strict(conn: Any) -> None:
     assert row(conn) == (4, None, None, 6)
 
 
+def test_a_key_matching_several_rows_is_refused_loudly(conn: Any) -> None:
+    fenced_upsert(conn, "positions", {"account_id": 1}, {"qty": 1, "note": "a"}, token=5)
+    fenced_upsert(conn, "positions", {"account_id": 2}, {"qty": 2, "note": "a"}, token=5)
+    with pytest.raises(InvalidArgument, match="matches 2 rows"):
+        fenced_update(conn, "positions", {"note": "a"}, {"qty": 9}, token=6)
+
+
 def test_update_of_a_missing_row_says_so(conn: Any) -> None:
     result = fenced_update(conn, "positions", {"account_id": 2}, {"qty": 1}, token=1)
     assert not result.accepted
