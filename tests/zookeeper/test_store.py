@@ -179,5 +179,5 @@ def test_foreign_content_is_reported(clients: list[ZooKeeperBackend], zk_standal
     finally:
         operator.stop()
         operator.close()
-    with pytest.raises(fc.BackendUnavailable, match="does not hold a fencing-coord resource"):
+    with pytest.raises(fc.ConfigurationError, match="does not hold a fencing-coord resource"):
         FencedResource(store).write("orders", "k1", b"v", token=1)
