@@ -73,6 +73,8 @@ _log = logging.getLogger("fencing_coord.etcd")
 #: Every key this library writes starts with this.
 ROOT = "/fencing-coord"
 _DEFAULT_PORT = 2379
+# etcd's default --max-txn-ops.
+_MAX_TXN_OPS = 128
 
 # gRPC channel settings: reconnect quickly after a member restarts (the default backoff
 # grows to two minutes), and notice a dead peer on an idle stream. etcd refuses client
@@ -386,6 +388,8 @@ class _Session:
         self._wakers: dict[int, set[Callable[[], object]]] = {}
         self._cleanup: queue.SimpleQueue[tuple[str, bytes, int]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        #: Called from the keepalive thread after each confirmed keepalive.
+        self.after_keepalive: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"fencing-coord-etcd-keepalive-{label}", daemon=True)
 
     def start(self) -> _Lease:
@@ -544,6 +548,11 @@ class _Session:
                 continue
             self._confirm(lease, sent, ttl)
             self._drain()
+            if self.after_keepalive is not None:
+                try:
+                    self.after_keepalive()
+                except Exception:  # etcd unreachable right now: the next round tries again
+                    _log.debug("%s: checking held keys failed", self.label, exc_info=True)
 
     def _drain(self) -> None:
         """Carry out the deletions and revocations that could not be done at the time."""
@@ -1018,6 +1027,7 @@ class EtcdBackend(LockBackend):
         self._root = f"{ROOT}/{namespace}/".encode()
         self._queues: dict[bytes, _Queue] = {}
         self._session = _Session(conn, lease_ttl, conn.label)
+        self._session.after_keepalive = self._check_held_keys
         try:
             conn.authenticate()
             lease = self._session.start()
@@ -1107,6 +1117,23 @@ class EtcdBackend(LockBackend):
             raise LockLost(f"{grant!r} was lost: {place.lease.dead}")
         if not [kv for kv in self._conn.range(_get(place.key)) if kv.create_revision == place.revision]:
             self._key_deleted(grant)
+
+    def _check_held_keys(self) -> None:
+        """From the keepalive thread, every ttl/3: report a grant whose key was deleted
+        out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
+        ZooKeeper's node watches do, instead of waiting for the holder's next renew.
+        One read of every held key per round, only while something is held."""
+        with self._held_lock:
+            held = [*self._held.values(), *self._terms.values()]
+        held = [grant for grant in held if not grant.released and not grant.lost]
+        for start in range(0, len(held), _MAX_TXN_OPS):
+            chunk = held[start:start + _MAX_TXN_OPS]
+            response = self._conn.txn(_txn(success=[_range_op(_get(grant.handle.key)) for grant in chunk]))
+            for grant, op in zip(chunk, response.responses, strict=True):
+                place: _Place = grant.handle
+                if not grant.released and not any(kv.create_revision == place.revision for kv in _kvs(op)):
+                    with contextlib.suppress(LockLost):
+                        self._key_deleted(grant)
 
     def _key_deleted(self, grant: Grant) -> None:
         """``grant``'s key is gone while its lease lives (deleted out of band): mark the

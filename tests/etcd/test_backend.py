@@ -201,6 +201,25 @@ def test_renew_notices_a_deleted_key(etcd_single: EtcdTarget, connect: Connect) 
     assert backend.release(grant) is False
 
 
+def test_a_deleted_key_is_reported_lost_without_a_renew(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """The keepalive also checks the held keys, so the holder hears of an operator's
+    delete on its own, as ZooKeeper's node watches tell it."""
+    backend = connect()
+    grant = backend.acquire("orders", timeout=PROMPT)
+    kept = backend.acquire("payments", timeout=PROMPT)
+    told = threading.Event()
+    grant.on_lost(lambda _grant: told.set())
+    client = etcd_single.client()
+    try:
+        client.delete_prefix(backend.lock_prefix("orders"))  # an operator breaks one lock
+    finally:
+        client.close()
+    assert told.wait(PROMPT), "the loss was not reported without a renew"
+    assert grant.lost_reason == "lock key deleted"
+    assert not kept.lost
+    assert backend.renew(kept) is kept
+
+
 # -- owner_guard ------------------------------------------------------------------------------------
 
 
