@@ -223,35 +223,33 @@ class _Terminated(Exception):
 
 
 @contextlib.contextmanager
-def _raise_on_signals(*sigs: signal.Signals) -> Iterator[None]:
+def _signals_handled_by(handler: Callable[[int, FrameType | None], None], *sigs: signal.Signals) -> Iterator[None]:
+    """Install ``handler`` for ``sigs`` while the block runs; restore the previous ones."""
+    previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _raise_on_signals(*sigs: signal.Signals) -> contextlib.AbstractContextManager[None]:
     """Turn ``sigs`` into :class:`_Terminated` in the main thread while the block runs."""
 
     def terminate(signum: int, _frame: FrameType | None) -> None:
         raise _Terminated(signum)
 
-    previous = {sig: signal.signal(sig, terminate) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signals_handled_by(terminate, *sigs)
 
 
-@contextlib.contextmanager
-def _forward_signals(pgid: int) -> Iterator[None]:
+def _forward_signals(pgid: int) -> contextlib.AbstractContextManager[None]:
     """Pass SIGINT/SIGTERM/SIGHUP on to process group ``pgid`` while the block runs."""
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signum)
 
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signals_handled_by(forward, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 # -- status ----------------------------------------------------------------------------------
