@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fencing_coord.config import BackendURL, OptionReader
-from fencing_coord.election import Leader
 from fencing_coord.errors import ConfigurationError, InvalidArgument, LockLost
-from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
+from fencing_coord.fairqueue import EntryGone, wait_in_line
+from fencing_coord.grant import Grant
+from fencing_coord.interface import Capabilities
+from fencing_coord.records import Leader, LockState
+from fencing_coord.spi import ElectionBackend, narrow
+from fencing_coord.url import BackendURL, OptionReader
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MemoryBackend", "MemoryGrant"]
 
 Clock = Callable[[], float]
 
@@ -39,29 +41,52 @@ _INJECTED_CLOCK_POLL = 0.01
 
 @dataclass
 class _Lease:
-    grant: Grant
     clock: Clock
-    ttl: float
     expires_at: float
-    value: bytes = b""
 
     def expired(self) -> bool:
         return self.clock() >= self.expires_at
 
 
 @dataclass(eq=False)
-class _Ticket:
+class _Entry:
+    """One contender in a queue; the first entry holds once it has a lease."""
+
     identity: str
+    value: bytes
     wake: threading.Event = field(default_factory=threading.Event)
+    grant: MemoryGrant | None = None
+    lease: _Lease | None = None
 
 
 @dataclass
 class _Queue:
-    """One lock or election: the holder's lease, then the waiters in arrival order."""
+    """One lock or election: its contenders in arrival order, the holder first."""
 
-    lease: _Lease | None = None
-    queue: deque[_Ticket] = field(default_factory=deque)
+    entries: list[_Entry] = field(default_factory=list)
     watchers: list[Callable[[], None]] = field(default_factory=list)
+
+    def holder(self) -> _Entry | None:
+        head = self.entries[0] if self.entries else None
+        return head if head is not None and head.lease is not None else None
+
+
+class MemoryGrant(Grant):
+    """A grant of the memory backend: the queue and entry it holds."""
+
+    __slots__ = ("entry", "queue")
+
+    def __init__(self, name: str, token: int, holder: str, *, owner: MemoryBackend, queue: _Queue,
+                 entry: _Entry) -> None:
+        super().__init__(name, token, holder, owner=owner, probe=owner._probe)
+        self.queue = queue
+        self.entry = entry
+
+
+@dataclass(frozen=True)
+class _Place:
+    entry: _Entry
+    first: bool
 
 
 # A queue is keyed by (kind, namespace, name), kind "lock" or "election", so a lock and
@@ -78,14 +103,27 @@ class _Table:
         self.queues: dict[_Key, _Queue] = {}
 
     def settle(self, queue: _Queue) -> None:
-        """Drop an expired holder (reporting it lost) and wake the next waiter."""
-        if queue.lease is not None and queue.lease.expired():
-            queue.lease.grant.mark_lost("lease expired")
-            queue.lease = None
+        """Drop an expired holder (reporting it lost) and wake the next contender."""
+        holder = queue.holder()
+        if holder is not None and holder.lease is not None and holder.lease.expired():
+            queue.entries.pop(0)
+            if holder.grant is not None:
+                holder.grant.mark_lost("lease expired")
             self.changed(queue)
-        if queue.lease is None and queue.queue:
+        if queue.entries and queue.entries[0].lease is None:
             # Only the head is woken: each waiter waits on its predecessor alone.
-            queue.queue[0].wake.set()
+            queue.entries[0].wake.set()
+
+    def remove(self, queue: _Queue, entry: _Entry) -> bool:
+        """Take ``entry`` out of ``queue``; True if it was the live holder."""
+        if entry not in queue.entries:
+            return False
+        held = queue.holder() is entry and entry.lease is not None and not entry.lease.expired()
+        queue.entries.remove(entry)
+        if entry.lease is not None:
+            self.changed(queue)
+        self.settle(queue)
+        return held
 
     @staticmethod
     def changed(queue: _Queue) -> None:
@@ -102,7 +140,74 @@ def _table(name: str) -> _Table:
         return _tables.setdefault(name, _Table())
 
 
-class MemoryBackend(LockBackend):
+class _MemoryQueue:
+    """The queue driver of one lock or election (see :mod:`fencing_coord.fairqueue`)."""
+
+    def __init__(self, backend: MemoryBackend, key: _Key, value: bytes) -> None:
+        self.backend = backend
+        self.table = backend._table
+        self.queue = self.table.queues.setdefault(key, _Queue())
+        self.key = key
+        self.value = value
+
+    def enqueue(self, exclusive: bool) -> _Place | None:
+        with self.table.mutex:
+            self.table.settle(self.queue)
+            if exclusive and self.queue.entries:
+                return None
+            entry = _Entry(self.backend.identity, self.value)
+            self.queue.entries.append(entry)
+            self.backend._waiting.add(entry)
+            return _Place(entry, self.queue.entries[0] is entry)
+
+    def look(self, place: _Place) -> _Place:
+        with self.table.mutex:
+            if self.backend.closed:
+                raise InvalidArgument(f"{self.backend!r} was closed while waiting for {self.key[2]!r}")
+            self.table.settle(self.queue)
+            if place.entry not in self.queue.entries:
+                raise EntryGone(self.key[2])
+            return _Place(place.entry, self.queue.entries[0] is place.entry)
+
+    def wait(self, place: _Place, deadline: float | None) -> None:
+        place.entry.wake.wait(self._wait_for(deadline))
+        with self.table.mutex:
+            place.entry.wake.clear()  # look() reads the state under the same mutex next
+
+    def withdraw(self, place: _Place) -> bool:
+        with self.table.mutex:
+            self.backend._waiting.discard(place.entry)
+            return self.table.remove(self.queue, place.entry)
+
+    def claim(self, place: _Place) -> MemoryGrant:
+        backend = self.backend
+        with self.table.mutex:
+            backend._waiting.discard(place.entry)
+            self.table.counter += 1
+            grant = MemoryGrant(self.key[2], self.table.counter, backend.identity, owner=backend, queue=self.queue,
+                                entry=place.entry)
+            place.entry.grant = grant
+            place.entry.lease = _Lease(backend._clock, backend._clock() + backend.ttl)
+            backend._leases[id(grant)] = grant
+            self.table.changed(self.queue)
+            return grant
+
+    def _wait_for(self, deadline: float | None) -> float | None:
+        """How long a waiter may sleep before something it cannot be told of happens."""
+        waits: list[float] = []
+        if deadline is not None:
+            waits.append(max(0.0, deadline - time.monotonic()))
+        holder = self.queue.holder()
+        lease = None if holder is None else holder.lease
+        if lease is not None:
+            if lease.clock is time.monotonic:
+                waits.append(max(0.0, lease.expires_at - time.monotonic()))
+            else:
+                waits.append(_INJECTED_CLOCK_POLL)
+        return min(waits) if waits else None
+
+
+class MemoryBackend(ElectionBackend):
     """In-process reference backend; see the module docstring for its semantics."""
 
     schemes = ("memory",)
@@ -120,8 +225,8 @@ class MemoryBackend(LockBackend):
         super().__init__(ttl=ttl, namespace=namespace, identity=identity)
         self._table = _table(table_name)
         self._clock: Clock = clock if clock is not None else time.monotonic
-        self._leases: dict[int, _Lease] = {}
-        self._waiting: set[_Ticket] = set()  # woken by close(), which withdraws them
+        self._leases: dict[int, MemoryGrant] = {}  # grants whose lease this backend keeps
+        self._waiting: set[_Entry] = set()  # woken by close(), which withdraws them
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         if clock is None:
@@ -146,28 +251,23 @@ class MemoryBackend(LockBackend):
     # -- the lock SPI ----------------------------------------------------------------
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        return self._enqueue(("lock", self.namespace, name), b"", deadline, on_queued)
+        return wait_in_line(_MemoryQueue(self, ("lock", self.namespace, name), b""), deadline, on_queued)
 
     def _renew(self, grant: Grant) -> None:
+        mine = narrow(grant, MemoryGrant)
         with self._table.mutex:
-            queue = self._table.queues[grant.handle]
-            self._table.settle(queue)
-            lease = self._leases.get(id(grant))
-            if lease is None or queue.lease is not lease:
-                grant.mark_lost("lease expired")
-                raise LockLost(f"{grant!r} expired before it was renewed")
+            self._table.settle(mine.queue)
+            lease = mine.entry.lease
+            if id(mine) not in self._leases or mine.queue.holder() is not mine.entry or lease is None:
+                mine.mark_lost("lease expired")
+                raise LockLost(f"{mine!r} expired before it was renewed")
             lease.expires_at = self._clock() + self.ttl
 
     def _release(self, grant: Grant) -> bool:
+        mine = narrow(grant, MemoryGrant)
         with self._table.mutex:
-            lease = self._leases.pop(id(grant), None)
-            queue = self._table.queues[grant.handle]
-            held = lease is not None and queue.lease is lease and not lease.expired()
-            if lease is not None and queue.lease is lease:
-                queue.lease = None
-                self._table.changed(queue)
-            self._table.settle(queue)
-            return held
+            self._leases.pop(id(mine), None)
+            return self._table.remove(mine.queue, mine.entry)
 
     def _describe(self, name: str) -> LockState:
         with self._table.mutex:
@@ -175,10 +275,12 @@ class MemoryBackend(LockBackend):
             if queue is None:
                 return LockState(name, None, None)
             self._table.settle(queue)
-            waiters = tuple(t.identity for t in queue.queue)
-            if queue.lease is None:
+            holder = queue.holder()
+            waiting = queue.entries[1:] if holder is not None else queue.entries
+            waiters = tuple(entry.identity for entry in waiting)
+            if holder is None or holder.grant is None:
                 return LockState(name, None, None, waiters)
-            return LockState(name, queue.lease.grant.holder, queue.lease.grant.token, waiters)
+            return LockState(name, holder.grant.holder, holder.grant.token, waiters)
 
     def _names(self) -> list[str]:
         with self._table.mutex:
@@ -186,36 +288,35 @@ class MemoryBackend(LockBackend):
             for (kind, namespace, name), queue in self._table.queues.items():
                 if kind == "lock" and namespace == self.namespace:
                     self._table.settle(queue)
-                    if queue.lease is not None or queue.queue:
+                    if queue.entries:
                         names.append(name)
             return names
 
     def _close(self, held: list[Grant]) -> None:
         self._stop.set()
         with self._table.mutex:
-            for ticket in self._waiting:
-                ticket.wake.set()
+            for entry in self._waiting:
+                entry.wake.set()
         for grant in held:
             self._release(grant)
         if self._keepalive is not None:
             self._keepalive.join()
 
-    # -- the election SPI --------------------------------------------------------------
+    # -- the election capability ------------------------------------------------------
 
     def _campaign(
         self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
     ) -> Grant | None:
-        return self._enqueue(("election", self.namespace, name), value, deadline, on_queued)
+        return wait_in_line(_MemoryQueue(self, ("election", self.namespace, name), value), deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
+        mine = narrow(grant, MemoryGrant)
         with self._table.mutex:
-            queue = self._table.queues[grant.handle]
-            self._table.settle(queue)
-            lease = self._leases.get(id(grant))
-            if lease is None or queue.lease is not lease:
-                raise LockLost(f"{grant!r} is no longer the leader")
-            lease.value = value
-            self._table.changed(queue)
+            self._table.settle(mine.queue)
+            if id(mine) not in self._leases or mine.queue.holder() is not mine.entry:
+                raise LockLost(f"{mine!r} is no longer the leader")
+            mine.entry.value = value
+            self._table.changed(mine.queue)
 
     def _leader(self, name: str) -> Leader | None:
         with self._table.mutex:
@@ -223,8 +324,10 @@ class MemoryBackend(LockBackend):
             if queue is None:
                 return None
             self._table.settle(queue)
-            lease = queue.lease
-            return None if lease is None else Leader(lease.grant.holder, lease.value, lease.grant.token)
+            holder = queue.holder()
+            if holder is None or holder.grant is None:
+                return None
+            return Leader(holder.grant.holder, holder.value, holder.grant.token)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
         with self._table.mutex:
@@ -238,81 +341,25 @@ class MemoryBackend(LockBackend):
 
         return stop
 
-    # -- the queue both share ------------------------------------------------------------
-
-    def _enqueue(
-        self, key: _Key, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
-    ) -> Grant | None:
-        table = self._table
-        ticket = _Ticket(self.identity)
-        with table.mutex:
-            queue = table.queues.setdefault(key, _Queue())
-            table.settle(queue)
-            if queue.lease is None and not queue.queue:
-                return self._grant(queue, key, value)
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            queue.queue.append(ticket)
-            self._waiting.add(ticket)
-        try:  # whatever ends this wait (a raising on_queued too) withdraws the ticket
-            if on_queued is not None:
-                on_queued()
-            while True:
-                ticket.wake.wait(self._wait_for(queue, deadline))
-                with table.mutex:
-                    ticket.wake.clear()
-                    if self.closed:
-                        raise InvalidArgument(f"{self!r} was closed while waiting for {key[2]!r}")
-                    table.settle(queue)
-                    if queue.lease is None and queue.queue[0] is ticket:
-                        queue.queue.popleft()
-                        return self._grant(queue, key, value)
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return None
-        finally:
-            with table.mutex:
-                self._waiting.discard(ticket)
-                if ticket in queue.queue:
-                    queue.queue.remove(ticket)
-                    table.settle(queue)
-
-    def _wait_for(self, queue: _Queue, deadline: float | None) -> float | None:
-        """How long a waiter may sleep before something it cannot be told of happens."""
-        waits: list[float] = []
-        if deadline is not None:
-            waits.append(max(0.0, deadline - time.monotonic()))
-        lease = queue.lease
-        if lease is not None:
-            if lease.clock is time.monotonic:
-                waits.append(max(0.0, lease.expires_at - time.monotonic()))
-            else:
-                waits.append(_INJECTED_CLOCK_POLL)
-        return min(waits) if waits else None
-
-    def _grant(self, queue: _Queue, key: _Key, value: bytes) -> Grant:
-        self._table.counter += 1
-        grant = Grant(key[2], self._table.counter, self.identity, owner=self, handle=key, probe=self._probe)
-        lease = _Lease(grant, self._clock, self.ttl, self._clock() + self.ttl, value)
-        queue.lease = lease
-        self._leases[id(grant)] = lease
-        self._table.changed(queue)
-        return grant
+    # -- leases ---------------------------------------------------------------------------
 
     def _probe(self, grant: Grant) -> None:
+        mine = narrow(grant, MemoryGrant)
         with self._table.mutex:
-            lease = self._leases.get(id(grant))
-            if lease is not None and lease.expired():
-                self._table.settle(self._table.queues[grant.handle])
+            lease = mine.entry.lease
+            if id(mine) in self._leases and lease is not None and lease.expired():
+                self._table.settle(mine.queue)
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
             with self._table.mutex:
                 now = self._clock()
-                for key, lease in list(self._leases.items()):
-                    if lease.expired():
+                for key, grant in list(self._leases.items()):
+                    lease = grant.entry.lease
+                    if lease is None or lease.expired():
                         # Paused past the TTL (GC, SIGSTOP): too late to renew; report it now.
                         del self._leases[key]
-                        self._table.settle(self._table.queues[lease.grant.handle])
+                        self._table.settle(grant.queue)
                     else:
                         lease.expires_at = now + self.ttl
 

@@ -8,7 +8,7 @@ term's token is larger than every earlier term's; advertising a new value
 :class:`~fencing_coord.FencedResource` with ``term.token``; a deposed leader that wakes
 up late is refused there.
 
-Backends provide the election SPI of :class:`~fencing_coord.LockBackend`
+Backends provide the election capability, :class:`fencing_coord.spi.ElectionBackend`
 (``_campaign``, ``_proclaim``, ``_leader``, ``_watch_leader``); this module builds the
 public API on it once.
 """
@@ -19,19 +19,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import InvalidArgumentType, LockLost, LockTimeout
+from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
+from .records import Leader
 from .validation import check_timeout
 
 if TYPE_CHECKING:
-    from .interface import Grant, LockBackend
+    from .grant import Grant
+    from .spi import ElectionBackend
 
-__all__ = ["Election", "Leader", "LeadershipEvent", "ObserverHandle", "Term"]
+__all__ = ["MAX_VALUE_SIZE", "Election", "Leader", "LeadershipEvent", "ObserverHandle", "Term"]
 
-_log = logging.getLogger("fencing_coord")
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -42,21 +43,10 @@ _RETRY_AFTER_FAILURE = 0.5
 MAX_VALUE_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Leader:
-    """Who leads an election: identity, advertised value and the term's fencing token."""
-
-    identity: str
-    value: bytes
-    token: int
-
-
 def _check_value(value: object) -> bytes:
     if not isinstance(value, bytes):
         raise InvalidArgumentType(f"value must be bytes, not {type(value).__name__}")
     if len(value) > MAX_VALUE_SIZE:
-        from .errors import InvalidArgument
-
         raise InvalidArgument(f"value is {len(value)} bytes; the limit is {MAX_VALUE_SIZE}")
     return value
 
@@ -146,7 +136,7 @@ class ObserverHandle:
 class Election:
     """The election called ``name`` on ``backend`` (see :meth:`LockBackend.election`)."""
 
-    def __init__(self, backend: LockBackend, name: str) -> None:
+    def __init__(self, backend: ElectionBackend, name: str) -> None:
         self.backend = backend
         self.name = name
 

@@ -1,9 +1,11 @@
-"""The lock contract every backend implements: :class:`LockBackend`, :class:`Grant`.
+"""The lock contract every backend implements: :class:`LockBackend`.
 
-A backend subclasses :class:`LockBackend` and implements its five ``_``-prefixed
-methods (the SPI). The public methods here validate arguments, apply the reentrancy
-rule and turn a missed deadline into :class:`LockTimeout`, so every backend behaves the
-same at the edge and a backend module holds only what is specific to its service.
+A backend subclasses :class:`LockBackend` and implements its ``_``-prefixed abstract
+methods (the SPI; :mod:`fencing_coord.spi` has the rest of what a backend author uses:
+the election capability, the fair-queue driver, typed grants). The public methods here
+validate arguments, apply the reentrancy rule and turn a missed deadline into
+:class:`LockTimeout`, so every backend behaves the same at the edge and a backend module
+holds only what is specific to its service.
 
 Reentrancy rule (the same on every backend): a thread that acquires a name its backend
 object already holds *through a grant that thread acquired* gets that same grant back
@@ -26,17 +28,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
+from .grant import Grant
+from .records import LockState
+from .url import BackendURL
 from .validation import check_name, check_timeout
 
 if TYPE_CHECKING:
-    from .config import BackendURL
-    from .election import Election, Leader
+    from .election import Election
 
 __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
 
-_log = logging.getLogger("fencing_coord")
-
-LostCallback = Callable[["Grant"], object]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,155 +50,8 @@ class Capabilities:
     fifo: bool = True
     #: Leases are measured on a clock the caller injects (expiry tested without sleeping).
     injectable_clock: bool = False
-    #: ``backend.election(name)`` is available.
-    elections: bool = True
     #: Other processes can contend (the service is outside this process).
     multiprocess: bool = True
-
-
-@dataclass(frozen=True)
-class LockState:
-    """A snapshot of one lock: who holds it with which token, and who waits, in order."""
-
-    name: str
-    holder: str | None
-    token: int | None
-    waiters: tuple[str, ...] = ()
-
-
-class Grant:
-    """One grant of a lock: its fencing token and the signal that it was lost.
-
-    ``token`` is strictly larger than the token of every earlier grant of ``name``.
-    ``lost`` turns True, and every ``on_lost`` callback runs once from a background
-    thread, when the backend learns that the lease or session behind the grant is gone.
-    A voluntary ``release`` does not count as a loss.
-    """
-
-    __slots__ = (
-        "_callbacks",
-        "_callbacks_done",
-        "_holds",
-        "_lock",
-        "_lost",
-        "_lost_reason",
-        "_probe",
-        "_released",
-        "_thread",
-        "handle",
-        "holder",
-        "name",
-        "owner",
-        "token",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        token: int,
-        holder: str,
-        *,
-        owner: object = None,
-        handle: Any = None,
-        probe: Callable[[Grant], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.token = token
-        self.holder = holder
-        #: The backend object that issued this grant (checked by renew/release).
-        self.owner = owner
-        #: Backend-private data (an etcd key, a znode path).
-        self.handle = handle
-        self._probe = probe
-        self._lock = threading.Lock()
-        self._lost = threading.Event()
-        self._callbacks_done = threading.Event()
-        self._lost_reason: str | None = None
-        self._released = False
-        self._callbacks: list[LostCallback] = []
-        self._holds = 1
-        # The Thread object, not its ident: CPython reuses idents of finished threads.
-        self._thread = threading.current_thread()
-
-    def __repr__(self) -> str:
-        state = "lost" if self._lost.is_set() else "released" if self._released else "held"
-        return f"Grant(name={self.name!r}, token={self.token}, holder={self.holder!r}, {state})"
-
-    @property
-    def lost(self) -> bool:
-        """True once the backend knows the lease/session behind this grant is gone."""
-        if self._probe is not None and not self._lost.is_set() and not self._released:
-            self._probe(self)
-        return self._lost.is_set()
-
-    @property
-    def lost_reason(self) -> str | None:
-        """Why the grant was lost ("lease expired", "session expired", ...), or None."""
-        return self._lost_reason
-
-    @property
-    def released(self) -> bool:
-        """True once the holder gave the lock up with ``release``."""
-        return self._released
-
-    def on_lost(self, fn: LostCallback) -> None:
-        """Call ``fn(grant)`` once, from a background thread, when this grant is lost.
-
-        Registered after the loss, ``fn`` still runs (once, in the background).
-        Exceptions from ``fn`` are logged and otherwise ignored.
-        """
-        if not callable(fn):
-            raise InvalidArgumentType(f"on_lost needs a callable, not {type(fn).__name__}")
-        with self._lock:
-            if not self._lost.is_set():
-                self._callbacks.append(fn)
-                return
-        self._dispatch([fn], None)
-
-    def wait_lost(self, timeout: float | None = None) -> bool:
-        """Block until the grant is lost and the callbacks registered before the loss
-        have returned; True if that happened within ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.lost:  # lets a lazily-checking backend (memory) notice first
-            self._lost.wait(timeout)
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._lost.is_set() and self._callbacks_done.wait(remaining)
-
-    # -- for backends ---------------------------------------------------------------
-
-    def mark_lost(self, reason: str) -> bool:
-        """Record the loss; fire the callbacks once. True on the first call only.
-
-        Backends call this; it never blocks on the callbacks.
-        """
-        with self._lock:
-            if self._lost.is_set() or self._released:
-                return False
-            self._lost_reason = reason
-            self._lost.set()
-            callbacks, self._callbacks = self._callbacks, []
-        self._dispatch(callbacks, self._callbacks_done)
-        return True
-
-    def mark_released(self) -> None:
-        """Record a voluntary release: the grant will never be reported lost."""
-        with self._lock:
-            self._released = True
-            self._callbacks.clear()
-
-    def _dispatch(self, callbacks: list[LostCallback], done: threading.Event | None) -> None:
-        def run() -> None:
-            try:
-                for fn in callbacks:
-                    try:
-                        fn(self)
-                    except Exception:
-                        _log.exception("on_lost callback %r failed for %r", fn, self)
-            finally:
-                if done is not None:
-                    done.set()
-
-        threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()
 
 
 class LockBackend(ABC):
@@ -328,7 +183,9 @@ class LockBackend(ABC):
         """Return the :class:`~fencing_coord.election.Election` called ``name``."""
         check_name(name)
         self._check_open()
-        if not self.capabilities.elections:
+        from .spi import ElectionBackend
+
+        if not isinstance(self, ElectionBackend):
             raise NotSupported(f"{type(self).__name__} has no leader election")
         from .election import Election
 
@@ -406,37 +263,18 @@ class LockBackend(ABC):
         """Names of the locks in this namespace with a holder or waiters (optional)."""
         raise NotSupported(f"{type(self).__name__} cannot list its locks")
 
-    # -- the election SPI (optional; see fencing_coord.election) -----------------------
-
-    def _campaign(
-        self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
-    ) -> Grant | None:
-        """Join election ``name``'s candidate queue advertising ``value``; return the
-        term's grant once first, or None (withdrawn) once ``deadline`` has passed.
-        Call ``on_queued`` once if the candidate must wait. ``release`` of the grant
-        resigns. Same queue rules as ``_acquire``, in a key space apart from locks."""
-        raise NotSupported(f"{type(self).__name__} has no leader election")
-
-    def _proclaim(self, grant: Grant, value: bytes) -> None:
-        """Replace the value the leader holding ``grant`` advertises; same token."""
-        raise NotSupported(f"{type(self).__name__} has no leader election")
-
-    def _leader(self, name: str) -> Leader | None:
-        """Return the first candidate of election ``name``, or None."""
-        raise NotSupported(f"{type(self).__name__} has no leader election")
-
-    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        """Call ``notify()`` (cheap, never blocks) whenever election ``name``'s queue
-        may have changed; return a function that stops the watch."""
-        raise NotSupported(f"{type(self).__name__} has no leader election")
-
     # -- helpers for subclasses ------------------------------------------------------
 
-    def _start_term(
-        self, name: str, value: bytes, deadline: float | None, on_queued: Callable[[], object] | None
-    ) -> Grant | None:
-        self._check_open()
-        grant = self._campaign(name, value, deadline, on_queued)
+    def _live_grants(self) -> list[Grant]:
+        """The grants (locks and election terms) this backend holds now: neither
+        released nor known lost. For backends' background checks."""
+        with self._held_lock:
+            grants = [*self._held.values(), *self._terms.values()]
+        return [grant for grant in grants if not grant.released and not grant.lost]
+
+    def _adopt_term(self, name: str, grant: Grant | None) -> Grant | None:
+        """Keep a newly won election term (resigned by :meth:`close`); a term won while
+        the backend was being closed is given back and InvalidArgument raised."""
         if grant is None:
             return None
         with self._held_lock:

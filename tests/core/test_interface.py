@@ -35,11 +35,11 @@ def test_a_new_thread_never_reenters_a_finished_threads_grant(request: pytest.Fi
     assert backend.release(grants[0]) is True
 
 
-class _ClosedMidAcquire(MemoryBackend):
+class _ClosedMidAcquire(MemoryBackend):  # type: ignore[misc]  # backends/ is untyped to mypy here
     """Closes itself (from another thread) right after the table granted the lock."""
 
     def _acquire(self, *args: Any) -> fc.Grant | None:
-        grant = super()._acquire(*args)
+        grant: fc.Grant | None = super()._acquire(*args)
         closer = threading.Thread(target=self.close)
         closer.start()
         closer.join()

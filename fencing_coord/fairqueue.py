@@ -1,0 +1,155 @@
+"""The fair queue: the one waiting algorithm behind every lock and election, on every backend.
+
+Contenders queue in arrival order; the first holds. Each waiter waits on its predecessor
+only (no thundering herd) and looks at its place again after every wake-up. A waiter
+whose own entry vanished (its lease or session died, someone deleted it) queues again,
+at the back, until its deadline: ``acquire`` promises to wait for the lock, not for one
+particular place. Whatever ends a wait early (the deadline, an error, a cancellation,
+``close()``) withdraws the entry, so nobody is left queued behind a ghost.
+
+The algorithm is written once, without I/O (Curator's ``LockInternals`` and etcd's
+``waitDeletes`` are the models): :func:`queue_steps` is a generator that yields
+:class:`Step` requests and receives their results. A backend supplies a
+:class:`QueueDriver` that carries them out against its service; :func:`wait_in_line` runs
+the steps on a blocking driver, and an asyncio runner can run the same steps on a driver
+whose methods are coroutines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+__all__ = ["EntryGone", "Place", "QueueDriver", "Step", "queue_steps", "wait_in_line"]
+
+_log = logging.getLogger(__name__)
+
+
+class EntryGone(Exception):
+    """Raised by a driver: the caller's own entry vanished, or can no longer be granted
+    (its lease or session died) and was disposed of. The algorithm queues again."""
+
+
+class Place(Protocol):
+    """A contender's place in a queue, as its driver last saw it."""
+
+    @property
+    def first(self) -> bool:
+        """True when no contender precedes this one: the lock (or leadership) is ours."""
+        ...
+
+
+P = TypeVar("P", bound=Place)
+R = TypeVar("R", covariant=True)
+
+
+class QueueDriver(Protocol[P, R]):
+    """What one backend does for one queue (a lock or an election). See the README's
+    "Writing a backend" for the full contract of each method."""
+
+    def enqueue(self, exclusive: bool) -> P | None:
+        """Add our entry; return its place (``first`` known). With ``exclusive``, may
+        instead return None, leaving nothing behind, when anyone holds or waits."""
+        ...
+
+    def look(self, place: P) -> P:
+        """Our place now. Raises EntryGone when our entry is gone or can no longer be
+        granted (after disposing of it); InvalidArgument once the backend is closed."""
+        ...
+
+    def wait(self, place: P, deadline: float | None) -> None:
+        """Block until our predecessor may have left, the session changed, the backend
+        closed or ``deadline`` (a ``time.monotonic()`` value) passed."""
+        ...
+
+    def withdraw(self, place: P) -> object:
+        """Delete our entry (in the background if the service cannot be reached now)."""
+        ...
+
+    def claim(self, place: P) -> R:
+        """Turn a first place into the result (a grant); EntryGone if it no longer can be."""
+        ...
+
+
+StepKind = Literal["enqueue", "look", "wait", "withdraw", "claim", "queued"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of the algorithm: call ``driver.<kind>(*args)`` and send the result
+    back (``queued``: call the caller's ``on_queued()`` instead)."""
+
+    kind: StepKind
+    args: tuple[Any, ...] = ()
+
+
+_QUEUED = Step("queued")
+
+
+def queue_steps(deadline: float | None, clock: Callable[[], float] = time.monotonic) -> Generator[Step, Any, Any]:
+    """The algorithm. Returns the result of ``claim`` once first, or None when
+    ``deadline`` passed first (the entry withdrawn). A deadline already past means
+    "try once": the driver may then refuse to enqueue at all (exclusive)."""
+    queued = False
+    exclusive = deadline is not None and clock() >= deadline
+    while True:
+        place = None
+        try:
+            place = yield Step("enqueue", (exclusive,))
+            if place is None:
+                return None
+            while not place.first:
+                if deadline is not None and clock() >= deadline:
+                    withdrawing, place = place, None
+                    yield Step("withdraw", (withdrawing,))
+                    return None
+                if not queued:
+                    queued = True
+                    yield _QUEUED
+                yield Step("wait", (place, deadline))
+                place = yield Step("look", (place,))
+            claiming, place = place, None  # claim disposes of the entry if it fails
+            return (yield Step("claim", (claiming,)))
+        except EntryGone:
+            if deadline is not None and clock() >= deadline and not exclusive:
+                return None
+        except GeneratorExit:  # the runner itself was abandoned; it can carry out nothing more
+            raise
+        except BaseException:
+            if place is not None:
+                try:
+                    yield Step("withdraw", (place,))
+                except Exception:  # the original error matters more; the driver retries later
+                    _log.debug("withdrawing %r after an error failed", place, exc_info=True)
+            raise
+
+
+def wait_in_line(
+    driver: QueueDriver[P, R], deadline: float | None, on_queued: Callable[[], object] | None = None
+) -> R | None:
+    """Run the algorithm on a blocking ``driver``: the caller's thread waits in line.
+
+    Returns the claimed result (a grant), or None once ``deadline`` passed (the entry
+    withdrawn). Exceptions of the driver and of ``on_queued`` propagate after the entry
+    was withdrawn."""
+    steps = queue_steps(deadline)
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as done:
+            result: R | None = done.value
+            return result
+        reply, error = None, None
+        try:
+            if step.kind == "queued":
+                if on_queued is not None:
+                    on_queued()
+            else:
+                reply = getattr(driver, step.kind)(*step.args)
+        except BaseException as exc:  # handed to the algorithm, which withdraws and re-raises
+            error = exc

@@ -1,0 +1,151 @@
+"""A grant of a lock (or a term of an election): :class:`Grant`.
+
+A backend subclasses :class:`Grant` to carry its own typed data (the etcd key, the
+ZooKeeper node) next to the public fields; see :mod:`fencing_coord.spi`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import InvalidArgumentType
+
+__all__ = ["Grant", "LostCallback"]
+
+_log = logging.getLogger(__name__)
+
+LostCallback = Callable[["Grant"], object]
+
+
+class Grant:
+    """One grant of a lock: its fencing token and the signal that it was lost.
+
+    ``token`` is strictly larger than the token of every earlier grant of ``name``.
+    ``lost`` turns True, and every ``on_lost`` callback runs once from a background
+    thread, when the backend learns that the lease or session behind the grant is gone.
+    A voluntary ``release`` does not count as a loss.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_callbacks_done",
+        "_holds",
+        "_lock",
+        "_lost",
+        "_lost_reason",
+        "_probe",
+        "_released",
+        "_thread",
+        "holder",
+        "name",
+        "owner",
+        "token",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        token: int,
+        holder: str,
+        *,
+        owner: object = None,
+        probe: Callable[[Grant], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.token = token
+        self.holder = holder
+        #: The backend object that issued this grant (checked by renew/release).
+        self.owner = owner
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._lost = threading.Event()
+        self._callbacks_done = threading.Event()
+        self._lost_reason: str | None = None
+        self._released = False
+        self._callbacks: list[LostCallback] = []
+        self._holds = 1
+        # The Thread object, not its ident: CPython reuses idents of finished threads.
+        self._thread = threading.current_thread()
+
+    def __repr__(self) -> str:
+        state = "lost" if self._lost.is_set() else "released" if self._released else "held"
+        return f"Grant(name={self.name!r}, token={self.token}, holder={self.holder!r}, {state})"
+
+    @property
+    def lost(self) -> bool:
+        """True once the backend knows the lease/session behind this grant is gone."""
+        if self._probe is not None and not self._lost.is_set() and not self._released:
+            self._probe(self)
+        return self._lost.is_set()
+
+    @property
+    def lost_reason(self) -> str | None:
+        """Why the grant was lost ("lease expired", "session expired", ...), or None."""
+        return self._lost_reason
+
+    @property
+    def released(self) -> bool:
+        """True once the holder gave the lock up with ``release``."""
+        return self._released
+
+    def on_lost(self, fn: LostCallback) -> None:
+        """Call ``fn(grant)`` once, from a background thread, when this grant is lost.
+
+        Registered after the loss, ``fn`` still runs (once, in the background).
+        Exceptions from ``fn`` are logged and otherwise ignored.
+        """
+        if not callable(fn):
+            raise InvalidArgumentType(f"on_lost needs a callable, not {type(fn).__name__}")
+        with self._lock:
+            if not self._lost.is_set():
+                self._callbacks.append(fn)
+                return
+        self._dispatch([fn], None)
+
+    def wait_lost(self, timeout: float | None = None) -> bool:
+        """Block until the grant is lost and the callbacks registered before the loss
+        have returned; True if that happened within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.lost:  # lets a lazily-checking backend (memory) notice first
+            self._lost.wait(timeout)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._lost.is_set() and self._callbacks_done.wait(remaining)
+
+    # -- for backends ---------------------------------------------------------------
+
+    def mark_lost(self, reason: str) -> bool:
+        """Record the loss; fire the callbacks once. True on the first call only.
+
+        Backends call this; it never blocks on the callbacks.
+        """
+        with self._lock:
+            if self._lost.is_set() or self._released:
+                return False
+            self._lost_reason = reason
+            self._lost.set()
+            callbacks, self._callbacks = self._callbacks, []
+        self._dispatch(callbacks, self._callbacks_done)
+        return True
+
+    def mark_released(self) -> None:
+        """Record a voluntary release: the grant will never be reported lost."""
+        with self._lock:
+            self._released = True
+            self._callbacks.clear()
+
+    def _dispatch(self, callbacks: list[LostCallback], done: threading.Event | None) -> None:
+        def run() -> None:
+            try:
+                for fn in callbacks:
+                    try:
+                        fn(self)
+                    except Exception:
+                        _log.exception("on_lost callback %r failed for %r", fn, self)
+            finally:
+                if done is not None:
+                    done.set()
+
+        threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()
