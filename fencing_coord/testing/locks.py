@@ -21,12 +21,10 @@ from ..errors import (
     LockTimeout,
 )
 from ..interface import Grant, LockBackend
+from .expiry import PROMPT, LeaseExpiryConformance
 from .fixtures import MakeBackend
 
 __all__ = ["LockBackendConformance"]
-
-# Generous bound for "this should happen promptly" waits; never reached when it works.
-PROMPT = 30.0
 
 BAD_NAMES: list[Any] = ["", None, 5, b"orders", "a/b", ".", "..", "x" * 201, "tab\there", "nul\x00"]
 BAD_TIMEOUTS: list[Any] = [-1, -0.001, math.nan, math.inf, "5", True, [1]]
@@ -48,7 +46,7 @@ def _queued_acquire(
     return _start(lambda: client.acquire(name, timeout, on_queued=queued.set)), queued
 
 
-class LockBackendConformance:
+class LockBackendConformance(LeaseExpiryConformance):
     """Mixin: the lock contract, against fixtures ``backend``, ``other``,
     ``make_backend`` and ``expire_session`` (see BackendFixtures)."""
 
@@ -187,72 +185,6 @@ class LockBackendConformance:
         grant = backend.renew(backend.acquire("orders", timeout=PROMPT))
         backend.release(grant)
         assert other.acquire("orders", timeout=PROMPT).token > grant.token
-
-    # -- expiry and loss ------------------------------------------------------------------
-
-    def test_after_expiry_another_client_gets_a_larger_token(
-        self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]
-    ) -> None:
-        old = backend.acquire("orders", timeout=PROMPT)
-        expire_session(backend)
-        new = other.acquire("orders", timeout=PROMPT)
-        assert new.token > old.token
-        assert old.wait_lost(PROMPT)
-        assert old.lost
-
-    def test_lost_grant_fires_on_lost_once(
-        self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]
-    ) -> None:
-        grant = backend.acquire("orders", timeout=PROMPT)
-        calls: list[Grant] = []
-        threads: list[threading.Thread] = []
-
-        def on_lost(g: Grant) -> None:
-            calls.append(g)
-            threads.append(threading.current_thread())
-
-        grant.on_lost(on_lost)
-        expire_session(backend)
-        other.acquire("orders", timeout=PROMPT)
-        assert grant.wait_lost(PROMPT)
-        # Everything that could notice the loss again must not fire the callback again.
-        with pytest.raises(LockLost):
-            backend.renew(grant)
-        assert backend.release(grant) is False
-        assert grant.lost
-        assert grant.wait_lost(PROMPT)
-        assert calls == [grant]
-        assert threads[0] is not threading.main_thread()
-
-    def test_on_lost_registered_after_loss_still_fires(
-        self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]
-    ) -> None:
-        grant = backend.acquire("orders", timeout=PROMPT)
-        expire_session(backend)
-        other.acquire("orders", timeout=PROMPT)
-        assert grant.wait_lost(PROMPT)
-        fired = threading.Event()
-        grant.on_lost(lambda g: fired.set())
-        assert fired.wait(PROMPT)
-
-    def test_renew_after_expiry_raises_lock_lost(
-        self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]
-    ) -> None:
-        grant = backend.acquire("orders", timeout=PROMPT)
-        expire_session(backend)
-        other.acquire("orders", timeout=PROMPT)
-        with pytest.raises(LockLost):
-            backend.renew(grant)
-
-    def test_client_acquires_again_after_its_session_expired(
-        self, backend: LockBackend, expire_session: Callable[[LockBackend], None]
-    ) -> None:
-        old = backend.acquire("orders", timeout=PROMPT)
-        expire_session(backend)
-        assert old.wait_lost(PROMPT)
-        new = backend.acquire("orders", timeout=PROMPT)
-        assert new.token > old.token
-        assert not new.lost
 
     def test_release_does_not_fire_on_lost(self, backend: LockBackend) -> None:
         grant = backend.acquire("orders", timeout=PROMPT)

@@ -1,65 +1,40 @@
-"""The pause scenario, with real processes: why a lock needs a fencing token.
-
-One run of the scenario on one backend and one resource:
-
-1. A *holder* process acquires the lock, writes through the resource with its token,
-   checks that it still holds the lock, and is then paused (``SIGSTOP``) before its next
-   write, as a GC pause or a swapped-out VM would pause it.
-2. Its lease (etcd) or session (ZooKeeper) expires on the server: a paused process sends
-   no keepalives. A *successor* process, queued behind the holder, is granted the lock
-   with a larger token, writes, and exits.
-3. The holder is resumed (``SIGCONT``) and performs the write it was about to do, with
-   its old token.
-
-Through an :class:`~fencing_coord.UnfencedResource` the late write is accepted and the
-final value is the stale holder's: **corrupted**. Through a
-:class:`~fencing_coord.FencedResource` it is refused (``stale token 7 < 9``) and the
-successor's value stands: **refused**. The processes share one SQLite database
-(:class:`~fencing_coord.stores.SQLiteStore`), which is what makes the check-and-write
-atomic across them.
-
-:func:`run_demo` runs the scenario on every backend, unfenced then fenced, and prints a
-timeline per run and a verdict table; ``fencing-coord demo`` is its command line. The
-holder and successor are this module run as a program (``python -m fencing_coord.demo
-holder|successor ...``); they report what they do as JSON lines on stdout, stamped with
-``time.monotonic()``, which is one clock for every process of the machine.
-"""
+"""One run of the pause scenario: start the holder and the successor, pause, resume, record."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any
 
-from .config import connect, parse_url
-from .errors import ConfigurationError, FencingCoordError
-from .gate import FencedResource, UnfencedResource
-from .stores.sqlite import SQLiteStore
+from ..config import parse_url
+from ..errors import FencingCoordError
+from ..stores.sqlite import SQLiteStore
 
 __all__ = [
     "CORRUPTED",
+    "DEFAULT_TTL",
+    "FIRST_VALUE",
+    "KEY",
+    "LATE_VALUE",
     "REFUSED",
+    "RESOURCE",
+    "STEP_SLACK",
+    "SUCCESSOR_VALUE",
+    "UNEXPECTED",
     "DemoError",
     "Event",
     "Outcome",
     "backend_label",
-    "local_servers",
-    "print_timeline",
-    "print_verdicts",
-    "run_demo",
+    "lease_word",
     "run_scenario",
 ]
 
@@ -318,167 +293,6 @@ def _record(outcome: Outcome, actor: str, report: dict[str, Any], started: float
         outcome.events.append(Event(t, actor, held, token, report.get("lost_reason") or ""))
 
 
-# -- the report ------------------------------------------------------------------------------
-
-
-INTRO = """\
-The pause scenario: a lock holder writes, checks that it still holds the lock, and is
-paused (SIGSTOP) right before its next write. Its {lease} expires on the server; a
-successor is granted the lock with a larger token and writes. The holder wakes up
-(SIGCONT) and makes the write it was about to make, with its old token.
-Each backend runs it twice: through an UnfencedResource and through a FencedResource
-(the same SQLite database, shared by the processes).
-"""
-
-
 def lease_word(backend: str) -> str:
     """What the backend calls the thing that expires: ``lease`` (etcd), ``session``."""
     return "session" if backend == "zookeeper" else "lease"
-
-
-def print_timeline(outcome: Outcome, out: TextIO) -> None:
-    """Print one run: seconds since it started, who did what, with which token."""
-    out.write(f"\n== {outcome.backend}, {outcome.resource} resource ({outcome.url})\n")
-    width = max(len(e.what) for e in outcome.events)
-    for event in outcome.events:
-        token = f"token {event.token}" if event.token is not None else ""
-        line = f"  {event.t:7.3f}s  {event.actor:<9}  {event.what:<{width}}  {token:<9} {event.note}"
-        out.write(line.rstrip() + "\n")
-    out.write(f"  final value: {outcome.final_value!r}, from the {outcome.final_from} -> {outcome.verdict}\n")
-
-
-def print_verdicts(outcomes: Sequence[Outcome], out: TextIO) -> None:
-    """Print the verdict table and one greppable line per backend:
-    ``etcd: fenced=refused unfenced=corrupted``."""
-    headers = ("backend", "resource", "holder token", "successor token", "late write", "final value from", "verdict")
-    rows = [
-        (
-            o.backend, o.resource, str(o.holder_token), str(o.successor_token),
-            "accepted" if o.late_accepted else "refused" if o.late_accepted is False else "?",
-            o.final_from, o.verdict,
-        )
-        for o in outcomes
-    ]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    out.write("\n")
-    for row in (headers, tuple("-" * w for w in widths), *rows):
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    out.write("\n")
-    by_backend: dict[str, dict[str, str]] = {}
-    for o in outcomes:
-        by_backend.setdefault(o.backend, {})[o.resource] = o.verdict
-    for backend, verdicts in by_backend.items():
-        out.write(f"{backend}: fenced={verdicts.get('fenced', '?')} unfenced={verdicts.get('unfenced', '?')}\n")
-
-
-def run_demo(urls: Sequence[str], out: TextIO, *, ttl: float = DEFAULT_TTL) -> list[Outcome]:
-    """Run the scenario unfenced, then fenced, on every URL, printing each run's timeline
-    as it ends, then the verdict table. Returns the outcomes
-    (``all(o.expected for o in outcomes)`` is success).
-
-    Raises :class:`ConfigurationError` for a URL whose backend cannot contend across
-    processes (``memory://``), :class:`BackendUnavailable` when a server cannot be
-    reached, :class:`DemoError` when a run fails.
-    """
-    for url in urls:
-        _check_url(url)
-    labels = {backend_label(url) for url in urls}
-    out.write("\n" + INTRO.format(lease="/".join(sorted({lease_word(b) for b in labels}))))
-    outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="fencing-coord-demo-") as tmp:
-        for url in urls:
-            for fenced in (False, True):
-                outcome = run_scenario(url, fenced=fenced, workdir=Path(tmp), ttl=ttl)
-                print_timeline(outcome, out)
-                out.flush()
-                outcomes.append(outcome)
-    print_verdicts(outcomes, out)
-    return outcomes
-
-
-def _check_url(url: str) -> None:
-    """Connect once: a bad URL or an unreachable server fails before any process starts."""
-    with connect(url, ttl=DEFAULT_TTL) as backend:
-        if not backend.capabilities.multiprocess:
-            raise ConfigurationError(
-                f"{url}: the demo runs the holder and the successor as separate processes, and this "
-                "backend cannot be shared between processes; use etcd:// or zookeeper://"
-            )
-
-
-@contextlib.contextmanager
-def local_servers(out: TextIO) -> Iterator[list[str]]:
-    """Start a single-node etcd and a standalone ZooKeeper from the binaries on PATH, yield
-    their URLs, stop them (and delete their data) on exit. Raises
-    :class:`~fencing_coord.devservers.MissingSoftware`, naming the packages to install,
-    when a binary is missing."""
-    from .devservers import require_servers
-    from .servers.etcd import EtcdServer
-    from .servers.zookeeper import ZooKeeperServer
-
-    require_servers(etcd=True, zookeeper=True)
-    with contextlib.ExitStack() as stack:
-        out.write("starting local servers from the binaries on PATH: etcd (single node), ZooKeeper (standalone)\n")
-        out.flush()
-        etcd = stack.enter_context(EtcdServer())
-        zookeeper = stack.enter_context(ZooKeeperServer())
-        out.write(f"  etcd:      {etcd.url}\n  zookeeper: {zookeeper.url}\n")
-        yield [etcd.url, zookeeper.url]
-
-
-# -- the children ----------------------------------------------------------------------------
-
-
-def _emit(stream: IO[str], event: str, **fields: Any) -> None:
-    stream.write(json.dumps({"event": event, "t": time.monotonic(), **fields}) + "\n")
-    stream.flush()
-
-
-def _child_main(argv: Sequence[str]) -> int:
-    """``python -m fencing_coord.demo holder|successor ...``: one participant.
-
-    The holder acquires, writes, checks its grant, reports ``checked`` and waits for a
-    line on stdin (the parent pauses it there) before its late write. The successor
-    acquires (waiting behind the holder), writes and releases. Both report JSON lines.
-    """
-    parser = argparse.ArgumentParser(prog="python -m fencing_coord.demo")
-    parser.add_argument("role", choices=["holder", "successor"])
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--lock", required=True)
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--resource", choices=["fenced", "unfenced"], required=True)
-    parser.add_argument("--ttl", type=float, default=DEFAULT_TTL)
-    args = parser.parse_args(argv)
-    out = sys.stdout
-    try:
-        identity = f"{args.role}:{os.getpid()}"
-        with SQLiteStore(args.db) as store, \
-                connect(args.url, ttl=args.ttl, namespace=args.namespace, identity=identity) as backend:
-            resource = FencedResource(store) if args.resource == "fenced" else UnfencedResource(store)
-            _emit(out, "connected", ttl=backend.ttl)
-            grant = backend.acquire(args.lock, timeout=4 * (args.ttl + STEP_SLACK),
-                                    on_queued=lambda: _emit(out, "queued"))
-            _emit(out, "acquired", token=grant.token)
-            if args.role == "holder":
-                result = resource.write(RESOURCE, KEY, FIRST_VALUE.encode(), token=grant.token)
-                _emit(out, "wrote", token=grant.token, value=FIRST_VALUE, accepted=result.accepted,
-                      reason=result.reason)
-                # The check a careful holder makes; the pause comes right after it.
-                _emit(out, "checked", token=grant.token, lost=grant.lost)
-                sys.stdin.readline()
-                value = LATE_VALUE
-            else:
-                value = SUCCESSOR_VALUE
-            result = resource.write(RESOURCE, KEY, value.encode(), token=grant.token)
-            _emit(out, "wrote", token=grant.token, value=value, accepted=result.accepted, reason=result.reason)
-            held = backend.release(grant)
-            _emit(out, "released", token=grant.token, held=held, lost_reason=grant.lost_reason)
-    except FencingCoordError as exc:
-        _emit(out, "error", error=f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))
