@@ -1,40 +1,4 @@
-"""``etcd://`` and ``etcds://``: locks on the etcd v3 API, tokens from etcd's revisions.
-
-Lock layout. Every contender for lock ``NAME`` puts its own key
-``/fencing-coord/<namespace>/locks/<NAME>/<lease-hex>-<n>`` (value: its identity), bound
-to its backend's lease and never re-put. The key with the lowest create revision holds
-the lock; every other contender watches only the key just before its own (its
-predecessor) and re-checks when that key is deleted. The fencing token of a grant is the
-``ModRevision`` of the holder's key, which equals its ``CreateRevision``: etcd's
-revision counter is cluster-wide, persisted and only ever grows, so a later grant (whose
-key was necessarily created after the earlier holder's key) always has a larger token,
-across clients, reconnects, restarts and leader changes.
-
-Round trips. An uncontended ``acquire`` is one transaction (put the key, read the
-queue's two newest keys); ``try_acquire`` is one transaction (put only if the queue is
-empty); ``release`` is one delete. A waiter costs its enqueue, one watch stream, and a
-look at the queue when woken (plus one while setting up its watch if the queue moved).
-Key names are reused per lease once deleted, so a long-lived backend does not leave a
-trail of deleted keys in etcd's index (deleted keys stay there until etcd compacts:
-run etcd with ``--auto-compaction-retention``, as in any production setup).
-
-Election layout. Leader election is the same fair queue under
-``/fencing-coord/<namespace>/elections/<NAME>/<lease-hex>-<n>`` (apart from locks, so a
-lock and an election of one name never meet): the oldest candidate leads, every other
-candidate watches its predecessor only. A candidate key's value is the identity's
-length in decimal ASCII, ``:``, the identity (UTF-8), then the advertised value as raw
-bytes: ``11:host:42:abchttp://a:8080`` is identity ``host:42:abc``, value
-``http://a:8080``. The term's token is the key's ``CreateRevision``: ``proclaim``
-re-puts the key (changing its ``ModRevision``) in a transaction guarded by that
-CreateRevision, so a deposed leader can never overwrite a successor's key. Observers
-watch the election's prefix and re-read the oldest candidate on every event.
-
-The client library. We speak the etcd v3 gRPC API with the protobuf messages and stubs
-of the ``python3-etcd3`` distribution (``etcd3.etcdrpc``), not its high-level client:
-that client cannot sort or limit a range inside a transaction, and its watcher fails
-with ``NameError`` when its stream ends. Nothing from grpc or etcd3 leaves this module:
-their errors are mapped here to :mod:`fencing_coord.errors` and chained.
-"""
+"""The etcd backend: :class:`EtcdBackend`, its options and its semantics."""
 
 from __future__ import annotations
 
@@ -45,24 +9,26 @@ from collections.abc import Callable
 from typing import Any
 
 from fencing_coord.errors import LockLost
-from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
-from fencing_coord.records import Leader
-from fencing_coord.spi import ROOT
+from fencing_coord.fairqueue import wait_in_line
+from fencing_coord.grant import Grant
+from fencing_coord.interface import Capabilities
+from fencing_coord.records import Leader, LockState
+from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
-from .election import candidate_value, leader_of
-from .queue import Place, Queue
+from .election import proclaim, read_leader
+from .queue import EtcdGrant, Queues
 from .session import Session
 from .watch import PrefixWatch
-from .wire import MAX_TXN_OPS, LeaseNotFound, compare, prefix_end, put, range_kvs, range_op, range_request, txn
+from .wire import MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
 
 __all__ = ["EtcdBackend"]
 
 _log = logging.getLogger(__name__)
 
 
-class EtcdBackend(LockBackend):
+class EtcdBackend(ElectionBackend):
     """Locks on etcd v3 with fencing tokens from etcd's revisions.
 
     URL grammar::
@@ -109,8 +75,10 @@ class EtcdBackend(LockBackend):
       backend's waiting threads, which raise InvalidArgument ("... is closed").
     * A waiter whose key vanishes while it waits (its lease expired: etcd issues
       #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
-    * Deleting a held key out of band is noticed by ``renew``, not in the background;
-      revoke the lease to break a backend's locks (noticed within ttl/3).
+    * A held key deleted out of band (an operator's ``etcdctl del``) is noticed within
+      ttl/3 (the keepalive also reads the held keys every round) or by ``renew``: the
+      grant is marked lost ("lock key deleted"). Revoking the lease breaks every lock of
+      a backend at once (also noticed within ttl/3).
     * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
       the key in the background once etcd answers; ``close`` revokes the lease, which
       deletes every key of this backend at once.
@@ -123,14 +91,13 @@ class EtcdBackend(LockBackend):
     """
 
     schemes = ("etcd", "etcds")
-    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=True, multiprocess=True)
+    capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
 
     def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str) -> None:
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
-        self._queues: dict[bytes, Queue] = {}
         self._session = Session(conn, lease_ttl, conn.label)
         self._session.after_keepalive = self._check_held_keys
         try:
@@ -140,8 +107,9 @@ class EtcdBackend(LockBackend):
             conn.close()
             raise
         self.ttl = float(lease.ttl)
-        #: A silent wait is re-checked at least this often (see Queue._wait).
+        #: A silent wait or watch is re-checked at least this often.
         self._recheck_interval = max(2.0 * self.ttl, conn.timeout)
+        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
@@ -177,87 +145,62 @@ class EtcdBackend(LockBackend):
     def _lock_prefix(self, name: str) -> bytes:
         return self._root + b"locks/" + name.encode() + b"/"
 
-    def _queue(self, prefix: bytes) -> Queue:
-        """The queue under ``prefix`` (cached: its requests never change)."""
-        found = self._queues.get(prefix)
-        if found is None:
-            if len(self._queues) >= 1024:
-                self._queues.clear()
-            found = self._queues[prefix] = Queue(self, prefix)
-        return found
-
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        return self._enter(self._lock_prefix(name), name, self.identity.encode(), deadline, on_queued)
-
-    def _enter(self, prefix: bytes, name: str, value: bytes, deadline: float | None,
-               on_queued: Callable[[], object] | None) -> Grant | None:
-        """Queue under ``prefix`` with ``value`` until first; return the grant (bound to
-        its lease, token = the key's create revision), or None once ``deadline`` passed."""
-        contenders = self._queue(prefix)
-        while True:
-            place = contenders.join(value, deadline, on_queued)
-            if place is None:
-                return None
-            grant = Grant(name, place.revision, self.identity, owner=self, handle=place, probe=self._probe)
-            if self._session.bind(place.lease, grant):
-                return grant
-            # The lease died between our becoming first and now: that is not a grant.
-            contenders.withdraw(place)
+        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
+        return wait_in_line(line, deadline, on_queued)
 
     def _probe(self, grant: Grant) -> None:
-        place: Place = grant.handle
-        reason = self._session.check(place.lease)
+        lease = narrow(grant, EtcdGrant).place.lease
+        reason = self._session.check(lease)
         if reason is not None:
             grant.mark_lost(reason)
 
     def _renew(self, grant: Grant) -> None:
-        place: Place = grant.handle
+        mine = narrow(grant, EtcdGrant)
+        lease = mine.place.lease
         try:
-            self._session.renew(place.lease)
+            self._session.renew(lease)
         except LockLost:
-            grant.mark_lost(place.lease.dead or "lease lost")
+            mine.mark_lost(lease.dead or "lease lost")
             raise
-        if place.lease.dead is not None:
-            grant.mark_lost(place.lease.dead)
-            raise LockLost(f"{grant!r} was lost: {place.lease.dead}")
-        if not [kv for kv in self._conn.range(range_request(place.key)) if kv.create_revision == place.revision]:
-            self._key_deleted(grant)
+        if lease.dead is not None:
+            mine.mark_lost(lease.dead)
+            raise LockLost(f"{mine!r} was lost: {lease.dead}")
+        if not any(kv.create_revision == mine.place.revision for kv in self._conn.range(range_request(mine.place.key))):
+            self._key_deleted(mine)
 
     def _check_held_keys(self) -> None:
         """From the keepalive thread, every ttl/3: report a grant whose key was deleted
         out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
         ZooKeeper's node watches do, instead of waiting for the holder's next renew.
         One read of every held key per round, only while something is held."""
-        with self._held_lock:
-            held = [*self._held.values(), *self._terms.values()]
-        held = [grant for grant in held if not grant.released and not grant.lost]
+        held = [narrow(grant, EtcdGrant) for grant in self._live_grants()]
         for start in range(0, len(held), MAX_TXN_OPS):
             chunk = held[start:start + MAX_TXN_OPS]
-            response = self._conn.txn(txn(success=[range_op(range_request(grant.handle.key)) for grant in chunk]))
+            response = self._conn.txn(txn(success=[range_op(range_request(grant.place.key)) for grant in chunk]))
             for grant, op in zip(chunk, response.responses, strict=True):
-                place: Place = grant.handle
-                if not grant.released and not any(kv.create_revision == place.revision for kv in range_kvs(op)):
+                if not grant.released and not any(kv.create_revision == grant.place.revision for kv in range_kvs(op)):
                     with contextlib.suppress(LockLost):
                         self._key_deleted(grant)
 
-    def _key_deleted(self, grant: Grant) -> None:
+    def _key_deleted(self, grant: EtcdGrant) -> None:
         """``grant``'s key is gone while its lease lives (deleted out of band): mark the
         grant lost and raise LockLost. The key's slot stays taken until ``release``, so
         that its delete cannot hit a newer key of the same name."""
-        place: Place = grant.handle
+        place = grant.place
         self._session.unbind(place.lease, grant)
         kind = "lock" if place.prefix.startswith(self._root + b"locks/") else "election"
         grant.mark_lost(f"{kind} key deleted")
         raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
 
     def _release(self, grant: Grant) -> bool:
-        place: Place = grant.handle
+        place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = self._queue(place.prefix).withdraw(place)
+        held = self._queues.withdraw(place)
         return held and place.lease.dead is None
 
     def _describe(self, name: str) -> LockState:
-        members = self._queue(self._lock_prefix(name)).members()
+        members = self._queues.members(self._lock_prefix(name))
         if not members:
             return LockState(name, None, None)
         head, *waiting = members
@@ -269,40 +212,33 @@ class EtcdBackend(LockBackend):
         kvs = self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True))
         return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
 
-    # -- the election SPI ------------------------------------------------------------------
+    def _close(self, held: list[Grant]) -> None:
+        try:
+            self._session.close(self._conn.timeout)
+        finally:
+            self._conn.close()
+
+    # -- the election capability ----------------------------------------------------------
 
     def _election_prefix(self, name: str) -> bytes:
         return self._root + b"elections/" + name.encode() + b"/"
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
-        return self._enter(self._election_prefix(name), name, candidate_value(self.identity, value),
-                           deadline, on_queued)
+        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        return wait_in_line(line, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
-        """One transaction: re-put the leader's key, with its lease, only if the key still
-        has the term's create revision. Raises LockLost (and marks the term lost) when
-        it does not: the term is over, and a successor's key is never touched."""
-        place: Place = grant.handle
-        request = txn([compare(place.key, "create", "==", place.revision)],
-                       [put(place.key, candidate_value(grant.holder, value), place.lease.id)])
-        try:
-            succeeded = bool(self._conn.txn(request).succeeded)
-        except LeaseNotFound:
-            succeeded = False
-        if not succeeded:
-            self._key_deleted(grant)
+        """Raises LockLost (and marks the term lost) when the leader's key no longer has
+        the term's create revision: the term is over, and a successor's key is untouched."""
+        mine = narrow(grant, EtcdGrant)
+        if not proclaim(self._conn, mine.place, mine.holder, value):
+            self._key_deleted(mine)
 
     def _leader(self, name: str) -> Leader | None:
-        prefix = self._election_prefix(name)
-        kvs = self._conn.range(range_request(prefix, prefix_end(prefix), limit=1, by_create=True))
-        return leader_of(kvs[0]) if kvs else None
+        return read_leader(self._conn, self._election_prefix(name))
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        return PrefixWatch(self, self._election_prefix(name), notify).start()
-
-    def _close(self, held: list[Grant]) -> None:
-        try:
-            self._session.close(self._conn.timeout)
-        finally:
-            self._conn.close()
+        watch = PrefixWatch(self._conn, self._election_prefix(name), notify,
+                            recheck_interval=self._recheck_interval, closed=lambda: self.closed)
+        return watch.start()

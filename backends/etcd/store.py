@@ -17,7 +17,7 @@ from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome, Store
 
 from .backend import EtcdBackend
-from .queue import Place
+from .queue import EtcdGrant
 from .wire import compare, put, range_kvs, range_op, range_request, txn
 
 __all__ = ["EtcdStore", "owner_guard"]
@@ -38,9 +38,9 @@ def owner_guard(grant: Grant) -> Any:
     """
     if not isinstance(grant, Grant):
         raise InvalidArgumentType(f"owner_guard needs a Grant, not {type(grant).__name__}")
-    if not isinstance(grant.owner, EtcdBackend) or not isinstance(grant.handle, Place):
+    if not isinstance(grant, EtcdGrant):
         raise InvalidArgument(f"{grant!r} was not issued by an etcd backend")
-    return etcd3.transactions.Create(grant.handle.key) == grant.handle.revision
+    return etcd3.transactions.Create(grant.place.key) == grant.place.revision
 
 
 # Tokens are stored as fixed-width decimal so that etcd's byte-wise value comparison

@@ -6,17 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from etcd3 import etcdrpc
 
 from fencing_coord.errors import FencingCoordError
 
+from .connection import Connection
 from .wire import prefix_end, status_code
-
-if TYPE_CHECKING:
-    from .backend import EtcdBackend
 
 __all__ = ["PrefixWatch", "start_timer"]
 
@@ -28,10 +26,14 @@ class PrefixWatch:
     changed: on every event, and each time the watch is (re-)established, since changes
     made while it was down are not replayed. A stream that fails (its member died or
     lost its leader) is opened again on the next member; a silent one is re-opened
-    every re-check interval. Ends with :meth:`stop` or when the backend closes."""
+    every ``recheck_interval`` seconds. Ends with :meth:`stop` or once ``closed()``
+    (the backend was closed)."""
 
-    def __init__(self, backend: EtcdBackend, prefix: bytes, notify: Callable[[], None]) -> None:
-        self.backend = backend
+    def __init__(self, conn: Connection, prefix: bytes, notify: Callable[[], None], *, recheck_interval: float,
+                 closed: Callable[[], bool]) -> None:
+        self.conn = conn
+        self.recheck_interval = recheck_interval
+        self.closed = closed
         self.create = etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
             key=prefix, range_end=prefix_end(prefix)))
         self.notify = notify
@@ -57,7 +59,7 @@ class PrefixWatch:
 
     def _run(self) -> None:
         pause = 0.05
-        while not self.stopped.is_set() and not self.backend.closed:
+        while not self.stopped.is_set() and not self.closed():
             if self._watch():
                 pause = 0.05
             else:  # a member that fails at once: do not spin
@@ -67,7 +69,7 @@ class PrefixWatch:
     def _watch(self) -> bool:
         """Follow one watch stream until it ends; False if its member failed (the
         connection then moves on to the next member)."""
-        conn = self.backend._conn
+        conn = self.conn
         ended = threading.Event()
 
         def requests() -> Iterator[Any]:
@@ -93,7 +95,7 @@ class PrefixWatch:
                 if response.created and not created:
                     created = True
                     timer.cancel()
-                    timer = start_timer(self.backend._recheck_interval, call.cancel)
+                    timer = start_timer(self.recheck_interval, call.cancel)
                 with self._lock:
                     if self.stopped.is_set():
                         return True
@@ -108,7 +110,7 @@ class PrefixWatch:
             call.cancel()
             with self._lock:
                 self._call = None
-        if created or self.stopped.is_set() or self.backend.closed:
+        if created or self.stopped.is_set() or self.closed():
             return True
         conn.move_on(index)
         return False
