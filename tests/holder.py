@@ -49,7 +49,8 @@ def open_store(spec: str, backend: fc.LockBackend) -> Store:
         from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
 
         assert isinstance(backend, EtcdBackend)
-        return EtcdStore(backend)
+        etcd_store: Store = EtcdStore(backend)
+        return etcd_store
     if spec == "zookeeper":
         from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
 

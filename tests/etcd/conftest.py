@@ -81,7 +81,7 @@ def etcd_cluster() -> Iterator[EtcdTarget]:
 def revoke(target: EtcdTarget, backend: LockBackend) -> int:
     """Revoke ``backend``'s lease from another client; return the lease id."""
     assert isinstance(backend, EtcdBackend)
-    lease_id = backend.lease_id
+    lease_id: int | None = backend.lease_id
     assert lease_id is not None, "the backend has no lease to revoke"
     client = target.client()
     try:

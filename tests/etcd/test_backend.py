@@ -249,7 +249,7 @@ def test_owner_guard_refuses_other_grants() -> None:
         with pytest.raises(fc.InvalidArgument):
             owner_guard(memory.acquire("orders"))
         with pytest.raises(fc.InvalidArgumentType):
-            owner_guard("orders")  # type: ignore[arg-type]
+            owner_guard("orders")
 
 
 # -- the URL --------------------------------------------------------------------------------------------

@@ -96,6 +96,21 @@ def test_deposed_leader_cannot_proclaim(etcd_single: EtcdTarget, clients: tuple[
     assert not new.lost
 
 
+def test_a_foreign_key_in_the_election_is_reported_not_misread(
+    etcd_single: EtcdTarget, clients: tuple[EtcdBackend, EtcdBackend], namespace: str
+) -> None:
+    """Another program's key under the election's prefix is not a candidate record: the
+    leader read says so (as on ZooKeeper) instead of passing its bytes off as an identity."""
+    backend, _ = clients
+    client = etcd_single.client()
+    try:
+        client.put(f"/fencing-coord/{namespace}/elections/scheduler/foreign", b"not a record")
+        with pytest.raises(fc.BackendUnavailable, match="candidate record"):
+            backend.election("scheduler").leader()
+    finally:
+        client.close()
+
+
 def test_observer_survives_the_death_of_its_member(namespace: str) -> None:
     require_etcd_binary()
     with EtcdCluster(size=3) as cluster:

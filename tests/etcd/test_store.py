@@ -135,8 +135,8 @@ def test_racing_writers_never_go_back(etcd_single: EtcdTarget, backend: EtcdBack
 
 def test_store_needs_an_etcd_backend() -> None:
     with pytest.raises(fc.InvalidArgumentType):
-        EtcdStore(42)  # type: ignore[arg-type]
+        EtcdStore(42)
     with fc.connect("memory://store") as memory, pytest.raises(fc.InvalidArgumentType):
-        EtcdStore(memory)  # type: ignore[arg-type]
+        EtcdStore(memory)
     with pytest.raises(fc.ConfigurationError, match="etcd://"):
         EtcdStore("memory://store")

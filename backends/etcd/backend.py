@@ -1,0 +1,244 @@
+"""The etcd backend: :class:`EtcdBackend`, its options and its semantics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from fencing_coord.errors import LockLost
+from fencing_coord.fairqueue import wait_in_line
+from fencing_coord.grant import Grant
+from fencing_coord.interface import Capabilities
+from fencing_coord.records import Leader, LockState
+from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.url import BackendURL, OptionReader
+
+from .connection import Connection, connection_for, readable_file
+from .election import proclaim, read_leader
+from .queue import EtcdGrant, Queues
+from .session import Session
+from .watch import PrefixWatch
+from .wire import MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
+
+__all__ = ["EtcdBackend"]
+
+_log = logging.getLogger(__name__)
+
+
+class EtcdBackend(ElectionBackend):
+    """Locks on etcd v3 with fencing tokens from etcd's revisions.
+
+    URL grammar::
+
+        etcd://[user:password@]host[:port][,host[:port]...][?option=value&...]
+        etcds://[user:password@]host[:port][,...]?ca=/path/ca.pem[&cert=/path/c.pem&key=/path/k.pem]
+
+    Hosts default to port 2379; list several members of a cluster and the client moves
+    to the next one when the one in use fails. ``user:password`` logs in with etcd's
+    authentication (the user needs read/write on ``/fencing-coord/``). ``etcds://``
+    speaks TLS: ``ca`` verifies the server (the system's roots when omitted); ``cert``
+    and ``key`` (together) present a client certificate.
+
+    ============ =============================================================== =================
+    option       meaning                                                         default
+    ============ =============================================================== =================
+    ttl          lease TTL in seconds; etcd leases are whole seconds, so it is   10
+                 rounded up, and etcd raises it to its minimum (2 s with etcd's
+                 default heartbeat/election settings). ``backend.ttl`` is the
+                 TTL etcd granted.
+    namespace    key prefix: ``/fencing-coord/<namespace>/``                      ``default``
+    timeout      seconds a call may wait for etcd (retrying on other members)    5
+                 before BackendUnavailable; also the connect timeout
+    identity     holder identity, stored as the lock key's value                 host:pid:random
+    ca           etcds: CA bundle (PEM file) that signed the servers' certs      system roots
+    cert, key    etcds: client certificate and its private key (PEM files)       none
+    ============ =============================================================== =================
+
+    Semantics (see the module docstring for the key layout):
+
+    * One lease per backend object, granted at connect and kept alive every ttl/3 by a
+      background thread. When etcd reports it gone (keepalive TTL 0: "lease revoked" if
+      it vanished while we still counted on it, "lease expired" otherwise), or no
+      keepalive has been confirmed for a whole TTL, every grant on it is marked lost
+      (``on_lost`` fires once) and a new lease is granted for later acquisitions.
+    * ``grant.lost`` also compares the time since the last confirmed keepalive with the
+      TTL, locally: a process that was paused past its TTL sees ``lost`` as soon as it
+      resumes, before any request.
+    * ``renew(grant)`` sends one keepalive (it refreshes every grant of the backend) and
+      checks the grant's key; LockLost if either is gone.
+    * ``acquire(name, timeout)`` bounds the wait for the lock; a request within it that
+      cannot reach etcd gives up after the ``timeout`` option with BackendUnavailable
+      (the queued key is withdrawn, in the background if need be). ``close()`` wakes the
+      backend's waiting threads, which raise InvalidArgument ("... is closed").
+    * A waiter whose key vanishes while it waits (its lease expired: etcd issues
+      #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
+    * A held key deleted out of band (an operator's ``etcdctl del``) is noticed within
+      ttl/3 (the keepalive also reads the held keys every round) or by ``renew``: the
+      grant is marked lost ("lock key deleted"). Revoking the lease breaks every lock of
+      a backend at once (also noticed within ttl/3).
+    * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
+      the key in the background once etcd answers; ``close`` revokes the lease, which
+      deletes every key of this backend at once.
+    * Elections (``backend.election(name)``) are the same queue in their own key space:
+      a term is a grant (same lease, same loss rules; ``resign`` = ``release``).
+      ``term.proclaim`` is one guarded transaction (LockLost, and the term marked lost,
+      once the leader's key is gone); ``leader()`` is one range read; ``observe`` holds
+      one watch stream on the election's prefix, re-opened on another member when its
+      member fails.
+    """
+
+    schemes = ("etcd", "etcds")
+    capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
+
+    def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str) -> None:
+        lease_ttl = max(1, math.ceil(ttl))
+        super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
+        self._conn = conn
+        self._root = f"{ROOT}/{namespace}/".encode()
+        self._session = Session(conn, lease_ttl, conn.label)
+        self._session.after_keepalive = self._check_held_keys
+        try:
+            conn.authenticate()
+            lease = self._session.start()
+        except BaseException:
+            conn.close()
+            raise
+        self.ttl = float(lease.ttl)
+        #: A silent wait or watch is re-checked at least this often.
+        self._recheck_interval = max(2.0 * self.ttl, conn.timeout)
+        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
+
+    @classmethod
+    def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
+        reader = OptionReader(url, options)
+        common = reader.common()
+        ca = reader.get("ca", None, readable_file)
+        cert = reader.get("cert", None, readable_file)
+        key = reader.get("key", None, readable_file)
+        reader.finish()
+        conn = connection_for(url, common.timeout, ca, cert, key)
+        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+
+    # -- what operators and tests may look at ------------------------------------------------
+
+    @property
+    def lease_id(self) -> int | None:
+        """The etcd lease the backend uses now (None between a loss and the next grant).
+        Revoking it (``etcdctl lease revoke <hex>``) breaks every lock and term of this backend."""
+        lease = self._session.current()
+        return None if lease is None else lease.id
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The members this backend talks to, as host:port."""
+        return tuple(self._conn.targets)
+
+    def lock_prefix(self, name: str) -> str:
+        """The etcd key prefix under which ``name``'s contenders queue."""
+        return self._lock_prefix(name).decode()
+
+    # -- the lock SPI ----------------------------------------------------------------------
+
+    def _lock_prefix(self, name: str) -> bytes:
+        return self._root + b"locks/" + name.encode() + b"/"
+
+    def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
+        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
+        return wait_in_line(line, deadline, on_queued)
+
+    def _probe(self, grant: Grant) -> None:
+        lease = narrow(grant, EtcdGrant).place.lease
+        reason = self._session.check(lease)
+        if reason is not None:
+            grant.mark_lost(reason)
+
+    def _renew(self, grant: Grant) -> None:
+        mine = narrow(grant, EtcdGrant)
+        lease = mine.place.lease
+        try:
+            self._session.renew(lease)
+        except LockLost:
+            mine.mark_lost(lease.dead or "lease lost")
+            raise
+        if lease.dead is not None:
+            mine.mark_lost(lease.dead)
+            raise LockLost(f"{mine!r} was lost: {lease.dead}")
+        if not any(kv.create_revision == mine.place.revision for kv in self._conn.range(range_request(mine.place.key))):
+            self._key_deleted(mine)
+
+    def _check_held_keys(self) -> None:
+        """From the keepalive thread, every ttl/3: report a grant whose key was deleted
+        out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
+        ZooKeeper's node watches do, instead of waiting for the holder's next renew.
+        One read of every held key per round, only while something is held."""
+        held = [narrow(grant, EtcdGrant) for grant in self._live_grants()]
+        for start in range(0, len(held), MAX_TXN_OPS):
+            chunk = held[start:start + MAX_TXN_OPS]
+            response = self._conn.txn(txn(success=[range_op(range_request(grant.place.key)) for grant in chunk]))
+            for grant, op in zip(chunk, response.responses, strict=True):
+                if not grant.released and not any(kv.create_revision == grant.place.revision for kv in range_kvs(op)):
+                    with contextlib.suppress(LockLost):
+                        self._key_deleted(grant)
+
+    def _key_deleted(self, grant: EtcdGrant) -> None:
+        """``grant``'s key is gone while its lease lives (deleted out of band): mark the
+        grant lost and raise LockLost. The key's slot stays taken until ``release``, so
+        that its delete cannot hit a newer key of the same name."""
+        place = grant.place
+        self._session.unbind(place.lease, grant)
+        kind = "lock" if place.prefix.startswith(self._root + b"locks/") else "election"
+        grant.mark_lost(f"{kind} key deleted")
+        raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
+
+    def _release(self, grant: Grant) -> bool:
+        place = narrow(grant, EtcdGrant).place
+        self._session.unbind(place.lease, grant)
+        held = self._queues.withdraw(place)
+        return held and place.lease.dead is None
+
+    def _describe(self, name: str) -> LockState:
+        members = self._queues.members(self._lock_prefix(name))
+        if not members:
+            return LockState(name, None, None)
+        head, *waiting = members
+        return LockState(name, head.value.decode(errors="replace"), head.create_revision,
+                         tuple(kv.value.decode(errors="replace") for kv in waiting))
+
+    def _names(self) -> list[str]:
+        prefix = self._root + b"locks/"
+        kvs = self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True))
+        return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
+
+    def _close(self, held: list[Grant]) -> None:
+        try:
+            self._session.close(self._conn.timeout)
+        finally:
+            self._conn.close()
+
+    # -- the election capability ----------------------------------------------------------
+
+    def _election_prefix(self, name: str) -> bytes:
+        return self._root + b"elections/" + name.encode() + b"/"
+
+    def _campaign(self, name: str, value: bytes, deadline: float | None,
+                  on_queued: Callable[[], object] | None) -> Grant | None:
+        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        return wait_in_line(line, deadline, on_queued)
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        """Raises LockLost (and marks the term lost) when the leader's key no longer has
+        the term's create revision: the term is over, and a successor's key is untouched."""
+        mine = narrow(grant, EtcdGrant)
+        if not proclaim(self._conn, mine.place, mine.holder, value):
+            self._key_deleted(mine)
+
+    def _leader(self, name: str) -> Leader | None:
+        return read_leader(self._conn, self._election_prefix(name))
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        watch = PrefixWatch(self._conn, self._election_prefix(name), notify,
+                            recheck_interval=self._recheck_interval, closed=lambda: self.closed)
+        return watch.start()
