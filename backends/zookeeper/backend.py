@@ -1,76 +1,43 @@
-"""The ZooKeeper lock backend.
-"""
+"""The ZooKeeper backend: :class:`ZooKeeperBackend`, the SPI on top of the session
+(:mod:`.session`), the queue driver (:mod:`.queue`), the monitor (:mod:`.monitor`) and
+the election readers (:mod:`.election`)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import queue
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from kazoo.exceptions import (
-    NoNodeError,
-)
+from kazoo.exceptions import NoNodeError
 
-from fencing_coord.config import BackendURL, OptionReader
-from fencing_coord.election import Leader
-from fencing_coord.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    FencingCoordError,
-    LockLost,
-)
-from fencing_coord.interface import Capabilities, Grant, LockBackend, LockState
-from fencing_coord.spi import ROOT
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, LockLost
+from fencing_coord.fairqueue import wait_in_line
+from fencing_coord.grant import Grant
+from fencing_coord.interface import Capabilities
+from fencing_coord.records import Leader, LockState
+from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.url import BackendURL, OptionReader
 
-from .election import _LeaderWatch
-from .names import (
-    _CANDIDATE_KIND,
-    _KIND_WORDS,
-    _LOCK_KIND,
-    DEFAULT_SEQUENCE_WINDOW,
-    _candidate_data,
-    _parse_candidate,
-    _segment,
-    _unsegment,
-)
-from .queue import _ContenderQueue, _Entry, _Gone, _Janitor, _Position
-from .session import SessionState, _same, _Session
+from .election import LeaderWatch, read_leader
+from .grant import ZooKeeperGrant
+from .members import members
+from .monitor import Monitor
+from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
+from .queue import ZooKeeperQueue
+from .session import Session, SessionState, presend
+
+__all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 2181
-# A grant's node is watched once the grant has been held this long (seconds).
-_ARM_DELAY: Final = 0.05
 # Lock names whose paths a backend remembers.
 _PATH_CACHE_SIZE: Final = 4096
-# Ticks without any grant before the monitor stops ticking.
-_IDLE_TICKS: Final = 20
 
 
-
-
-@dataclass
-class _Held:
-    """Backend-private data of a grant (``Grant.handle``)."""
-
-    entry: _Entry
-    parent_czxid: int
-    watch: Callable[[Any], None]
-    granted_at: float = 0.0
-    armed: bool = False  # the node's watch is set
-
-
-_STOP: Final = object()
-
-
-class ZooKeeperBackend(LockBackend, _Janitor):
+class ZooKeeperBackend(ElectionBackend):
     """Locks and leader elections on ZooKeeper:
     ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
 
@@ -97,17 +64,17 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     sequence_window  largest distance in sequence numbers tolerated between two live    2^30
                      contenders of one lock or election before it refuses with
                      TokenSpaceExhausted
-                     (see the module docstring; small values are for tests)
+                     (see :mod:`.queue`; small values are for tests)
     ================ ================================================================== ================
 
-    Tokens are the creation zxids of the lock and candidate nodes (see the module docstring
-    for why, for the limits of the sequence counter and for elections). Sessions: see
-    :class:`SessionState` and the module docstring; ``suspended`` tells a holder (or a
-    leader) to pause writes.
+    Tokens are the creation zxids of the lock and candidate nodes (see :mod:`.grant` for
+    why, :mod:`.queue` for the limits of the sequence counter, :mod:`.election` for
+    elections). Sessions: see :mod:`.session`; ``suspended`` tells a holder (or a leader)
+    to pause writes.
     """
 
     schemes = ("zookeeper", "zk")
-    capabilities = Capabilities(fifo=True, injectable_clock=False, elections=True, multiprocess=True)
+    capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
 
     def __init__(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
                  identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
@@ -120,25 +87,13 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         #: The chroot, applied here rather than by kazoo, so that missing levels of it are
         #: created along with our own znodes (kazoo creates only the last level).
         self.chroot = chroot.rstrip("/")
-        self._root = f"{self.chroot}{ROOT}/{_segment(namespace)}"
-        self._mutex = threading.Lock()
-        self._live: dict[str, Grant] = {}  # node path -> grant held now
-        self._doomed: dict[str, int | None] = {}  # node path -> owning session: delete when connected
-        self._orphans: set[tuple[str, str]] = set()  # (parent, nonce) of creates with unknown outcome
-        self._parents: dict[str, int] = {}  # queue parent path -> its czxid last seen
+        self._root = f"{self.chroot}{ROOT}/{segment(namespace)}"
+        self._window = sequence_window
         self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
-        # The monitor ticks (every _ARM_DELAY) while grants are live, to arm their watches.
-        self._ticking = False
-        self._last_grant = 0.0  # time.monotonic() of the last grant
-        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         auth = (username, password or "") if username is not None else None
-        self._session = _Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
-                                 randomize_hosts=randomize_hosts, listener=self._on_session)
-        self._locks = _ContenderQueue(self._session, self, _LOCK_KIND, sequence_window)
-        self._candidates = _ContenderQueue(self._session, self, _CANDIDATE_KIND, sequence_window)
-        self._leader_watches: set[_LeaderWatch] = set()
-        self._monitor = threading.Thread(target=self._run_monitor, name="fencing-coord-zookeeper-monitor",
-                                         daemon=True)
+        self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
+                                randomize_hosts=randomize_hosts)
+        self._monitor = Monitor(self._session, owner=self)
         self._session.start()
         granted = self._session.negotiated_timeout
         if abs(granted - ttl) > 0.001:
@@ -159,7 +114,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.host_list(DEFAULT_PORT))
         chroot = url.path.strip("/")
         parts = chroot.split("/") if chroot else []
-        if any(p in ("", ".", "..") or _segment(p) != p for p in parts) or parts[:1] == ["zookeeper"]:
+        if any(p in ("", ".", "..") or segment(p) != p for p in parts) or parts[:1] == ["zookeeper"]:
             raise ConfigurationError(
                 f"{url.redacted()}: chroot /{chroot} is not a usable ZooKeeper path (an empty, '.' or '..' "
                 "segment, a character ZooKeeper refuses, or below /zookeeper)"
@@ -180,7 +135,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
     def suspended(self) -> bool:
         """True while the connection is lost and the session may or may not be alive: a
         careful holder pauses its writes until this is False again."""
-        return self._session.state in (SessionState.SUSPENDED, SessionState.LOST, SessionState.CONNECTING)
+        return self._session.suspended
 
     @property
     def session_timeout(self) -> float:
@@ -200,14 +155,7 @@ class ZooKeeperBackend(LockBackend, _Janitor):
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until the session is connected; True if it is within ``timeout`` s."""
-        limit = None if timeout is None else time.monotonic() + timeout
-        with self._session.cond:
-            while self._session.state != SessionState.CONNECTED and not self._session.closed:
-                remaining = None if limit is None else limit - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._session.cond.wait(remaining)
-            return self._session.state == SessionState.CONNECTED
+        return self._session.wait_connected(timeout)
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -216,96 +164,35 @@ class ZooKeeperBackend(LockBackend, _Janitor):
         chroot included (as an operator would name it in ``zkCli.sh``)."""
         path = self._lock_paths.get(name)
         if path is None:
-            path = f"{self._root}/locks/{_segment(name)}"
+            path = f"{self._root}/locks/{segment(name)}"
             if len(self._lock_paths) < _PATH_CACHE_SIZE:
                 self._lock_paths[name] = path
         return path
 
     def election_path(self, name: str) -> str:
         """The persistent parent znode of election ``name``, chroot included."""
-        return f"{self._root}/elections/{_segment(name)}"
+        return f"{self._root}/elections/{segment(name)}"
 
-    # -- SPI --------------------------------------------------------------------------------
+    # -- the lock SPI -----------------------------------------------------------------------
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        return self._join(self._locks, self.lock_path(name), name, self.identity.encode("utf-8"), deadline,
-                          on_queued)
-
-    def _join(self, recipe: _ContenderQueue, parent: str, name: str, data: bytes, deadline: float | None,
-              on_queued: Callable[[], object] | None) -> Grant | None:
-        """Queue under ``parent`` with node data ``data`` until first (the grant for
-        ``name``) or until ``deadline`` (withdrawn; None). Locks and elections alike."""
-        queued = False
-        while True:
-            entry = recipe.enqueue(parent, data)
-            try:
-                while True:
-                    position = recipe.position(entry, recipe.budget(deadline))
-                    if position.predecessor is None:
-                        grant = self._register(name, entry, position)
-                        if grant is None:
-                            raise _Gone("the session changed while acquiring")
-                        return grant
-                    if deadline is not None and time.monotonic() >= deadline:
-                        recipe.withdraw(entry)
-                        return None
-                    if not queued:
-                        queued = True
-                        if on_queued is not None:
-                            on_queued()
-                    recipe.wait(entry, position.predecessor, deadline)
-            except _Gone:
-                # Our node vanished (session expired, deleted out of band): queue again.
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-                continue
-            except BaseException:
-                recipe.withdraw(entry)
-                raise
-
-    def _register(self, name: str, entry: _Entry, position: _Position) -> Grant | None:
-        held = _Held(entry, position.parent_czxid, watch=lambda _event: None, granted_at=time.monotonic())
-        grant = Grant(name, entry.czxid, self.identity, owner=self, handle=held, probe=self._probe)
-
-        def watch(_event: Any) -> None:  # kazoo's thread: hand the check to the monitor
-            if not grant.released:
-                self._tasks.put(("verify", grant))
-
-        held.watch = watch
-        with self._mutex:
-            if self._session.session_id != entry.owner:
-                self._doomed[entry.path] = entry.owner
-                return None
-            self._live[entry.path] = grant
-            previous = self._parents.get(entry.parent)
-            if previous is not None or len(self._parents) < _PATH_CACHE_SIZE:
-                self._parents[entry.parent] = position.parent_czxid
-            wake = not self._ticking
-            self._ticking = True
-            self._last_grant = held.granted_at
-        if wake:
-            self._tasks.put(("tick",))
-        if previous is not None and previous != position.parent_czxid:
-            _log.warning("the parent znode of %r (%s) was deleted and created again out of band "
-                         "(czxid %#x -> %#x); tokens continue upward", name, entry.parent, previous,
-                         position.parent_czxid)
-        return grant
+        driver = ZooKeeperQueue(self._monitor, LOCK_KIND, self._window, parent=self.lock_path(name), name=name,
+                                holder=self.identity, data=self.identity.encode("utf-8"), deadline=deadline)
+        return wait_in_line(driver, deadline, on_queued)
 
     def _renew(self, grant: Grant) -> None:
-        held = cast(_Held, grant.handle)
-        stat = self._session.request(f"renew {grant.name!r}",
-                                     lambda: self._session.client.exists_async(held.entry.path))
-        if stat is None or int(stat.czxid) != held.entry.czxid:
-            reason = self._loss_reason(held)
-            self._lose(grant, reason)
-            raise LockLost(f"{grant!r} is lost: {reason}")
+        """One round trip: the session is alive (kazoo's heartbeats keep it) and the node
+        is still ours; LockLost otherwise."""
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        stat = self._session.request(f"renew {mine.name!r}", lambda: self._session.client.exists_async(path))
+        if stat is None or int(stat.czxid) != mine.entry.czxid:
+            raise LockLost(f"{mine!r} is lost: {self._monitor.lost(mine)}")
 
     def _release(self, grant: Grant) -> bool:
-        held = cast(_Held, grant.handle)
-        path = held.entry.path
-        with self._mutex:
-            live = self._live.pop(path, None) is grant
-        if not live or grant.lost:
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        if not self._monitor.forget(mine) or mine.lost:
             return False
         attempts = 0
 
@@ -315,22 +202,22 @@ class ZooKeeperBackend(LockBackend, _Janitor):
             return self._session.client.delete_async(path)
 
         try:
-            self._session.request(f"release {grant.name!r}", delete, expected=(NoNodeError,))
+            self._session.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
             return True
         except NoNodeError:
             # On a retry, our first delete may have gone through before the connection dropped.
-            return attempts > 1 and self._session.session_id == held.entry.owner
+            return attempts > 1 and self._session.session_id == mine.entry.owner
         except BackendUnavailable as exc:
             _log.warning("releasing %r: %s; its node will be deleted once connected (or dies with the session)",
-                         grant, exc)
-            self.discard(path, held.entry.owner)
+                         mine, exc)
+            self._monitor.discard(path, mine.entry.owner)
             return True
 
     def _describe(self, name: str) -> LockState:
-        members = self._locks.members(self.lock_path(name))
-        if not members:
+        queued = members(self._session, self.lock_path(name), LOCK_KIND)
+        if not queued:
             return LockState(name, None, None)
-        holder, *waiters = members
+        holder, *waiters = queued
         return LockState(name, _identity(holder.data), holder.czxid, tuple(_identity(m.data) for m in waiters))
 
     def _names(self) -> list[str]:
@@ -341,251 +228,52 @@ class ZooKeeperBackend(LockBackend, _Janitor):
                                              expected=(NoNodeError,))
         except NoNodeError:
             return []
-        pending = [(child, client.exists_async(f"{base}/{child}")) for child in children]
+        stats = [(child, presend(functools.partial(client.exists_async, f"{base}/{child}"))) for child in children]
         names = []
-        for child, result in pending:
-            stat = self._session.request(f"stat {base}/{child}", functools.partial(_same, result))
+        for child, stat_of in stats:
+            stat = self._session.request(f"stat {base}/{child}", stat_of)
             if stat is not None and int(stat.numChildren) > 0:
-                names.append(_unsegment(child))
+                names.append(unsegment(child))
         return names
 
     def _close(self, held: list[Grant]) -> None:
-        with self._mutex:
-            self._live.clear()
-            for watch in self._leader_watches:
-                watch.stop()
-            self._leader_watches.clear()
-        self._tasks.put(_STOP)
+        self._monitor.stop()
         try:
             # Ending the session deletes every ephemeral node of ours in one step.
             self._session.close()
         finally:
             self._monitor.join(self.timeout)
 
-    # -- the election SPI (see the module docstring) -----------------------------------------
+    # -- the election capability (see :mod:`.election`) -------------------------------------
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
-        return self._join(self._candidates, self.election_path(name), name, _candidate_data(self.identity, value),
-                          deadline, on_queued)
+        driver = ZooKeeperQueue(self._monitor, CANDIDATE_KIND, self._window, parent=self.election_path(name),
+                                name=name, holder=self.identity, data=encode_candidate(self.identity, value),
+                                deadline=deadline)
+        return wait_in_line(driver, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Rewrite the leader's node with ``value`` (its czxid, the token, stays); raise
         :class:`LockLost`, and report the term lost, when the node is gone."""
-        held = cast(_Held, grant.handle)
-        path = held.entry.path
-        data = _candidate_data(grant.holder, value)
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        data = encode_candidate(mine.holder, value)
         try:
             # Idempotent: sent again after a reconnection, it writes the same data. On a
             # new session the node died with the old one, and ZooKeeper answers NoNode.
-            self._session.request(f"proclaim in {grant.name!r}",
+            self._session.request(f"proclaim in {mine.name!r}",
                                   lambda: self._session.client.set_async(path, data), expected=(NoNodeError,))
         except NoNodeError:
-            reason = self._loss_reason(held)
-            self._lose(grant, reason)
-            raise LockLost(f"{grant!r} no longer leads: {reason}") from None
+            raise LockLost(f"{mine!r} no longer leads: {self._monitor.lost(mine)}") from None
 
     def _leader(self, name: str) -> Leader | None:
-        path = self.election_path(name)
-        head = self._candidates.head(path)
-        if head is None:
-            return None
-        identity, value = _parse_candidate(f"{path}/{head.contender.node}", head.data)
-        return Leader(identity, value, head.czxid)
+        return read_leader(self._session, self.election_path(name))
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        watch = _LeaderWatch(self._session.client, self.election_path(name), _CANDIDATE_KIND, notify)
-        with self._mutex:
-            self._leader_watches.add(watch)
-        watch.arm()
-
-        def stop() -> None:
-            watch.stop()
-            with self._mutex:
-                self._leader_watches.discard(watch)
-
-        return stop
-
-    # -- janitor ------------------------------------------------------------------------------
-
-    def discard(self, path: str, owner: int | None) -> None:
-        with self._mutex:
-            self._doomed[path] = owner
-        self._tasks.put(("tidy",))
-
-    def sweep(self, parent: str, nonce: str) -> None:
-        with self._mutex:
-            self._orphans.add((parent, nonce))
-        self._tasks.put(("tidy",))
-
-    # -- session events and the monitor thread --------------------------------------------
-
-    def _on_session(self, state: SessionState) -> None:
-        # kazoo's connection thread: only bookkeeping, no requests.
-        if state in (SessionState.LOST, SessionState.CLOSED):
-            with self._mutex:
-                lost = list(self._live.values())
-                self._live.clear()
-                # Ephemeral nodes died with the session.
-                self._doomed.clear()
-                self._orphans.clear()
-            if state == SessionState.LOST:
-                for grant in lost:
-                    grant.mark_lost("session expired")
-        self._tasks.put(("state", state))
-
-    def _run_monitor(self) -> None:
-        while True:
-            try:
-                task = self._tasks.get(timeout=self._next_wait())
-            except queue.Empty:
-                task = ("tick",)
-            if task is _STOP:
-                return
-            try:
-                if task[0] == "verify":
-                    self._verify(task[1])
-                elif task[0] == "state" and task[1] == SessionState.CONNECTED:
-                    with self._mutex:
-                        grants = list(self._live.values())
-                        watches = list(self._leader_watches)
-                    # Observers first (asynchronous, never blocks): a change may have been
-                    # missed while disconnected, and their watches are gone.
-                    for watch in watches:
-                        watch.arm()
-                    # kazoo drops every watch when the connection drops: set them again,
-                    # checking that each node survived.
-                    for grant in grants:
-                        self._verify(grant)
-                    self._tidy()
-                elif task[0] == "tidy":
-                    self._tidy()
-                self._presume_lost()
-                self._arm_due()
-            except FencingCoordError as exc:
-                _log.debug("monitor task %r failed: %s", task, exc)
-            except Exception:
-                _log.exception("monitor task %r failed", task)
-
-    def _next_wait(self) -> float | None:
-        """How long the monitor may block: until the live grants must be presumed lost,
-        or the next tick while grants are live (None: until a task arrives)."""
-        waits = []
-        suspended_at = self._session.suspended_at
-        if suspended_at is not None and self._live:
-            waits.append(max(0.0, suspended_at + self._session.negotiated_timeout - time.monotonic()))
-        if self._ticking:
-            waits.append(_ARM_DELAY)
-        return min(waits) if waits else None
-
-    def _arm_due(self) -> None:
-        """Watch the node of every grant held for longer than _ARM_DELAY. Grants given
-        up sooner never cost a watch (a request, then an event when they are released);
-        an out-of-band deletion of a node is noticed within about 2 x _ARM_DELAY."""
-        now = time.monotonic()
-        with self._mutex:
-            due = [g for g in self._live.values()
-                   if not cast(_Held, g.handle).armed and now - cast(_Held, g.handle).granted_at >= _ARM_DELAY]
-            if not self._live and now - self._last_grant > _IDLE_TICKS * _ARM_DELAY:
-                self._ticking = False  # the next grant wakes the monitor again
-        for grant in due:
-            self._verify(grant)
-
-    def _verify(self, grant: Grant) -> None:
-        """Check that ``grant``'s node exists (re-arming its watch); report it lost if not."""
-        held = cast(_Held, grant.handle)
-        with self._mutex:
-            if self._live.get(held.entry.path) is not grant:
-                return
-        if self._session.state != SessionState.CONNECTED:
-            return  # re-verified when connected again
-        stat = self._session.request(f"check {held.entry.path}",
-                                     lambda: self._session.client.exists_async(held.entry.path, watch=held.watch))
-        held.armed = True
-        if stat is None or int(stat.czxid) != held.entry.czxid:
-            self._lose(grant, self._loss_reason(held))
-
-    def _lose(self, grant: Grant, reason: str) -> None:
-        held = cast(_Held, grant.handle)
-        with self._mutex:
-            if self._live.get(held.entry.path) is grant:
-                del self._live[held.entry.path]
-        if grant.mark_lost(reason):
-            _log.warning("%r lost: %s", grant, reason)
-
-    def _loss_reason(self, held: _Held) -> str:
-        """Say as precisely as can be found out why ``held``'s node is gone."""
-        entry = held.entry
-        if self._session.session_id != entry.owner:
-            return "session expired"
-        node, owner = _KIND_WORDS.get(entry.node.split("-", 1)[0], ("node", "queue"))
-        gone = f"its {node} {entry.path} was deleted out of band"
-        try:
-            parent = self._session.request(f"check {entry.parent}",
-                                           lambda: self._session.client.exists_async(entry.parent))
-        except FencingCoordError:
-            return gone
-        if parent is None:
-            return (f"{gone}, and so was the {owner}'s parent znode {entry.parent} "
-                    "(tokens of a new parent continue upward)")
-        if int(parent.czxid) != held.parent_czxid:
-            return (f"{gone}, and the {owner}'s parent znode {entry.parent} was deleted and created again "
-                    "(tokens continue upward)")
-        return gone
-
-    def _tidy(self) -> None:
-        if self._session.state != SessionState.CONNECTED:
-            return
-        client = self._session.client
-        with self._mutex:
-            doomed = dict(self._doomed)
-            orphans = set(self._orphans)
-        for path, owner in doomed.items():
-            if owner is None or owner == self._session.session_id:
-                with contextlib.suppress(NoNodeError):
-                    self._session.request(f"delete {path}", functools.partial(client.delete_async, path),
-                                          expected=(NoNodeError,))
-            with self._mutex:
-                self._doomed.pop(path, None)
-        for parent, nonce in orphans:
-            try:
-                children = self._session.request(f"list {parent}", functools.partial(client.get_children_async, parent),
-                                                 expected=(NoNodeError,))
-            except NoNodeError:
-                children = []
-            for child in children:
-                # Any queue's node (``<kind>-<nonce>-<seq>``) created with this nonce.
-                if child.split("-", 2)[1:2] == [nonce]:
-                    with contextlib.suppress(NoNodeError):
-                        self._session.request(f"delete {parent}/{child}",
-                                              functools.partial(client.delete_async, f"{parent}/{child}"),
-                                              expected=(NoNodeError,))
-            with self._mutex:
-                self._orphans.discard((parent, nonce))
-
-    def _presume_lost(self) -> None:
-        """After a whole session timeout without a connection, the server has expired the
-        session (or will before we can reach it): report every grant lost now."""
-        suspended_at = self._session.suspended_at
-        if suspended_at is None or time.monotonic() < suspended_at + self._session.negotiated_timeout:
-            return
-        with self._mutex:
-            lost = list(self._live.values())
-            self._live.clear()
-            for grant in lost:
-                entry = cast(_Held, grant.handle).entry
-                self._doomed[entry.path] = entry.owner
-        reason = (f"session presumed expired: no connection to ZooKeeper for the whole session timeout "
-                  f"({self._session.negotiated_timeout:g} s)")
-        for grant in lost:
-            if grant.mark_lost(reason):
-                _log.warning("%r lost: %s", grant, reason)
-
-    def _probe(self, grant: Grant) -> None:
-        # Reading grant.lost: make the presumption exact even if the monitor is late.
-        if self._session.suspended_at is not None:
-            self._presume_lost()
-
+        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
+        self._monitor.watch_leader(watch)
+        return functools.partial(self._monitor.unwatch_leader, watch)
 
 
 def _identity(data: bytes) -> str:

@@ -1,4 +1,21 @@
-"""Watching an election's leader on ZooKeeper.
+"""Leader election on ZooKeeper: reading the leader and watching it.
+
+An election is the lock's queue recipe in the ``elections`` subtree, so a lock and an
+election of one name never meet::
+
+    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+
+one ephemeral-sequential node per candidate, holding
+:func:`~fencing_coord.spi.encode_candidate` of its identity and value. The first candidate
+(lowest sequence number, in serial arithmetic) is the leader, and its term's token is its
+node's czxid, like a lock grant's, with every guarantee of one (its term is lost, resigned
+and reported exactly like a grant). ``proclaim(value)`` rewrites the leader's own node
+(``setData``, unversioned: only its own session writes it, and the node's nonce makes it a
+path no other term ever has); the czxid, and so the token, is unchanged.
+
+``leader()`` costs two round trips (:func:`~.members.head`). An observer holds a child
+watch on the election's parent (an ``exists`` watch while the parent does not exist) and a
+data watch on the leader's node (so a proclaim is seen): :class:`LeaderWatch`.
 """
 
 from __future__ import annotations
@@ -8,19 +25,32 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kazoo.exceptions import (
-    ConnectionClosedError,
-    KazooException,
-    NoNodeError,
-)
+from kazoo.exceptions import ConnectionClosedError, KazooException, NoNodeError
 from kazoo.protocol.states import EventType
 
-from .names import _parse_contender, _queue_order
-from .session import _RETRYABLE
+from fencing_coord.records import Leader
+from fencing_coord.spi import decode_candidate
+
+from .members import head
+from .names import CANDIDATE_KIND, contenders, queue_order
+from .session import RETRYABLE, Session
+
+__all__ = ["LeaderWatch", "read_leader"]
 
 _log = logging.getLogger(__name__)
 
-class _LeaderWatch:
+
+def read_leader(session: Session, parent: str) -> Leader | None:
+    """The leader of the election whose parent is ``parent``, or None. Raises
+    :class:`BackendUnavailable` when its node does not hold a candidate record."""
+    first = head(session, parent, CANDIDATE_KIND)
+    if first is None:
+        return None
+    identity, value = decode_candidate(first.data, f"{parent}/{first.contender.node}")
+    return Leader(identity, value, first.czxid)
+
+
+class LeaderWatch:
     """One ``_watch_leader`` subscription: a child watch on an election's parent (an
     ``exists`` watch while the parent does not exist) and a data watch on the node of its
     first candidate, so a new leader, a resignation and a proclaim all fire one.
@@ -33,10 +63,9 @@ class _LeaderWatch:
     :meth:`arm` again on every reconnection, which ends with ``notify()`` in turn.
     """
 
-    def __init__(self, client: Any, parent: str, kind: str, notify: Callable[[], None]) -> None:
+    def __init__(self, client: Any, parent: str, notify: Callable[[], None]) -> None:
         self.client = client
         self.parent = parent
-        self.kind = kind
         self.notify = notify
         self.stopped = False
 
@@ -65,7 +94,7 @@ class _LeaderWatch:
 
     def _failed(self, exc: BaseException) -> None:
         """End this round after a failed request."""
-        if isinstance(exc, (*_RETRYABLE, ConnectionClosedError)):
+        if isinstance(exc, (*RETRYABLE, ConnectionClosedError)):
             return  # re-armed on reconnection (or the backend was closed)
         _log.warning("watching the leader of %s failed: %r", self.parent, exc)
         self.notify()  # the observer's own read reports what is wrong
@@ -81,7 +110,7 @@ class _LeaderWatch:
         if exc is not None:
             self._failed(exc)
             return
-        ordered = _queue_order([c for c in (_parse_contender(x, self.kind) for x in result.value) if c is not None])
+        ordered = queue_order(contenders(result.value, CANDIDATE_KIND))
         if not ordered:
             self.notify()
             return

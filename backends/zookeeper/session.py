@@ -1,5 +1,29 @@
-"""The ZooKeeper session: its states, and the one place where requests are sent, retried
-and their errors mapped.
+"""The ZooKeeper session: its states and their transitions, and the one place where
+requests are sent, retried across reconnections and their errors mapped.
+
+One kazoo client, i.e. one ZooKeeper session, per backend object; kazoo reconnects on its
+own. The states (:class:`SessionState`):
+
+* CONNECTED: normal.
+* SUSPENDED: the connection is lost; the session may still be alive, and kazoo tries every
+  ensemble member in turn. Grants are kept (reconnecting to another member within the
+  session timeout keeps the session, the nodes and so the grants), but their holders
+  cannot know whether a successor has been granted: a careful holder pauses writes while
+  ``backend.suspended`` is True (the fenced resource protects it regardless). If the
+  connection stays lost for a whole (negotiated) session timeout, the server has most
+  likely expired the session (it does once it has not heard from the client for that
+  long), and a successor may hold the lock: the monitor reports every grant lost
+  ("session presumed expired"); if the session turns out to have survived (the server
+  itself was unreachable or stopped), their nodes are deleted when the connection comes back.
+* LOST: the server expired the session (or the client learns so on reconnecting): every
+  grant is reported lost ("session expired") and its ``on_lost`` callbacks run once.
+  kazoo then opens a new session, which later acquisitions use; waiters queue again on it.
+* CONNECTING before the first connection, CLOSED after ``close()``.
+
+Errors of kazoo are mapped at this edge: connection loss, session expiry, timeouts ->
+:class:`BackendUnavailable` (after waiting up to ``timeout`` seconds for a reconnection);
+``NoAuth``/``AuthFailed`` -> :class:`ConfigurationError`; all chained ``from`` the original.
+kazoo calls state listeners and watches on its own threads; nothing here blocks them.
 """
 
 from __future__ import annotations
@@ -27,31 +51,26 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.security import CREATOR_ALL_ACL
 
-from fencing_coord.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    InvalidArgument,
-)
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument
+
+__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "presend"]
 
 _log = logging.getLogger(__name__)
-
+# kazoo's own messages, under ours.
 _kazoo_log = _log.getChild("kazoo")
 
-# kazoo failures after which the same request may succeed on a newer connection.
-_RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
+#: kazoo failures after which the same request may succeed on a newer connection.
+RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
 
 
 class SessionState(StrEnum):
-    """The backend's view of its ZooKeeper session (see the module docstring)."""
+    """The backend's view of its ZooKeeper session (see this module's docstring)."""
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
     SUSPENDED = "suspended"
     LOST = "lost"
     CLOSED = "closed"
-
-
-
 
 
 def _remaining(limit: float, floor: float = 0.0) -> float | None:
@@ -61,13 +80,13 @@ def _remaining(limit: float, floor: float = 0.0) -> float | None:
     return max(floor, limit - time.monotonic())
 
 
-class _OutcomeUnknown(Exception):
+class OutcomeUnknown(Exception):
     """A non-idempotent request was sent, but the connection dropped before its answer
     (raised once the connection is back, so the caller can look whether it applied)."""
 
 
 @dataclass(frozen=True)
-class _Stat:
+class Stat:
     """The parts of a ZooKeeper Stat this module uses (typed, away from kazoo's Any)."""
 
     czxid: int
@@ -77,17 +96,17 @@ class _Stat:
     ephemeral_owner: int
 
     @classmethod
-    def of(cls, stat: Any) -> _Stat:
+    def of(cls, stat: Any) -> Stat:
         return cls(int(stat.czxid), int(stat.version), int(stat.cversion), int(stat.dataLength),
                    int(stat.ephemeralOwner))
 
 
-class _Session:
+class Session:
     """One kazoo client, i.e. one ZooKeeper session: connection state and the one place
     where requests are sent, retried across reconnections and their errors mapped."""
 
     def __init__(self, hosts: str, *, session_timeout: float, timeout: float, auth: tuple[str, str] | None,
-                 randomize_hosts: bool, listener: Callable[[SessionState], None]) -> None:
+                 randomize_hosts: bool) -> None:
         self.hosts = hosts
         self.timeout = timeout
         self.requested_timeout = session_timeout
@@ -103,7 +122,7 @@ class _Session:
         # Events of threads waiting in a queue: set on every state change and on close,
         # since kazoo does not call watches once it is stopped.
         self._wakeups: set[threading.Event] = set()
-        self._listener = listener
+        self._listeners: list[Callable[[SessionState], None]] = []
         self.client: Any = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
@@ -117,6 +136,16 @@ class _Session:
         )
         self._hook_negotiated_timeout()
         self.client.add_listener(self._on_state)
+
+    def subscribe(self, listener: Callable[[SessionState], None]) -> None:
+        """Call ``listener(state)`` on every transition, from kazoo's connection thread
+        (it must not block). Subscribe before :meth:`start`."""
+        self._listeners.append(listener)
+
+    @property
+    def suspended(self) -> bool:
+        """True while there is no connection (the session may or may not be alive)."""
+        return self.state in (SessionState.SUSPENDED, SessionState.LOST, SessionState.CONNECTING)
 
     def _hook_negotiated_timeout(self) -> None:
         # kazoo keeps the negotiated session timeout in a local variable of its
@@ -180,7 +209,8 @@ class _Session:
             new = self.state
             self.cond.notify_all()
             self._wake_all()
-        self._listener(new)
+        for listener in self._listeners:
+            listener(new)
 
     def _wake_all(self) -> None:
         for event in self._wakeups:
@@ -198,6 +228,18 @@ class _Session:
             with self.cond:
                 self._wakeups.discard(event)
 
+    def wait_connected(self, timeout: float | None) -> bool:
+        """Block until connected; True if connected within ``timeout`` seconds (None:
+        no limit), False at the limit or once closed."""
+        limit = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self.state != SessionState.CONNECTED and not self.closed:
+                remaining = None if limit is None else limit - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(remaining)
+            return self.state == SessionState.CONNECTED
+
     # -- requests ----------------------------------------------------------------------
 
     def request(self, what: str, start: Callable[[], Any], *, budget: float | None = None,
@@ -207,7 +249,7 @@ class _Session:
 
         A lost connection is waited out for at most ``budget`` seconds (default: the
         backend's ``timeout``) and an idempotent request is sent again on the new
-        connection; a non-idempotent one raises :class:`_OutcomeUnknown` once connected
+        connection; a non-idempotent one raises :class:`OutcomeUnknown` once connected
         again. Exceptions in ``expected`` reach the caller unchanged; every other kazoo
         error is mapped. When the answer does not come in time, ``on_abandon(result)``
         is linked to the request's eventual completion.
@@ -228,11 +270,11 @@ class _Session:
                 if on_abandon is not None:
                     result.rawlink(on_abandon)
                 raise BackendUnavailable(f"{what}: ZooKeeper ({self.hosts}) did not answer in time") from exc
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 last = exc
                 self._wait_connected(what, limit, exc, newer_than=epoch)
                 if not idempotent:
-                    raise _OutcomeUnknown(what) from exc
+                    raise OutcomeUnknown(what) from exc
             except ConnectionClosedError as exc:
                 raise InvalidArgument(f"{what}: the backend was closed") from exc
             except (NoAuthError, AuthFailedError) as exc:
@@ -261,8 +303,13 @@ class _Session:
             return self.epoch
 
 
+def presend(start: Callable[[], Any]) -> Callable[[], Any]:
+    """Send ``start()``'s request now and return a ``start`` for :meth:`Session.request`
+    that collects it: so several reads go out before any answer is awaited (one round
+    trip, not one each). Called again (a retry after a reconnection), it sends anew."""
+    pending = [start()]
 
-def _same(value: Any) -> Any:
-    """For request(): a request already sent (its async result)."""
-    return value
+    def collect() -> Any:
+        return pending.pop() if pending else start()
 
+    return collect

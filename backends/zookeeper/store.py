@@ -1,42 +1,33 @@
-"""ZooKeeperStore: fenced resources in ZooKeeper znodes.
-"""
+"""Fenced resources in ZooKeeper: :class:`ZooKeeperStore`, one persistent znode per
+resource, ``/fencing-coord/<namespace>/resources/<resource>`` (below the backend's chroot),
+holding its values and its highest accepted token."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kazoo.exceptions import (
-    BadVersionError,
-    NodeExistsError,
-    NoNodeError,
-)
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from fencing_coord.errors import (
-    ConfigurationError,
-    InvalidArgument,
-)
+from fencing_coord.errors import ConfigurationError, InvalidArgument
 from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome, Store, admits
 
 from .backend import ZooKeeperBackend
-from .names import _segment
-from .session import _OutcomeUnknown
+from .names import segment
+from .session import OutcomeUnknown
 
-_log = logging.getLogger(__name__)
+__all__ = ["ZooKeeperStore"]
 
 # ZooKeeper's default jute.maxbuffer is 1 MiB - 1; a larger write drops the connection.
 _MAX_ZNODE_BYTES: Final = 1_000_000
 # How many recent writes a resource node remembers, to tell after a connection loss
 # whether our own conditional write was applied.
 _RECENT_WRITES: Final = 16
-
-
 
 
 @dataclass
@@ -108,13 +99,13 @@ class ZooKeeperStore(Store):
         self._backend = backend
         self._session = backend._session
         space = backend.namespace if namespace is None else namespace
-        self._base = f"{backend.chroot}{ROOT}/{_segment(space)}/resources"
+        self._base = f"{backend.chroot}{ROOT}/{segment(space)}/resources"
 
     def __repr__(self) -> str:
         return f"ZooKeeperStore({self._base!r})"
 
     def _path(self, resource: str) -> str:
-        return f"{self._base}/{_segment(resource)}"
+        return f"{self._base}/{segment(resource)}"
 
     def _read(self, path: str) -> tuple[_Resource, int | None]:
         client = self._session.client
@@ -141,7 +132,7 @@ class ZooKeeperStore(Store):
             return True
         except (BadVersionError, NodeExistsError, NoNodeError):
             return False
-        except _OutcomeUnknown:
+        except OutcomeUnknown:
             current, _ = self._read(path)
             return write_id in current.writes
 
