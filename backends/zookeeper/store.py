@@ -150,30 +150,32 @@ class ZooKeeperStore(Store):
         return bool(results) and results[0] is True
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
-        path = self._path(resource)
-        while True:
-            doc, version = self._read(path)
-            highest = doc.highest
-            if not admits(highest, token, strict):
-                return FencedOutcome(False, highest)
-            doc.values[key] = value
-            doc.highest = token if highest is None else max(highest, token)
-            if self._write(path, doc, version):
-                return FencedOutcome(True, highest)
+        return self._fenced(resource, key, token, strict, write=value)
 
     def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
+        return self._fenced(resource, key, token, strict, write=None)
+
+    def _fenced(self, resource: str, key: str, token: int, strict: bool, write: bytes | None) -> FencedOutcome:
+        """One fenced operation as a compare-and-set of the resource's node, started over
+        when someone else wrote first: store ``write`` under ``key``, or (None) read
+        ``key``. A read that leaves the highest token as it is confirms the version
+        through the leader instead of writing."""
         path = self._path(resource)
         while True:
             doc, version = self._read(path)
             highest = doc.highest
             if not admits(highest, token, strict):
                 return FencedOutcome(False, highest)
-            value = doc.values.get(key)
-            if highest is not None and token <= highest and version is not None:
-                if self._confirm(path, version):
-                    return FencedOutcome(True, highest, value)
-                continue
-            doc.highest = token
+            value = None
+            if write is not None:
+                doc.values[key] = write
+            else:
+                value = doc.values.get(key)
+                if highest is not None and token <= highest and version is not None:
+                    if self._confirm(path, version):
+                        return FencedOutcome(True, highest, value)
+                    continue
+            doc.highest = token if highest is None else max(highest, token)
             if self._write(path, doc, version):
                 return FencedOutcome(True, highest, value)
 
