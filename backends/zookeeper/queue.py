@@ -69,6 +69,8 @@ class ZooKeeperQueue:
     contender nodes of ``kind`` under ``parent``, holding ``data``; the grant is ``name``'s,
     held by ``holder``. ``deadline`` bounds how long a connection loss is ridden out."""
 
+    __slots__ = ("data", "deadline", "holder", "kind", "monitor", "name", "parent", "session", "window")
+
     def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
                  data: bytes, deadline: float | None) -> None:
         self.monitor = monitor
