@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import (
-    ZooKeeperBackend,
-    _Contender,
-    _parse_contender,
-    _queue_order,
-    _segment,
-    _serial_distance,
-    _unsegment,
+from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper.names import (
+    Contender,
+    parse_contender,
+    queue_order,
+    segment,
+    serial_distance,
+    unsegment,
 )
 from fencing_coord.servers import free_port
 from fencing_coord.servers.zookeeper import four_letter_word
@@ -45,21 +45,21 @@ def test_sequence_numbers_are_integers_in_serial_order_across_the_wrap() -> None
     # 2147483647 comes -2147483648. As strings, "-2147483648" < "2147483646"; as plain
     # integers too; only serial arithmetic keeps the queue in creation order.
     names = [_node(2_147_483_646), _node(2_147_483_647), _node(-2_147_483_648), _node(-2_147_483_647)]
-    parsed = [_parse_contender(n, "lock") for n in names]
+    parsed = [parse_contender(n, "lock") for n in names]
     assert all(p is not None for p in parsed)
     contenders = [p for p in parsed if p is not None]
     assert [c.seq for c in contenders] == [2_147_483_646, 2_147_483_647, -2_147_483_648, -2_147_483_647]
     shuffled = [contenders[2], contenders[0], contenders[3], contenders[1]]
-    assert [c.node for c in _queue_order(shuffled)] == names
+    assert [c.node for c in queue_order(shuffled)] == names
     assert sorted(names) != names, "string order would be wrong here (kazoo #606)"
-    assert _serial_distance(-2_147_483_648, 2_147_483_647) == 1
-    assert _serial_distance(2_147_483_647, -2_147_483_648) == -1
-    assert _serial_distance(10, 7) == 3
+    assert serial_distance(-2_147_483_648, 2_147_483_647) == 1
+    assert serial_distance(2_147_483_647, -2_147_483_648) == -1
+    assert serial_distance(10, 7) == 3
 
 
 def test_widths_do_not_matter_to_the_order() -> None:
-    small, large = _Contender(_node(9), NONCE, 9), _Contender(f"lock-{NONCE}-10", NONCE, 10)
-    assert _queue_order([large, small]) == [small, large]
+    small, large = Contender(_node(9), NONCE, 9), Contender(f"lock-{NONCE}-10", NONCE, 10)
+    assert queue_order([large, small]) == [small, large]
 
 
 @pytest.mark.parametrize("child", [
@@ -68,15 +68,15 @@ def test_widths_do_not_matter_to_the_order() -> None:
     f"lock-{NONCE}-9999999999",
 ])
 def test_foreign_children_are_not_contenders(child: str) -> None:
-    assert _parse_contender(child, "lock") is None
+    assert parse_contender(child, "lock") is None
 
 
 @pytest.mark.parametrize("name", ["orders", "a%b", "é", "日本", "\U0001f512", "x\ufffdy", "semi;colon", "a b"])
 def test_names_escape_into_one_segment_reversibly(name: str) -> None:
-    segment = _segment(name)
-    assert "/" not in segment
-    assert all(ord(ch) < 0xD800 or 0xF8FF < ord(ch) < 0xFFF0 for ch in segment)
-    assert _unsegment(segment) == name
+    escaped = segment(name)
+    assert "/" not in escaped
+    assert all(ord(ch) < 0xD800 or 0xF8FF < ord(ch) < 0xFFF0 for ch in escaped)
+    assert unsegment(escaped) == name
 
 
 # -- URLs, options, connecting --------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.zookeeper import _candidate_data, _parse_candidate
 from fencing_coord.election import Leader
+from fencing_coord.spi import decode_candidate, encode_candidate
 from fencing_coord.testing import ElectionConformance, ObservedLeaders
 
 from .conftest import MakeZK, ZooKeeperFixtures, ZooKeeperTarget, expire_session
@@ -43,13 +43,13 @@ class TestZooKeeperElectionEnsemble(ElectionConformance, ElectionFixtures):
     ("host:1:abc", b""), ("12:34", b"56:78"), ("ünï", b"\x00\xff:"), ("", b"only value"),
 ])
 def test_candidate_records_round_trip(identity: str, value: bytes) -> None:
-    assert _parse_candidate("/x", _candidate_data(identity, value)) == (identity, value)
+    assert decode_candidate(encode_candidate(identity, value), "/x") == (identity, value)
 
 
 @pytest.mark.parametrize("data", [b"", b"no colon", b"x:abc", b"9:short", b"-1:a", b"2:\xff\xfe"])
 def test_malformed_candidate_records_are_refused(data: bytes) -> None:
     with pytest.raises(fc.BackendUnavailable, match="candidate record"):
-        _parse_candidate("/x", data)
+        decode_candidate(data, "/x")
 
 
 def test_candidate_nodes_hold_identity_and_value_and_the_token_is_their_czxid(

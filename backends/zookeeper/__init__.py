@@ -1,0 +1,51 @@
+"""``zookeeper://`` -- locks and leader elections with fencing tokens on ZooKeeper, through kazoo.
+
+Layout (every path below the URL's chroot)::
+
+    /fencing-coord/<namespace>/locks/<name>/            persistent parent, never deleted by us
+    /fencing-coord/<namespace>/locks/<name>/lock-<nonce>-<seq>
+                                                        one ephemeral-sequential node per contender;
+                                                        data: the contender's identity (UTF-8)
+    /fencing-coord/<namespace>/elections/<name>/        persistent parent, never deleted by us
+    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+                                                        one ephemeral-sequential node per candidate;
+                                                        data: fencing_coord.spi.encode_candidate
+                                                        of its identity and value
+    /fencing-coord/<namespace>/resources/<resource>     ZooKeeperStore: one persistent node per
+                                                        fenced resource (values and highest token)
+
+The modules, one idea each:
+
+* :mod:`.names`: path segments, contender names ``<kind>-<nonce>-<seq>``, serial-number
+  arithmetic and queue order.
+* :mod:`.session`: the kazoo session, its states (:class:`SessionState`) and transitions,
+  and ``request()``, where every request is sent, retried and its errors mapped.
+* :mod:`.queue`: the fair-queue driver (:class:`~.queue.ZooKeeperQueue`) that
+  :func:`fencing_coord.fairqueue.wait_in_line` runs for locks and elections alike, and the
+  limits of the sequence counter.
+* :mod:`.grant`: :class:`ZooKeeperGrant` (the node a grant holds) and why tokens are czxids.
+* :mod:`.members`: a queue as onlookers read it (``describe``, ``leader``).
+* :mod:`.election`: reading and watching an election's leader.
+* :mod:`.monitor`: the thread that reports lost grants, re-arms watches after a
+  reconnection and deletes nodes nobody will use.
+* :mod:`.backend`: :class:`ZooKeeperBackend`, the SPI on top of them.
+* :mod:`.store`: :class:`ZooKeeperStore`, fenced resources in znodes.
+"""
+
+from fencing_coord.spi import ROOT
+
+from .backend import DEFAULT_PORT, ZooKeeperBackend
+from .grant import ZooKeeperGrant
+from .names import DEFAULT_SEQUENCE_WINDOW
+from .session import SessionState
+from .store import ZooKeeperStore
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_SEQUENCE_WINDOW",
+    "ROOT",
+    "SessionState",
+    "ZooKeeperBackend",
+    "ZooKeeperGrant",
+    "ZooKeeperStore",
+]

@@ -1,0 +1,302 @@
+"""The ZooKeeper backend: :class:`ZooKeeperBackend`, the SPI on top of the session
+(:mod:`.session`), the queue driver (:mod:`.queue`), the monitor (:mod:`.monitor`) and
+the election readers (:mod:`.election`)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+from kazoo.exceptions import NoNodeError
+
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, LockLost
+from fencing_coord.fairqueue import wait_in_line
+from fencing_coord.grant import Grant
+from fencing_coord.interface import Capabilities
+from fencing_coord.records import Leader, LockState
+from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.url import BackendURL, OptionReader
+
+from .election import LeaderWatch, read_leader
+from .grant import ZooKeeperGrant
+from .members import members
+from .monitor import Monitor
+from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
+from .queue import ZooKeeperQueue
+from .session import Session, SessionState, presend
+
+__all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 2181
+# Lock names whose paths a backend remembers.
+_PATH_CACHE_SIZE: Final = 4096
+
+
+class ZooKeeperBackend(ElectionBackend):
+    """Locks and leader elections on ZooKeeper:
+    ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
+
+    ``zk://`` is an alias. Hosts are tried in random order (``randomize_hosts``); the port
+    defaults to 2181; IPv6 hosts go in brackets. ``/chroot`` (optional) roots every path
+    this backend uses at that znode, which is created if missing. ``user:password`` adds
+    ZooKeeper digest credentials to the session, and every znode the backend creates then
+    gets the ACL ``auth`` (all permissions for that user only); other users, anonymous
+    ones included, are refused with :class:`ConfigurationError`.
+
+    ================ ================================================================== ================
+    option           meaning                                                            default
+    ================ ================================================================== ================
+    ttl              session timeout requested, seconds. The server clamps it to its    10
+                     ``minSessionTimeout``..``maxSessionTimeout`` (by default 2 and 20
+                     times ``tickTime``, i.e. 4..40 s at the default 2 s tick); the
+                     granted value is ``session_timeout`` and is the one used for every
+                     decision (a warning is logged when it differs from ``ttl``).
+    namespace        second path segment, isolating one application                     ``default``
+    timeout          seconds to wait for ZooKeeper per call, reconnections included;    5
+                     also bounds ``connect``
+    identity         holder identity, stored in every lock and candidate node           host:pid:random
+    randomize_hosts  try the hosts in random order (``false``: in the order given)      ``true``
+    sequence_window  largest distance in sequence numbers tolerated between two live    2^30
+                     contenders of one lock or election before it refuses with
+                     TokenSpaceExhausted
+                     (see :mod:`.queue`; small values are for tests)
+    ================ ================================================================== ================
+
+    Tokens are the creation zxids of the lock and candidate nodes (see :mod:`.grant` for
+    why, :mod:`.queue` for the limits of the sequence counter, :mod:`.election` for
+    elections). Sessions: see :mod:`.session`; ``suspended`` tells a holder (or a leader)
+    to pause writes.
+    """
+
+    schemes = ("zookeeper", "zk")
+    capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
+
+    def __init__(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
+                 identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
+                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW) -> None:
+        """Connect to ``hosts`` (``host:port,...``); every path is put below ``chroot``
+        (``/a/b`` or empty). Raises :class:`BackendUnavailable` when no server accepts a
+        session within ``timeout``."""
+        super().__init__(ttl=ttl, namespace=namespace, identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
+        self.timeout = timeout
+        #: The chroot, applied here rather than by kazoo, so that missing levels of it are
+        #: created along with our own znodes (kazoo creates only the last level).
+        self.chroot = chroot.rstrip("/")
+        self._root = f"{self.chroot}{ROOT}/{segment(namespace)}"
+        self._window = sequence_window
+        self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
+        auth = (username, password or "") if username is not None else None
+        self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
+                                randomize_hosts=randomize_hosts)
+        self._monitor = Monitor(self._session, owner=self)
+        self._session.start()
+        granted = self._session.negotiated_timeout
+        if abs(granted - ttl) > 0.001:
+            _log.warning("ZooKeeper granted a session timeout of %.3f s instead of the requested ttl=%.3f s "
+                         "(the server bounds it by minSessionTimeout/maxSessionTimeout); using %.3f s",
+                         granted, ttl, granted)
+        self._monitor.start()
+
+    @classmethod
+    def from_url(cls, url: BackendURL, options: dict[str, Any]) -> ZooKeeperBackend:
+        reader = OptionReader(url, options)
+        common = reader.common()
+        randomize = reader.get("randomize_hosts", True, _parse_bool)
+        window = reader.get("sequence_window", DEFAULT_SEQUENCE_WINDOW, _parse_window)
+        reader.finish()
+        if url.username is not None and url.password is None:
+            raise ConfigurationError(f"{url.redacted()}: digest credentials need user:password, not just a user")
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.host_list(DEFAULT_PORT))
+        chroot = url.path.strip("/")
+        parts = chroot.split("/") if chroot else []
+        if any(p in ("", ".", "..") or segment(p) != p for p in parts) or parts[:1] == ["zookeeper"]:
+            raise ConfigurationError(
+                f"{url.redacted()}: chroot /{chroot} is not a usable ZooKeeper path (an empty, '.' or '..' "
+                "segment, a character ZooKeeper refuses, or below /zookeeper)"
+            )
+        return cls(hosts, chroot="/" + chroot if chroot else "", ttl=common.ttl,
+                   namespace=common.namespace, identity=common.identity,
+                   timeout=common.timeout, username=url.username, password=url.password,
+                   randomize_hosts=randomize, sequence_window=window)
+
+    # -- session information --------------------------------------------------------------
+
+    @property
+    def session_state(self) -> SessionState:
+        """The session's state now (see :class:`SessionState`)."""
+        return self._session.state
+
+    @property
+    def suspended(self) -> bool:
+        """True while the connection is lost and the session may or may not be alive: a
+        careful holder pauses its writes until this is False again."""
+        return self._session.suspended
+
+    @property
+    def session_timeout(self) -> float:
+        """The session timeout the server granted, seconds."""
+        return self._session.negotiated_timeout
+
+    @property
+    def session_id(self) -> int | None:
+        """The current session's id (None while there is none)."""
+        return self._session.session_id
+
+    @property
+    def kazoo_client(self) -> Any:
+        """The underlying ``kazoo.client.KazooClient`` (for tests and diagnostics; using
+        kazoo's recipes on this library's paths breaks its guarantees)."""
+        return self._session.client
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the session is connected; True if it is within ``timeout`` s."""
+        return self._session.wait_connected(timeout)
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def lock_path(self, name: str) -> str:
+        """The persistent parent znode of lock ``name``: its full path on the server,
+        chroot included (as an operator would name it in ``zkCli.sh``)."""
+        path = self._lock_paths.get(name)
+        if path is None:
+            path = f"{self._root}/locks/{segment(name)}"
+            if len(self._lock_paths) < _PATH_CACHE_SIZE:
+                self._lock_paths[name] = path
+        return path
+
+    def election_path(self, name: str) -> str:
+        """The persistent parent znode of election ``name``, chroot included."""
+        return f"{self._root}/elections/{segment(name)}"
+
+    # -- the lock SPI -----------------------------------------------------------------------
+
+    def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
+        driver = ZooKeeperQueue(self._monitor, LOCK_KIND, self._window, parent=self.lock_path(name), name=name,
+                                holder=self.identity, data=self.identity.encode("utf-8"), deadline=deadline)
+        return wait_in_line(driver, deadline, on_queued)
+
+    def _renew(self, grant: Grant) -> None:
+        """One round trip: the session is alive (kazoo's heartbeats keep it) and the node
+        is still ours; LockLost otherwise."""
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        stat = self._session.request(f"renew {mine.name!r}", lambda: self._session.client.exists_async(path))
+        if stat is None or int(stat.czxid) != mine.entry.czxid:
+            raise LockLost(f"{mine!r} is lost: {self._monitor.lost(mine)}")
+
+    def _release(self, grant: Grant) -> bool:
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        if not self._monitor.forget(mine) or mine.lost:
+            return False
+        attempts = 0
+
+        def delete() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._session.client.delete_async(path)
+
+        try:
+            self._session.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
+            return True
+        except NoNodeError:
+            # On a retry, our first delete may have gone through before the connection dropped.
+            return attempts > 1 and self._session.session_id == mine.entry.owner
+        except BackendUnavailable as exc:
+            _log.warning("releasing %r: %s; its node will be deleted once connected (or dies with the session)",
+                         mine, exc)
+            self._monitor.discard(path, mine.entry.owner)
+            return True
+
+    def _describe(self, name: str) -> LockState:
+        queued = members(self._session, self.lock_path(name), LOCK_KIND)
+        if not queued:
+            return LockState(name, None, None)
+        holder, *waiters = queued
+        return LockState(name, _identity(holder.data), holder.czxid, tuple(_identity(m.data) for m in waiters))
+
+    def _names(self) -> list[str]:
+        client = self._session.client
+        base = f"{self._root}/locks"
+        try:
+            children = self._session.request("list locks", lambda: client.get_children_async(base),
+                                             expected=(NoNodeError,))
+        except NoNodeError:
+            return []
+        stats = [(child, presend(functools.partial(client.exists_async, f"{base}/{child}"))) for child in children]
+        names = []
+        for child, stat_of in stats:
+            stat = self._session.request(f"stat {base}/{child}", stat_of)
+            if stat is not None and int(stat.numChildren) > 0:
+                names.append(unsegment(child))
+        return names
+
+    def _close(self, held: list[Grant]) -> None:
+        self._monitor.stop()
+        try:
+            # Ending the session deletes every ephemeral node of ours in one step.
+            self._session.close()
+        finally:
+            self._monitor.join(self.timeout)
+
+    # -- the election capability (see :mod:`.election`) -------------------------------------
+
+    def _campaign(self, name: str, value: bytes, deadline: float | None,
+                  on_queued: Callable[[], object] | None) -> Grant | None:
+        driver = ZooKeeperQueue(self._monitor, CANDIDATE_KIND, self._window, parent=self.election_path(name),
+                                name=name, holder=self.identity, data=encode_candidate(self.identity, value),
+                                deadline=deadline)
+        return wait_in_line(driver, deadline, on_queued)
+
+    def _proclaim(self, grant: Grant, value: bytes) -> None:
+        """Rewrite the leader's node with ``value`` (its czxid, the token, stays); raise
+        :class:`LockLost`, and report the term lost, when the node is gone."""
+        mine = narrow(grant, ZooKeeperGrant)
+        path = mine.entry.path
+        data = encode_candidate(mine.holder, value)
+        try:
+            # Idempotent: sent again after a reconnection, it writes the same data. On a
+            # new session the node died with the old one, and ZooKeeper answers NoNode.
+            self._session.request(f"proclaim in {mine.name!r}",
+                                  lambda: self._session.client.set_async(path, data), expected=(NoNodeError,))
+        except NoNodeError:
+            raise LockLost(f"{mine!r} no longer leads: {self._monitor.lost(mine)}") from None
+
+    def _leader(self, name: str) -> Leader | None:
+        return read_leader(self._session, self.election_path(name))
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
+        self._monitor.watch_leader(watch)
+        return functools.partial(self._monitor.unwatch_leader, watch)
+
+
+def _identity(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_window(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an int")
+    number = int(value) if isinstance(value, str) and value.isdigit() else value
+    if not isinstance(number, int):
+        raise TypeError(f"expected an int, not {type(value).__name__}")
+    if not 2 <= number <= DEFAULT_SEQUENCE_WINDOW:
+        raise ValueError(f"must be from 2 to {DEFAULT_SEQUENCE_WINDOW} (2^30), got {number}")
+    return number
+

@@ -1,0 +1,140 @@
+"""Names in the ZooKeeper backend's tree: path segments, contender names and queue order.
+
+Lock and election names are escaped into one path segment (``%XX`` for ``%`` and for
+characters ZooKeeper refuses in paths, such as characters outside the Basic Multilingual
+Plane). A contender's node is ``<kind>-<nonce>-<seq>``: we name it ``<kind>-<nonce>-`` and
+ZooKeeper appends the parent's sequence counter. The ``<nonce>`` makes every node name
+unique, so a create whose answer was lost with the connection can be found again, and a
+node is never confused with a namesake in a parent recreated out of band.
+
+Sequence numbers are parsed and compared as integers, never as strings (kazoo #606), in
+32-bit serial-number arithmetic (RFC 1982), so the order stays right when the parent's
+counter wraps from 2^31-1 to -2^31, as long as all live contenders of a queue lie within
+2^31 sequence numbers of each other (the queue refuses long before: ``sequence_window``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+__all__ = [
+    "CANDIDATE_KIND",
+    "DEFAULT_SEQUENCE_WINDOW",
+    "LOCK_KIND",
+    "Contender",
+    "contenders",
+    "kind_words",
+    "new_nonce",
+    "node_prefix",
+    "nonce_of",
+    "parse_contender",
+    "queue_order",
+    "segment",
+    "serial_distance",
+    "unsegment",
+]
+
+#: Largest distance, in sequence numbers, tolerated between two live contenders.
+DEFAULT_SEQUENCE_WINDOW: Final = 2**30
+#: Node names of lock contenders and of election candidates: ``<kind>-<nonce>-<seq>``.
+LOCK_KIND: Final = "lock"
+CANDIDATE_KIND: Final = "candidate"
+
+_SERIAL_HALF: Final = 2**31
+_SERIAL_MOD: Final = 2**32
+_NONCE_LENGTH: Final = 16
+# What a loss reason calls a node of each kind, and what its parent belongs to.
+_KIND_WORDS: Final = {LOCK_KIND: ("lock node", "lock"), CANDIDATE_KIND: ("candidate node", "election")}
+# ZooKeeper appends the sequence number to the name we give.
+_CONTENDER: Final = re.compile(r"([a-z]+)-([0-9a-f]{16})-(-?[0-9]{1,10})")
+
+
+def segment(text: str) -> str:
+    """Escape ``text`` (an already validated name) into one ZooKeeper path segment.
+
+    ZooKeeper refuses, besides what ``check_name`` refuses, U+FFF0..U+FFFF and every
+    character outside the BMP (Java stores those as surrogates, which it refuses).
+    ``%`` is escaped too, so the mapping is reversible with :func:`unsegment`.
+    """
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "%" or code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xF8FF or code >= 0xFFF0:
+            out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unsegment(text: str) -> str:
+    """The name :func:`segment` escaped into ``text``."""
+    return unquote(text)
+
+
+def new_nonce() -> str:
+    """A fresh nonce for one contender node (16 lowercase hex digits)."""
+    return os.urandom(_NONCE_LENGTH // 2).hex()
+
+
+def node_prefix(parent: str, kind: str, nonce: str) -> str:
+    """The path to create, sequentially, for a contender of ``kind`` under ``parent``."""
+    return f"{parent}/{kind}-{nonce}-"
+
+
+def nonce_of(child: str) -> str | None:
+    """The nonce in a contender node's name of any kind, None if it has none."""
+    parts = child.split("-", 2)
+    return parts[1] if len(parts) > 1 else None
+
+
+def kind_words(node: str) -> tuple[str, str]:
+    """What a loss reason calls ``node`` (by its kind) and what its parent belongs to:
+    ``("lock node", "lock")`` or ``("candidate node", "election")``."""
+    return _KIND_WORDS.get(node.split("-", 1)[0], ("node", "queue"))
+
+
+def serial_distance(a: int, b: int) -> int:
+    """``a - b`` in 32-bit serial-number arithmetic: negative when ``a`` was issued
+    before ``b``, correct across the counter's wrap while |a - b| < 2^31."""
+    return (a - b + _SERIAL_HALF) % _SERIAL_MOD - _SERIAL_HALF
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One child of a queue parent that follows our naming: ``<kind>-<nonce>-<seq>``."""
+
+    node: str
+    nonce: str
+    seq: int
+
+
+def parse_contender(child: str, kind: str) -> Contender | None:
+    """Parse a child name; None for anything that is not one of our contenders of
+    ``kind``. The sequence number is ZooKeeper's ``%010d`` of a signed 32-bit int
+    (``-2147483648`` after the wrap) and is parsed as an integer."""
+    match = _CONTENDER.fullmatch(child)
+    if match is None or match.group(1) != kind:
+        return None
+    seq = int(match.group(3))
+    if not -_SERIAL_HALF <= seq < _SERIAL_HALF:
+        return None
+    return Contender(child, match.group(2), seq)
+
+
+def contenders(children: Sequence[str], kind: str) -> list[Contender]:
+    """The contenders of ``kind`` among ``children`` (other children are left out)."""
+    return [c for c in (parse_contender(child, kind) for child in children) if c is not None]
+
+
+def queue_order(contenders: Sequence[Contender]) -> list[Contender]:
+    """``contenders`` in queue order (serial arithmetic relative to any one of them;
+    consistent while they all lie within the sequence window of each other)."""
+    if not contenders:
+        return []
+    ref = contenders[0].seq
+    return sorted(contenders, key=lambda c: serial_distance(c.seq, ref))

@@ -1,0 +1,255 @@
+"""The fair queue on ZooKeeper: :class:`ZooKeeperQueue`, the driver that
+:func:`fencing_coord.fairqueue.wait_in_line` runs for every lock and election.
+
+The recipe (ours, not kazoo's ``Lock``): a contender creates its ephemeral-sequential node
+``<kind>-<nonce>-<seq>`` (the parent made if missing), lists the parent's children, and
+holds the lock when no contender's sequence number precedes its own (see
+:mod:`.names` for the order); otherwise it watches only its immediate predecessor and,
+woken, lists the children again (its own node may have vanished: it then joins the queue
+anew). An acquisition costs three round trips: create, list, and the delete of release.
+
+Limits of the sequence counter. The counter (taken from the parent's ``cversion``; it
+advances with every child created, and with deletions too depending on the server's
+timing) is a signed 32-bit value that wraps at 2^31-1; serial arithmetic orders
+contenders correctly across the wrap as long as all live contenders of a queue lie within
+2^31 sequence numbers of each other. The queue refuses before that can fail: when a
+contender finds another live contender more than ``sequence_window`` (default 2^30)
+sequence numbers away -- a holder or waiter that has lived through a billion queue
+changes -- it marks the parent as exhausted (writes a note into the parent's data, which
+is otherwise empty), withdraws, and raises :class:`TokenSpaceExhausted`; every later
+attempt on that queue sees the mark and refuses too, so an ambiguous order is never acted
+on. To recover, delete the queue's parent node while nobody holds or waits in it
+(``zkCli.sh deleteall /fencing-coord/<ns>/locks/<name>``): tokens continue above every
+earlier one (see :mod:`.grant`). The library itself never deletes a parent.
+
+A parent deleted out of band (its children must be deleted first, so every holder's node
+goes too): each holder's node watch fires and the monitor reports its grant lost, with a
+reason that names the deleted or recreated parent; a waiter joins the new parent's queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kazoo.exceptions import NoNodeError
+
+from fencing_coord.errors import BackendUnavailable, FencingCoordError, TokenSpaceExhausted
+from fencing_coord.fairqueue import EntryGone
+
+from .grant import Entry, ZooKeeperGrant
+from .monitor import Monitor
+from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, serial_distance
+from .session import OutcomeUnknown, Stat
+
+__all__ = ["ZooKeeperPlace", "ZooKeeperQueue"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ZooKeeperPlace:
+    """Our node in a queue and what precedes it, as last listed."""
+
+    entry: Entry
+    predecessor: str | None  # the child to wait on; None: first in the queue
+    parent_czxid: int
+
+    @property
+    def first(self) -> bool:
+        return self.predecessor is None
+
+
+class ZooKeeperQueue:
+    """The queue driver of one acquisition or campaign (see :mod:`fencing_coord.fairqueue`):
+    contender nodes of ``kind`` under ``parent``, holding ``data``; the grant is ``name``'s,
+    held by ``holder``. ``deadline`` bounds how long a connection loss is ridden out."""
+
+    __slots__ = ("data", "deadline", "holder", "kind", "monitor", "name", "parent", "session", "window")
+
+    def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
+                 data: bytes, deadline: float | None) -> None:
+        self.monitor = monitor
+        self.session = monitor.session
+        self.kind = kind
+        self.window = window
+        self.parent = parent
+        self.name = name
+        self.holder = holder
+        self.data = data
+        self.deadline = deadline
+
+    def enqueue(self, exclusive: bool) -> ZooKeeperPlace:
+        """Create our node and list the queue (two round trips). Never refuses early: a
+        try-once contender queues and withdraws like any other (``exclusive`` unused)."""
+        entry = self._create()
+        try:
+            return self._position(entry)
+        except EntryGone:
+            raise
+        except BaseException:
+            self._delete(entry)
+            raise
+
+    def look(self, place: ZooKeeperPlace) -> ZooKeeperPlace:
+        return self._position(place.entry)
+
+    def wait(self, place: ZooKeeperPlace, deadline: float | None) -> None:
+        """Watch the predecessor and return when it is gone, the connection changed, the
+        backend closed or ``deadline`` passed."""
+        if place.predecessor is None:
+            return
+        woke = threading.Event()
+
+        def watch(_event: Any) -> None:  # kazoo's thread: just wake the waiter
+            woke.set()
+
+        path = f"{self.parent}/{place.predecessor}"
+        stat = self.session.request(f"watch {path}", lambda: self.session.client.exists_async(path, watch=watch),
+                                    budget=self._budget())
+        if stat is None:
+            return
+        self.session.wait_for(woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def withdraw(self, place: ZooKeeperPlace) -> bool:
+        return self._delete(place.entry)
+
+    def claim(self, place: ZooKeeperPlace) -> ZooKeeperGrant:
+        grant = self.monitor.register(self.name, self.holder, place.entry, place.parent_czxid)
+        if grant is None:
+            raise EntryGone("the session changed while acquiring")
+        return grant
+
+    # -- the round trips --------------------------------------------------------------------
+
+    def _create(self) -> Entry:
+        """Create our ephemeral-sequential node under the parent (made if missing)."""
+        client = self.session.client
+        nonce = new_nonce()
+        prefix = node_prefix(self.parent, self.kind, nonce)
+        limit = time.monotonic() + self.session.timeout
+
+        def late(result: Any) -> None:
+            # The create was abandoned but may still succeed; never leave it behind.
+            if result.successful():
+                path, stat = result.value
+                self.monitor.discard(path, int(stat.ephemeralOwner))
+
+        while True:
+            try:
+                path, stat = self.session.request(
+                    f"join the queue of {self.parent}",
+                    lambda: client.create_async(prefix, self.data, ephemeral=True, sequence=True, makepath=True,
+                                                include_data=True),
+                    budget=max(0.0, limit - time.monotonic()), idempotent=False, on_abandon=late,
+                )
+            except OutcomeUnknown:
+                # The connection dropped with the create in flight. On the same session the
+                # node may exist: find it by its nonce. On a new session it died with the old one.
+                found = self._find(nonce, limit)
+                if found is not None:
+                    return found
+                continue
+            except BackendUnavailable:
+                self.monitor.sweep(self.parent, nonce)
+                raise
+            node = path.rsplit("/", 1)[1]
+            contender = parse_contender(node, self.kind)
+            if contender is None:  # pragma: no cover - ZooKeeper names it for us
+                raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
+            return Entry(self.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+
+    def _find(self, nonce: str, limit: float) -> Entry | None:
+        client = self.session.client
+        try:
+            children = self.session.request(f"look for our node in {self.parent}",
+                                            lambda: client.get_children_async(self.parent),
+                                            budget=max(0.0, limit - time.monotonic()), expected=(NoNodeError,))
+        except NoNodeError:
+            return None
+        for contender in contenders(children, self.kind):
+            if contender.nonce == nonce:
+                path = f"{self.parent}/{contender.node}"
+                stat = self.session.request(f"stat {path}", functools.partial(client.exists_async, path))
+                if stat is not None:
+                    return Entry(self.parent, contender.node, contender.seq, int(stat.czxid),
+                                 int(stat.ephemeralOwner))
+        return None
+
+    def _position(self, entry: Entry) -> ZooKeeperPlace:
+        """Our place now (one round trip). Raises EntryGone when our node has vanished and
+        TokenSpaceExhausted when the queue's sequence window is used up (the caller
+        withdraws)."""
+        client = self.session.client
+        try:
+            children, raw_stat = self.session.request(
+                f"read the queue of {entry.parent}",
+                lambda: client.get_children_async(entry.parent, include_data=True),
+                budget=self._budget(), expected=(NoNodeError,),
+            )
+        except NoNodeError:
+            raise EntryGone(f"{entry.parent} no longer exists") from None
+        parent_stat = Stat.of(raw_stat)
+        if entry.node not in children:
+            raise EntryGone(f"{entry.path} no longer exists")
+        if parent_stat.data_length > 0:
+            raise self._exhausted(self._mark())
+        others = contenders(children, self.kind)
+        distances = [serial_distance(c.seq, entry.seq) for c in others]
+        if any(abs(d) > self.window for d in distances):
+            note = (f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
+                    f"{entry.node}; the window is {self.window}")
+            self._set_mark(note)
+            raise self._exhausted(note)
+        before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
+        predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
+        return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
+
+    def _delete(self, entry: Entry) -> bool:
+        """Delete our node; True if it still existed. Never raises: a node that cannot be
+        deleted now is handed to the monitor's janitor."""
+        try:
+            self.session.request(f"withdraw {entry.path}", lambda: self.session.client.delete_async(entry.path),
+                                 expected=(NoNodeError,))
+            return True
+        except NoNodeError:
+            return False
+        except FencingCoordError as exc:
+            _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
+            self.monitor.discard(entry.path, entry.owner)
+            return True
+
+    def _budget(self) -> float:
+        # A waiter rides out a connection loss until its deadline, and at least `timeout`.
+        if self.deadline is None:
+            return float("inf")
+        return max(self.session.timeout, self.deadline - time.monotonic())
+
+    # -- the exhausted mark -----------------------------------------------------------------
+
+    def _mark(self) -> str:
+        try:
+            data, _ = self.session.request(f"read {self.parent}", lambda: self.session.client.get_async(self.parent))
+            return bytes(data).decode("utf-8", "replace")
+        except (FencingCoordError, NoNodeError):
+            return "(the mark could not be read)"
+
+    def _set_mark(self, note: str) -> None:
+        text = f"fencing-coord: sequence window exhausted: {note}".encode()
+        try:
+            self.session.request(f"mark {self.parent} exhausted",
+                                 lambda: self.session.client.set_async(self.parent, text))
+        except FencingCoordError as exc:  # the refusal stands; the next contender marks it
+            _log.warning("could not mark %s exhausted: %s", self.parent, exc)
+
+    def _exhausted(self, note: str) -> TokenSpaceExhausted:
+        what = kind_words(self.kind)[1]
+        return TokenSpaceExhausted(
+            f"{what} queue {self.parent} cannot order its contenders safely any more ({note}); it refuses every "
+            f"attempt from now on. To continue, delete that znode while nobody holds, leads or waits in it "
+            f"(zkCli.sh deleteall {self.parent}): tokens then continue above every earlier one."
+        )
