@@ -55,7 +55,8 @@ def open_store(spec: str, backend: fc.LockBackend) -> Store:
         from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
 
         assert isinstance(backend, ZooKeeperBackend)
-        return ZooKeeperStore(backend)
+        zookeeper_store: Store = ZooKeeperStore(backend)
+        return zookeeper_store
     kind, _, path = spec.partition(":")
     assert kind == "sqlite", spec
     return SQLiteStore(path)

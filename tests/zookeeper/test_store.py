@@ -42,7 +42,7 @@ def clients(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[list[Zoo
 def test_store_is_reachable_through_fc_stores(clients: list[ZooKeeperBackend]) -> None:
     assert fc.stores.ZooKeeperStore is ZooKeeperStore
     with pytest.raises(fc.ConfigurationError, match="ZooKeeperBackend"):
-        ZooKeeperStore(fc.connect("memory://x"))  # type: ignore[arg-type]
+        ZooKeeperStore(fc.connect("memory://x"))
 
 
 def test_admission_rules(clients: list[ZooKeeperBackend]) -> None:
