@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from ..interface import Grant, LockBackend
 from .exits import EXIT_CODES_HELP, EXIT_LOST, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, PROG, report
 from .options import add_connection_options, open_backend, paragraph, seconds
 from .signals import forward_signals, raise_on_signals
+from .tether import start_tethered
 
 __all__ = ["add_parser", "cmd_run"]
 
@@ -29,7 +31,8 @@ def add_parser(subparsers: Any) -> None:
             "Acquire the lock, run CMD with FENCING_TOKEN, FENCING_LOCK and FENCING_HOLDER in its "
             "environment, keep the lease alive while it runs, and release the lock when it exits. "
             "If the lock is lost, CMD's process group gets SIGTERM, then SIGKILL after --grace "
-            "seconds. Exits with CMD's status."
+            "seconds. CMD and its process group never outlive this command, even if it is killed "
+            "(SIGKILL included). Exits with CMD's status."
         ),
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,7 +53,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     and runs in its own process group, so that a lost lock stops everything it started:
     SIGTERM to the group, SIGKILL after ``--grace`` seconds. SIGINT, SIGTERM and SIGHUP
     sent to this command are passed on to that group. The lease is kept alive by the
-    backend's own keepalive while CMD runs, and released when CMD exits.
+    backend's own keepalive while CMD runs, and released when CMD exits, once what CMD
+    left in its group is killed. CMD and its group never outlive this command, even if
+    it is SIGKILLed (see :mod:`.tether`).
     """
     command = list(args.command)
     if command and command[0] == "--":
@@ -89,14 +94,25 @@ def _run_holding(grant: Grant, command: list[str], grace: float) -> int:
         "FENCING_HOLDER": grant.holder,
     }
     try:
-        proc = subprocess.Popen(command, env=env, process_group=0)
-    except FileNotFoundError:
-        report(f"run: command not found: {command[0]}")
-        return EXIT_NOT_FOUND
-    except PermissionError:
-        report(f"run: command not executable: {command[0]}")
+        tethered = start_tethered(command, env)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            report(f"run: command not found: {command[0]}")
+            return EXIT_NOT_FOUND
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            report(f"run: command not executable: {command[0]}")
+        else:
+            report(f"run: cannot execute {command[0]}: {exc.strerror}")
         return EXIT_NOT_EXECUTABLE
+    try:
+        return _supervise(grant, tethered.process, command[0], grace)
+    finally:
+        # Whatever CMD left running in its group dies before the lock is released.
+        tethered.kill_group()
 
+
+def _supervise(grant: Grant, proc: subprocess.Popen[bytes], name: str, grace: float) -> int:
+    """Wait until CMD exits (its status) or the grant is lost (CMD stopped, EXIT_LOST)."""
     # One event for "something happened": CMD exited, or the grant was lost.
     wake = threading.Event()
     grant.on_lost(lambda _grant: wake.set())
@@ -111,7 +127,7 @@ def _run_holding(grant: Grant, command: list[str], grace: float) -> int:
         if proc.poll() is None:  # lost while CMD still runs
             report(
                 f"run: lock {grant.name!r} lost ({grant.lost_reason or 'lease expired'}); "
-                f"stopping {command[0]} (SIGTERM, SIGKILL after {grace:g} s)"
+                f"stopping {name} (SIGTERM, SIGKILL after {grace:g} s)"
             )
             _stop_group(proc, grace)
             return EXIT_LOST
