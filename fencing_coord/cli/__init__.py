@@ -26,7 +26,6 @@ from .. import __version__
 from ..errors import FencingCoordError
 from . import demo, locks, run, servers
 from .exits import (
-    EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_LOST,
@@ -57,15 +56,33 @@ __all__ = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that reports arguments it does not know with its own usage.
+
+    argparse leaves a subcommand's unknown arguments to the top-level parser, which then
+    prints the top-level usage (``fencing-coord [-h] [--version] COMMAND ...``), not the
+    usage of the subcommand that was misused.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``fencing-coord`` (each subcommand sets ``func``)."""
-    parser = argparse.ArgumentParser(
+    """The argument parser of ``fencing-coord`` (each subcommand sets ``func``; a misused
+    subcommand prints its own usage)."""
+    parser = _Parser(
         prog=PROG,
         description="Distributed locks with fencing tokens (etcd, ZooKeeper).",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the library's log records (connection attempts, retries) on stderr")
     subparsers = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for subcommand in (demo, run, locks, servers):
         subcommand.add_parser(subparsers)
@@ -75,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    Bad arguments print argparse's usage message and return 2. Library errors print one
-    line, ``fencing-coord: error: <message>``, and return the code of the table in
-    :mod:`.exits`.
+    Bad arguments print the usage of the (sub)command and return 2. Library errors print
+    one line, ``fencing-coord: error: <message>``, and return the code of the table in
+    :mod:`.exits`. Log records of the library and of the client libraries under it never
+    reach stderr, unless ``--verbose``: the command's own lines say what went wrong.
     """
     parser = build_parser()
     try:
@@ -85,9 +103,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
-    # The library logs what happens in the background (a lease lost, a member gone) as
-    # warnings; show them as this command's messages. No-op if logging is configured.
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    _route_log_records(verbose=args.verbose)
     try:
         return func(args, out or sys.stdout)
     except KeyboardInterrupt:
@@ -99,3 +115,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except FencingCoordError as exc:
         report(f"error: {exc}")
         return exit_code_for(exc)
+
+
+def _route_log_records(*, verbose: bool) -> None:
+    """With ``verbose``, every log record (debug and up) goes to stderr, named by its
+    logger. Without, none does: a client library's retries ("Connection dropped" once per
+    attempt) would bury the one line that says what failed. Python prints records of
+    warning level and up on stderr when no handler is configured, so the root logger
+    gets one that drops them (unless the embedding program configured logging)."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(name)s: %(levelname)s: %(message)s")
+    elif not logging.getLogger().handlers:
+        logging.getLogger().addHandler(logging.NullHandler())

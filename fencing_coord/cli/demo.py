@@ -7,7 +7,7 @@ import argparse
 import contextlib
 from typing import Any, TextIO
 
-from .exits import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK
+from .exits import EXIT_FAILED, EXIT_OK
 from .options import paragraph, positive_seconds
 
 __all__ = ["add_parser", "cmd_demo"]
@@ -24,7 +24,6 @@ def add_parser(subparsers: Any) -> None:
             "each backend. Without --url, local etcd and ZooKeeper servers are started from the "
             "binaries on PATH and stopped at the end."
         ),
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--url", action="append", metavar="URL",
                       help="run against this existing cluster instead (repeatable: one per backend)")

@@ -32,8 +32,7 @@ from ..errors import (
 )
 
 __all__ = [
-    "EXIT_CODES_HELP",
-    "EXIT_FAILED",
+        "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_LOST",
     "EXIT_NOT_EXECUTABLE",
@@ -43,6 +42,7 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "PROG",
+    "RUN_EXIT_CODES_HELP",
     "exit_code_for",
     "report",
 ]
@@ -59,18 +59,20 @@ EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 EXIT_INTERRUPTED = 130
 
-EXIT_CODES_HELP = """\
+#: The exit codes ``run`` can return, for its ``--help`` (the other subcommands return
+#: 0, 2, 69 and 130 as their descriptions say; the README lists every code).
+RUN_EXIT_CODES_HELP = """\
 exit codes:
-  0    success
-  1    demo: the scenario did not come out as expected (or a run failed)
+  0    CMD exited 0
   2    bad arguments, bad URL or option
-  69   a server cannot be reached or started
-  75   run: the lock was not acquired within --timeout
-  76   run: the lock was lost while CMD ran; CMD was stopped
-  126  run: CMD is not executable
-  127  run: CMD was not found
-  130  interrupted
-  N    run: CMD's own exit status (128+S when killed by signal S)
+  69   the server cannot be reached
+  75   the lock was not acquired within --timeout
+  76   the lock was lost while CMD ran; CMD was stopped
+  126  CMD is not executable
+  127  CMD was not found
+  130  interrupted while waiting for the lock (Ctrl-C)
+  N    CMD's own exit status (128+S when CMD was killed by signal S,
+       or when run got signal S while waiting for the lock)
 """
 
 _EXIT_FOR: tuple[tuple[type[BaseException], int], ...] = (

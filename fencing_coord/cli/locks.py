@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from ..errors import InvalidArgument, NotSupported
 from ..interface import LockState
-from .exits import EXIT_CODES_HELP, EXIT_OK
+from .exits import EXIT_OK
 from .options import add_connection_options, open_backend
 
 __all__ = ["add_parser", "cmd_status"]
@@ -21,7 +21,6 @@ def add_parser(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "status", help="holders, tokens and waiters of locks",
         description="Show who holds each lock, with which fencing token, and who waits, in order.",
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_connection_options(status)
     status.add_argument("--json", action="store_true", help="print JSON")

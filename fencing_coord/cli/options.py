@@ -59,16 +59,20 @@ def seconds(text: str) -> float:
 
 def positive_seconds(text: str) -> float:
     """An argparse type: a finite number of seconds > 0."""
-    value = seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds (a finite number > 0)")
     return value
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, ttl: bool = False) -> None:
     """Add ``--url`` and ``--namespace`` (and ``--ttl`` with ``ttl``) to ``parser``."""
     parser.add_argument("--url", help=f"backend URL, e.g. etcd://127.0.0.1:2379 (default: ${ENV_VAR})")
-    parser.add_argument("--namespace", help="key prefix isolating one application (default: the URL's, or 'default')")
+    parser.add_argument("--namespace", metavar="NS",
+                        help="key prefix isolating one application (default: the URL's, or 'default')")
     if ttl:
         parser.add_argument("--ttl", type=positive_seconds, metavar="S",
                             help="lease/session TTL in seconds (default: the URL's, or 10)")

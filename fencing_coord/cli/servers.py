@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from ..config import ENV_VAR
 from ..devservers import DevServers
-from .exits import EXIT_CODES_HELP, EXIT_OK, EXIT_UNAVAILABLE, PROG
+from .exits import EXIT_OK, EXIT_UNAVAILABLE, PROG
 from .options import paragraph
 
 __all__ = ["add_parser", "cmd_servers_down", "cmd_servers_status", "cmd_servers_up"]
@@ -25,7 +25,6 @@ def add_parser(subparsers: Any) -> None:
             "--state-dir (default: $FENCING_COORD_STATE_DIR, else $XDG_STATE_HOME/fencing-coord, "
             "else ~/.local/state/fencing-coord)."
         ),
-        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = servers.add_subparsers(dest="action", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start servers and print their URLs")

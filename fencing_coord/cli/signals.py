@@ -1,6 +1,6 @@
 """Signal handling of ``fencing-coord run``: while it waits for its lock, SIGTERM and
 SIGHUP end it (:class:`Terminated`); while its command runs, SIGINT, SIGTERM and SIGHUP
-are passed on to the command's process group."""
+are collected (:class:`SignalInbox`) for run's loop to act on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["Terminated", "forward_signals", "raise_on_signals"]
+__all__ = ["SignalInbox", "Terminated", "raise_on_signals"]
 
 
 class Terminated(Exception):
@@ -41,11 +41,29 @@ def raise_on_signals(*sigs: signal.Signals) -> contextlib.AbstractContextManager
     return _signals_handled_by(terminate, *sigs)
 
 
-def forward_signals(pgid: int) -> contextlib.AbstractContextManager[None]:
-    """Pass SIGINT/SIGTERM/SIGHUP on to process group ``pgid`` while the block runs."""
+class SignalInbox:
+    """Signals that arrived while :meth:`collecting` ran, in order, for a loop to act on.
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signum)
+    The handler only records the signal and writes a byte to ``wake_fd``, so that a loop
+    blocked reading the other end of that pipe wakes up; it takes no lock and raises
+    nothing, so it is safe wherever the main thread is interrupted.
+    """
 
-    return _signals_handled_by(forward, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    def __init__(self, wake_fd: int) -> None:
+        self._wake_fd = wake_fd
+        self._received: list[int] = []
+
+    def collecting(self, *sigs: signal.Signals) -> contextlib.AbstractContextManager[None]:
+        """Collect ``sigs`` (instead of their usual effect) while the block runs."""
+
+        def collect(signum: int, _frame: FrameType | None) -> None:
+            self._received.append(signum)
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_fd, b"s")
+
+        return _signals_handled_by(collect, *sigs)
+
+    def take(self) -> list[int]:
+        """The signals received since the last call, oldest first."""
+        taken, self._received = self._received, []
+        return taken
