@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from ..config import ENV_VAR
 from ..devservers import DevServers
-from .exits import EXIT_OK, EXIT_UNAVAILABLE, PROG
+from .exits import EXIT_OK, EXIT_UNAVAILABLE, PROG, report
 from .options import paragraph
 
 __all__ = ["add_parser", "cmd_servers_down", "cmd_servers_status", "cmd_servers_up"]
@@ -23,17 +23,27 @@ def add_parser(subparsers: Any) -> None:
             "Start local servers from the binaries on PATH (etcd; ZooKeeper with java), detached "
             "from this command, and print their URLs. State, data and logs live under "
             "--state-dir (default: $FENCING_COORD_STATE_DIR, else $XDG_STATE_HOME/fencing-coord, "
-            "else ~/.local/state/fencing-coord)."
+            "else ~/.local/state/fencing-coord). The data outlives 'down': the next 'up' starts "
+            "each server on its data and on the same ports, so URLs stay valid and fencing tokens "
+            "go on growing. 'down --purge' deletes it."
         ),
     )
     actions = servers.add_subparsers(dest="action", metavar="ACTION", required=True)
-    up = actions.add_parser("up", help="start servers and print their URLs")
+    up = actions.add_parser(
+        "up", help="start servers (next to those already running) and print their URLs",
+        description=paragraph(
+            "Start the servers asked for that do not run yet, next to those that do (e.g. "
+            "ZooKeeper next to a running etcd), on the data and ports an earlier 'up' left, if any."
+        ),
+    )
     up.add_argument("--etcd", choices=["single", "cluster", "none"], default="single",
                     help="one etcd node, a 3-member cluster, or none (default: single)")
     up.add_argument("--zookeeper", choices=["standalone", "ensemble", "none"], default="standalone",
                     help="one ZooKeeper server, a 3-node ensemble, or none (default: standalone)")
     up.set_defaults(func=cmd_servers_up)
-    down = actions.add_parser("down", help="stop the servers and delete their data")
+    down = actions.add_parser("down", help="stop the servers (their data stays for the next 'up')")
+    down.add_argument("--purge", action="store_true",
+                      help="also delete the servers' data and logs (the next 'up' starts afresh: tokens restart)")
     down.set_defaults(func=cmd_servers_down)
     st = actions.add_parser("status", help="show the servers, their URLs and whether they run")
     st.set_defaults(func=cmd_servers_status)
@@ -60,21 +70,32 @@ def cmd_servers_up(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_servers_down(args: argparse.Namespace, out: TextIO) -> int:
-    """Stop the servers ``servers up`` started and delete their data."""
-    stopped = DevServers(args.state_dir).down()
+    """Stop the servers ``servers up`` started; with ``--purge`` delete their data.
+    What happened to the data is said on stderr."""
+    servers = DevServers(args.state_dir)
+    kept = servers.kept_data()
+    stopped = servers.down(purge=args.purge)
     out.write(("stopped: " + ", ".join(stopped) if stopped else "no servers were running") + "\n")
+    if kept and args.purge:
+        report(f"deleted the data and logs of {', '.join(kept)} in {servers.dir}")
+    elif kept:
+        report(f"the data of {', '.join(kept)} stays in {servers.dir} for the next 'servers up' "
+               f"(delete it with: {PROG} servers down --purge{_state_dir_arg(args)})")
     return EXIT_OK
 
 
 def cmd_servers_status(args: argparse.Namespace, out: TextIO) -> int:
     """Show what ``servers up`` started and whether it still runs; exit 69 if a server
     that was started no longer answers."""
-    state = DevServers(args.state_dir).status()
+    servers = DevServers(args.state_dir)
+    state = servers.status()
     if args.json:
         json.dump(state, out, indent=2)
         out.write("\n")
     elif not state.get("services"):
         out.write(f"no servers running (start them with: {PROG} servers up)\n")
+        if kept := servers.kept_data():
+            out.write(f"data of {', '.join(kept)} kept in {servers.dir} (the next 'up' starts on it)\n")
     else:
         _print_services(state, out)
     healthy = all(p["running"] and p["answers"] for s in state.get("services", {}).values() for p in s["processes"])
