@@ -92,11 +92,18 @@ def start_tethered(command: Sequence[str], env: dict[str, str]) -> Tethered:
         os.close(error_read)
         process.wait()
         raise
-    os.write(go_write, b"go")
-    os.close(go_write)
-    with os.fdopen(error_read, "rb") as errors:
-        failure = errors.read()  # end-of-file without data: the exec succeeded
     tethered = Tethered(process, guard, watch)
+    try:
+        try:
+            os.write(go_write, b"go")
+        finally:
+            os.close(go_write)
+        with os.fdopen(error_read, "rb") as errors:
+            failure = errors.read()  # end-of-file without data: the exec succeeded
+    except BaseException:  # Ctrl-C while starting: nothing may be left running
+        tethered.kill_group()
+        process.wait()
+        raise
     if failure:
         process.wait()
         tethered.kill_group()
