@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,29 @@ def test_what_the_command_leaves_in_its_group_dies_before_run_exits(namespace: s
     assert result.returncode == 3, result.stderr
     background = int((tmp_path / "bg").read_text())
     await_exit([background], time.monotonic() + 1.0)
+
+
+def test_an_interrupt_while_the_command_starts_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C arriving while start_tethered waits for the exec to be confirmed (its second
+    pipe read): the command, already running, is killed before the error propagates."""
+    from fencing_coord.cli import tether
+
+    pid_file = tmp_path / "pid"
+    real_fdopen = os.fdopen
+    calls = []
+
+    def interrupted_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fd)
+        if len(calls) == 2:  # 1: the guard's "ready"; 2: the command's exec report
+            wait_for_file(pid_file)  # the command runs by now
+            raise KeyboardInterrupt
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", interrupted_fdopen)  # the os module tether uses
+    with pytest.raises(KeyboardInterrupt):
+        tether.start_tethered(["sh", "-c", f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 600"],
+                              dict(os.environ))
+    monkeypatch.undo()
+    await_exit([int(pid_file.read_text())], time.monotonic() + 1.0)
