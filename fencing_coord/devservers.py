@@ -8,6 +8,12 @@ the end of this process nor the terminal's hangup stops them. What ``down`` and
 ``status`` need is written to ``<state dir>/servers.json``: per service its mode, URL,
 directory, and each process's pid and client port.
 
+Each service keeps its data in ``<state dir>/<service>/``, with ``layout.json`` (its mode
+and every port it listens on) next to it. ``down`` leaves that directory alone, so the
+next ``up`` starts the service on the same data and the same ports: URLs stay valid and
+fencing tokens go on growing, so that stores written earlier keep accepting the new
+holders. ``down --purge`` deletes it.
+
 State directory: ``$FENCING_COORD_STATE_DIR``, else ``$XDG_STATE_HOME/fencing-coord``, else
 ``~/.local/state/fencing-coord``. A lock file there serialises concurrent commands.
 """
@@ -41,6 +47,7 @@ STATE_DIR_ENV_VAR = "FENCING_COORD_STATE_DIR"
 #: What to run on Debian/Ubuntu when a server binary is missing.
 INSTALL_COMMAND = "sudo apt-get install etcd-server etcd-client zookeeper default-jre-headless"
 
+SERVICES = ("etcd", "zookeeper")
 ETCD_MODES = {"single": 1, "cluster": 3}
 ZOOKEEPER_MODES = {"standalone": 1, "ensemble": 3}
 #: Seconds ``down`` waits after SIGTERM before SIGKILL.
@@ -107,11 +114,14 @@ class DevServers:
 
     def up(self, *, etcd: str = "single", zookeeper: str = "standalone", log: TextIO | None = None) -> dict[str, Any]:
         """Start the requested servers (``etcd``: single|cluster|none, ``zookeeper``:
-        standalone|ensemble|none) unless they already run; return :meth:`status`.
+        standalone|ensemble|none) that do not run yet, next to those that do; return
+        :meth:`status`. A service whose data an earlier ``up`` left here starts on that
+        data, on the same ports; a service that runs with some of its processes gone is
+        restarted that way.
 
         Raises :class:`MissingSoftware` when a binary is missing, :class:`InvalidArgument`
-        when other servers already run here (``down`` first), :class:`BackendUnavailable`
-        when a server does not come up.
+        when a service runs (or has data here) in another mode (``down``, or
+        ``down --purge``, first), :class:`BackendUnavailable` when a server does not come up.
         """
         if etcd not in (*ETCD_MODES, "none") or zookeeper not in (*ZOOKEEPER_MODES, "none"):
             raise InvalidArgument(f"unknown mode: etcd={etcd!r}, zookeeper={zookeeper!r}")
@@ -120,42 +130,59 @@ class DevServers:
         wanted = {name: mode for name, mode in (("etcd", etcd), ("zookeeper", zookeeper)) if mode != "none"}
         require_servers(etcd="etcd" in wanted, zookeeper="zookeeper" in wanted)
         with self._locked():
-            current = self._read()
-            if current:
-                running = self._annotate(current)
-                modes = {name: s["mode"] for name, s in running["services"].items()}
-                all_up = all(p["running"] for s in running["services"].values() for p in s["processes"])
-                if all_up and modes == wanted:
-                    if log is not None:
-                        log.write(f"already running (state in {self.dir})\n")
-                    return running
-                if all_up:
+            state = self._read()
+            services: dict[str, Any] = dict(state.get("services", {}))
+            running = self._annotate(state)["services"]
+            for name, service in running.items():
+                alive = any(p["running"] for p in service["processes"])
+                if alive and name in wanted and service["mode"] != wanted[name]:
                     raise InvalidArgument(
-                        f"other servers already run from {self.dir} ({_describe(modes)}); "
-                        "stop them first with: fencing-coord servers down"
+                        f"{name} already runs from {self.dir} as {service['mode']}, not {wanted[name]}; "
+                        "stop it first with: fencing-coord servers down"
                     )
-                if log is not None:
-                    log.write("some servers of the last 'up' are gone; restarting them all\n")
-                self._stop(current)
-            state: dict[str, Any] = {"services": {}}
-            try:
-                for name, mode in wanted.items():
+            for name, mode in wanted.items():
+                self._check_layout(name, mode)
+            to_start = [name for name in wanted if name not in running]
+            for name, service in running.items():
+                if not all(p["running"] for p in service["processes"]):
                     if log is not None:
-                        log.write(f"starting {name} ({mode}) ...\n")
+                        log.write(f"some {name} processes of the last 'up' are gone; restarting {name}\n")
+                    self._stop_service(services.pop(name))
+                    to_start.append(name)
+            if not to_start and log is not None:
+                log.write(f"already running (state in {self.dir})\n")
+            started: list[str] = []
+            try:
+                for name in to_start:
+                    mode = wanted.get(name) or running[name]["mode"]
+                    if log is not None:
+                        again = " on its data" if self._layout_file(name).exists() else ""
+                        log.write(f"starting {name} ({mode}){again} ...\n")
                         log.flush()
-                    state["services"][name] = self._start(name, mode)
-                    self._write(state)
+                    services[name] = self._start(name, mode)
+                    started.append(name)
+                    self._write({"services": services})
             except BaseException:
-                self._stop(state)
+                for name in started:
+                    self._stop_service(services.pop(name))
+                self._write({"services": services})
                 raise
-            return self._annotate(state)
+            return self._annotate({"services": services})
 
-    def down(self) -> list[str]:
-        """Stop every server ``up`` started here and delete its data and logs; return the
-        names of the services stopped (empty when none ran). Idempotent."""
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop every server ``up`` started here; return the names of the services
+        stopped (empty when none ran). Idempotent. Their data stays for the next ``up``
+        (same ports, tokens go on growing), unless ``purge``: then every service's data
+        and logs here are deleted, running or not."""
         with self._locked():
             state = self._read()
-            self._stop(state)
+            for service in state.get("services", {}).values():
+                self._stop_service(service)
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+            if purge:
+                for name in SERVICES:
+                    shutil.rmtree(self.dir / name, ignore_errors=True)
             return list(state.get("services", {}))
 
     def status(self) -> dict[str, Any]:
@@ -163,44 +190,81 @@ class DevServers:
         our server) and ``answers`` (its client port accepts connections)."""
         return self._annotate(self._read())
 
+    def kept_data(self) -> list[str]:
+        """The services whose data is kept here (running or not)."""
+        return [name for name in SERVICES if self._layout_file(name).exists()]
+
     # -- internals ----------------------------------------------------------------------
 
+    def _layout_file(self, name: str) -> Path:
+        """Where a service's mode and ports are kept, next to its data."""
+        return self.dir / name / "layout.json"
+
+    def _layout(self, name: str) -> dict[str, Any] | None:
+        path = self._layout_file(name)
+        try:
+            layout = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot read {path}: {exc}; delete the data with: fencing-coord servers down --purge"
+            ) from exc
+        if not (isinstance(layout, dict) and isinstance(layout.get("mode"), str)
+                and isinstance(layout.get("ports"), list) and all(isinstance(p, int) for p in layout["ports"])):
+            raise ConfigurationError(
+                f"{path} is not a layout file; delete the data with: fencing-coord servers down --purge"
+            )
+        return layout
+
+    def _check_layout(self, name: str, mode: str) -> None:
+        """InvalidArgument if the data kept for ``name`` is of another mode."""
+        layout = self._layout(name)
+        if layout is not None and layout["mode"] != mode:
+            raise InvalidArgument(
+                f"the {name} data in {self.dir / name} is of a {name} {layout['mode']}, not {mode}; "
+                "delete it first with: fencing-coord servers down --purge"
+            )
+
     def _start(self, name: str, mode: str) -> dict[str, Any]:
+        """Start service ``name`` in ``mode`` on the data and ports kept for it, if any."""
         service_dir = self.dir / name
-        shutil.rmtree(service_dir, ignore_errors=True)
+        layout = self._layout(name)
+        if layout is None:  # no data of ours: whatever is there is left over from a failed start
+            shutil.rmtree(service_dir, ignore_errors=True)
+        ports = None if layout is None else layout["ports"]
         processes: list[dict[str, Any]] = []
         if name == "etcd":
             from .servers.etcd import EtcdCluster
 
-            cluster = EtcdCluster(ETCD_MODES[mode], base_dir=service_dir)
+            cluster = EtcdCluster(ETCD_MODES[mode], base_dir=service_dir, ports=ports)
             cluster.start()
             url = cluster.url
+            ports = [p for m in cluster.members for p in (m.client_port, m.peer_port)]
             for member in cluster.members:
                 processes.append({"name": member.name, "pid": member.process.pid, "port": member.client_port})
         else:
             from .servers.zookeeper import ZooKeeperEnsemble
 
-            ensemble = ZooKeeperEnsemble(ZOOKEEPER_MODES[mode], base_dir=service_dir)
+            ensemble = ZooKeeperEnsemble(ZOOKEEPER_MODES[mode], base_dir=service_dir, ports=ports, keep_data=True)
             ensemble.start()
             url = ensemble.url
+            ports = [p for m in ensemble.members for p in (m.client_port, m.quorum_port, m.election_port)]
             for zk in ensemble.members:
                 processes.append({"name": zk.name, "pid": zk.process.pid, "port": zk.client_port})
         # The server objects are dropped without stop(): the processes run on, in their
         # own sessions, and ``down`` finds them through the pids recorded here.
+        _write_json(self._layout_file(name), {"mode": mode, "ports": ports})
         return {"mode": mode, "url": url, "dir": str(service_dir), "processes": processes}
 
-    def _stop(self, state: dict[str, Any]) -> None:
-        for service in state.get("services", {}).values():
-            marker = service["dir"]
-            # One member at a time: an etcd leader told to stop hands leadership over
-            # first, which stalls for seconds if the other members are stopping too.
-            for proc in service["processes"]:
-                pid = proc.get("pid")
-                if pid and _alive(pid, marker):
-                    _terminate(pid, marker)
-            shutil.rmtree(service["dir"], ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.state_file.unlink()
+    def _stop_service(self, service: dict[str, Any]) -> None:
+        marker = service["dir"]
+        # One member at a time: an etcd leader told to stop hands leadership over
+        # first, which stalls for seconds if the other members are stopping too.
+        for proc in service["processes"]:
+            pid = proc.get("pid")
+            if pid and _alive(pid, marker):
+                _terminate(pid, marker)
 
     def _annotate(self, state: dict[str, Any]) -> dict[str, Any]:
         services: dict[str, Any] = {}
@@ -225,9 +289,7 @@ class DevServers:
         return data
 
     def _write(self, state: dict[str, Any]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(self.state_file)
+        _write_json(self.state_file, state)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -255,5 +317,8 @@ def _terminate(pid: int, marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _describe(modes: dict[str, str]) -> str:
-    return ", ".join(f"{name} {mode}" for name, mode in modes.items()) or "nothing"
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` so that a reader never sees half of it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -202,6 +202,20 @@ class ServerGroup(Generic[MemberT]):
         self.members: list[MemberT] = []
         self._started = False
 
+    def _check_ports(self, ports: Sequence[int] | None, per_member: int) -> list[int]:
+        """``ports`` as a list (empty: pick free ones at start); ConfigurationError unless
+        there are ``per_member`` valid ports for each member."""
+        if ports is None:
+            return []
+        chosen = list(ports)
+        if len(chosen) != per_member * self.size or not all(
+            isinstance(p, int) and 0 < p < 65536 for p in chosen
+        ):
+            raise ConfigurationError(
+                f"{self.group_noun} of {self.size} needs {per_member * self.size} ports from 1 to 65535, not {chosen}"
+            )
+        return chosen
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> Self:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -106,17 +107,20 @@ class EtcdCluster(ServerGroup[EtcdMember]):
 
     ``start()`` returns once every member reports healthy. ``base_dir`` (default: a new
     temporary directory, deleted by :meth:`stop`) holds each member's data directory and
-    log. ``extra_args`` are appended to every member's command line.
+    log; a member whose data directory exists starts on that data. ``ports`` (default:
+    free ones picked at start) are the client and peer port of each member in turn.
+    ``extra_args`` are appended to every member's command line.
     """
 
     group_noun = "an etcd cluster"
     member_noun = "etcd member"
 
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
-                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None) -> None:
+                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None, ports: Sequence[int] | None = None) -> None:
         super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-etcd-")
         self.extra_args = extra_args
         self.tls = tls
+        self.ports = self._check_ports(ports, 2)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -126,7 +130,7 @@ class EtcdCluster(ServerGroup[EtcdMember]):
             return self
         binary = require_binary("etcd", INSTALL_HINT)
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(2 * self.size)
+        ports = self.ports or free_ports(2 * self.size)
         names = [f"m{i}" for i in range(self.size)]
         initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
         token = f"fencing-coord-{self.base_dir.name}"

@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -136,7 +137,10 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     ``start()`` returns once every member serves clients (one leader and followers, or
     ``standalone``). ``base_dir`` (default: a new temporary directory, deleted by
-    :meth:`stop`) holds each member's config, data directory and log.
+    :meth:`stop`) holds each member's config, data directory and log; with ``keep_data``
+    the members start on the data an earlier ensemble left there, else it is wiped.
+    ``ports`` (default: free ones picked at start) are the client, quorum and
+    leader-election port of each member in turn.
     """
 
     group_noun = "a ZooKeeper ensemble"
@@ -144,8 +148,11 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
-                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
+                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False,
+                 ports: Sequence[int] | None = None, keep_data: bool = False) -> None:
         super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-")
+        self.ports = self._check_ports(ports, 3)
+        self.keep_data = keep_data
         self.tick_ms = tick_ms
         self.min_session_ms = 2 * tick_ms if min_session_ms is None else min_session_ms
         self.max_session_ms = max_session_ms
@@ -162,8 +169,10 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
         cp = classpath()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         # A port picked free can be taken by another process before Java binds it; then
-        # that member exits at once and the whole ensemble is tried again on new ports.
-        for attempt in range(3):
+        # that member exits at once and the whole ensemble is tried again on new ports
+        # (unless the ports were given).
+        attempts = 1 if self.ports else 3
+        for attempt in range(attempts):
             self._configure(java, cp)
             self._started = True
             try:
@@ -174,7 +183,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             except BackendUnavailable:
                 bind_failure = any("Address already in use" in m.process.log_tail(200) for m in self.members)
                 self._stop_members()
-                if not bind_failure or attempt == 2:
+                if not bind_failure or attempt == attempts - 1:
                     self._cleanup()
                     raise
             except BaseException:
@@ -231,14 +240,15 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     def _configure(self, java: str, cp: str) -> None:
         self.members = []
-        ports = free_ports(3 * self.size)
+        ports = self.ports or free_ports(3 * self.size)
         for i in range(self.size):
             myid = i + 1
             client, quorum, election = ports[3 * i: 3 * i + 3]
             member_dir = self.base_dir / f"zk{myid}"
             data_dir = member_dir / "data"
-            shutil.rmtree(member_dir, ignore_errors=True)
-            data_dir.mkdir(parents=True)
+            if not self.keep_data:
+                shutil.rmtree(member_dir, ignore_errors=True)
+            data_dir.mkdir(parents=True, exist_ok=True)
             (data_dir / "myid").write_text(f"{myid}\n")
             argv = [java, *JVM_OPTIONS, "-cp", cp, MAIN_CLASS, str(member_dir / "zoo.cfg")]
             process = ManagedProcess(argv, self.base_dir / f"zk{myid}.log", cwd=member_dir)

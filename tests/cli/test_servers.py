@@ -73,7 +73,7 @@ def test_up_status_down_single_and_standalone(state_dir: Path) -> None:
     assert other.returncode == cli.EXIT_USAGE
     assert "servers down" in other.stderr
 
-    down = run_cli("servers", "down", "--state-dir", str(state_dir))
+    down = run_cli("servers", "down", "--state-dir", str(state_dir), "--purge")
     assert down.returncode == 0
     assert down.stdout.strip() == "stopped: etcd, zookeeper"
     assert not any(alive(pid) for pid in pids(state))
@@ -83,6 +83,55 @@ def test_up_status_down_single_and_standalone(state_dir: Path) -> None:
     assert gone.returncode == 0
     assert "no servers running" in gone.stdout
     assert run_cli("servers", "down", "--state-dir", str(state_dir)).stdout.strip() == "no servers were running"
+
+
+def tokens(state: dict[str, Any]) -> dict[str, int]:
+    """The token of a new grant of lock ``probe`` on each service."""
+    granted = {}
+    for name, service in state["services"].items():
+        with connect(service["url"], namespace="servers-test") as backend, backend.lock("probe", timeout=10) as grant:
+            granted[name] = grant.token
+    return granted
+
+
+def test_down_keeps_the_data_so_urls_stay_and_tokens_go_on_growing(state_dir: Path) -> None:
+    state = up(state_dir)
+    urls = {name: s["url"] for name, s in state["services"].items()}
+    before = tokens(state)
+
+    down = run_cli("servers", "down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "stopped: etcd, zookeeper"
+    assert "stays in" in down.stderr
+    assert not any(alive(pid) for pid in pids(state))
+    assert (state_dir / "etcd").exists()
+    assert (state_dir / "zookeeper").exists()
+    status = run_cli("servers", "status", "--state-dir", str(state_dir))
+    assert "no servers running" in status.stdout
+    assert "data of etcd, zookeeper kept in" in status.stdout
+
+    again = up(state_dir)
+    assert {name: s["url"] for name, s in again["services"].items()} == urls  # same ports
+    after = tokens(again)
+    for name in ("etcd", "zookeeper"):
+        assert after[name] > before[name], f"{name}: token {after[name]} after down/up, {before[name]} before"
+
+    # The data is of a single etcd: a cluster would restart the tokens, so it is refused.
+    run_cli("servers", "down", "--state-dir", str(state_dir))
+    other = run_cli("servers", "up", "--state-dir", str(state_dir), "--etcd", "cluster", "--zookeeper", "none")
+    assert other.returncode == cli.EXIT_USAGE, other.stderr
+    assert "servers down --purge" in other.stderr
+
+
+def test_up_adds_zookeeper_next_to_a_running_etcd(state_dir: Path) -> None:
+    first = up(state_dir, "--zookeeper", "none")
+    (etcd_pid,) = pids(first)
+    both = up(state_dir)
+    assert set(both["services"]) == {"etcd", "zookeeper"}
+    assert [p["pid"] for p in both["services"]["etcd"]["processes"]] == [etcd_pid]  # left running
+    assert both["services"]["etcd"]["url"] == first["services"]["etcd"]["url"]
+    assert all(alive(pid) for pid in pids(both))
+    assert tokens(both)["zookeeper"] > 0
 
 
 def test_cluster_and_ensemble(state_dir: Path) -> None:
