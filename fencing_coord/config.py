@@ -77,31 +77,72 @@ class BackendURL:
         """The URL with any password replaced by ``***`` (for messages and logs)."""
         if self.password is None:
             return self.raw
-        scheme, rest = self.raw.split("://", 1)
-        netloc, sep, tail = rest.partition("/")
-        creds, _, hosts = netloc.rpartition("@")
-        user = creds.partition(":")[0]
-        return f"{scheme}://{user}:***@{hosts}{sep}{tail}"
+        scheme, _, rest = self.raw.partition("://")
+        netloc = rest.partition("?")[0].partition("/")[0]  # where parse_url found the credentials
+        at = netloc.rfind("@")
+        user = netloc[:at].partition(":")[0]
+        return f"{scheme}://{user}:***@{rest[at + 1:]}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's password (as written and percent-decoded) replaced by ``***``."""
+        if not self.password:
+            return text
+        netloc = self.raw.partition("://")[2].partition("?")[0].partition("/")[0]
+        written = netloc.rpartition("@")[0].partition(":")[2]
+        for secret in sorted({s for s in (written, self.password) if s}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    @staticmethod
+    def redact(raw: str) -> str:
+        """``raw``, a URL that may not parse, with everything from the first ``:`` of its
+        user information to its last ``@`` replaced by ``***``. Errors met while parsing
+        show this: it hides a password even when unencoded ``/``, ``?``, ``#`` or ``@``
+        in it would make parse_url split the URL elsewhere."""
+        scheme, sep, rest = raw.partition("://")
+        if not sep or "@" in scheme:
+            scheme, sep, rest = "", "", raw
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, max(at, 0))
+        if colon < 0:
+            return raw
+        return f"{scheme}{sep}{rest[:colon]}:***@{rest[at + 1:]}"
+
+    def __repr__(self) -> str:
+        return f"BackendURL({self.redacted()!r})"
 
 
 def parse_url(url: str) -> BackendURL:
-    """Parse ``url`` into a :class:`BackendURL`; :class:`ConfigurationError` if malformed."""
+    """Parse ``url`` into a :class:`BackendURL`; :class:`ConfigurationError` if malformed.
+
+    Error messages show the URL with its password hidden (:meth:`BackendURL.redact`).
+    A password must have its reserved characters percent-encoded (``@`` ``:`` ``/``
+    ``?`` ``#`` ``%`` as ``%40`` ``%3A`` ``%2F`` ``%3F`` ``%23`` ``%25``).
+    """
     if not isinstance(url, str):
         raise ConfigurationError(f"a backend URL must be a str, not {type(url).__name__}")
+    label = BackendURL.redact(url)
     if "://" not in url:
         raise ConfigurationError(
-            f"{url!r} is not a backend URL; expected scheme://host[:port], "
+            f"{label!r} is not a backend URL; expected scheme://host[:port], "
             "e.g. etcd://127.0.0.1:2379, zookeeper://127.0.0.1:2181/app or memory://demo"
         )
     scheme, rest = url.split("://", 1)
     scheme = scheme.lower()
     if not scheme.replace("+", "").replace("-", "").isalnum():
-        raise ConfigurationError(f"{url!r}: {scheme!r} is not a valid URL scheme")
+        raise ConfigurationError(f"{label!r}: the scheme before :// may hold only letters, digits, '+' and '-'")
     if "#" in rest:
-        raise ConfigurationError(f"{url!r}: a backend URL takes no #fragment")
+        raise ConfigurationError(f"{label!r}: a backend URL takes no #fragment (write a '#' in a password as %23)")
     # urlsplit rejects comma-separated host lists with ports, so split by hand.
     rest, _, query = rest.partition("?")
     netloc, _, tail = rest.partition("/")
+    if "@" in tail:
+        # Most likely a password with an unencoded '/': refuse rather than connect to
+        # a "host" made of half a password.
+        raise ConfigurationError(
+            f"{label!r}: '@' after the host; percent-encode '/', '?', '#' and '@' in a password "
+            "(%2F, %3F, %23, %40), and write an '@' of the path as %40"
+        )
     username = password = None
     if "@" in netloc:
         creds, netloc = netloc.rsplit("@", 1)
@@ -110,37 +151,48 @@ def parse_url(url: str) -> BackendURL:
         password = unquote(pw) if _ else None
     hosts: list[tuple[str, int | None]] = []
     for item in filter(None, (h.strip() for h in netloc.split(","))):
-        hosts.append(_parse_host(item, url))
+        hosts.append(_parse_host(item, label))
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise ConfigurationError(f"{url!r}: malformed query string {query!r}") from exc
+    except ValueError:
+        # Not chained: the parser's message quotes the query, which may hold part of a
+        # password with an unencoded '?'.
+        raise ConfigurationError(f"{label!r}: malformed query string; expected ?option=value&option=value") from None
     options: dict[str, str] = {}
     for key, value in pairs:
         if key in options:
-            raise ConfigurationError(f"{url!r}: option {key!r} is given twice")
+            raise ConfigurationError(f"{label!r}: option {key!r} is given twice")
         options[key] = value
     return BackendURL(scheme, tuple(hosts), unquote(tail), username, password, options, url)
 
 
-def _parse_host(item: str, url: str) -> tuple[str, int | None]:
+def _parse_host(item: str, label: str) -> tuple[str, int | None]:
+    """One ``host[:port]`` of the host list; ``label`` is the redacted URL for messages."""
+
+    def shown(piece: str) -> str:
+        # Quote a piece only if the redacted URL shows it anyway: with a mangled password
+        # (unencoded '?'), a "host" or "port" may be a part of it.
+        return repr(piece) if piece in label else "(hidden: it overlaps the password)"
+
     if item.startswith("["):
         host, _, after = item[1:].partition("]")
         port_text = after[1:] if after.startswith(":") else ""
         if after and not after.startswith(":"):
-            raise ConfigurationError(f"{url!r}: bad IPv6 host {item!r}")
+            raise ConfigurationError(f"{label!r}: bad IPv6 host {shown(item)}")
     elif item.count(":") == 1:
         host, port_text = item.split(":")
     elif ":" in item:
-        raise ConfigurationError(f"{url!r}: put IPv6 addresses in brackets, e.g. [::1]:2379")
+        raise ConfigurationError(f"{label!r}: put IPv6 addresses in brackets, e.g. [::1]:2379")
     else:
         host, port_text = item, ""
     if not host:
-        raise ConfigurationError(f"{url!r}: empty host in {item!r}")
+        raise ConfigurationError(f"{label!r}: empty host in {shown(item)}")
     if not port_text:
         return host, None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigurationError(f"{url!r}: port {port_text!r} of {host!r} is not a number from 1 to 65535")
+        raise ConfigurationError(
+            f"{label!r}: port {shown(port_text)} of {shown(host)} is not a number from 1 to 65535"
+        )
     return host, int(port_text)
 
 
@@ -268,7 +320,20 @@ def connect(url: str | None = None, **options: Any) -> LockBackend:
     cls = _load_backend_class(parsed.scheme, parsed.redacted())
     try:
         return cls.from_url(parsed, options)
-    except FencingCoordError:
+    except FencingCoordError as exc:
+        _scrub_chain(exc, parsed)
         raise
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"{parsed.redacted()}: {exc}") from exc
+        _scrub_chain(exc, parsed)
+        raise ConfigurationError(parsed.scrub(f"{parsed.redacted()}: {exc}")) from exc
+
+
+def _scrub_chain(exc: BaseException, url: BackendURL) -> None:
+    """Hide ``url``'s password in the messages of ``exc`` and the exceptions it chains:
+    whatever a backend wrote into an error, connect() never lets the password out."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(url.scrub(arg) if isinstance(arg, str) else arg for arg in current.args)
+        current = current.__cause__ or current.__context__
