@@ -2,6 +2,12 @@
 
 ``scheme://[user[:password]@]host[:port][,host[:port]...][/path][?option=value&...]``
 
+A URL that does not fit is a :class:`ConfigurationError`, never a default: an empty
+entry in the host list, an empty port after ``:``, an unclosed ``[``. ``etcd://`` and
+``zookeeper://`` need at least one host (:meth:`BackendURL.host_list`); ``memory://``
+takes a table name in the host's place and may omit it (the default table). Percent-
+encode reserved characters in a password (``@ : / ? # %``).
+
 The scheme picks the backend through the ``fencing_coord.backends`` entry-point group
 (a third-party package registers its own scheme the same way ours do). Query options
 are strings; keyword arguments to :func:`connect` override them. Every backend takes
@@ -69,9 +75,18 @@ class BackendURL:
     raw: str = ""
 
     def host_list(self, default_port: int) -> list[tuple[str, int]]:
-        """The hosts with ``default_port`` filled in; at least ``127.0.0.1``."""
-        hosts = [(h, p if p is not None else default_port) for h, p in self.hosts]
-        return hosts or [("127.0.0.1", default_port)]
+        """The hosts with ``default_port`` filled in.
+
+        Raises :class:`ConfigurationError` when the URL names no host: a scheme that
+        connects to servers calls this, and there is no host it could mean by default
+        (``memory://``, whose "host" is a table name, may omit it and does not call this).
+        """
+        if not self.hosts:
+            raise ConfigurationError(
+                f"{self.redacted()!r}: {self.scheme}:// needs at least one host, "
+                f"e.g. {self.scheme}://127.0.0.1:{default_port}"
+            )
+        return [(h, p if p is not None else default_port) for h, p in self.hosts]
 
     def redacted(self) -> str:
         """The URL with any password replaced by ``***`` (for messages and logs)."""
@@ -150,8 +165,11 @@ def parse_url(url: str) -> BackendURL:
         username = unquote(user) or None
         password = unquote(pw) if _ else None
     hosts: list[tuple[str, int | None]] = []
-    for item in filter(None, (h.strip() for h in netloc.split(","))):
-        hosts.append(_parse_host(item, label))
+    if netloc.strip():  # no host at all is for the backend to judge (see BackendURL.host_list)
+        for item in (h.strip() for h in netloc.split(",")):
+            if not item:
+                raise ConfigurationError(f"{label!r}: empty entry in the host list (a stray ',')")
+            hosts.append(_parse_host(item, label))
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
@@ -175,21 +193,26 @@ def _parse_host(item: str, label: str) -> tuple[str, int | None]:
         return repr(piece) if piece in label else "(hidden: it overlaps the password)"
 
     if item.startswith("["):
-        host, _, after = item[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else ""
+        host, bracket, after = item[1:].partition("]")
+        if not bracket:
+            raise ConfigurationError(f"{label!r}: IPv6 host {shown(item)} lacks its closing ']'")
         if after and not after.startswith(":"):
             raise ConfigurationError(f"{label!r}: bad IPv6 host {shown(item)}")
+        colon, port_text = after[:1], after[1:]
     elif item.count(":") == 1:
         host, port_text = item.split(":")
+        colon = ":"
     elif ":" in item:
         raise ConfigurationError(f"{label!r}: put IPv6 addresses in brackets, e.g. [::1]:2379")
     else:
-        host, port_text = item, ""
+        host, colon, port_text = item, "", ""
     if not host:
         raise ConfigurationError(f"{label!r}: empty host in {shown(item)}")
-    if not port_text:
+    if not colon:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text:
+        raise ConfigurationError(f"{label!r}: empty port after {shown(host)}: (omit the ':' for the default port)")
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ConfigurationError(
             f"{label!r}: port {shown(port_text)} of {shown(host)} is not a number from 1 to 65535"
         )

@@ -8,9 +8,9 @@ from_url, reached with a URL that carries a password. The password is marked by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -61,6 +61,11 @@ ROWS: dict[str, Row] = {
     "empty bracketed host": Row(f"etcd://{CREDS}[]:2379"),
     "IPv6 without brackets": Row(f"etcd://{CREDS}::1:2379"),
     "bad IPv6 host": Row(f"etcd://{CREDS}[::1]x"),
+    "unclosed IPv6 bracket": Row(f"etcd://{CREDS}[::1"),
+    "empty port": Row(f"etcd://{CREDS}h:"),
+    "empty entry in the host list": Row(f"etcd://{CREDS}h:1,"),
+    "etcd:// without a host": Row(f"etcd://{CREDS}"),
+    "zookeeper:// without a host": Row(f"zookeeper://{CREDS}/app"),
     # OptionReader
     "option not a number": Row(f"etcd://{CREDS}h?ttl=abc"),
     "option out of range": Row(f"etcd://{CREDS}h?ttl=0"),
@@ -137,22 +142,47 @@ def test_backend_errors_with_the_password_are_scrubbed_by_connect(monkeypatch: p
     assert "refused" in str(info.value)
 
 
-@pytest.mark.skipif(shutil.which("fencing-coord", path=os.path.dirname(sys.executable)) is None,
-                    reason="the fencing-coord script is not installed next to this interpreter")
+# One process runs the CLI's entry point for every row in turn (a process per row costs
+# seconds of CPU on a loaded machine); each row's output is framed by a marker line on
+# both streams, and anything the library wrote to the real stdout/stderr is in its frame.
+CLI_DRIVER = """
+import json, sys
+from fencing_coord import cli
+for name, url in json.loads(sys.argv[1]):
+    for stream in (sys.stdout, sys.stderr):
+        stream.write(f"=== {name}\\n")
+        stream.flush()
+    code = cli.main(["status", "--url", url, "some-lock"])
+    sys.stdout.write(f"exit {code}\\n")
+    sys.stdout.flush()
+"""
+
+
+def _frames(text: str) -> dict[str, str]:
+    frames: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("=== "):
+            name = line[4:].rstrip("\n")
+            frames[name] = ""
+        elif name is not None:
+            frames[name] += line
+    return frames
+
+
 def test_the_cli_shows_no_password() -> None:
-    """``fencing-coord status --url URL`` for every row, run side by side."""
-    script = shutil.which("fencing-coord", path=os.path.dirname(sys.executable))
-    assert script is not None
+    """``fencing-coord status --url URL some-lock`` for every row: an error line on
+    stderr, exit 2 (configuration) or 69 (unreachable), and no password anywhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FENCING_COORD")}
-    running = {
-        name: subprocess.Popen([script, "status", "--url", row.url, "some-lock"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, row in ROWS.items()
-    }
-    failures = []
-    for name, process in running.items():
-        out, err = process.communicate(timeout=60)
-        expected = 2 if ROWS[name].error is fc.ConfigurationError else 69
-        if MARK in out + err or process.returncode != expected or "fencing-coord: error:" not in err:
-            failures.append(f"{name}: exit {process.returncode}\n{out}{err}")
-    assert not failures, "\n".join(failures)
+    rows = [(name, row.url) for name, row in ROWS.items()]
+    done = subprocess.run([sys.executable, "-c", CLI_DRIVER, json.dumps(rows)], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert MARK not in done.stdout + done.stderr
+    out, err = _frames(done.stdout), _frames(done.stderr)
+    assert set(out) == set(err) == set(ROWS)
+    for name, row in ROWS.items():
+        expected = 2 if row.error is fc.ConfigurationError else 69
+        assert out[name] == f"exit {expected}\n", (name, out[name], err[name])
+        # (kazoo's connection chatter before it is issue 12 item 6, not this test's)
+        assert "fencing-coord: error: " in err[name], (name, err[name])
