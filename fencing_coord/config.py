@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, unquote
 
 from .errors import ConfigurationError, FencingCoordError
 from .interface import LockBackend
-from .validation import check_name, check_positive_seconds
+from .validation import MAX_SECONDS, check_name, check_positive_seconds
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -255,20 +255,27 @@ class OptionReader:
         try:
             return parse(raw)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"{self.url.redacted() or self.url.scheme}: option {name}={raw!r}: {exc}") from exc
+            # repr() of an int of thousands of digits raises ValueError itself.
+            shown = "a very large int" if isinstance(raw, int) and raw.bit_length() > 64 else repr(raw)
+            raise ConfigurationError(f"{self.url.redacted() or self.url.scheme}: option {name}={shown}: {exc}") from exc
 
-    def seconds(self, name: str, default: float) -> float:
-        """A positive, finite number of seconds."""
-        return self.get(name, default, lambda v: check_positive_seconds(_number(v), name))
+    def seconds(self, name: str, default: float, *, max_seconds: float = MAX_SECONDS) -> float:
+        """A number of seconds > 0, finite and at most ``max_seconds`` (see
+        :func:`~fencing_coord.validation.check_positive_seconds`)."""
+        return self.get(name, default, lambda v: check_positive_seconds(_number(v), name, max_seconds=max_seconds))
 
     def string(self, name: str, default: str) -> str:
         return self.get(name, default, _string)
 
-    def common(self, *, ttl: float = 10.0, timeout: float = 5.0) -> CommonOptions:
-        """Read ``ttl``, ``namespace``, ``timeout`` and ``identity``."""
+    def common(self, *, ttl: float = 10.0, timeout: float = 5.0, max_ttl: float = MAX_SECONDS) -> CommonOptions:
+        """Read ``ttl``, ``namespace``, ``timeout`` and ``identity``. A backend whose service
+        cannot hold every ttl up to :data:`~fencing_coord.validation.MAX_SECONDS` passes
+        its own ``max_ttl`` (ZooKeeper: ``INT32_MILLISECONDS``); a larger ttl is then a
+        :class:`ConfigurationError` naming the bound."""
         namespace = self.get("namespace", "default", lambda v: check_name(_string(v), "namespace"))
         identity = self.get("identity", "", _string) or _default_identity()
-        return CommonOptions(self.seconds("ttl", ttl), namespace, self.seconds("timeout", timeout), identity)
+        ttl_seconds = self.seconds("ttl", ttl, max_seconds=max_ttl)
+        return CommonOptions(ttl_seconds, namespace, self.seconds("timeout", timeout), identity)
 
     def finish(self) -> None:
         """Raise :class:`ConfigurationError` for any option no one asked for."""
@@ -280,12 +287,14 @@ class OptionReader:
             )
 
 
-def _number(value: Any) -> float:
+def _number(value: Any) -> int | float:
+    # An int stays an int: float() of a huge one raises OverflowError, and the range
+    # check compares it exactly.
     if isinstance(value, str):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, not {type(value).__name__}")
-    return float(value)
+    return value
 
 
 def _string(value: Any) -> str:
