@@ -5,10 +5,16 @@ timeout, a serialization failure, a full disk) become :class:`BackendUnavailable
 (retryable); everything else the database refuses (a missing table or column, a
 permission, a corrupt file, a wrong schema) becomes :class:`ConfigurationError`, since
 retrying cannot help. Both are chained to the driver's exception (``from exc``).
+
+A PostgreSQL server that refuses a new connection because of who or where the client
+connects to (a database or role that does not exist, failed authentication, no
+``pg_hba.conf`` entry) answers with a FATAL message but no SQLSTATE reaches psycopg, so
+those are recognised by the server's (English) message text.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 from types import TracebackType
@@ -20,6 +26,13 @@ __all__ = ["mapped_db_errors"]
 # Primary SQLite result codes that mean "try again later": BUSY, LOCKED, NOMEM, IOERR,
 # FULL, PROTOCOL.
 _SQLITE_TRANSIENT = {5, 6, 7, 10, 13, 15}
+
+# libpq's report of a server refusing the connection for a reason only the operator can
+# change (the server's FATAL message at startup; psycopg gives it no SQLSTATE).
+_PG_REFUSED_CONNECTION = re.compile(
+    r'FATAL:.*(database ".*" does not exist|role ".*" does not exist|authentication failed'
+    r"|no pg_hba\.conf entry|permission denied for database|is not permitted to log in)"
+)
 
 
 class mapped_db_errors:  # lower case: it reads like a function, ``with mapped_db_errors(what):``
@@ -51,6 +64,8 @@ class mapped_db_errors:  # lower case: it reads like a function, ``with mapped_d
         psycopg = sys.modules.get("psycopg")  # loaded only if a PostgreSQL store is in use
         if psycopg is not None and isinstance(exc, psycopg.Error):
             transient = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+            if transient and exc.sqlstate is None and _PG_REFUSED_CONNECTION.search(str(exc)):
+                transient = False
             raise _error(transient, self.what, exc) from exc
 
 

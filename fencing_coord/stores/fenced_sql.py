@@ -33,7 +33,9 @@ is per row: each row carries its own fence.
 Values and keys are bound parameters; table and column names are quoted identifiers
 (``"name"``, embedded quotes doubled; ``schema.table`` is split at the dot), never
 interpolated raw. Database errors are mapped to :class:`ConfigurationError` or
-:class:`BackendUnavailable`, chained.
+:class:`BackendUnavailable`, chained. A connection the caller closed is a
+:class:`ConfigurationError` (a bug to fix, not a fault to retry); one the server or the
+network broke is :class:`BackendUnavailable`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidArgument, InvalidArgumentType, StaleTokenError
+from ..errors import ConfigurationError, InvalidArgument, InvalidArgumentType, StaleTokenError
 from .base import check_store_token
 from .dberrors import mapped_db_errors
 
@@ -111,6 +113,8 @@ class _Statement:
             self.mark, self.percent = "?", "%"
         elif type(conn).__module__.startswith("psycopg"):
             self.mark, self.percent = "%s", "%%"  # a literal % in psycopg SQL is written %%
+            if conn.closed and not conn.broken:  # broken: the server or the network ended it
+                raise ConfigurationError("conn is a psycopg connection that was closed; pass an open connection")
         else:
             raise InvalidArgumentType(f"conn must be a sqlite3 or psycopg Connection, not {type(conn).__name__}")
         if not isinstance(strict, bool):

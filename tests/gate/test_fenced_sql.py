@@ -7,9 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from fencing_coord.errors import ConfigurationError, InvalidArgument, InvalidArgumentType, StaleTokenError
+from fencing_coord.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidArgument,
+    InvalidArgumentType,
+    StaleTokenError,
+)
 from fencing_coord.stores.fenced_sql import RowWriteResult, fenced_update, fenced_upsert
 
 from .gate_workers import mp_context, open_sql_connection, pattern_a_writer, writer_tokens
@@ -159,4 +166,27 @@ def test_concurrent_writers_on_one_row(target: tuple[str, str]) -> None:
     assert refused
     assert all(fence > token for token, fence in refused)
     assert row(conn) == (200, None, None, 200)
+    conn.close()
+
+
+def test_a_closed_connection_is_a_configuration_error(target: tuple[str, str]) -> None:
+    closed = open_sql_connection(*target)
+    closed.close()
+    for helper in (fenced_update, fenced_upsert):
+        with pytest.raises(ConfigurationError, match="closed") as caught:
+            helper(closed, "positions", {"account_id": 1}, {"qty": 1}, token=1)
+        assert not caught.value.retryable
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_ended_is_unavailable(postgres_dsn: str) -> None:
+    """Unlike a connection the caller closed, one the server terminated is a fault."""
+    conn = psycopg.connect(postgres_dsn)
+    conn.execute(DDL)
+    conn.commit()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with pytest.raises(BackendUnavailable):
+        fenced_update(conn, "positions", {"account_id": 1}, {"qty": 1}, token=1)
+    assert conn.broken
     conn.close()

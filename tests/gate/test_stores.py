@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 import fencing_coord.stores as stores
 from fencing_coord.errors import (
@@ -108,6 +109,18 @@ def test_postgres_unreachable_is_unavailable() -> None:
     with pytest.raises(BackendUnavailable, match=r"PostgreSQL store .*password=\*\*\*.* is unavailable") as caught:
         PostgresStore(f"postgresql://fc:secret@127.0.0.1:{free_port()}/db", connect_timeout=2)
     assert "secret" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("option", "message"), [("dbname", 'database "fc_no_such_db" does not exist'),
+                                                 ("user", 'role "fc_no_such_db" does not exist')])
+def test_postgres_missing_database_or_role_is_a_configuration_error(postgres_dsn: str, option: str,
+                                                                    message: str) -> None:
+    """Retrying cannot create them: ConfigurationError (not the retryable BackendUnavailable)."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        PostgresStore(make_conninfo(postgres_dsn, **{option: "fc_no_such_db"}), connect_timeout=5)
+    assert not caught.value.retryable
     assert isinstance(caught.value.__cause__, psycopg.OperationalError)
 
 
