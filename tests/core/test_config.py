@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -48,11 +47,10 @@ MALFORMED = ["", "/", "[::1", "[::1]:", "h:", "h:1,", ",h", "h,,k", "h:\u00b2", 
 @pytest.mark.parametrize("scheme", ["etcd", "etcds", "zookeeper", "zk"])
 @pytest.mark.parametrize("rest", MALFORMED)
 def test_malformed_urls_are_refused_not_defaulted(scheme: str, rest: str) -> None:
-    """No silent 127.0.0.1, no dropped entry: a ConfigurationError before any connection."""
-    started = time.monotonic()
+    """No silent 127.0.0.1, no dropped entry: a ConfigurationError before any connection
+    (a connection attempt would end in BackendUnavailable)."""
     with pytest.raises(fc.ConfigurationError):
         fc.connect(f"{scheme}://{rest}", timeout=1).close()
-    assert time.monotonic() - started < 0.9  # not a connection attempt that timed out
 
 
 def test_memory_may_omit_its_table_name() -> None:
