@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,3 +229,43 @@ def test_postgres_fenced_read_overtaken_before_its_read_is_refused(postgres_dsn:
     assert resource.read("orders", "k") == b"from 9"
     store.close()
     other_store.close()
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A TCP port whose listener takes connections (the kernel completes the handshake)
+    and never answers: a server that hangs."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.postgres
+def test_postgres_connect_timeout_in_the_dsn_wins_over_the_default() -> None:
+    """connect_timeout=2 in the DSN bounds the connect; the keyword's default (10 s) used
+    to override it silently."""
+    with black_hole() as port:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            PostgresStore(f"host=127.0.0.1 port={port} dbname=x connect_timeout=2")
+        elapsed = time.monotonic() - started
+    assert elapsed < 7, f"the connect took {elapsed:.1f} s"
+
+
+@pytest.mark.postgres
+def test_postgres_connect_timeout_given_twice_must_agree(postgres_dsn: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"connect_timeout is given twice, 3 s in the DSN and 5 s as keyword"):
+        PostgresStore(make_conninfo(postgres_dsn, connect_timeout=3), connect_timeout=5)
+    with pytest.raises(ConfigurationError, match="not a whole number of seconds"):
+        PostgresStore(make_conninfo(postgres_dsn, connect_timeout="soon"))
+    with pytest.raises(InvalidArgument, match="connect_timeout must be > 0"):
+        PostgresStore(postgres_dsn, connect_timeout=0)
+    with PostgresStore(make_conninfo(postgres_dsn, connect_timeout=3), connect_timeout=3) as same:
+        assert same.connect_timeout == 3.0
+    with PostgresStore(make_conninfo(postgres_dsn, connect_timeout=4)) as from_dsn:
+        assert from_dsn.connect_timeout == 4.0
+    with PostgresStore(postgres_dsn) as default:
+        assert default.connect_timeout == 10.0
