@@ -58,7 +58,9 @@ class BackendUnavailable(FencingCoordError):
     """The coordination service (or the store) could not be reached in time.
 
     Retryable: nothing was granted or written on the caller's behalf that it does not
-    know about, except where the raising method documents otherwise.
+    know about, except where the raising method documents otherwise, and except when the
+    message says "outcome unknown": a write whose reply was lost, which may or may not
+    have been applied (a store never guesses accepted or refused).
     """
 
     retryable = True

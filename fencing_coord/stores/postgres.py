@@ -134,7 +134,7 @@ class PostgresStore(SQLStore):
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
-        with self._connection() as conn:
+        with self._connection(writing=True) as conn:
             row = conn.execute(_FENCED_WRITE, params).fetchone()
             if row is not None:
                 return FencedOutcome(True, row[0])
@@ -142,7 +142,7 @@ class PostgresStore(SQLStore):
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "token": token, "strict": strict}
-        with self._connection() as conn:
+        with self._connection(writing=True) as conn:
             row = conn.execute(_GATE, params).fetchone()
             if row is None:
                 return FencedOutcome(False, self._highest(conn, resource))
@@ -158,7 +158,7 @@ class PostgresStore(SQLStore):
         return FencedOutcome(True, row[0], None if value is None else bytes(value))
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._connection() as conn:
+        with self._connection(writing=not sql.startswith("SELECT")) as conn:
             cursor = conn.execute(_pg(sql), params)
             return cursor.fetchall() if cursor.description is not None else []
 
@@ -167,23 +167,26 @@ class PostgresStore(SQLStore):
         return None if row is None else int(row[0])
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a pooled autocommit connection; one that failed is closed, not reused."""
+    def _connection(self, *, writing: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled autocommit connection; one that failed is closed, not reused.
+        ``writing``: the block writes, so a connection failing during it leaves the
+        outcome unknown (a failed connect, before it, writes nothing)."""
         with mapped_db_errors(self.what):
             with self._mutex:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = self._connect()
-            try:
+        try:
+            with mapped_db_errors(self.what, writing=writing):
                 yield conn
-            except BaseException:
+        except BaseException:
+            conn.close()
+            raise
+        with self._mutex:
+            if self._closed:
                 conn.close()
-                raise
-            with self._mutex:
-                if self._closed:
-                    conn.close()
-                else:
-                    self._idle.append(conn)
+            else:
+                self._idle.append(conn)
 
     def _settle_connect_timeout(self, keyword: float | None) -> float | None:
         """Check ``connect_timeout`` against the DSN's and decide which one psycopg gets."""

@@ -218,8 +218,8 @@ def test_postgres_fenced_read_overtaken_before_its_read_is_refused(postgres_dsn:
     borrow = store._connection
 
     @contextmanager
-    def overtaken() -> Iterator[Any]:
-        with borrow() as conn:
+    def overtaken(**options: Any) -> Iterator[Any]:
+        with borrow(**options) as conn:
             yield _OvertakeAfterGate(conn, lambda: other.write("orders", "k", b"from 9", token=9))
 
     monkeypatch.setattr(store, "_connection", overtaken)
