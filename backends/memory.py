@@ -243,7 +243,7 @@ class MemoryBackend(ElectionBackend):
         reader.finish()
         if len(url.hosts) > 1 or (url.hosts and url.hosts[0][1] is not None) or url.path:
             raise ConfigurationError(
-                f"{url.raw!r}: memory:// takes one table name and no port or path, e.g. memory://demo"
+                f"{url.redacted()}: memory:// takes one table name and no port or path, e.g. memory://demo"
             )
         name = url.hosts[0][0] if url.hosts else ""
         return cls(name, ttl=common.ttl, namespace=common.namespace, identity=common.identity, clock=clock)

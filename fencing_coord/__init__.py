@@ -27,6 +27,7 @@ from .errors import (
     LockLost,
     LockTimeout,
     NotSupported,
+    RowNotFound,
     StaleTokenError,
     TokenSpaceExhausted,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "LockTimeout",
     "NotSupported",
     "ObserverHandle",
+    "RowNotFound",
     "StaleTokenError",
     "Term",
     "TokenSpaceExhausted",

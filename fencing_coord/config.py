@@ -1,5 +1,11 @@
 """Backend selection from configuration: :func:`connect`.
 
+A URL that does not fit is a :class:`ConfigurationError`, never a default: an empty
+entry in the host list, an empty port after ``:``, an unclosed ``[``. ``etcd://`` and
+``zookeeper://`` need at least one host (:meth:`BackendURL.host_list`); ``memory://``
+takes a table name in the host's place and may omit it (the default table). Percent-
+encode reserved characters in a password (``@ : / ? # %``).
+
 The scheme picks the backend through the ``fencing_coord.backends`` entry-point group
 (a third-party package registers its own scheme the same way ours do). The URL grammar
 and the common options are in :mod:`fencing_coord.url`.
@@ -88,7 +94,20 @@ def connect(url: str | None = None, **options: Any) -> LockBackend:
     cls = _load_backend_class(parsed.scheme, parsed.redacted())
     try:
         return cls.from_url(parsed, options)
-    except FencingCoordError:
+    except FencingCoordError as exc:
+        _scrub_chain(exc, parsed)
         raise
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"{parsed.redacted()}: {exc}") from exc
+        _scrub_chain(exc, parsed)
+        raise ConfigurationError(parsed.scrub(f"{parsed.redacted()}: {exc}")) from exc
+
+
+def _scrub_chain(exc: BaseException, url: BackendURL) -> None:
+    """Hide ``url``'s password in the messages of ``exc`` and the exceptions it chains:
+    whatever a backend wrote into an error, connect() never lets the password out."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(url.scrub(arg) if isinstance(arg, str) else arg for arg in current.args)
+        current = current.__cause__ or current.__context__

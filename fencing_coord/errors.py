@@ -12,6 +12,7 @@ backend's edge to the most specific class below and chained (``raise ... from ex
     ├── LockTimeout             acquire() waited its whole timeout (also TimeoutError)
     ├── LockLost                the lease/session behind a grant is gone
     ├── StaleTokenError         the resource refused a token (never retryable)
+    ├── RowNotFound             Pattern A: no row of the table matches the key (also LookupError)
     ├── TokenSpaceExhausted     the backend cannot issue a larger token for a lock
     └── NotSupported            the backend lacks an optional capability
 
@@ -29,6 +30,7 @@ __all__ = [
     "LockLost",
     "LockTimeout",
     "NotSupported",
+    "RowNotFound",
     "StaleTokenError",
     "TokenSpaceExhausted",
 ]
@@ -56,7 +58,9 @@ class BackendUnavailable(FencingCoordError):
     """The coordination service (or the store) could not be reached in time.
 
     Retryable: nothing was granted or written on the caller's behalf that it does not
-    know about, except where the raising method documents otherwise.
+    know about, except where the raising method documents otherwise, and except when the
+    message says "outcome unknown": a write whose reply was lost, which may or may not
+    have been applied (a store never guesses accepted or refused).
     """
 
     retryable = True
@@ -76,6 +80,15 @@ class StaleTokenError(FencingCoordError):
     """A fenced resource refused a token lower than one it had already accepted.
 
     Never retryable: the caller lost its lock, and a newer holder has written since.
+    """
+
+
+class RowNotFound(FencingCoordError, LookupError):
+    """Pattern A (:mod:`fencing_coord.stores.fenced_sql`): no row of the table matches the
+    key, so there was nothing to fence.
+
+    Not a :class:`StaleTokenError`: no newer holder refused the token, and the caller
+    still holds its lock. Create the row (``fenced_upsert``) or fix the key.
     """
 
 

@@ -2,6 +2,12 @@
 
 ``scheme://[user[:password]@]host[:port][,host[:port]...][/path][?option=value&...]``
 
+A URL that does not fit is a :class:`ConfigurationError`, never a default: an empty
+entry in the host list, an empty port after ``:``, an unclosed ``[``. ``etcd://`` and
+``zookeeper://`` need at least one host (:meth:`BackendURL.host_list`); ``memory://``
+takes a table name in the host's place and may omit it (the default table). Percent-
+encode reserved characters in a password (``@ : / ? # %``).
+
 Query options are strings; keyword arguments to :func:`fencing_coord.connect` override
 them. Every backend reads the common options through :meth:`OptionReader.common`; each
 backend's class docstring lists its own.
@@ -27,7 +33,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from .errors import ConfigurationError
-from .validation import check_name, check_positive_seconds
+from .validation import MAX_SECONDS, check_name, check_positive_seconds
 
 __all__ = ["BackendURL", "CommonOptions", "OptionReader", "parse_url"]
 
@@ -46,39 +52,89 @@ class BackendURL:
     raw: str = ""
 
     def host_list(self, default_port: int) -> list[tuple[str, int]]:
-        """The hosts with ``default_port`` filled in; at least ``127.0.0.1``."""
-        hosts = [(h, p if p is not None else default_port) for h, p in self.hosts]
-        return hosts or [("127.0.0.1", default_port)]
+        """The hosts with ``default_port`` filled in.
+
+        Raises :class:`ConfigurationError` when the URL names no host: a scheme that
+        connects to servers calls this, and there is no host it could mean by default
+        (``memory://``, whose "host" is a table name, may omit it and does not call this).
+        """
+        if not self.hosts:
+            raise ConfigurationError(
+                f"{self.redacted()!r}: {self.scheme}:// needs at least one host, "
+                f"e.g. {self.scheme}://127.0.0.1:{default_port}"
+            )
+        return [(h, p if p is not None else default_port) for h, p in self.hosts]
 
     def redacted(self) -> str:
         """The URL with any password replaced by ``***`` (for messages and logs)."""
         if self.password is None:
             return self.raw
-        scheme, rest = self.raw.split("://", 1)
-        netloc, sep, tail = rest.partition("/")
-        creds, _, hosts = netloc.rpartition("@")
-        user = creds.partition(":")[0]
-        return f"{scheme}://{user}:***@{hosts}{sep}{tail}"
+        scheme, _, rest = self.raw.partition("://")
+        netloc = rest.partition("?")[0].partition("/")[0]  # where parse_url found the credentials
+        at = netloc.rfind("@")
+        user = netloc[:at].partition(":")[0]
+        return f"{scheme}://{user}:***@{rest[at + 1:]}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's password (as written and percent-decoded) replaced by ``***``."""
+        if not self.password:
+            return text
+        netloc = self.raw.partition("://")[2].partition("?")[0].partition("/")[0]
+        written = netloc.rpartition("@")[0].partition(":")[2]
+        for secret in sorted({s for s in (written, self.password) if s}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    @staticmethod
+    def redact(raw: str) -> str:
+        """``raw``, a URL that may not parse, with everything from the first ``:`` of its
+        user information to its last ``@`` replaced by ``***``. Errors met while parsing
+        show this: it hides a password even when unencoded ``/``, ``?``, ``#`` or ``@``
+        in it would make parse_url split the URL elsewhere."""
+        scheme, sep, rest = raw.partition("://")
+        if not sep or "@" in scheme:
+            scheme, sep, rest = "", "", raw
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, max(at, 0))
+        if colon < 0:
+            return raw
+        return f"{scheme}{sep}{rest[:colon]}:***@{rest[at + 1:]}"
+
+    def __repr__(self) -> str:
+        return f"BackendURL({self.redacted()!r})"
 
 
 def parse_url(url: str) -> BackendURL:
-    """Parse ``url`` into a :class:`BackendURL`; :class:`ConfigurationError` if malformed."""
+    """Parse ``url`` into a :class:`BackendURL`; :class:`ConfigurationError` if malformed.
+
+    Error messages show the URL with its password hidden (:meth:`BackendURL.redact`).
+    A password must have its reserved characters percent-encoded (``@`` ``:`` ``/``
+    ``?`` ``#`` ``%`` as ``%40`` ``%3A`` ``%2F`` ``%3F`` ``%23`` ``%25``).
+    """
     if not isinstance(url, str):
         raise ConfigurationError(f"a backend URL must be a str, not {type(url).__name__}")
+    label = BackendURL.redact(url)
     if "://" not in url:
         raise ConfigurationError(
-            f"{url!r} is not a backend URL; expected scheme://host[:port], "
+            f"{label!r} is not a backend URL; expected scheme://host[:port], "
             "e.g. etcd://127.0.0.1:2379, zookeeper://127.0.0.1:2181/app or memory://demo"
         )
     scheme, rest = url.split("://", 1)
     scheme = scheme.lower()
     if not scheme.replace("+", "").replace("-", "").isalnum():
-        raise ConfigurationError(f"{url!r}: {scheme!r} is not a valid URL scheme")
+        raise ConfigurationError(f"{label!r}: the scheme before :// may hold only letters, digits, '+' and '-'")
     if "#" in rest:
-        raise ConfigurationError(f"{url!r}: a backend URL takes no #fragment")
+        raise ConfigurationError(f"{label!r}: a backend URL takes no #fragment (write a '#' in a password as %23)")
     # urlsplit rejects comma-separated host lists with ports, so split by hand.
     rest, _, query = rest.partition("?")
     netloc, _, tail = rest.partition("/")
+    if "@" in tail:
+        # Most likely a password with an unencoded '/': refuse rather than connect to
+        # a "host" made of half a password.
+        raise ConfigurationError(
+            f"{label!r}: '@' after the host; percent-encode '/', '?', '#' and '@' in a password "
+            "(%2F, %3F, %23, %40), and write an '@' of the path as %40"
+        )
     username = password = None
     if "@" in netloc:
         creds, netloc = netloc.rsplit("@", 1)
@@ -86,38 +142,57 @@ def parse_url(url: str) -> BackendURL:
         username = unquote(user) or None
         password = unquote(pw) if _ else None
     hosts: list[tuple[str, int | None]] = []
-    for item in filter(None, (h.strip() for h in netloc.split(","))):
-        hosts.append(_parse_host(item, url))
+    if netloc.strip():  # no host at all is for the backend to judge (see BackendURL.host_list)
+        for item in (h.strip() for h in netloc.split(",")):
+            if not item:
+                raise ConfigurationError(f"{label!r}: empty entry in the host list (a stray ',')")
+            hosts.append(_parse_host(item, label))
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise ConfigurationError(f"{url!r}: malformed query string {query!r}") from exc
+    except ValueError:
+        # Not chained: the parser's message quotes the query, which may hold part of a
+        # password with an unencoded '?'.
+        raise ConfigurationError(f"{label!r}: malformed query string; expected ?option=value&option=value") from None
     options: dict[str, str] = {}
     for key, value in pairs:
         if key in options:
-            raise ConfigurationError(f"{url!r}: option {key!r} is given twice")
+            raise ConfigurationError(f"{label!r}: option {key!r} is given twice")
         options[key] = value
     return BackendURL(scheme, tuple(hosts), unquote(tail), username, password, options, url)
 
 
-def _parse_host(item: str, url: str) -> tuple[str, int | None]:
+def _parse_host(item: str, label: str) -> tuple[str, int | None]:
+    """One ``host[:port]`` of the host list; ``label`` is the redacted URL for messages."""
+
+    def shown(piece: str) -> str:
+        # Quote a piece only if the redacted URL shows it anyway: with a mangled password
+        # (unencoded '?'), a "host" or "port" may be a part of it.
+        return repr(piece) if piece in label else "(hidden: it overlaps the password)"
+
     if item.startswith("["):
-        host, _, after = item[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else ""
+        host, bracket, after = item[1:].partition("]")
+        if not bracket:
+            raise ConfigurationError(f"{label!r}: IPv6 host {shown(item)} lacks its closing ']'")
         if after and not after.startswith(":"):
-            raise ConfigurationError(f"{url!r}: bad IPv6 host {item!r}")
+            raise ConfigurationError(f"{label!r}: bad IPv6 host {shown(item)}")
+        colon, port_text = after[:1], after[1:]
     elif item.count(":") == 1:
         host, port_text = item.split(":")
+        colon = ":"
     elif ":" in item:
-        raise ConfigurationError(f"{url!r}: put IPv6 addresses in brackets, e.g. [::1]:2379")
+        raise ConfigurationError(f"{label!r}: put IPv6 addresses in brackets, e.g. [::1]:2379")
     else:
-        host, port_text = item, ""
+        host, colon, port_text = item, "", ""
     if not host:
-        raise ConfigurationError(f"{url!r}: empty host in {item!r}")
-    if not port_text:
+        raise ConfigurationError(f"{label!r}: empty host in {shown(item)}")
+    if not colon:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigurationError(f"{url!r}: port {port_text!r} of {host!r} is not a number from 1 to 65535")
+    if not port_text:
+        raise ConfigurationError(f"{label!r}: empty port after {shown(host)}: (omit the ':' for the default port)")
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ConfigurationError(
+            f"{label!r}: port {shown(port_text)} of {shown(host)} is not a number from 1 to 65535"
+        )
     return host, int(port_text)
 
 
@@ -157,20 +232,27 @@ class OptionReader:
         try:
             return parse(raw)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"{self.url.redacted() or self.url.scheme}: option {name}={raw!r}: {exc}") from exc
+            # repr() of an int of thousands of digits raises ValueError itself.
+            shown = "a very large int" if isinstance(raw, int) and raw.bit_length() > 64 else repr(raw)
+            raise ConfigurationError(f"{self.url.redacted() or self.url.scheme}: option {name}={shown}: {exc}") from exc
 
-    def seconds(self, name: str, default: float) -> float:
-        """A positive, finite number of seconds."""
-        return self.get(name, default, lambda v: check_positive_seconds(_number(v), name))
+    def seconds(self, name: str, default: float, *, max_seconds: float = MAX_SECONDS) -> float:
+        """A number of seconds > 0, finite and at most ``max_seconds`` (see
+        :func:`~fencing_coord.validation.check_positive_seconds`)."""
+        return self.get(name, default, lambda v: check_positive_seconds(_number(v), name, max_seconds=max_seconds))
 
     def string(self, name: str, default: str) -> str:
         return self.get(name, default, _string)
 
-    def common(self, *, ttl: float = 10.0, timeout: float = 5.0) -> CommonOptions:
-        """Read ``ttl``, ``namespace``, ``timeout`` and ``identity``."""
+    def common(self, *, ttl: float = 10.0, timeout: float = 5.0, max_ttl: float = MAX_SECONDS) -> CommonOptions:
+        """Read ``ttl``, ``namespace``, ``timeout`` and ``identity``. A backend whose service
+        cannot hold every ttl up to :data:`~fencing_coord.validation.MAX_SECONDS` passes
+        its own ``max_ttl`` (ZooKeeper: ``INT32_MILLISECONDS``); a larger ttl is then a
+        :class:`ConfigurationError` naming the bound."""
         namespace = self.get("namespace", "default", lambda v: check_name(_string(v), "namespace"))
         identity = self.get("identity", "", _string) or _default_identity()
-        return CommonOptions(self.seconds("ttl", ttl), namespace, self.seconds("timeout", timeout), identity)
+        ttl_seconds = self.seconds("ttl", ttl, max_seconds=max_ttl)
+        return CommonOptions(ttl_seconds, namespace, self.seconds("timeout", timeout), identity)
 
     def finish(self) -> None:
         """Raise :class:`ConfigurationError` for any option no one asked for."""
@@ -182,12 +264,14 @@ class OptionReader:
             )
 
 
-def _number(value: Any) -> float:
+def _number(value: Any) -> int | float:
+    # An int stays an int: float() of a huge one raises OverflowError, and the range
+    # check compares it exactly.
     if isinstance(value, str):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, not {type(value).__name__}")
-    return float(value)
+    return value
 
 
 def _string(value: Any) -> str:

@@ -19,6 +19,7 @@ from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
 from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
+from fencing_coord.validation import INT32_MILLISECONDS
 
 from .election import LeaderWatch, read_leader
 from .grant import ZooKeeperGrant
@@ -105,7 +106,7 @@ class ZooKeeperBackend(ElectionBackend):
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> ZooKeeperBackend:
         reader = OptionReader(url, options)
-        common = reader.common()
+        common = reader.common(max_ttl=INT32_MILLISECONDS)
         randomize = reader.get("randomize_hosts", True, _parse_bool)
         window = reader.get("sequence_window", DEFAULT_SEQUENCE_WINDOW, _parse_window)
         reader.finish()

@@ -84,7 +84,13 @@ class Store(ABC):
     @abstractmethod
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         """Atomically: if ``token`` is admitted, store ``value`` and raise the highest
-        token; otherwise change nothing."""
+        token; otherwise change nothing.
+
+        The outcome is reported only when known: accepted or refused as the store
+        decided it. When the store cannot tell (the reply to the write or to its commit
+        was lost) it raises :class:`~fencing_coord.errors.BackendUnavailable` whose
+        message says "outcome unknown": the write may or may not have been applied. The
+        same holds for a fenced read that raises the highest token."""
 
     @abstractmethod
     def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, InvalidArgumentType
+from ..validation import check_positive_seconds
 from .base import FencedOutcome
 from .dberrors import mapped_db_errors
 from .sql import SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["PostgresStore"]
+
+#: Seconds a new connection may take when neither the DSN nor the caller says.
+_DEFAULT_CONNECT_TIMEOUT = 10
 
 # Any constant will do: it serializes the DDL of stores starting at the same moment
 # (concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL's catalog indexes).
@@ -90,9 +94,15 @@ class PostgresStore(SQLStore):
     across processes and hosts (PostgreSQL serializes the writers). Needs
     ``pip install fencing-coord[postgres]``; raises :class:`ConfigurationError` without
     it, and :class:`BackendUnavailable` when the server cannot be reached.
+
+    ``connect_timeout`` (seconds) bounds each new connection; the DSN may say it instead
+    (``connect_timeout=5`` in it, whole seconds as libpq counts them, 0 for no limit). Given
+    in both with different values, it is refused with :class:`ConfigurationError` rather
+    than one silently winning; given in neither, it is 10 s. ``self.connect_timeout`` is
+    the one in force (None: no limit).
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: float | None = None) -> None:
         if not isinstance(dsn, str):
             raise InvalidArgumentType(f"dsn must be a str, not {type(dsn).__name__}")
         try:
@@ -103,8 +113,10 @@ class PostgresStore(SQLStore):
             ) from exc
         self._psycopg = psycopg
         self.dsn = dsn
-        self.connect_timeout = connect_timeout
         self.what = f"PostgreSQL store {_redacted(dsn)}"
+        #: Passed to psycopg with every connect; None leaves the DSN's own to it.
+        self._connect_timeout_keyword: int | None = None
+        self.connect_timeout: float | None = self._settle_connect_timeout(connect_timeout)
         self._idle: list[psycopg.Connection[Any]] = []
         self._mutex = threading.Lock()
         self._closed = False
@@ -122,7 +134,7 @@ class PostgresStore(SQLStore):
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
-        with self._connection() as conn:
+        with self._connection(writing=True) as conn:
             row = conn.execute(_FENCED_WRITE, params).fetchone()
             if row is not None:
                 return FencedOutcome(True, row[0])
@@ -130,7 +142,7 @@ class PostgresStore(SQLStore):
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "token": token, "strict": strict}
-        with self._connection() as conn:
+        with self._connection(writing=True) as conn:
             row = conn.execute(_GATE, params).fetchone()
             if row is None:
                 return FencedOutcome(False, self._highest(conn, resource))
@@ -146,7 +158,7 @@ class PostgresStore(SQLStore):
         return FencedOutcome(True, row[0], None if value is None else bytes(value))
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        with self._connection() as conn:
+        with self._connection(writing=not sql.startswith("SELECT")) as conn:
             cursor = conn.execute(_pg(sql), params)
             return cursor.fetchall() if cursor.description is not None else []
 
@@ -155,26 +167,62 @@ class PostgresStore(SQLStore):
         return None if row is None else int(row[0])
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a pooled autocommit connection; one that failed is closed, not reused."""
+    def _connection(self, *, writing: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled autocommit connection; one that failed is closed, not reused.
+        ``writing``: the block writes, so a connection failing during it leaves the
+        outcome unknown (a failed connect, before it, writes nothing)."""
         with mapped_db_errors(self.what):
             with self._mutex:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = self._connect()
-            try:
+        try:
+            with mapped_db_errors(self.what, writing=writing):
                 yield conn
-            except BaseException:
+        except BaseException:
+            conn.close()
+            raise
+        with self._mutex:
+            if self._closed:
                 conn.close()
-                raise
-            with self._mutex:
-                if self._closed:
-                    conn.close()
-                else:
-                    self._idle.append(conn)
+            else:
+                self._idle.append(conn)
+
+    def _settle_connect_timeout(self, keyword: float | None) -> float | None:
+        """Check ``connect_timeout`` against the DSN's and decide which one psycopg gets."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            in_dsn = conninfo_to_dict(self.dsn).get("connect_timeout")
+        except self._psycopg.Error:
+            in_dsn = None  # an unparsable DSN is reported by the first connect, as before
+        dsn_seconds: int | None = None
+        if in_dsn is not None:
+            try:
+                dsn_seconds = int(str(in_dsn).strip())
+            except ValueError:
+                raise ConfigurationError(
+                    f"{self.what}: connect_timeout={in_dsn!r} in the DSN is not a whole number of seconds"
+                ) from None
+        if keyword is None:
+            if dsn_seconds is None:
+                self._connect_timeout_keyword = _DEFAULT_CONNECT_TIMEOUT
+                return float(_DEFAULT_CONNECT_TIMEOUT)
+            return float(dsn_seconds) if dsn_seconds > 0 else None  # libpq: 0 or less waits forever
+        seconds = check_positive_seconds(keyword, "connect_timeout")
+        if dsn_seconds is not None and float(dsn_seconds) != seconds:
+            raise ConfigurationError(
+                f"{self.what}: connect_timeout is given twice, {dsn_seconds} s in the DSN and {keyword} s as "
+                "keyword; give it in one place"
+            )
+        self._connect_timeout_keyword = max(1, round(seconds))
+        return seconds
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)))
+        if self._connect_timeout_keyword is None:
+            conn = self._psycopg.connect(self.dsn, autocommit=True)
+        else:
+            conn = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._connect_timeout_keyword)
         # The locking read path relies on a fresh snapshot per statement.
         conn.execute("SET default_transaction_isolation = 'read committed'")
         return conn

@@ -68,7 +68,7 @@ class SQLStore(Store):
         return self._raise_and_read(resource, key, token, strict)
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
-        with mapped_db_errors(self.what):
+        with mapped_db_errors(self.what, writing=True):
             self._query(UPSERT_VALUE, (resource, key, value))
 
     def plain_read(self, resource: str, key: str) -> bytes | None:

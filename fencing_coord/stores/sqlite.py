@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..validation import check_positive_seconds
 from .base import FencedOutcome, admits
-from .dberrors import mapped_db_errors
+from .dberrors import mapped_db_errors, outcome_unknown
 from .sql import SELECT_HIGHEST, SELECT_VALUE, UPSERT_VALUE, SQLStore
 
 __all__ = ["SQLiteStore"]
@@ -101,7 +101,7 @@ class SQLiteStore(SQLStore):
         if not strict:
             # The common case, a holder writing again under the current highest token,
             # is one statement; anything else takes the transaction below.
-            with mapped_db_errors(self.what), self._mutex:
+            with mapped_db_errors(self.what, writing=True), self._mutex:
                 if self._conn.execute(_WRITE_IF_CURRENT, (resource, key, value, resource, token)).rowcount == 1:
                     return FencedOutcome(True, token)
         with mapped_db_errors(self.what), self._transaction() as conn:
@@ -140,14 +140,20 @@ class SQLiteStore(SQLStore):
         with self._mutex:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
+            committing = False
             try:
                 yield conn
+                committing = True
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 # Also when COMMIT itself failed: the shared connection must not stay
                 # inside a transaction, or every later BEGIN would fail.
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK")  # still ours to undo: nothing was written
+                elif committing and isinstance(exc, sqlite3.Error):
+                    # SQLite ended the transaction itself on an I/O error during COMMIT:
+                    # the commit frame may already be in the WAL, and count after recovery.
+                    raise outcome_unknown(self.what, exc) from exc
                 raise
 
 

@@ -108,6 +108,11 @@ class ElectionConformance:
         term.resign()
         assert third.election("scheduler").campaign(timeout=0).token > term.token, "a withdrawn candidate blocks"
 
+    def test_a_campaign_timeout_beyond_max_seconds_waits_like_none(self, backend: LockBackend) -> None:
+        term = backend.election("scheduler").campaign(timeout=10**400)
+        assert not term.lost
+        term.resign()
+
     def test_term_tokens_strictly_increase(self, make_backend: MakeBackend) -> None:
         clients = [make_backend() for _ in range(3)]
         tokens = []

@@ -9,7 +9,13 @@ A backend opts into the suite with one class::
 
 Override :meth:`BackendFixtures.connect` to build clients another way, and
 :meth:`BackendFixtures.expire` to let the suite end a client's lease/session on the
-server without sleeping (tests that need it are skipped with a reason otherwise).
+server without sleeping (tests that need it are skipped with a reason otherwise, also
+when ``expire`` is left with an empty body such as ``...`` or raises NotSupported or
+NotImplementedError).
+
+A class with no URL from anywhere (``backend_url``, ``--fencing-coord-url``,
+``$FENCING_COORD_TEST_URL``) and no ``connect`` override fails every test that needs a
+client, naming those three: a suite that tested nothing must not pass.
 """
 
 from __future__ import annotations
@@ -25,9 +31,22 @@ from ..config import connect
 from ..errors import NotSupported
 from ..interface import LockBackend
 
-__all__ = ["BackendFixtures", "FakeClock", "MakeBackend"]
+__all__ = ["TEST_URL_ENV", "BackendFixtures", "FakeClock", "MakeBackend"]
 
 MakeBackend = Callable[..., LockBackend]
+
+#: The environment variable the pytest plugin reads when ``--fencing-coord-url`` is absent.
+TEST_URL_ENV = "FENCING_COORD_TEST_URL"
+
+
+def _template(self: object, backend: LockBackend) -> None: ...
+
+
+def _does_nothing(fn: Callable[..., object]) -> bool:
+    """True for a function whose body is only ``...``, ``pass`` or a docstring: the same
+    bytecode as ``_template`` (compiled by this interpreter, so the same on every version)."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_code == _template.__code__.co_code
 
 
 class FakeClock:
@@ -63,7 +82,11 @@ class BackendFixtures:
         """Return a new client (its own session). ``options`` include ``namespace``."""
         url = self.backend_url or self.default_url
         if url is None:
-            pytest.skip("no backend URL: set backend_url, override connect() or pass --fencing-coord-url")
+            pytest.fail(
+                f"{type(self).__name__} has no backend URL: pass --fencing-coord-url URL or set "
+                f"${TEST_URL_ENV}, or set backend_url on the class, or override connect()",
+                pytrace=False,
+            )
         options.setdefault("ttl", self.ttl)
         return connect(url, **options)
 
@@ -105,6 +128,18 @@ class BackendFixtures:
     @pytest.fixture
     def expire_session(self) -> Callable[[LockBackend], None]:
         """``expire_session(client)``; the test is skipped when the fixtures cannot."""
+        name = type(self).__name__
         if type(self).expire is BackendFixtures.expire:
-            pytest.skip(f"{type(self).__name__} does not override expire(): no session expiry on demand")
-        return self.expire
+            pytest.skip(f"{name} does not override expire(): no session expiry on demand")
+        if _does_nothing(type(self).expire):
+            # The README's template, pasted as is: calling it would leave the session
+            # alive and the test waiting for a loss that never comes.
+            pytest.skip(f"{name}.expire() has an empty body: write it to end the session on the server, or delete it")
+
+        def expire(backend: LockBackend) -> None:
+            try:
+                self.expire(backend)
+            except (NotSupported, NotImplementedError) as exc:
+                pytest.skip(f"{name}.expire() cannot end a session: {str(exc) or type(exc).__name__}")
+
+        return expire

@@ -117,6 +117,19 @@ class LockBackendConformance(LeaseExpiryConformance):
         with pytest.raises(LockTimeout):
             other.acquire("orders", timeout=0.2)
 
+    @pytest.mark.parametrize("timeout", [1e300, 10**400], ids=["1e300", "10**400"])
+    def test_a_timeout_beyond_max_seconds_waits_like_none(
+        self, backend: LockBackend, other: LockBackend, timeout: float
+    ) -> None:
+        """Above validation.MAX_SECONDS a timeout means "forever" on every backend: no
+        overflow in anyone's clock arithmetic, and the waiter is granted at release."""
+        grant = backend.acquire("orders", timeout=PROMPT)
+        queued = threading.Event()
+        waiter = _start(lambda: other.acquire("orders", timeout=timeout, on_queued=queued.set))
+        assert queued.wait(PROMPT), "the waiter never queued"
+        backend.release(grant)
+        assert waiter.result(PROMPT).token > grant.token
+
     def test_lock_timeout_is_in_the_hierarchy(self, backend: LockBackend, other: LockBackend) -> None:
         backend.acquire("orders", timeout=PROMPT)
         with pytest.raises(FencingCoordError) as info:
@@ -333,7 +346,8 @@ class LockBackendConformance(LeaseExpiryConformance):
         assert "timeout" in str(info.value)
         assert backend.describe("orders").holder is None, "a rejected call took the lock"
 
-    @pytest.mark.parametrize("ttl", [0, -5, "soon", math.nan, True], ids=repr)
+    @pytest.mark.parametrize("ttl", [0, -5, "soon", math.nan, True, 1e300, 10**400, "1e400"],
+                             ids=["0", "-5", "'soon'", "nan", "True", "1e300", "10**400", "'1e400'"])
     def test_bad_ttls_are_rejected(self, make_backend: MakeBackend, ttl: Any) -> None:
         with pytest.raises(ConfigurationError) as info:
             make_backend(ttl=ttl)

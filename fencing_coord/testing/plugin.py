@@ -9,7 +9,9 @@ conformance suite with one class and one command-line option.
     $ pytest test_mine.py --fencing-coord-url mine://127.0.0.1:9999
 
 The option (or ``$FENCING_COORD_TEST_URL``) fills ``BackendFixtures.backend_url`` for
-classes that do not set it. Nothing here imports a backend library.
+classes that do not set it. With neither, and no ``backend_url`` on the class, every
+test that needs a client fails with a message naming both (it is never a quiet run of
+skips). Nothing here imports a backend library.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 
 import pytest
 
-from .fixtures import FakeClock
+from .fixtures import TEST_URL_ENV, FakeClock
 
 __all__ = ["fake_clock", "pytest_addoption", "pytest_configure"]
 
@@ -26,8 +28,8 @@ __all__ = ["fake_clock", "pytest_addoption", "pytest_configure"]
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--fencing-coord-url",
-        default=os.environ.get("FENCING_COORD_TEST_URL"),
-        help="backend URL for conformance classes that set no backend_url",
+        default=os.environ.get(TEST_URL_ENV),
+        help=f"backend URL for conformance classes that set no backend_url (default: ${TEST_URL_ENV})",
     )
 
 

@@ -41,6 +41,26 @@ def test_bad_urls_raise_configuration_error(url: str, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
+MALFORMED = ["", "/", "[::1", "[::1]:", "h:", "h:1,", ",h", "h,,k", "h:\u00b2", "user:pw@"]
+
+
+@pytest.mark.parametrize("scheme", ["etcd", "etcds", "zookeeper", "zk"])
+@pytest.mark.parametrize("rest", MALFORMED)
+def test_malformed_urls_are_refused_not_defaulted(scheme: str, rest: str) -> None:
+    """No silent 127.0.0.1, no dropped entry: a ConfigurationError before any connection
+    (a connection attempt would end in BackendUnavailable)."""
+    with pytest.raises(fc.ConfigurationError):
+        fc.connect(f"{scheme}://{rest}", timeout=1).close()
+
+
+def test_memory_may_omit_its_table_name() -> None:
+    with fc.connect("memory://") as default, fc.connect("memory://?namespace=default") as same:
+        grant = default.acquire("x", timeout=0)
+        assert same.describe("x").token == grant.token
+    with pytest.raises(fc.ConfigurationError, match="empty entry"):
+        fc.connect("memory://a,")
+
+
 def test_unknown_scheme_lists_known_ones() -> None:
     with pytest.raises(fc.ConfigurationError) as info:
         fc.connect("nope://x")

@@ -29,6 +29,7 @@ EXPECTED = {
     "LockTimeout",
     "NotSupported",
     "StaleTokenError",
+    "RowNotFound",
     "TokenSpaceExhausted",
     "__version__",
     "connect",

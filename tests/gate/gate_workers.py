@@ -25,10 +25,11 @@ import random
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import fencing_coord.config as fc_config
 from fencing_coord.errors import StaleTokenError
@@ -38,7 +39,8 @@ from fencing_coord.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from fencing_coord.stores.base import FencedOutcome
 from fencing_coord.testing import FakeClock
 
-__all__ = ["CounterHarness", "CounterReport", "StoreSpec", "interleaved_writer", "mp_context"]
+__all__ = ["CounterHarness", "CounterReport", "CounterSpec", "CounterView", "StoreSpec", "interleaved_writer",
+           "mp_context"]
 
 
 def mp_context() -> multiprocessing.context.ForkServerContext:
@@ -194,6 +196,26 @@ def counter_worker(spec: StoreSpec, fenced: bool, conn: Connection, resource: st
         conn.send(("error", traceback.format_exc()))
 
 
+class CounterView(Protocol):
+    """What the harness reads of the counter between steps: a :class:`Store`, or the
+    Pattern A table of :mod:`.row_counter`."""
+
+    def plain_read(self, resource: str, key: str) -> bytes | None: ...
+
+    def highest_token(self, resource: str) -> int | None: ...
+
+    def __enter__(self) -> CounterView: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class CounterSpec(Protocol):
+    """How the harness and its workers open the counter (``StoreSpec`` or ``RowCounterSpec``)."""
+
+    def open(self) -> CounterView: ...
+
+
 @dataclass
 class CounterReport:
     """What one counter run did, as the harness saw it."""
@@ -211,14 +233,16 @@ class CounterHarness:
     """Runs ``workers`` counter workers against ``spec``; see the module docstring.
 
     The holder of every ``pause_every``-th grant is paused at its checkpoint (if some
-    other worker still has increments to do, so a successor will come).
+    other worker still has increments to do, so a successor will come). ``worker`` is the
+    process target, called ``worker(spec, fenced, pipe, resource, increments)``.
     """
 
     LOCK = "counter-lock"
 
-    def __init__(self, ctx: multiprocessing.context.ForkServerContext, spec: StoreSpec, *, fenced: bool,
-                 workers: int = 4, increments: int = 5, pause_every: int = 3, ttl: float = 10.0) -> None:
-        self.ctx, self.spec, self.fenced = ctx, spec, fenced
+    def __init__(self, ctx: multiprocessing.context.ForkServerContext, spec: CounterSpec, *, fenced: bool,
+                 workers: int = 4, increments: int = 5, pause_every: int = 3, ttl: float = 10.0,
+                 worker: Callable[[Any, bool, Connection, str, int], None] = counter_worker) -> None:
+        self.ctx, self.spec, self.fenced, self.worker = ctx, spec, fenced, worker
         self.workers, self.increments, self.pause_every, self.ttl = workers, increments, pause_every, ttl
         self.resource = f"counter-{uuid.uuid4().hex[:8]}"
         self.clock = FakeClock()
@@ -245,7 +269,7 @@ class CounterHarness:
             parent, child = self.ctx.Pipe()
             self.conns.append(parent)
             args = (self.spec, self.fenced, child, self.resource, self.increments)
-            processes.append(self.ctx.Process(target=counter_worker, args=args))
+            processes.append(self.ctx.Process(target=self.worker, args=args))
         for process in processes:
             process.start()
         try:
@@ -264,7 +288,7 @@ class CounterHarness:
         return CounterReport(final, sum(self.accepted), self.refused, self.pauses, self.grant_count,
                              all(self.paused_grants_lost), self.highest_seen)
 
-    def _serve(self, store: Store) -> None:
+    def _serve(self, store: CounterView) -> None:
         while len(self.finished) < self.workers:
             # A finished worker's pipe is closed; waiting on it would report EOF forever.
             for conn in wait([c for w, c in enumerate(self.conns) if w not in self.finished]):
@@ -276,7 +300,7 @@ class CounterHarness:
                     raise AssertionError(f"worker {worker} died without a word") from None
                 self._handle(worker, message, store)
 
-    def _handle(self, worker: int, message: tuple[Any, ...], store: Store) -> None:
+    def _handle(self, worker: int, message: tuple[Any, ...], store: CounterView) -> None:
         kind = message[0]
         if kind == "error":
             raise AssertionError(f"worker {worker} failed:\n{message[1]}")
@@ -317,7 +341,7 @@ class CounterHarness:
             return
         self.conns[worker].send(("go",))
 
-    def _release(self, worker: int, *, accepted: bool, store: Store) -> None:
+    def _release(self, worker: int, *, accepted: bool, store: CounterView) -> None:
         self.backends[worker].release(self.grants.pop(worker))
         self.accepted[worker] += accepted
         self.refused += not accepted

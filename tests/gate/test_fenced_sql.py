@@ -7,12 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from fencing_coord.errors import ConfigurationError, InvalidArgument, InvalidArgumentType, StaleTokenError
-from fencing_coord.stores.fenced_sql import RowWriteResult, fenced_update, fenced_upsert
+from fencing_coord.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidArgument,
+    InvalidArgumentType,
+    RowNotFound,
+    StaleTokenError,
+)
+from fencing_coord.stores.fenced_sql import RowReadResult, RowWriteResult, fenced_select, fenced_update, fenced_upsert
 
-from .gate_workers import mp_context, open_sql_connection, pattern_a_writer, writer_tokens
+from .gate_workers import CounterHarness, mp_context, open_sql_connection, pattern_a_writer, writer_tokens
+from .row_counter import RowCounterSpec, row_counter_worker
 
 DDL = ("CREATE TABLE positions (account_id BIGINT PRIMARY KEY, qty BIGINT, avg_px DOUBLE PRECISION,"
        " note TEXT, fence BIGINT)")
@@ -160,3 +169,107 @@ def test_concurrent_writers_on_one_row(target: tuple[str, str]) -> None:
     assert all(fence > token for token, fence in refused)
     assert row(conn) == (200, None, None, 200)
     conn.close()
+
+
+def test_a_closed_connection_is_a_configuration_error(target: tuple[str, str]) -> None:
+    closed = open_sql_connection(*target)
+    closed.close()
+    for helper in (fenced_update, fenced_upsert):
+        with pytest.raises(ConfigurationError, match="closed") as caught:
+            helper(closed, "positions", {"account_id": 1}, {"qty": 1}, token=1)
+        assert not caught.value.retryable
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_ended_is_unavailable(postgres_dsn: str) -> None:
+    """Unlike a connection the caller closed, one the server terminated is a fault."""
+    conn = psycopg.connect(postgres_dsn)
+    conn.execute(DDL)
+    conn.commit()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with pytest.raises(BackendUnavailable):
+        fenced_update(conn, "positions", {"account_id": 1}, {"qty": 1}, token=1)
+    assert conn.broken
+    conn.close()
+
+
+# -- the fenced read (read-modify-write) ----------------------------------------------
+
+
+def test_fenced_select_reads_and_raises_the_fence_in_one_statement(conn: Any) -> None:
+    fenced_upsert(conn, "positions", {"account_id": 1}, {"qty": 10, "note": "n"}, token=4)
+    read = fenced_select(conn, "positions", {"account_id": 1}, ["qty", "note"], token=6)
+    assert read == RowReadResult(True, 6, {"qty": 10, "note": "n"})
+    assert read.raise_for_status() is read
+    conn.commit()
+    assert row(conn) == (10, None, "n", 6)
+    # The holder of token 5 read before 6 did; its write now is refused.
+    assert fenced_update(conn, "positions", {"account_id": 1}, {"qty": 11}, token=5) == RowWriteResult(
+        False, 6, "stale token 5 < 6")
+    assert fenced_update(conn, "positions", {"account_id": 1}, {"qty": 11}, token=6).accepted
+
+
+def test_fenced_select_with_a_stale_token_is_refused_and_changes_nothing(conn: Any) -> None:
+    fenced_upsert(conn, "positions", {"account_id": 1}, {"qty": 10}, token=6)
+    read = fenced_select(conn, "positions", {"account_id": 1}, ["qty"], token=5)
+    assert read == RowReadResult(False, 6, None, "stale token 5 < 6")
+    with pytest.raises(StaleTokenError, match="stale token 5 < 6"):
+        read.raise_for_status()
+    assert fenced_select(conn, "positions", {"account_id": 1}, ["qty"], token=6, strict=True) == RowReadResult(
+        False, 6, None, "stale token 6 <= 6")
+    assert fenced_select(conn, "positions", {"account_id": 1}, ["qty"], token=6).values == {"qty": 10}
+    conn.commit()
+    assert row(conn) == (10, None, None, 6)
+
+
+def test_a_missing_row_is_its_own_outcome_not_a_stale_token(conn: Any) -> None:
+    """StaleTokenError means "you lost the lock"; a key that matches nothing is not that."""
+    read = fenced_select(conn, "positions", {"account_id": 9}, ["qty"], token=1)
+    assert read.missing
+    assert read == RowReadResult(False, None, None, "no row of 'positions' matches {'account_id': 9}")
+    write = fenced_update(conn, "positions", {"account_id": 9}, {"qty": 1}, token=1)
+    assert write.missing
+    for result in (read, write):
+        with pytest.raises(RowNotFound, match="no row of 'positions' matches") as caught:
+            result.raise_for_status()
+        assert not isinstance(caught.value, StaleTokenError)
+        assert isinstance(caught.value, LookupError)
+
+
+def test_fenced_select_arguments(conn: Any) -> None:
+    fenced_upsert(conn, "positions", {"account_id": 1}, {"qty": 1, "note": "a"}, token=5)
+    fenced_upsert(conn, "positions", {"account_id": 2}, {"qty": 2, "note": "a"}, token=5)
+    conn.commit()
+    with pytest.raises(InvalidArgumentType, match="sequence of column names"):
+        fenced_select(conn, "positions", {"account_id": 1}, "qty", token=5)
+    with pytest.raises(InvalidArgument, match="matches 2 rows"):
+        fenced_select(conn, "positions", {"note": "a"}, ["qty"], token=6)
+    conn.rollback()
+    assert fenced_select(conn, "positions", {"account_id": 1}, [], token=5).values == {}
+    assert fenced_select(conn, "positions", {"account_id": 1}, ["qty", "qty"], token=5).values == {"qty": 1}
+
+
+@pytest.mark.parametrize("documented", [True, False], ids=["fenced_select", "plain_select"])
+def test_read_modify_write_under_paused_holders(target: tuple[str, str], documented: bool) -> None:
+    """Two worker processes increment one row under memory:// locks; some holders are
+    paused past their lease between their read and their write, and the successor reads
+    before the paused one writes. The README's flow (fenced_select, then fenced_update)
+    loses nothing; a plain SELECT before fenced_update loses one increment per pause."""
+    spec = RowCounterSpec(*target)
+    harness = CounterHarness(mp_context(), spec, fenced=documented, workers=2, increments=6,
+                             worker=row_counter_worker)
+    spec.create(harness.resource)
+    report = harness.run()
+
+    assert report.pauses >= 2
+    assert report.paused_grants_lost, "a paused holder's lease had not expired"
+    assert report.accepted == 2 * 6
+    assert report.highest_seen == sorted(report.highest_seen)
+    if documented:
+        assert report.refused == report.pauses  # each late write refused, redone under a new grant
+        assert report.final == report.accepted == 12
+    else:
+        assert report.refused == 0  # every late write went through...
+        assert report.final == 12 - report.pauses  # ...over an increment it never saw
+        assert report.final < report.accepted, "the naive flow lost nothing: the test could not fail"

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 import fencing_coord.stores as stores
 from fencing_coord.errors import (
@@ -112,6 +114,18 @@ def test_postgres_unreachable_is_unavailable() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(("option", "message"), [("dbname", 'database "fc_no_such_db" does not exist'),
+                                                 ("user", 'role "fc_no_such_db" does not exist')])
+def test_postgres_missing_database_or_role_is_a_configuration_error(postgres_dsn: str, option: str,
+                                                                    message: str) -> None:
+    """Retrying cannot create them: ConfigurationError (not the retryable BackendUnavailable)."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        PostgresStore(make_conninfo(postgres_dsn, **{option: "fc_no_such_db"}), connect_timeout=5)
+    assert not caught.value.retryable
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+@pytest.mark.postgres
 def test_postgres_broken_connection_is_unavailable_then_replaced(postgres_dsn: str) -> None:
     store = PostgresStore(postgres_dsn)
     resource = FencedResource(store)
@@ -204,8 +218,8 @@ def test_postgres_fenced_read_overtaken_before_its_read_is_refused(postgres_dsn:
     borrow = store._connection
 
     @contextmanager
-    def overtaken() -> Iterator[Any]:
-        with borrow() as conn:
+    def overtaken(**options: Any) -> Iterator[Any]:
+        with borrow(**options) as conn:
             yield _OvertakeAfterGate(conn, lambda: other.write("orders", "k", b"from 9", token=9))
 
     monkeypatch.setattr(store, "_connection", overtaken)
@@ -215,3 +229,43 @@ def test_postgres_fenced_read_overtaken_before_its_read_is_refused(postgres_dsn:
     assert resource.read("orders", "k") == b"from 9"
     store.close()
     other_store.close()
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A TCP port whose listener takes connections (the kernel completes the handshake)
+    and never answers: a server that hangs."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.postgres
+def test_postgres_connect_timeout_in_the_dsn_wins_over_the_default() -> None:
+    """connect_timeout=2 in the DSN bounds the connect; the keyword's default (10 s) used
+    to override it silently."""
+    with black_hole() as port:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            PostgresStore(f"host=127.0.0.1 port={port} dbname=x connect_timeout=2")
+        elapsed = time.monotonic() - started
+    assert elapsed < 7, f"the connect took {elapsed:.1f} s"
+
+
+@pytest.mark.postgres
+def test_postgres_connect_timeout_given_twice_must_agree(postgres_dsn: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"connect_timeout is given twice, 3 s in the DSN and 5 s as keyword"):
+        PostgresStore(make_conninfo(postgres_dsn, connect_timeout=3), connect_timeout=5)
+    with pytest.raises(ConfigurationError, match="not a whole number of seconds"):
+        PostgresStore(make_conninfo(postgres_dsn, connect_timeout="soon"))
+    with pytest.raises(InvalidArgument, match="connect_timeout must be > 0"):
+        PostgresStore(postgres_dsn, connect_timeout=0)
+    with PostgresStore(make_conninfo(postgres_dsn, connect_timeout=3), connect_timeout=3) as same:
+        assert same.connect_timeout == 3.0
+    with PostgresStore(make_conninfo(postgres_dsn, connect_timeout=4)) as from_dsn:
+        assert from_dsn.connect_timeout == 4.0
+    with PostgresStore(postgres_dsn) as default:
+        assert default.connect_timeout == 10.0
