@@ -1,7 +1,7 @@
 """Local development servers started as plain processes from binaries on PATH.
 
 Used by the test fixtures, ``fencing-coord servers`` and ``fencing-coord demo``. One
-module per service (``etcd``, ``zookeeper``, ``postgres``); this module holds what
+module per service (``etcd``, ``zookeeper``, ``postgres``, ``redis``); this module holds what
 they share: free ports, a managed child process that can be paused (SIGSTOP), resumed,
 killed and restarted on its data directory, and :class:`ServerGroup`, the lifecycle and
 faults of a group of such processes on loopback (an etcd cluster, a ZooKeeper ensemble).
