@@ -31,5 +31,6 @@ from __future__ import annotations
 from .backend import RedisBackend
 from .durability import Durability, TokenRegression
 from .queue import RedisGrant
+from .store import RedisStore
 
-__all__ = ["Durability", "RedisBackend", "RedisGrant", "TokenRegression"]
+__all__ = ["Durability", "RedisBackend", "RedisGrant", "RedisStore", "TokenRegression"]

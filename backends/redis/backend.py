@@ -141,9 +141,12 @@ class RedisBackend(ElectionBackend):
 
     def _members(self, keys: QueueKeys, *, first_only: bool) -> list[tuple[str, int]]:
         raw = self._conn.run(MEMBERS, [keys.queue], [keys.base, 1 if first_only else 0])
+        if first_only:
+            raw = raw[:2]
         members = [(bytes(raw[i]).decode(), decode_token(raw[i + 1])) for i in range(0, len(raw) - 1, 2)]
         if members:
-            self._floor.saw(keys.base, max(token for _, token in members))
+            self._floor.granted(keys.base, members[0][1])  # the holder; the others wait
+            self._floor.issued(keys.base, max(token for _, token in members))
         return members
 
     def _names(self) -> list[str]:
@@ -195,7 +198,9 @@ class RedisBackend(ElectionBackend):
         if not raw:
             return None
         token = decode_token(raw[1])
-        self._floor.saw(keys.base, token)
+        self._floor.granted(keys.base, token)
+        # Nothing announces a leader's expiry: observers look again when it would expire.
+        self._listener.recheck(keys.changed, int(raw[3]) / 1000)
         return Leader(bytes(raw[0]).decode(), bytes(raw[2]), token)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:

@@ -133,20 +133,35 @@ class TokenRegression(TokenSpaceExhausted):
 
 
 class TokenFloor:
-    """The highest token this backend issued or saw, per queue (thread-safe)."""
+    """What this backend knows of each queue's tokens (thread-safe): the highest token
+    its counter ever gave (``issued``: a new token must be above it) and the highest
+    token of a grant it made or a holder it saw (``granted``: a grant's token must not
+    be below it). A waiter's token is issued but not granted: a thread queued behind it
+    gets a larger one before it is granted."""
 
     def __init__(self) -> None:
-        self._highest: dict[str, int] = {}
+        self._issued: dict[str, int] = {}
+        self._granted: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def floor(self, queue: str) -> int:
+    def issued_floor(self, queue: str) -> int:
         with self._lock:
-            return self._highest.get(queue, 0)
+            return self._issued.get(queue, 0)
 
-    def saw(self, queue: str, token: int) -> None:
+    def granted_floor(self, queue: str) -> int:
         with self._lock:
-            if token > self._highest.get(queue, 0):
-                self._highest[queue] = token
+            return self._granted.get(queue, 0)
+
+    def issued(self, queue: str, token: int) -> None:
+        """The counter gave ``token`` (to a contender that may still wait)."""
+        with self._lock:
+            self._issued[queue] = max(token, self._issued.get(queue, 0))
+
+    def granted(self, queue: str, token: int) -> None:
+        """A grant with ``token`` was made, or a holder with it was seen."""
+        with self._lock:
+            self._issued[queue] = max(token, self._issued.get(queue, 0))
+            self._granted[queue] = max(token, self._granted.get(queue, 0))
 
     def regression(self, label: str, what: str, token: int, floor: int) -> TokenRegression:
         """The error for a token at or below ``floor``, logged: it means lost data."""

@@ -7,6 +7,10 @@ and only that contender's waiter is woken (no thundering herd, not even inside o
 process). Election observers subscribe to their election's ``changed`` channel; the
 subscription is confirmed before :meth:`Listener.watch` returns.
 
+Nothing is published when a leader's hash expires (its process died): each time the
+leader is read, its observers are told to look again when it would expire
+(:meth:`Listener.recheck`), so a dead leader is noticed within its ``ttl``.
+
 Messages published while the connection was down are lost: after a reconnection every
 waiter is woken and every observer told, so each looks again. Waiters also never sleep
 past their predecessor's expiry (see the queue driver), so a lost message costs time,
@@ -18,6 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +36,10 @@ from .connection import RedisConnection, mapped
 __all__ = ["Listener"]
 
 _log = logging.getLogger(__name__)
+
+# After a leader's expiry, before looking (Redis expires a key on the first access
+# past its deadline).
+_EXPIRY_SLACK = 0.005
 
 
 class Received(enum.Enum):
@@ -60,6 +69,7 @@ class Listener:
         self._on_resync = on_resync
         self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._confirmed: dict[str, threading.Event] = {}
+        self._due: dict[str, float] = {}  # watched channel -> when to tell its watchers anyway
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         client: Any = conn.client  # redis-py's pubsub() is untyped
@@ -109,6 +119,7 @@ class Listener:
                     return
                 del self._watchers[channel]
                 self._confirmed.pop(channel, None)
+                self._due.pop(channel, None)
                 try:
                     self._pubsub.unsubscribe(channel)
                 except redis.exceptions.RedisError:
@@ -116,13 +127,21 @@ class Listener:
 
         return stop
 
+    def recheck(self, channel: str, after: float) -> None:
+        """Tell ``channel``'s watchers (if any) to look again in ``after`` seconds, unless
+        a message or an earlier recheck does first."""
+        due = time.monotonic() + max(0.0, after) + _EXPIRY_SLACK
+        with self._mutex:
+            if channel in self._watchers:
+                self._due[channel] = min(due, self._due.get(channel, due))
+
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
         broken = False
         while not self._stop.is_set():
             try:
-                raw = self._pubsub.get_message(timeout=1.0)
+                raw = self._pubsub.get_message(timeout=self._next_timeout())
             except (redis.exceptions.RedisError, OSError, ValueError) as exc:
                 if not self._stop.is_set():
                     _log.debug("pub/sub connection of %s broke: %r", self._conn.label, exc)
@@ -137,6 +156,22 @@ class Listener:
                     self._handle(raw)
                 except Exception:
                     _log.exception("handling pub/sub message %r failed", raw)
+            self._fire_due()
+
+    def _next_timeout(self) -> float:
+        with self._mutex:
+            due = min(self._due.values(), default=None)
+        return 1.0 if due is None else min(1.0, max(0.0, due - time.monotonic()))
+
+    def _fire_due(self) -> None:
+        now = time.monotonic()
+        with self._mutex:
+            channels = [channel for channel, due in self._due.items() if due <= now]
+            for channel in channels:
+                del self._due[channel]
+            callbacks = [fn for channel in channels for fn in self._watchers.get(channel, ())]
+        for notify in callbacks:
+            notify()
 
     def _resync(self) -> None:
         self._on_resync()
@@ -164,6 +199,11 @@ class Listener:
 
     def close(self) -> None:
         self._stop.set()
+        try:
+            # A message of our own ends the listener's wait for the next one at once.
+            self._conn.client.publish(self._wake_channel, b"")
+        except redis.exceptions.RedisError:
+            _log.debug("could not wake the listener of %s; it stops within a second", self._conn.label)
         if threading.current_thread() is not self._thread:
             self._thread.join()
         try:

@@ -73,7 +73,7 @@ class RedisQueue:
         backend = self.backend
         session = backend._session
         entry = session.new_entry(self.keys, self.changed)
-        floor = backend._floor.floor(self.keys.base)
+        floor = backend._floor.issued_floor(self.keys.base)
         argv = [self.keys.base, entry.id, session.sid, backend.identity, self.value, session.px,
                 1 if exclusive else 0, floor, WAKE_PREFIX, self.changed]
         call = (ENQUEUE, [self.keys.queue, self.keys.counter, self.keys.entry(entry.id)], argv)
@@ -104,7 +104,7 @@ class RedisQueue:
                 f"{backend._conn.label}: only {results[1]} of {policy.replicas} replica(s) acknowledged token {token}"
                 f" of {self.what} within {backend._conn.timeout:g} s; not granted (durability=replicas)"
             )
-        backend._floor.saw(self.keys.base, token)
+        backend._floor.issued(self.keys.base, token)
         if backend.closed:
             self.withdraw(place)
             raise InvalidArgument(f"{backend!r} was closed while {self.what} was being acquired")
@@ -152,11 +152,12 @@ class RedisQueue:
         entry = place.entry
         if entry.gone:
             raise EntryGone(self.name)
-        floor = backend._floor.floor(self.keys.base)
-        if place.token < floor:
+        floor = backend._floor.granted_floor(self.keys.base)
+        if place.token < floor:  # equal: a look at the queue saw this very contender first
             self.withdraw(place)
             raise backend._floor.regression(backend._conn.label, self.what, place.token, floor)
         grant = RedisGrant(self.name, place.token, backend.identity, owner=backend, entry=entry)
+        backend._floor.granted(self.keys.base, place.token)
         entry.grant = grant
         if entry.gone or backend._session.expired(entry):
             # Reported gone meanwhile, or its lease ran out: not a grant.

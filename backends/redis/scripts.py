@@ -172,7 +172,7 @@ return alive
 
 #: Read-only. KEYS: queue. ARGV: base, '1' for the first live contender only.
 #: Returns who, token (a decimal string) for each live contender in order; with '1',
-#: who, token and value of the first one.
+#: who, token, value and pttl (ms until its hash expires) of the first one.
 MEMBERS = Script("members", """
 local out = {}
 local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -183,6 +183,7 @@ for i = 1, #members, 2 do
     out[#out + 1] = members[i + 1]
     if ARGV[2] == '1' then
       out[#out + 1] = fields[2] or ''
+      out[#out + 1] = redis.call('PTTL', ARGV[1] .. '/e/' .. members[i])
       return out
     end
   end
