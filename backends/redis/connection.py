@@ -150,6 +150,12 @@ class RedisConnection:
             pipe.script_load(script.source)
         pipe.execute()
 
+    @property
+    def wait_ms(self) -> int:
+        """How long a WAIT may block, ms: half the timeout, so that its answer arrives
+        before the socket gives up."""
+        return max(1, round(self.timeout * 500))
+
     def close(self) -> None:
         self._closed.set()
         self.client.close()

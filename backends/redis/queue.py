@@ -82,7 +82,7 @@ class RedisQueue:
         try:
             results = backend._conn.pipeline(
                 "enqueue", [call],
-                (lambda pipe: pipe.wait(policy.replicas, round(backend._conn.timeout * 1000))) if waits else None,
+                (lambda pipe: pipe.wait(policy.replicas, backend._conn.wait_ms)) if waits else None,
             )
         except BaseException:
             session.doom(entry)  # it may exist: the script may have run before the failure
@@ -102,7 +102,7 @@ class RedisQueue:
             self.withdraw(place)
             raise BackendUnavailable(
                 f"{backend._conn.label}: only {results[1]} of {policy.replicas} replica(s) acknowledged token {token}"
-                f" of {self.what} within {backend._conn.timeout:g} s; not granted (durability=replicas)"
+                f" of {self.what} within {backend._conn.wait_ms} ms; not granted (durability=replicas)"
             )
         backend._floor.issued(self.keys.base, token)
         if backend.closed:

@@ -106,15 +106,14 @@ class RedisStore(Store):
         if policy.mode is not Durability.REPLICAS:
             result = self._conn.run(*call, idempotent=False)
         else:
-            timeout_ms = round(self._conn.timeout * 1000)
             result, acknowledged = self._conn.pipeline("fenced operation", [call],
-                                                       lambda pipe: pipe.wait(policy.replicas, timeout_ms),
+                                                       lambda pipe: pipe.wait(policy.replicas, self._conn.wait_ms),
                                                        idempotent=False)
             if result[0] == 1 and int(acknowledged) < policy.replicas:
                 raise BackendUnavailable(
                     f"{self._conn.label}: token {token} was admitted on {resource!r} by the primary, but only"
                     f" {acknowledged} of {policy.replicas} replica(s) acknowledged it within"
-                    f" {self._conn.timeout:g} s: a failover now could lose it (durability=replicas)"
+                    f" {self._conn.wait_ms} ms: a failover now could lose it (durability=replicas)"
                 )
         highest = None if result[1] is None else _token(result[1], keys.token)
         if result[0] != 1:

@@ -107,7 +107,8 @@ class RedisServer(ServerGroup[RedisMember]):
     """A Redis primary on loopback, plus ``replicas`` replicas of it.
 
     ``start()`` returns once every member answers PING (and every replica is online).
-    ``base_dir`` (default: a new temporary directory, deleted by :meth:`stop`) holds each
+    ``base_dir`` (default: a new temporary directory in ``temp_root`` or the system's,
+    deleted by :meth:`stop`; a tmpfs such as /dev/shm makes fsync cheap) holds each
     member's data directory and log. ``extra_args`` are appended to every member's
     command line (``("--maxmemory-policy", "allkeys-lru")``, say).
     """
@@ -116,14 +117,14 @@ class RedisServer(ServerGroup[RedisMember]):
     member_noun = "redis-server"
 
     def __init__(self, *, persistence: bool = True, appendfsync: Fsync = "always", replicas: int = 0,
-                 base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (), ready_timeout: float = 30.0,
-                 tls: RedisTLS | None = None) -> None:
+                 base_dir: str | Path | None = None, temp_root: str | Path | None = None,
+                 extra_args: tuple[str, ...] = (), ready_timeout: float = 30.0, tls: RedisTLS | None = None) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ConfigurationError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
         if replicas < 0:
             raise ConfigurationError(f"replicas must be >= 0, not {replicas}")
         super().__init__(1 + replicas, base_dir=base_dir, ready_timeout=ready_timeout,
-                         temp_prefix="fencing-coord-redis-")
+                         temp_prefix="fencing-coord-redis-", temp_root=temp_root)
         self.persistence = persistence
         self.appendfsync = appendfsync
         self.extra_args = extra_args

@@ -10,7 +10,6 @@ each other's keys. Tests that kill, pause or restart Redis start their own serve
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,14 @@ def require_redis_server() -> None:
 def own_server(**options: Any) -> RedisServer:
     """A RedisServer of a test's own (not started), its data on the tmpfs."""
     require_redis_server()
-    return RedisServer(base_dir=tempfile.mkdtemp(prefix="fc-redis-", dir=DATA_ROOT), **options)
+    return RedisServer(temp_root=DATA_ROOT, **options)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One Redis server with AOF (fsync always) for the whole session."""
-    server = own_server()
-    with server:
+    with own_server() as server:
         yield server
-    shutil.rmtree(server.base_dir, ignore_errors=True)
 
 
 def raw_client(server: RedisServer) -> redis.Redis:
