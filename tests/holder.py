@@ -59,7 +59,8 @@ def open_store(spec: str, backend: fc.LockBackend) -> Store:
         from fencing_coord.backends.redis import RedisBackend, RedisStore
 
         assert isinstance(backend, RedisBackend)
-        return RedisStore(backend)
+        store: Store = RedisStore(backend)
+        return store
     kind, _, path = spec.partition(":")
     assert kind == "sqlite", spec
     return SQLiteStore(path)
