@@ -44,8 +44,9 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-def raw_client(server: RedisServer) -> redis.Redis:
-    """An out-of-band redis-py client (the tests' stand-in for an operator)."""
+def raw_client(server: RedisServer) -> Any:
+    """An out-of-band redis-py client (the tests' stand-in for an operator); typed Any:
+    redis-py's own types make every reply a union."""
     return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=10)
 
 

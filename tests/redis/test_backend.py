@@ -51,7 +51,7 @@ def connect(redis_server: RedisServer, namespace: str) -> Iterator[Connect]:
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def client(redis_server: RedisServer) -> Iterator[Any]:
     made = raw_client(redis_server)
     yield made
     made.close()
@@ -66,12 +66,12 @@ def _queued_acquire(backend: fc.LockBackend, name: str) -> tuple[Future[fc.Grant
     return future, queued
 
 
-def evalsha_calls(client: redis.Redis) -> int:
+def evalsha_calls(client: Any) -> int:
     stats: dict[str, Any] = client.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def test_keys_of_a_lock(connect: Connect, client: redis.Redis, namespace: str) -> None:
+def test_keys_of_a_lock(connect: Connect, client: Any, namespace: str) -> None:
     backend = connect()
     grant = backend.acquire("orders", timeout=PROMPT)
     base = f"/fencing-coord/{namespace}/locks/orders"
@@ -98,7 +98,7 @@ def test_database_number_from_the_url(redis_server: RedisServer, connect: Connec
     assert connect().try_acquire("orders") is not None, "database 0 saw database 3's lock"
 
 
-def test_uncontended_acquire_and_release_are_one_script_each(connect: Connect, client: redis.Redis) -> None:
+def test_uncontended_acquire_and_release_are_one_script_each(connect: Connect, client: Any) -> None:
     backend = connect(ttl=60)  # no keepalive round during the test
     backend.release(backend.acquire("warm-up", timeout=PROMPT))
     before = evalsha_calls(client)
@@ -106,7 +106,7 @@ def test_uncontended_acquire_and_release_are_one_script_each(connect: Connect, c
     assert evalsha_calls(client) - before == 2
 
 
-def test_one_keepalive_script_per_round_for_every_held_key(connect: Connect, client: redis.Redis) -> None:
+def test_one_keepalive_script_per_round_for_every_held_key(connect: Connect, client: Any) -> None:
     backend = connect(ttl=60)
     grants = [backend.acquire(f"lock-{i}", timeout=PROMPT) for i in range(5)]
     term = backend.election("scheduler").campaign(timeout=PROMPT)
@@ -114,11 +114,11 @@ def test_one_keepalive_script_per_round_for_every_held_key(connect: Connect, cli
     backend._session._round()
     assert evalsha_calls(client) - before == 1
     for grant in grants:
-        assert 50_000 < client.pttl(grant.entry.keys.entry(grant.entry.id)) <= 60_000  # type: ignore[attr-defined]
+        assert 50_000 < client.pttl(grant.entry.keys.entry(grant.entry.id)) <= 60_000
     assert not term.lost
 
 
-def test_only_the_next_waiter_is_woken(connect: Connect, client: redis.Redis) -> None:
+def test_only_the_next_waiter_is_woken(connect: Connect, client: Any) -> None:
     holder = connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     waiters = [connect() for _ in range(3)]
@@ -155,10 +155,10 @@ def test_a_killed_holders_waiter_is_granted_after_the_ttl(redis_server: RedisSer
         holder.close()
 
 
-def test_a_contender_taken_out_of_the_queue_is_reported_lost(connect: Connect, client: redis.Redis) -> None:
+def test_a_contender_taken_out_of_the_queue_is_reported_lost(connect: Connect, client: Any) -> None:
     backend = connect()
     grant = backend.acquire("orders", timeout=PROMPT)
-    client.zrem(grant.entry.keys.queue, grant.entry.id)  # type: ignore[attr-defined]
+    client.zrem(grant.entry.keys.queue, grant.entry.id)
     assert grant.wait_lost(PROMPT)
     assert grant.lost_reason is not None
     assert grant.lost_reason.startswith("lease expired")
@@ -166,7 +166,7 @@ def test_a_contender_taken_out_of_the_queue_is_reported_lost(connect: Connect, c
         backend.renew(grant)
 
 
-def test_scripts_are_loaded_again_after_script_flush(connect: Connect, client: redis.Redis) -> None:
+def test_scripts_are_loaded_again_after_script_flush(connect: Connect, client: Any) -> None:
     backend = connect()
     backend.release(backend.acquire("orders", timeout=PROMPT))
     client.script_flush()
@@ -177,7 +177,7 @@ def test_scripts_are_loaded_again_after_script_flush(connect: Connect, client: r
     assert backend.release(grant) is True
 
 
-def test_foreign_data_at_a_counter_is_a_configuration_error(connect: Connect, client: redis.Redis,
+def test_foreign_data_at_a_counter_is_a_configuration_error(connect: Connect, client: Any,
                                                             namespace: str) -> None:
     client.set(f"/fencing-coord/{namespace}/locks/orders/token", "not a number")
     with pytest.raises(fc.ConfigurationError, match="did not write"):
