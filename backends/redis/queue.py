@@ -80,10 +80,11 @@ class RedisQueue:
         policy = backend.durability
         waits = policy.mode is Durability.REPLICAS
         try:
-            results = backend._conn.pipeline(
-                "enqueue", [call],
-                (lambda pipe: pipe.wait(policy.replicas, backend._conn.wait_ms)) if waits else None,
-            )
+            if waits:  # WAIT counts the writes of its own connection: one pipeline
+                results = backend._conn.pipeline("enqueue", [call],
+                                                 lambda pipe: pipe.wait(policy.replicas, backend._conn.wait_ms))
+            else:
+                results = [backend._conn.run(*call)]
         except BaseException:
             session.doom(entry)  # it may exist: the script may have run before the failure
             raise
