@@ -15,6 +15,7 @@ others (the store's writes) are not, and say so when their outcome is unknown.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -108,7 +109,13 @@ def mapped(label: str, what: str, *, applied_unknown: bool = False) -> Iterator[
         yield
     except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
         raise ConfigurationError(f"{label}: Redis refused our credentials: {exc}") from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except redis.exceptions.ConnectionError as exc:
+        if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+            raise ConfigurationError(f"{label}: the server's TLS certificate is not trusted (check ca=): "
+                                     f"{exc.__context__.verify_message}") from exc
+        maybe = " (it may or may not have been carried out)" if applied_unknown else ""
+        raise BackendUnavailable(f"{label}: {what} failed, Redis did not answer{maybe}: {exc}") from exc
+    except redis.exceptions.TimeoutError as exc:
         maybe = " (it may or may not have been carried out)" if applied_unknown else ""
         raise BackendUnavailable(f"{label}: {what} failed, Redis did not answer{maybe}: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
