@@ -234,3 +234,20 @@ def test_wrong_password_is_a_configuration_error(redis_server: RedisServer) -> N
 def test_bad_urls_say_what_to_fix(url: str, message: str) -> None:
     with pytest.raises(fc.ConfigurationError, match=re.escape(message)):
         fc.connect(url)
+
+
+def test_a_user_who_may_not_read_the_config_needs_best_effort(redis_server: RedisServer, client: Any,
+                                                               namespace: str) -> None:
+    user = f"limited-{uuid.uuid4().hex[:6]}"
+    client.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-config"])
+    try:
+        url = f"redis://{user}:pw@{redis_server.primary.endpoint}"
+        with pytest.raises(fc.ConfigurationError, match="cannot check that Redis keeps its token counters") as info:
+            fc.connect(url, namespace=namespace)
+        assert "durability=best-effort" in str(info.value)
+        assert "pw@" not in str(info.value)
+        with fc.connect(url, namespace=namespace, durability="best-effort") as backend:
+            assert backend.try_acquire("orders") is not None
+    finally:
+        client.acl_deluser(user)
