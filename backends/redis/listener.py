@@ -89,12 +89,11 @@ class Listener:
                 raise redis.exceptions.TimeoutError(f"no confirmation of SUBSCRIBE {self._wake_channel}")
             self._handle(raw)
 
-    def _subscribe(self, channel: str) -> threading.Event:
+    def _subscribe(self, channel: str) -> None:
         with self._mutex:
-            confirmed = self._confirmed.setdefault(channel, threading.Event())
+            self._confirmed.setdefault(channel, threading.Event())
             with mapped(self._conn.label, "SUBSCRIBE"):
                 self._pubsub.subscribe(channel)
-        return confirmed
 
     # -- observers --------------------------------------------------------------------------
 
@@ -105,11 +104,6 @@ class Listener:
             callbacks = self._watchers.setdefault(channel, [])
             callbacks.append(notify)
             first = len(callbacks) == 1
-        if first:
-            confirmed = self._subscribe(channel)
-            if not confirmed.wait(self._conn.timeout):
-                raise BackendUnavailable(f"{self._conn.label}: Redis did not confirm SUBSCRIBE {channel}")
-
         def stop() -> None:
             with self._mutex:
                 callbacks = self._watchers.get(channel, [])
@@ -125,6 +119,16 @@ class Listener:
                 except redis.exceptions.RedisError:
                     _log.debug("UNSUBSCRIBE %s failed (the reconnection will not subscribe again)", channel)
 
+        try:
+            if first:
+                self._subscribe(channel)
+            with self._mutex:
+                confirmed = self._confirmed.setdefault(channel, threading.Event())
+            if not confirmed.wait(self._conn.timeout):
+                raise BackendUnavailable(f"{self._conn.label}: Redis did not confirm SUBSCRIBE {channel}")
+        except BaseException:
+            stop()
+            raise
         return stop
 
     def recheck(self, channel: str, after: float) -> None:
