@@ -68,8 +68,9 @@ def expire_session(server: RedisServer, backend: LockBackend) -> int:
 class RedisFixtures(BackendFixtures):
     """BackendFixtures on the session's Redis server."""
 
-    #: Short leases so that losses are noticed quickly.
-    ttl = 2.0
+    #: Short leases so that losses are noticed quickly, as on etcd; long enough that a
+    #: keepalive thread starved on a busy machine does not lose a grant.
+    ttl = 3.0
 
     @pytest.fixture(autouse=True)
     def _redis_target(self, redis_server: RedisServer) -> None:
