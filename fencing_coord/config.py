@@ -42,6 +42,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "etcds": ("fencing_coord.backends.etcd:EtcdBackend", "etcd"),
     "zookeeper": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
     "zk": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "redis": ("fencing_coord.backends.redis:RedisBackend", "redis"),
+    "rediss": ("fencing_coord.backends.redis:RedisBackend", "redis"),
 }
 
 

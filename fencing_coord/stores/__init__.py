@@ -6,6 +6,8 @@
 - ``EtcdStore`` / ``ZooKeeperStore``: in the coordination service itself; imported on
   first use from their backend modules, so importing this package never imports
   ``etcd3`` or ``kazoo``.
+- ``RedisStore``: in Redis, one Lua script per fenced operation
+  (``fencing-coord[redis]``); imported on first use from the Redis backend package.
 - :mod:`.fenced_sql`: Pattern A, fencing rows of your own SQL tables.
 
 Write your own by subclassing :class:`Store` (see :mod:`.base`).
@@ -27,6 +29,7 @@ __all__ = [
     "FencedOutcome",
     "MemoryStore",
     "PostgresStore",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "ZooKeeperStore",
@@ -37,6 +40,7 @@ __all__ = [
 _LAZY = {
     "EtcdStore": "fencing_coord.backends.etcd",
     "ZooKeeperStore": "fencing_coord.backends.zookeeper",
+    "RedisStore": "fencing_coord.backends.redis",
 }
 
 

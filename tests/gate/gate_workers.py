@@ -86,8 +86,8 @@ class ProxyStore(Store):
 @dataclass(frozen=True)
 class StoreSpec:
     """How to open one store, in this process or another: ``kind`` is ``memory``,
-    ``sqlite`` or ``postgres``; ``target`` is a manager proxy (memory; None for a
-    process-local MemoryStore), a file path (sqlite) or a DSN (postgres)."""
+    ``sqlite``, ``postgres`` or ``redis``; ``target`` is a manager proxy (memory; None for
+    a process-local MemoryStore), a file path (sqlite), a DSN (postgres) or a URL (redis)."""
 
     kind: str
     target: Any = None
@@ -99,6 +99,11 @@ class StoreSpec:
             return SQLiteStore(self.target)
         if self.kind == "postgres":
             return PostgresStore(self.target)
+        if self.kind == "redis":
+            from fencing_coord.stores import RedisStore  # imports redis-py only when used
+
+            store: Store = RedisStore(self.target)
+            return store
         raise ValueError(f"unknown store kind {self.kind!r}")
 
 
