@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -99,20 +100,29 @@ def _check_url(url: str) -> None:
 
 @contextlib.contextmanager
 def local_servers(out: TextIO) -> Iterator[list[str]]:
-    """Start a single-node etcd and a standalone ZooKeeper from the binaries on PATH, yield
+    """Start a single-node etcd, a standalone ZooKeeper and, when ``redis-server`` is
+    installed, a Redis with AOF (``appendfsync always``) from the binaries on PATH; yield
     their URLs, stop them (and delete their data) on exit. Raises
     :class:`~fencing_coord.devservers.MissingSoftware`, naming the packages to install,
-    when a binary is missing."""
+    when etcd or ZooKeeper is missing (Redis is optional)."""
     from ..devservers import require_servers
     from ..servers.etcd import EtcdServer
     from ..servers.zookeeper import ZooKeeperServer
 
     require_servers(etcd=True, zookeeper=True)
+    with_redis = shutil.which("redis-server") is not None
     with contextlib.ExitStack() as stack:
-        out.write("starting local servers from the binaries on PATH: etcd (single node), ZooKeeper (standalone)\n")
+        names = "etcd (single node), ZooKeeper (standalone)" + (", Redis (AOF)" if with_redis else "")
+        out.write(f"starting local servers from the binaries on PATH: {names}\n")
         out.flush()
         etcd = stack.enter_context(EtcdServer())
         zookeeper = stack.enter_context(ZooKeeperServer())
+        urls = [etcd.url, zookeeper.url]
         out.write(f"  etcd:      {etcd.url}\n  zookeeper: {zookeeper.url}\n")
-        yield [etcd.url, zookeeper.url]
+        if with_redis:
+            from ..servers.redis import RedisServer
 
+            redis = stack.enter_context(RedisServer())
+            urls.append(redis.url)
+            out.write(f"  redis:     {redis.url}\n")
+        yield urls
