@@ -1,5 +1,6 @@
-"""Fixtures for the gate's tests: one real PostgreSQL server per session, real SQLite
-files per test, and a ``store`` fixture that runs a test once per store.
+"""Fixtures for the gate's tests: one real PostgreSQL server and one moto S3 server
+(a separate process) per session, real SQLite files per test, and a ``store`` fixture
+that runs a test once per store.
 
 The PostgreSQL server is started from the local binaries (see
 :mod:`fencing_coord.servers.postgres`) with durability off; set
@@ -18,12 +19,16 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from fencing_coord.servers.moto_s3 import MotoS3Server
 from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
 from fencing_coord.stores import Store
 
 from .gate_workers import StoreManager, StoreSpec, mp_context
 
-STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+          pytest.param("s3", marks=pytest.mark.s3)]
+
+S3_BUCKET = "fc-test"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +51,20 @@ def postgres_dsn(postgres_server_dsn: str) -> str:
     return make_conninfo(postgres_server_dsn, options=f"-csearch_path={schema}")
 
 
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3Server]:
+    """moto's S3 server, a separate process, with bucket ``S3_BUCKET``, for the session."""
+    with MotoS3Server() as server:
+        server.create_bucket(S3_BUCKET)
+        yield server
+
+
+@pytest.fixture
+def s3_target(moto_s3: MotoS3Server) -> tuple[str, str, str]:
+    """``(endpoint, bucket, prefix)`` with a prefix of this test's own."""
+    return moto_s3.endpoint, S3_BUCKET, f"t-{uuid.uuid4().hex[:12]}/"
+
+
 @pytest.fixture
 def sqlite_path(tmp_path: Path) -> str:
     return str(tmp_path / "gate.db")
@@ -59,6 +78,8 @@ def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
         return StoreSpec(kind, str(tmp_path / "gate.db"))
     if kind == "postgres":
         return StoreSpec(kind, request.getfixturevalue("postgres_dsn"))
+    if kind == "s3":
+        return StoreSpec(kind, request.getfixturevalue("s3_target"))
     return StoreSpec(kind)
 
 
