@@ -19,13 +19,17 @@ The headers and status codes are in :mod:`.protocol`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .admission import Admission, FencedRequest, StoreAdmission, Ticket
 from .asgi import FencingMiddleware, fenced
 from .protocol import ERROR_HEADER, RESOURCE_HEADER, TOKEN_HEADER
 from .sql import PostgresAdmission, SQLiteAdmission
 from .wsgi import FencingWSGIMiddleware
+
+if TYPE_CHECKING:
+    from .httpx_auth import HttpxFencingAuth
+    from .requests_auth import RequestsFencingAuth
 
 __all__ = [
     "ERROR_HEADER",

@@ -86,3 +86,13 @@ def test_a_failed_handler_rolls_back_its_work_and_its_token(served: Served, reso
     # The token was rolled back with the work: a lower token is still admitted.
     assert post(served, f"/ledger/{key}", resource, 3, "from 3").json() == {"token": 3, "highest_before": None}
     assert ledger(served, resource, key) == {"value": "from 3", "token": 3}
+
+
+def test_the_receivers_import_no_client_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, fencing_coord.http;"
+            " print(sorted(m for m in ('httpx', 'requests', 'starlette', 'psycopg', 'boto3') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
