@@ -31,6 +31,7 @@ from typing import Any
 from ..bound import BoundResource
 from ..errors import InvalidArgumentType
 from ..gate import FencedResource
+from ..stores.memory import MemoryStore
 from .protocol import Fence
 
 __all__ = ["Admission", "FencedRequest", "StoreAdmission", "Ticket", "as_admission"]
@@ -69,6 +70,11 @@ class Ticket:
                  finish: Callable[[bool], None] | None = None) -> None:
         self.admitted, self.highest, self.request, self._finish = admitted, highest, request, finish
 
+    @property
+    def pending(self) -> bool:
+        """True while there is a transaction to finish (a SQL admission's)."""
+        return self._finish is not None
+
     def finish(self, commit: bool) -> None:
         """Commit (``commit``) or roll back what the handler did in the admission's
         transaction; nothing to do for a store admission. A failed commit raises
@@ -84,6 +90,9 @@ class Admission(ABC):
 
     #: Refuse equal tokens too (see FencedResource's ``strict``).
     strict: bool = False
+    #: ``admit`` may wait (on a disk, a network, a lock): the ASGI middleware then calls
+    #: it from a worker thread. False only where it never waits (a MemoryStore's mutex).
+    blocking: bool = True
 
     @abstractmethod
     def admit(self, fence: Fence) -> Ticket:
@@ -105,6 +114,7 @@ class StoreAdmission(Admission):
             raise InvalidArgumentType(f"expected a FencedResource, not {type(resource).__name__}")
         self.resource = resource
         self.strict = resource.strict
+        self.blocking = not isinstance(resource.store, MemoryStore)
 
     def __repr__(self) -> str:
         return f"StoreAdmission({self.resource!r})"
