@@ -1,8 +1,17 @@
-"""What fencing costs: fenced write vs a plain upsert, fenced read vs a plain read.
+"""What fencing costs: fenced write vs a plain upsert, fenced read vs a plain read, on
+SQLite, PostgreSQL and S3; and an HTTP request through the fencing middleware vs the same
+request to the same application without it.
 
     python bench/gate.py                      # SQLite in a temp dir + a throwaway PostgreSQL
     python bench/gate.py --dsn postgresql://… # use an existing PostgreSQL instead
     python bench/gate.py --ops 5000 --rounds 7
+    python bench/gate.py --only s3,http       # some of sqlite, postgres, s3, http
+
+S3 runs against moto's S3 server in a child process (the tests' stand-in for S3; its
+absolute times are moto's, the ratio is what counts), with ``--s3-ops`` operations per
+side. HTTP runs two uvicorn processes of ``bench/_http_app.py`` (one with
+FencingMiddleware in front, one without) and sends them the same POST, alternately,
+from one keep-alive httpx client: ``--http-ops`` requests per side and gate.
 
 Both sides go through the same API and argument checks, on the same store and table:
 ``FencedResource.write`` (one atomic check-and-upsert) against ``UnfencedResource.write``
@@ -100,23 +109,83 @@ def postgres_dsn(dsn: str | None, fast: bool) -> Iterator[str]:
         yield server.dsn
 
 
+def bench_s3(ops: int, rounds: int) -> None:
+    from fencing_coord.servers.moto_s3 import MotoS3Server
+    from fencing_coord.stores.s3 import S3Store
+
+    with MotoS3Server() as server:
+        server.create_bucket("fc-bench")
+        with S3Store("fc-bench", endpoint_url=server.endpoint, session=server.session()) as store:
+            bench_store("S3 (moto)", store, ops, rounds)
+
+
+@contextmanager
+def uvicorn(gate: str) -> Iterator[str]:
+    """``bench/_http_app.py`` served by uvicorn with ``FC_GATE=gate``; yields its URL."""
+    import os
+    import sys
+
+    from fencing_coord.servers import ManagedProcess, free_port, port_open, wait_until
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as log_dir:
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "_http_app:make_app", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        process = ManagedProcess(argv, Path(log_dir) / "uvicorn.log", env={**os.environ, "FC_GATE": gate},
+                                 cwd=Path(__file__).parent)
+        process.start()
+        try:
+            wait_until(lambda: port_open("127.0.0.1", port), 60, f"uvicorn ({gate})")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.stop()
+
+
+def bench_http(ops: int, rounds: int, directory: Path) -> None:
+    import httpx
+
+    headers = {"Fencing-Token": str(TOKEN), "Fencing-Resource": "bench"}
+    gates = {"memory store": "memory", "SQLite store": f"store:{directory / 'http-store.db'}",
+             "SQLite txn": f"sqlite:{directory / 'http-txn.db'}"}
+    with uvicorn("none") as plain_url, httpx.Client(headers=headers, timeout=30) as client:
+        for label, gate in gates.items():
+            with uvicorn(gate) as fenced_url:
+                def request(url: str) -> Callable[[int], object]:
+                    return lambda i: client.post(url + "/work", content=VALUES[i % 64]).raise_for_status()
+
+                fenced_s, plain_s, ratio = compare(request(fenced_url), request(plain_url), ops, rounds)
+                print(f"{'HTTP':<11} {'POST via ' + label:<25} fenced {fenced_s * 1e6:8.1f} us"
+                      f"   plain {plain_s * 1e6:8.1f} us   ratio {ratio:5.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", type=int, default=3000, help="operations per side and measurement")
     parser.add_argument("--rounds", type=int, default=30, help="alternating batches per measurement")
     parser.add_argument("--dsn", help="an existing PostgreSQL (default: start a throwaway server)")
     parser.add_argument("--fast", action="store_true", help="durability off on both stores")
+    parser.add_argument("--s3-ops", type=int, default=400, help="operations per side and measurement on S3")
+    parser.add_argument("--http-ops", type=int, default=3000, help="requests per side and gate over HTTP")
+    parser.add_argument("--only", default="sqlite,postgres,s3,http", help="comma-separated: which rows to run")
     args = parser.parse_args()
+    only = set(args.only.split(","))
 
     durability = "durability off" if args.fast else "durable commits"
     print(f"fenced vs plain: {args.rounds} pairs of batches of {args.ops // args.rounds} ops per side,"
           f" medians; {durability}; target ratio <= 1.15x")
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        sqlite = stack.enter_context(SQLiteStore(directory / "bench.db", synchronous="NORMAL" if args.fast else "FULL"))
-        bench_store("SQLite", sqlite, args.ops, args.rounds)
-        postgres = stack.enter_context(PostgresStore(stack.enter_context(postgres_dsn(args.dsn, args.fast))))
-        bench_store("PostgreSQL", postgres, args.ops, args.rounds)
+        if "sqlite" in only:
+            sqlite = stack.enter_context(SQLiteStore(directory / "bench.db",
+                                                     synchronous="NORMAL" if args.fast else "FULL"))
+            bench_store("SQLite", sqlite, args.ops, args.rounds)
+        if "postgres" in only:
+            postgres = stack.enter_context(PostgresStore(stack.enter_context(postgres_dsn(args.dsn, args.fast))))
+            bench_store("PostgreSQL", postgres, args.ops, args.rounds)
+        if "s3" in only:
+            bench_s3(args.s3_ops, min(args.rounds, args.s3_ops))
+        if "http" in only:
+            bench_http(args.http_ops, args.rounds, directory)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,16 @@ else raises :class:`InvalidArgumentType` (a ``TypeError``) or :class:`InvalidArg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from .bound import BoundResource, fence_of
 from .errors import InvalidArgument, InvalidArgumentType, StaleTokenError
 from .stores.base import MAX_TOKEN, FencedOutcome, Store, check_store_token
 from .validation import check_name
+
+if TYPE_CHECKING:
+    from .election import Term
+    from .interface import Grant
 
 __all__ = ["MAX_TOKEN", "FencedResource", "UnfencedResource", "WriteResult"]
 
@@ -111,6 +117,12 @@ class FencedResource:
     def highest_token(self, name: str) -> int | None:
         """Return the highest token resource ``name`` has admitted, or None."""
         return self.store.highest_token(check_name(name, "resource name"))
+
+    def bind(self, holder: Grant | Term, resource: str | None = None) -> BoundResource:
+        """Return this resource's ``resource`` (default: the grant's lock name, or the
+        term's election name) with ``holder``'s token filled into every call."""
+        token, name = fence_of(holder, resource)
+        return BoundResource(self, token, name)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -8,6 +8,8 @@
   ``etcd3`` or ``kazoo``.
 - ``RedisStore``: in Redis, one Lua script per fenced operation
   (``fencing-coord[redis]``); imported on first use from the Redis backend package.
+- :class:`S3Store`: object storage through conditional writes (``fencing-coord[s3]``);
+  imported on first use, so importing this package never imports ``boto3``.
 - :mod:`.fenced_sql`: Pattern A, fencing rows of your own SQL tables.
 
 Write your own by subclassing :class:`Store` (see :mod:`.base`).
@@ -30,6 +32,7 @@ __all__ = [
     "MemoryStore",
     "PostgresStore",
     "RedisStore",
+    "S3Store",
     "SQLiteStore",
     "Store",
     "ZooKeeperStore",
@@ -41,6 +44,7 @@ _LAZY = {
     "EtcdStore": "fencing_coord.backends.etcd",
     "ZooKeeperStore": "fencing_coord.backends.zookeeper",
     "RedisStore": "fencing_coord.backends.redis",
+    "S3Store": "fencing_coord.stores.s3",
 }
 
 

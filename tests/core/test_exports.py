@@ -7,6 +7,7 @@ import fencing_coord.testing
 
 EXPECTED = {
     "BackendURL",
+    "BoundResource",
     "stores",
     "WriteResult",
     "UnfencedResource",

@@ -1,6 +1,6 @@
-"""Fixtures for the gate's tests: one real PostgreSQL server and one real Redis server
-per session, real SQLite files per test, and a ``store`` fixture that runs a test once
-per store.
+"""Fixtures for the gate's tests: one real PostgreSQL server, one real Redis server and
+one moto S3 server (a separate process) per session, real SQLite files per test, and a
+``store`` fixture that runs a test once per store.
 
 The PostgreSQL server is started from the local binaries (see
 :mod:`fencing_coord.servers.postgres`) with durability off; set
@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from fencing_coord.servers.moto_s3 import MotoS3Server
 from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
 from fencing_coord.servers.redis import INSTALL_HINT as REDIS_INSTALL_HINT
 from fencing_coord.servers.redis import RedisServer
@@ -30,7 +31,10 @@ from fencing_coord.stores import Store
 from .gate_workers import StoreManager, StoreSpec, mp_context
 
 STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-          pytest.param("redis", marks=pytest.mark.redis)]
+          pytest.param("redis", marks=pytest.mark.redis),
+          pytest.param("s3", marks=pytest.mark.s3)]
+
+S3_BUCKET = "fc-test"
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +66,24 @@ def redis_store_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3Server]:
+    """moto's S3 server, a separate process, with bucket ``S3_BUCKET``, for the session."""
+    with MotoS3Server() as server:
+        server.create_bucket(S3_BUCKET)
+        yield server
+
+
 @pytest.fixture
 def redis_url(redis_store_server: RedisServer) -> str:
     """The session's Redis server, in a namespace of this test's own."""
     return f"{redis_store_server.url}?namespace=t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_target(moto_s3: MotoS3Server) -> tuple[str, str, str]:
+    """``(endpoint, bucket, prefix)`` with a prefix of this test's own."""
+    return moto_s3.endpoint, S3_BUCKET, f"t-{uuid.uuid4().hex[:12]}/"
 
 
 @pytest.fixture
@@ -83,6 +101,8 @@ def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
         return StoreSpec(kind, request.getfixturevalue("postgres_dsn"))
     if kind == "redis":
         return StoreSpec(kind, request.getfixturevalue("redis_url"))
+    if kind == "s3":
+        return StoreSpec(kind, request.getfixturevalue("s3_target"))
     return StoreSpec(kind)
 
 
