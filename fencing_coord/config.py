@@ -42,6 +42,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "etcds": ("fencing_coord.backends.etcd:EtcdBackend", "etcd"),
     "zookeeper": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
     "zk": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "zookeepers": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "zks": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
 }
 
 
