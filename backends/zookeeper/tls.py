@@ -10,8 +10,8 @@ on a plain port all look like an unreachable ensemble, reported after the whole 
 :class:`ConfigurationError` naming TLS and the certificate as soon as the failure is
 certain: every host refused for a certificate reason, or every host that hung up on a
 plain client answers a TLS handshake, or every host that broke off a TLS handshake answers
-a plain ``srvr``. At the timeout, a TLS client that met only TLS failures gets a
-ConfigurationError too; anything else stays :class:`BackendUnavailable` (the caller's).
+a plain ``srvr``. At the timeout, a TLS client whose every host failed a TLS handshake
+gets a ConfigurationError too; anything else stays :class:`BackendUnavailable` (the caller's).
 
 The key must be an unencrypted PEM file: an encrypted one is refused when the URL is read
 (kazoo is given an empty password, so OpenSSL never prompts on a terminal). No message
@@ -131,7 +131,7 @@ class _Attempt:
     """How one connection attempt to one host ended (the last one counts)."""
 
     ssl_error: ssl.SSLError | None  # the TLS handshake or record failure, if that was it
-    hung_up: bool  # the server closed the connection before answering (no TLS error)
+    hung_up: bool  # the server closed or reset the connection before answering (no TLS error)
 
 
 class FirstConnection:
@@ -145,6 +145,7 @@ class FirstConnection:
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._attempts: dict[tuple[str, int], _Attempt] = {}
+        self._ssl_errors: dict[tuple[str, int], ssl.SSLError] = {}  # each host's latest TLS failure
         self._probed: set[tuple[str, int]] = set()
         self._started = False
         connection = getattr(client, "_connection", None)
@@ -167,15 +168,18 @@ class FirstConnection:
 
     def _note(self, host: str, port: int, exc: Exception) -> None:
         # kazoo raises ConnectionDropped from within its handler of the socket's error
-        # (which is then its context), or without one when the server hung up.
+        # (which is then its context), or without one when the server hung up (a reset
+        # is hanging up too, when the server closed with our request unread).
         ssl_error: ssl.SSLError | None = None
         hung_up = False
         if isinstance(exc, ConnectionDropped):
             cause = exc.__cause__ or exc.__context__
             ssl_error = cause if isinstance(cause, ssl.SSLError) else None
-            hung_up = cause is None
+            hung_up = cause is None or isinstance(cause, ConnectionResetError)
         with self._lock:
             self._attempts[(host, port)] = _Attempt(ssl_error, hung_up)
+            if ssl_error is not None:
+                self._ssl_errors[(host, port)] = ssl_error
 
     def start(self, timeout: float) -> None:
         """Start the client and wait up to ``timeout`` seconds for its first session, as
@@ -245,9 +249,11 @@ class FirstConnection:
         return True
 
     def _at_timeout(self, timeout: float) -> str | None:
-        """A TLS client whose every host last failed in TLS: a ConfigurationError message."""
-        hosts, attempts = self._hosts(), self._last()
-        errors = [attempts[host].ssl_error if host in attempts else None for host in hosts]
+        """A TLS client whose every host failed in TLS (among other failures, such as a
+        reset connection): a ConfigurationError message."""
+        hosts = self._hosts()
+        with self._lock:
+            errors = [self._ssl_errors.get(host) for host in hosts]
         if self._tls is None or None in errors:
             return None
         return (f"TLS: no handshake with ZooKeeper at {_names(hosts)} succeeded within {timeout} s "
