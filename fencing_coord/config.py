@@ -44,6 +44,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "zk": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
     "redis": ("fencing_coord.backends.redis:RedisBackend", "redis"),
     "rediss": ("fencing_coord.backends.redis:RedisBackend", "redis"),
+    "zookeepers": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "zks": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
 }
 
 

@@ -1,4 +1,5 @@
-"""``zookeeper://`` -- locks and leader elections with fencing tokens on ZooKeeper, through kazoo.
+"""``zookeeper://`` and ``zookeepers://`` (TLS) -- locks and leader elections with fencing tokens
+on ZooKeeper, through kazoo.
 
 Layout (every path below the URL's chroot)::
 
@@ -28,6 +29,8 @@ The modules, one idea each:
 * :mod:`.election`: reading and watching an election's leader.
 * :mod:`.monitor`: the thread that reports lost grants, re-arms watches after a
   reconnection and deletes nodes nobody will use.
+* :mod:`.tls`: ``zookeepers://`` (its ``ca``/``cert``/``key`` options, kazoo's TLS
+  arguments) and the first connection, which reports TLS mistakes as ConfigurationError.
 * :mod:`.backend`: :class:`ZooKeeperBackend`, the SPI on top of them.
 * :mod:`.store`: :class:`ZooKeeperStore`, fenced resources in znodes.
 """
