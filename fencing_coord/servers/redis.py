@@ -24,13 +24,13 @@ cache-only Redis does. ``replicas`` adds that many members replicating the first
 from __future__ import annotations
 
 import socket
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
 
 from ..errors import ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .tls import TLSFiles
 
 __all__ = ["INSTALL_HINT", "RedisMember", "RedisServer", "RedisTLS", "command"]
 
@@ -39,28 +39,8 @@ INSTALL_HINT = "apt-get install redis-server (Debian/Ubuntu)"
 Fsync = Literal["always", "everysec", "no"]
 
 
-@dataclass(frozen=True)
-class RedisTLS:
-    """PEM files for serving clients over TLS only: the CA that signed every
-    certificate, the server's certificate and key, and a client certificate and key
-    (used by the readiness checks and named in :attr:`RedisServer.url`). With
-    ``client_cert_auth`` the server requires clients to present a certificate."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    client_cert_auth: bool = True
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.load_cert_chain(str(self.client_cert), str(self.client_key))
-        return context
-
-    def query(self) -> str:
-        """The ``rediss://`` URL query naming these files."""
-        return f"ca={self.ca}&cert={self.client_cert}&key={self.client_key}"
+#: The TLS files a Redis server serves with (the shared test certificates).
+RedisTLS = TLSFiles
 
 
 def _encode(*args: str) -> bytes:

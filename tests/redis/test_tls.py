@@ -10,9 +10,9 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.redis import RedisStore
 from fencing_coord.gate import FencedResource
-from fencing_coord.servers.redis import RedisServer, RedisTLS
+from fencing_coord.servers.redis import RedisServer
+from fencing_coord.servers.tls import make_certificates
 
-from ..certificates import make_certificates
 from ..faults import PROMPT
 from .conftest import require_redis_server
 
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.redis
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     require_redis_server()
-    made = make_certificates(tmp_path_factory.mktemp("certs"))
-    tls = RedisTLS(made.ca, made.server_cert, made.server_key, made.client_cert, made.client_key)
-    with RedisServer(tls=tls) as server:
+    with RedisServer(tls=make_certificates(tmp_path_factory.mktemp("certs"))) as server:
         yield server
 
 
