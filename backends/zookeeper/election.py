@@ -3,9 +3,10 @@
 An election is the lock's queue recipe in the ``elections`` subtree, so a lock and an
 election of one name never meet::
 
-    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+    /fencing-coord/<namespace>/elections/<name>/_c_<nonce>-candidate__lock__<seq>
 
-one ephemeral-sequential node per candidate, holding
+one ephemeral-sequential node per candidate (named so that kazoo's ``Election`` counts it,
+and ours count kazoo's), holding
 :func:`~fencing_coord.spi.encode_candidate` of its identity and value. The first candidate
 (lowest sequence number, in serial arithmetic) is the leader, and its term's token is its
 node's czxid, like a lock grant's, with every guarantee of one (its term is lost, resigned
