@@ -6,6 +6,7 @@ its node's czxid."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -21,6 +22,7 @@ import fencing_coord as fc
 from fencing_coord.gate import FencedResource
 from fencing_coord.stores.memory import MemoryStore
 
+from ..cli.helpers import cli
 from .conftest import MakeZK, ZooKeeperTarget
 
 pytestmark = pytest.mark.zookeeper
@@ -189,6 +191,19 @@ def test_our_lock_waits_for_kazoos(make: MakeZK, operator: Any) -> None:
     kazoo_lock.release()
     grant = waiting.result(PROMPT)
     assert grant.token > state.token
+
+
+def test_status_json_prints_a_kazoo_holders_czxid(zk_standalone: ZooKeeperTarget, make: MakeZK,
+                                                  operator: Any, namespace: str) -> None:
+    parent = make().lock_path("orders")
+    kazoo_lock = operator.Lock(parent, "kazoo-app", extra_lock_patterns=KAZOO_PATTERNS)
+    assert kazoo_lock.acquire(timeout=PROMPT)
+    [node] = operator.get_children(parent)
+    status = cli("status", "--url", zk_standalone.url, "--namespace", namespace, "--json", "orders")
+    assert status.returncode == 0, status.stderr
+    [lock] = json.loads(status.stdout)["locks"]
+    assert (lock["holder"], lock["token"]) == (f"kazoo:{node}", operator.exists(f"{parent}/{node}").czxid)
+    kazoo_lock.release()
 
 
 # -- ZooKeeper's Java WriteLock recipe --------------------------------------------------------------
