@@ -13,15 +13,16 @@ from fencing_coord.fairqueue import wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
-from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.spi import ROOT, ElectionBackend, narrow
 from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
-from .election import proclaim, read_leader
+from .election import candidate_value, proclaim, read_leader
+from .layout import foreign_name, is_go, parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
 from .watch import PrefixWatch
-from .wire import MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
+from .wire import KV, MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
 
 __all__ = ["EtcdBackend"]
 
@@ -53,6 +54,9 @@ class EtcdBackend(ElectionBackend):
     timeout      seconds a call may wait for etcd (retrying on other members)    5
                  before BackendUnavailable; also the connect timeout
     identity     holder identity, stored as the lock key's value                 host:pid:random
+    election_    what a candidate key holds: ``record`` (identity and value) or  record
+    values       ``raw`` (the proclaimed value only, as Go's Election stores it;
+                 see :class:`.layout.ElectionValues`)
     ca           etcds: CA bundle (PEM file) that signed the servers' certs      system roots
     cert, key    etcds: client certificate and its private key (PEM files)       none
     ============ =============================================================== =================
@@ -93,7 +97,9 @@ class EtcdBackend(ElectionBackend):
     schemes = ("etcd", "etcds")
     capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
 
-    def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str) -> None:
+    def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str,
+                 raw_election_values: bool = False) -> None:
+        self._raw_values = raw_election_values
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
@@ -118,9 +124,11 @@ class EtcdBackend(ElectionBackend):
         ca = reader.get("ca", None, readable_file)
         cert = reader.get("cert", None, readable_file)
         key = reader.get("key", None, readable_file)
+        raw = reader.get("election_values", False, parse_election_values)
         reader.finish()
         conn = connection_for(url, common.timeout, ca, cert, key)
-        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity,
+                   raw_election_values=raw)
 
     # -- what operators and tests may look at ------------------------------------------------
 
@@ -137,8 +145,15 @@ class EtcdBackend(ElectionBackend):
         return tuple(self._conn.targets)
 
     def lock_prefix(self, name: str) -> str:
-        """The etcd key prefix under which ``name``'s contenders queue."""
-        return self._lock_prefix(name).decode()
+        """The prefix to give etcd's Go ``concurrency.NewMutex`` (or ``etcdctl lock``) so
+        that it shares lock ``name`` with us: ``/fencing-coord/<namespace>/locks/<name>``,
+        without a trailing ``/`` (Go appends it). Every contender's key is under it + ``/``."""
+        return self._lock_prefix(name)[:-1].decode()
+
+    def election_prefix(self, name: str) -> str:
+        """The prefix to give Go's ``concurrency.NewElection`` (or ``etcdctl elect``) so
+        that it campaigns in election ``name`` with us (no trailing ``/``)."""
+        return self._election_prefix(name)[:-1].decode()
 
     # -- the lock SPI ----------------------------------------------------------------------
 
@@ -204,8 +219,7 @@ class EtcdBackend(ElectionBackend):
         if not members:
             return LockState(name, None, None)
         head, *waiting = members
-        return LockState(name, head.value.decode(errors="replace"), head.create_revision,
-                         tuple(kv.value.decode(errors="replace") for kv in waiting))
+        return LockState(name, _holder(head), head.create_revision, tuple(_holder(kv) for kv in waiting))
 
     def _names(self) -> list[str]:
         prefix = self._root + b"locks/"
@@ -225,20 +239,27 @@ class EtcdBackend(ElectionBackend):
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        line = self._queues.line(self._election_prefix(name), name,
+                                 candidate_value(self.identity, value, self._raw_values))
         return wait_in_line(line, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Raises LockLost (and marks the term lost) when the leader's key no longer has
         the term's create revision: the term is over, and a successor's key is untouched."""
         mine = narrow(grant, EtcdGrant)
-        if not proclaim(self._conn, mine.place, mine.holder, value):
+        if not proclaim(self._conn, mine.place, mine.holder, value, self._raw_values):
             self._key_deleted(mine)
 
     def _leader(self, name: str) -> Leader | None:
-        return read_leader(self._conn, self._election_prefix(name))
+        return read_leader(self._conn, self._election_prefix(name), self._raw_values)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
         watch = PrefixWatch(self._conn, self._election_prefix(name), notify,
                             recheck_interval=self._recheck_interval, closed=lambda: self.closed)
         return watch.start()
+
+
+def _holder(kv: KV) -> str:
+    """Who a lock key belongs to: our contenders store their identity; a Go
+    ``concurrency.Mutex`` (``etcdctl lock``) key holds nothing and is named after its lease."""
+    return foreign_name(kv) if is_go(kv.key) else kv.value.decode(errors="replace")

@@ -3,7 +3,10 @@
 A candidate queues like a lock contender (see :mod:`.queue`), under
 ``/fencing-coord/<namespace>/elections/<NAME>/``; its key's value is the record of
 :func:`fencing_coord.spi.encode_candidate`. The oldest key leads; the term's token is
-its create revision, which ``proclaim`` keeps.
+its create revision, which ``proclaim`` keeps. A candidate of Go's
+``concurrency.Election`` (``etcdctl elect``) under the same prefix is in the same queue
+(see :mod:`.layout`); its key holds the raw value, and it is named after its lease. With
+the ``election_values=raw`` option our keys hold the raw value too.
 """
 
 from __future__ import annotations
@@ -14,33 +17,44 @@ from fencing_coord.records import Leader
 from fencing_coord.spi import decode_candidate, encode_candidate
 
 from .connection import Connection
+from .layout import foreign_name, is_go
 from .queue import Place
 from .wire import KV, LeaseNotFound, compare, prefix_end, put, range_request, txn
 
-__all__ = ["proclaim", "read_leader"]
+__all__ = ["candidate_value", "proclaim", "read_leader"]
 
 _log = logging.getLogger(__name__)
 
 
-def read_leader(conn: Connection, prefix: bytes) -> Leader | None:
-    """The oldest candidate under ``prefix`` (one range read), or None. Raises
-    BackendUnavailable when its key does not hold a candidate record."""
+def candidate_value(identity: str, value: bytes, raw: bool) -> bytes:
+    """What a candidate key of ours holds: ``value`` itself when ``raw``, else the
+    candidate record of ``identity`` and ``value``."""
+    return value if raw else encode_candidate(identity, value)
+
+
+def read_leader(conn: Connection, prefix: bytes, raw: bool = False) -> Leader | None:
+    """The oldest candidate under ``prefix`` (one range read), or None. A Go
+    ``concurrency`` candidate (and, when ``raw``, any candidate) is named after its
+    lease, with its key's value as the value. Raises BackendUnavailable when a key of
+    ours does not hold a candidate record (and not ``raw``)."""
     kvs = conn.range(range_request(prefix, prefix_end(prefix), limit=1, by_create=True))
-    return _leader_of(kvs[0]) if kvs else None
+    return _leader_of(kvs[0], raw) if kvs else None
 
 
-def proclaim(conn: Connection, place: Place, identity: str, value: bytes) -> bool:
+def proclaim(conn: Connection, place: Place, identity: str, value: bytes, raw: bool = False) -> bool:
     """Advertise ``value`` on the leader's key at ``place``: one transaction that re-puts
     the key, with its lease, only if it still has the term's create revision (so a
     deposed leader never overwrites a successor's key). False when it no longer has."""
     request = txn([compare(place.key, "create", "==", place.revision)],
-                  [put(place.key, encode_candidate(identity, value), place.lease.id)])
+                  [put(place.key, candidate_value(identity, value, raw), place.lease.id)])
     try:
         return bool(conn.txn(request).succeeded)
     except LeaseNotFound:
         return False
 
 
-def _leader_of(kv: KV) -> Leader:
+def _leader_of(kv: KV, raw: bool) -> Leader:
+    if raw or is_go(kv.key):
+        return Leader(foreign_name(kv), kv.value, kv.create_revision)
     identity, value = decode_candidate(kv.value, f"etcd key {kv.key.decode(errors='replace')}")
     return Leader(identity, value, kv.create_revision)

@@ -239,7 +239,7 @@ class ZooKeeperBackend(ElectionBackend):
         if not queued:
             return LockState(name, None, None)
         holder, *waiters = queued
-        return LockState(name, _identity(holder.data), holder.czxid, tuple(_identity(m.data) for m in waiters))
+        return LockState(name, holder.identity, holder.czxid, tuple(m.identity for m in waiters))
 
     def _names(self) -> list[str]:
         client = self._session.client
@@ -295,10 +295,6 @@ class ZooKeeperBackend(ElectionBackend):
         watch = LeaderWatch(self._session.client, self.election_path(name), notify)
         self._monitor.watch_leader(watch)
         return functools.partial(self._monitor.unwatch_leader, watch)
-
-
-def _identity(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
 
 
 def _parse_bool(value: Any) -> bool:
