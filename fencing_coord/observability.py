@@ -81,7 +81,9 @@ class Kind(Enum):
 class Instrument:
     """One metric: its OpenTelemetry ``name``, ``kind``, UCUM ``unit`` (``"s"``, or an
     annotation such as ``"{token}"``), ``description``, label names in the order sinks
-    receive label values, and for a histogram its bucket boundaries."""
+    receive label values, and for a histogram its bucket boundaries and whether its
+    observations can be negative (``signed``; OpenTelemetry histograms take non-negative
+    values only, so its adapter records those differently)."""
 
     name: str
     kind: Kind
@@ -89,6 +91,7 @@ class Instrument:
     description: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
+    signed: bool = False
 
     @property
     def prometheus_name(self) -> str:
@@ -128,7 +131,7 @@ FENCING_REJECT = Instrument(
     ("resource",))
 TOKEN_GAP = Instrument(
     "token_gap", Kind.HISTOGRAM, "{token}", "Incoming token minus the highest admitted one (negative: stale)",
-    ("resource",), TOKEN_GAP_BUCKETS)
+    ("resource",), TOKEN_GAP_BUCKETS, signed=True)
 CRITICAL_WRITE_WITHOUT_TOKEN = Instrument(
     "critical_write_without_token", Kind.COUNTER, "{write}", "Writes to a gated resource that carried no token",
     ("resource",))
