@@ -13,6 +13,12 @@ Batches of fenced and plain operations alternate; the ratio printed is the media
 the ratios of neighbouring batches, so drift (other processes, autovacuum, the disk)
 hits both sides alike.
 
+The row "write, metrics + audit log" compares two fenced writers instead: one with
+metrics (prometheus_client, through :class:`~fencing_coord.metrics.prometheus.PrometheusSink`)
+and the audit log enabled (the ``fencing_coord.audit`` logger at INFO, every record
+formatted with its fields and written to a file) against one with neither; its target
+is 1.10x. The audit logger is switched on only around the observed side's batches.
+
 The stores run with their durable defaults: SQLite ``synchronous=FULL`` in WAL mode and
 PostgreSQL with ``fsync=on``, ``synchronous_commit=on``, so each write waits for a flush
 on both sides. ``--fast`` turns durability off (SQLite ``synchronous=NORMAL``,
@@ -23,6 +29,7 @@ cost alone.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -31,10 +38,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import _common  # bench/_common.py: this script's directory is on sys.path
+from prometheus_client import CollectorRegistry
 
 from fencing_coord.gate import FencedResource, UnfencedResource
+from fencing_coord.metrics.prometheus import PrometheusSink
+from fencing_coord.observability import Metrics
 from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
 from fencing_coord.stores import PostgresStore, SQLiteStore, Store
+
+# The observed side's audit trail: what an operator would log, one line per decision.
+AUDIT_FORMAT = ("%(asctime)s %(levelname)s %(operation)s resource=%(resource)s key=%(key)s token=%(token)s"
+                " highest=%(highest)s decision=%(decision)s mode=%(mode)s holder=%(holder)s")
 
 # Every write stores a different 100-byte value, on both sides, so that no store can
 # skip a write as a no-op (SQLite does skip rewriting identical rows).
@@ -89,6 +103,49 @@ def bench_store(label: str, store: Store, ops: int, rounds: int) -> None:
         fenced_s, plain_s, ratio = compare(fenced_op, plain_op, ops, rounds)
         print(f"{label:<11} {what:<25} fenced {fenced_s * 1e6:8.1f} us   plain {plain_s * 1e6:8.1f} us"
               f"   ratio {ratio:5.2f}x", flush=True)
+    observed_s, bare_s, ratio = compare_observed(store, ops, rounds)
+    print(f"{label:<11} {'write, metrics + audit log':<25} with {observed_s * 1e6:10.1f} us   without"
+          f" {bare_s * 1e6:6.1f} us   ratio {ratio:5.2f}x (+{(observed_s - bare_s) * 1e6:.1f} us)", flush=True)
+
+
+def compare_observed(store: Store, ops: int, rounds: int) -> tuple[float, float, float]:
+    """A fenced write with metrics and the audit log on, against one with neither (same
+    store, same kind of write): median seconds per op of each, median paired ratio."""
+    audit_log = logging.getLogger("fencing_coord.audit")
+    sink = PrometheusSink(CollectorRegistry())
+    observed = FencedResource(store, metrics=Metrics(sink))
+    bare = FencedResource(store)
+    observed.write("bench-observed", "k", VALUES[0], token=TOKEN).raise_for_status()
+    bare.write("bench-bare", "k", VALUES[0], token=TOKEN).raise_for_status()
+    batch = max(1, ops // rounds)
+    with tempfile.TemporaryDirectory() as directory:
+        handler = logging.FileHandler(Path(directory) / "audit.log")
+        handler.setFormatter(logging.Formatter(AUDIT_FORMAT))
+        audit_log.addHandler(handler)
+        audit_log.propagate = False
+
+        def observed_batch() -> float:
+            audit_log.setLevel(logging.INFO)
+            try:
+                return per_op(lambda i: observed.write("bench-observed", "k", VALUES[i % 64], token=TOKEN,
+                                                       holder="bench"), batch)
+            finally:
+                audit_log.setLevel(logging.WARNING)
+
+        def bare_batch() -> float:
+            return per_op(lambda i: bare.write("bench-bare", "k", VALUES[i % 64], token=TOKEN), batch)
+
+        try:
+            observed_batch(), bare_batch()  # warm up
+            times = _common.interleaved({"observed": observed_batch, "bare": bare_batch}, rounds)
+        finally:
+            audit_log.removeHandler(handler)
+            audit_log.propagate = True
+            audit_log.setLevel(logging.NOTSET)
+            handler.close()
+            sink.close()
+    return (statistics.median(times["observed"]), statistics.median(times["bare"]),
+            _common.paired_ratio(times["observed"], times["bare"]))
 
 
 @contextmanager
