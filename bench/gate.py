@@ -16,8 +16,12 @@ hits both sides alike.
 The row "write, metrics + audit log" compares two fenced writers instead: one with
 metrics (prometheus_client, through :class:`~fencing_coord.metrics.prometheus.PrometheusSink`)
 and the audit log enabled (the ``fencing_coord.audit`` logger at INFO, every record
-formatted with its fields and written to a file) against one with neither; its target
-is 1.10x. The audit logger is switched on only around the observed side's batches.
+formatted with its fields and written by a ``logging.FileHandler``, to ``/dev/null``
+unless ``--audit-log FILE`` names a file) against one with neither; its target is
+1.10x. The audit logger is switched on only around the observed side's batches.
+``--observed-only`` runs just that row. A log file on the database's disk adds that
+disk's cost to each write: on ext4 (data=ordered) each commit's fsync also flushes the
+log lines written since the last one.
 
 The stores run with their durable defaults: SQLite ``synchronous=FULL`` in WAL mode and
 PostgreSQL with ``fsync=on``, ``synchronous_commit=on``, so each write waits for a flush
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -80,7 +85,7 @@ def compare(fenced: Callable[[int], object], plain: Callable[[int], object], ops
             _common.paired_ratio(times["fenced"], times["plain"]))
 
 
-def bench_store(label: str, store: Store, ops: int, rounds: int) -> None:
+def bench_store(label: str, store: Store, ops: int, rounds: int, audit_log: str, observed_only: bool) -> None:
     fenced, plain = FencedResource(store), UnfencedResource(store)
     fenced.write("bench-fenced", "k", VALUES[0], token=TOKEN).raise_for_status()
     plain.write("bench-plain", "k", VALUES[0], token=TOKEN)
@@ -100,15 +105,17 @@ def bench_store(label: str, store: Store, ops: int, rounds: int) -> None:
         "read, new token each op": (lambda i: fenced.read("bench-fenced", "k", token=next(tokens)), plain_read),
     }
     for what, (fenced_op, plain_op) in measurements.items():
+        if observed_only:
+            break
         fenced_s, plain_s, ratio = compare(fenced_op, plain_op, ops, rounds)
         print(f"{label:<11} {what:<25} fenced {fenced_s * 1e6:8.1f} us   plain {plain_s * 1e6:8.1f} us"
               f"   ratio {ratio:5.2f}x", flush=True)
-    observed_s, bare_s, ratio = compare_observed(store, ops, rounds)
+    observed_s, bare_s, ratio = compare_observed(store, ops, rounds, audit_log)
     print(f"{label:<11} {'write, metrics + audit log':<25} with {observed_s * 1e6:10.1f} us   without"
           f" {bare_s * 1e6:6.1f} us   ratio {ratio:5.2f}x (+{(observed_s - bare_s) * 1e6:.1f} us)", flush=True)
 
 
-def compare_observed(store: Store, ops: int, rounds: int) -> tuple[float, float, float]:
+def compare_observed(store: Store, ops: int, rounds: int, audit_log_path: str) -> tuple[float, float, float]:
     """A fenced write with metrics and the audit log on, against one with neither (same
     store, same kind of write): median seconds per op of each, median paired ratio."""
     audit_log = logging.getLogger("fencing_coord.audit")
@@ -118,32 +125,31 @@ def compare_observed(store: Store, ops: int, rounds: int) -> tuple[float, float,
     observed.write("bench-observed", "k", VALUES[0], token=TOKEN).raise_for_status()
     bare.write("bench-bare", "k", VALUES[0], token=TOKEN).raise_for_status()
     batch = max(1, ops // rounds)
-    with tempfile.TemporaryDirectory() as directory:
-        handler = logging.FileHandler(Path(directory) / "audit.log")
-        handler.setFormatter(logging.Formatter(AUDIT_FORMAT))
-        audit_log.addHandler(handler)
-        audit_log.propagate = False
+    handler = logging.FileHandler(audit_log_path)
+    handler.setFormatter(logging.Formatter(AUDIT_FORMAT))
+    audit_log.addHandler(handler)
+    audit_log.propagate = False
 
-        def observed_batch() -> float:
-            audit_log.setLevel(logging.INFO)
-            try:
-                return per_op(lambda i: observed.write("bench-observed", "k", VALUES[i % 64], token=TOKEN,
-                                                       holder="bench"), batch)
-            finally:
-                audit_log.setLevel(logging.WARNING)
-
-        def bare_batch() -> float:
-            return per_op(lambda i: bare.write("bench-bare", "k", VALUES[i % 64], token=TOKEN), batch)
-
+    def observed_batch() -> float:
+        audit_log.setLevel(logging.INFO)
         try:
-            observed_batch(), bare_batch()  # warm up
-            times = _common.interleaved({"observed": observed_batch, "bare": bare_batch}, rounds)
+            return per_op(lambda i: observed.write("bench-observed", "k", VALUES[i % 64], token=TOKEN,
+                                                   holder="bench"), batch)
         finally:
-            audit_log.removeHandler(handler)
-            audit_log.propagate = True
-            audit_log.setLevel(logging.NOTSET)
-            handler.close()
-            sink.close()
+            audit_log.setLevel(logging.WARNING)
+
+    def bare_batch() -> float:
+        return per_op(lambda i: bare.write("bench-bare", "k", VALUES[i % 64], token=TOKEN), batch)
+
+    try:
+        observed_batch(), bare_batch()  # warm up
+        times = _common.interleaved({"observed": observed_batch, "bare": bare_batch}, rounds)
+    finally:
+        audit_log.removeHandler(handler)
+        audit_log.propagate = True
+        audit_log.setLevel(logging.NOTSET)
+        handler.close()
+        sink.close()
     return (statistics.median(times["observed"]), statistics.median(times["bare"]),
             _common.paired_ratio(times["observed"], times["bare"]))
 
@@ -163,6 +169,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="alternating batches per measurement")
     parser.add_argument("--dsn", help="an existing PostgreSQL (default: start a throwaway server)")
     parser.add_argument("--fast", action="store_true", help="durability off on both stores")
+    parser.add_argument("--audit-log", default=os.devnull, help="where the observed side's audit records go")
+    parser.add_argument("--observed-only", action="store_true", help="only the 'metrics + audit log' row")
     args = parser.parse_args()
 
     durability = "durability off" if args.fast else "durable commits"
@@ -171,9 +179,9 @@ def main() -> None:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sqlite = stack.enter_context(SQLiteStore(directory / "bench.db", synchronous="NORMAL" if args.fast else "FULL"))
-        bench_store("SQLite", sqlite, args.ops, args.rounds)
+        bench_store("SQLite", sqlite, args.ops, args.rounds, args.audit_log, args.observed_only)
         postgres = stack.enter_context(PostgresStore(stack.enter_context(postgres_dsn(args.dsn, args.fast))))
-        bench_store("PostgreSQL", postgres, args.ops, args.rounds)
+        bench_store("PostgreSQL", postgres, args.ops, args.rounds, args.audit_log, args.observed_only)
 
 
 if __name__ == "__main__":

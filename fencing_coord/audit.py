@@ -79,11 +79,18 @@ def enabled() -> bool:
 
 def log_decision(operation: str, resource: str, key: str, token: int | None, highest: int | None,
                  decision: str, mode: str, holder: str | None) -> None:
-    """Log one decision (see the module doc for the record's attributes)."""
+    """Log one decision (see the module doc for the record's attributes).
+
+    The record is built directly rather than through ``Logger.info``, which would walk
+    the stack to find the caller's line for every decision: its ``pathname``/``lineno``
+    name this function (a decision's place is its resource and key, not a line of code).
+    """
     if not _log.isEnabledFor(logging.INFO):
         return
-    _log.info(
-        "%s %s/%s token=%s highest=%s: %s (mode %s)", operation, resource, key, token, highest, decision, mode,
-        extra={"resource": resource, "key": key, "token": token, "highest": highest, "decision": str(decision),
-               "mode": str(mode), "holder": holder, "operation": operation},
+    record = _log.makeRecord(
+        _log.name, logging.INFO, __file__, 0, "%s %s/%s token=%s highest=%s: %s (mode %s)",
+        (operation, resource, key, token, highest, decision, mode), None, "log_decision",
+        {"resource": resource, "key": key, "token": token, "highest": highest, "decision": str(decision),
+         "mode": str(mode), "holder": holder, "operation": operation},
     )
+    _log.handle(record)
