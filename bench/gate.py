@@ -175,13 +175,16 @@ def main() -> None:
 
     durability = "durability off" if args.fast else "durable commits"
     print(f"fenced vs plain: {args.rounds} pairs of batches of {args.ops // args.rounds} ops per side,"
-          f" medians; {durability}; target ratio <= 1.15x")
+          f" medians; {durability}; target ratio <= 1.15x (metrics + audit log: <= 1.10x);"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sqlite = stack.enter_context(SQLiteStore(directory / "bench.db", synchronous="NORMAL" if args.fast else "FULL"))
         bench_store("SQLite", sqlite, args.ops, args.rounds, args.audit_log, args.observed_only)
         postgres = stack.enter_context(PostgresStore(stack.enter_context(postgres_dsn(args.dsn, args.fast))))
         bench_store("PostgreSQL", postgres, args.ops, args.rounds, args.audit_log, args.observed_only)
+    print(f"load average at the end {os.getloadavg()[0]:.1f} (above the CPU count, every side waits for a CPU"
+          " after each I/O, and the ratios approach the ratios of CPU time)")
 
 
 if __name__ == "__main__":

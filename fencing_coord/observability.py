@@ -77,7 +77,7 @@ class Kind(Enum):
     HISTOGRAM = "histogram"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a dict key on every update
 class Instrument:
     """One metric: its OpenTelemetry ``name``, ``kind``, UCUM ``unit`` (``"s"``, or an
     annotation such as ``"{token}"``), ``description``, label names in the order sinks
