@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from fencing_coord.errors import ConfigurationError
 from fencing_coord.gate import FencedResource
 from fencing_coord.metrics.otel import METER_NAME, OpenTelemetrySink
 from fencing_coord.observability import Metrics, set_metrics
@@ -71,3 +74,9 @@ def test_the_pause_scenario_through_the_in_memory_reader() -> None:
     assert units["token_gap"] == "{token}"
     assert "critical_write_without_token" not in done or not done["critical_write_without_token"]
 
+
+
+def test_without_the_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import raises ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'fencing-coord\[otel\]'"):
+        OpenTelemetrySink()

@@ -3,6 +3,7 @@ scenario runs; the numbers match what happened."""
 
 from __future__ import annotations
 
+import sys
 import urllib.request
 from collections.abc import Iterator
 
@@ -96,3 +97,9 @@ def test_one_sink_per_registry(exporter: tuple[CollectorRegistry, str]) -> None:
     sink.close()
     PrometheusSink(registry, namespace="app").close()
     PrometheusSink(registry).close()  # closing unregistered the names
+
+
+def test_without_the_extra_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'fencing-coord\[prometheus\]'"):
+        PrometheusSink()
