@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from fencing_coord import audit
 from fencing_coord.audit import AuditRow
 from fencing_coord.errors import ConfigurationError, InvalidArgument, NotSupported
 from fencing_coord.gate import FencedResource
@@ -25,12 +28,19 @@ def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
 def test_each_decision_is_one_structured_log_record(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     resource = FencedResource(store)
     with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+        started = time.time()
         resource.write("orders", "k", b"9", token=9, holder="worker-1")
         resource.write("orders", "k", b"7", token=7)
         resource.read("orders", "k", token=9, holder="worker-1")
         resource.write_without_token("orders", "k2", b"legacy")
         resource.mode = "shadow"
         resource.write("orders", "k", b"8", token=8, holder="worker-0")
+        ended = time.time()
+        assert audit.flush(30.0)  # records are emitted by a background thread
+    # Stamped with the decision's time and thread, not the emitting thread's.
+    records = [r for r in caplog.records if r.name == "fencing_coord.audit"]
+    assert {r.threadName for r in records} == {threading.current_thread().name}
+    assert all(started <= r.created <= ended for r in records)
     assert audit_records(caplog) == [
         dict(resource="orders", key="k", token=9, highest=None, decision="admitted", mode="enforce",
              holder="worker-1", operation="write"),
@@ -51,6 +61,7 @@ def test_nothing_is_logged_while_the_audit_logger_is_off(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="fencing_coord.audit"):
         resource.write("orders", "k", b"9", token=9)
         resource.write("orders", "k", b"7", token=7)
+        assert audit.flush(30.0)
     assert audit_records(caplog) == []
 
 
@@ -112,3 +123,39 @@ def test_stores_without_an_audit_table_say_so(sqlite_path: str) -> None:
         MemoryStore().recent_decisions("orders")
     with SQLiteStore(sqlite_path) as plain, pytest.raises(NotSupported, match="audit=True"):
         plain.recent_decisions("orders")
+
+
+class _Gate(logging.Handler):
+    """A handler that holds every record until released, and fails on the first one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.seen: list[logging.LogRecord] = []
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.go.wait(30.0)
+        self.seen.append(record)
+        if len(self.seen) == 1:
+            raise RuntimeError("handler failed")
+        return True
+
+
+def test_flush_waits_for_the_handlers_and_a_failing_handler_stops_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    audit_log = logging.getLogger("fencing_coord.audit")
+    handler = _Gate()
+    audit_log.addHandler(handler)
+    audit_log.setLevel(logging.INFO)
+    try:
+        resource = FencedResource(MemoryStore())
+        resource.write("orders", "k", b"9", token=9)
+        resource.write("orders", "k", b"7", token=7)
+        assert not audit.flush(0.05)  # held by the handler
+        handler.go.set()
+        assert audit.flush(30.0)
+    finally:
+        audit_log.removeHandler(handler)
+        audit_log.setLevel(logging.NOTSET)
+    assert [r.decision for r in handler.seen] == ["admitted", "refused"]  # type: ignore[attr-defined]
+    assert "RuntimeError: handler failed" in capsys.readouterr().err
