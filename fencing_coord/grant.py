@@ -32,6 +32,7 @@ class Grant:
     __slots__ = (
         "_callbacks",
         "_callbacks_done",
+        "_held_since",
         "_holds",
         "_lock",
         "_lost",
@@ -67,6 +68,8 @@ class Grant:
         self._released = False
         self._callbacks: list[LostCallback] = []
         self._holds = 1
+        # time.monotonic() of the grant, when metrics were on (for lock_hold_duration).
+        self._held_since: float | None = None
         # The Thread object, not its ident: CPython reuses idents of finished threads.
         self._thread = threading.current_thread()
 

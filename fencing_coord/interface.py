@@ -13,6 +13,12 @@ object already holds *through a grant that thread acquired* gets that same grant
 undoes one acquisition and only the last one gives the lock up. Another thread of the
 same backend object is an ordinary contender and waits its turn, so one backend object
 can be shared by the threads of a process without them overlapping.
+
+Metrics (:mod:`fencing_coord.observability`) are taken here, the same for every
+backend: acquisitions granted (with their latency) and failed (by reason), hold
+durations at release, losses (by reason, from ``on_lost``), and
+``lease_expired_while_executing``: a release (or the end of a ``lock()`` block) that
+finds its grant already lost. Reentrant acquisitions and election terms are not counted.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import observability
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
 from .grant import Grant
+from .observability import Metrics, failure_reason
 from .records import LockState
 from .url import BackendURL
 from .validation import check_name, check_timeout
@@ -73,6 +81,9 @@ class LockBackend(ABC):
         self._terms: dict[int, Grant] = {}
         self._held_lock = threading.Lock()
         self._closed = False
+        #: Where this backend's lock metrics go; None: the process-wide
+        #: :func:`~fencing_coord.observability.set_metrics` one, if any.
+        self.metrics: Metrics | None = None
 
     @classmethod
     @abstractmethod
@@ -105,11 +116,21 @@ class LockBackend(ABC):
         reentered = self._reenter(name)
         if reentered is not None:
             return reentered
-        deadline = None if seconds is None else time.monotonic() + seconds
-        grant = self._acquire(name, deadline, on_queued)
-        if grant is None:
-            raise LockTimeout(f"lock {name!r} not acquired within {seconds} s")
-        return self._remember(grant)
+        metrics = self._metrics()
+        started = time.monotonic()
+        deadline = None if seconds is None else started + seconds
+        try:
+            grant = self._acquire(name, deadline, on_queued)
+            if grant is None:
+                raise LockTimeout(f"lock {name!r} not acquired within {seconds} s")
+            grant = self._remember(grant)
+        except Exception as exc:
+            if metrics is not None:
+                metrics.acquire_failed(self.metrics_label, name, failure_reason(exc))
+            raise
+        if metrics is not None:
+            self._observe_grant(metrics, grant, started)
+        return grant
 
     def try_acquire(self, name: str) -> Grant | None:
         """Return a :class:`Grant` if ``name`` is free now, else None. Never waits
@@ -119,8 +140,22 @@ class LockBackend(ABC):
         reentered = self._reenter(name)
         if reentered is not None:
             return reentered
-        grant = self._acquire(name, time.monotonic(), None)
-        return None if grant is None else self._remember(grant)
+        metrics = self._metrics()
+        started = time.monotonic()
+        try:
+            grant = self._acquire(name, started, None)
+            if grant is not None:
+                grant = self._remember(grant)
+        except Exception as exc:
+            if metrics is not None:
+                metrics.acquire_failed(self.metrics_label, name, failure_reason(exc))
+            raise
+        if metrics is not None:
+            if grant is None:
+                metrics.acquire_failed(self.metrics_label, name, "busy")
+            else:
+                self._observe_grant(metrics, grant, started)
+        return grant
 
     def renew(self, grant: Grant) -> Grant:
         """Extend the lease behind ``grant`` and return it, with the same token.
@@ -155,7 +190,10 @@ class LockBackend(ABC):
             if self._held.get(key) is grant:
                 del self._held[key]
             self._terms.pop(id(grant), None)
-        return self._release(grant)
+        held = self._release(grant)
+        if grant._held_since is not None:
+            self._observe_release(grant, lost=not held)
+        return held
 
     @contextmanager
     def lock(self, name: str, timeout: float | None = None) -> Iterator[Grant]:
@@ -206,6 +244,8 @@ class LockBackend(ABC):
             self._terms.clear()
         for grant in held:
             grant.mark_released()
+            if grant._held_since is not None:
+                self._observe_release(grant, lost=grant.lost)
         try:
             self._close(held)
         except Exception:
@@ -262,6 +302,29 @@ class LockBackend(ABC):
     def _names(self) -> list[str]:
         """Names of the locks in this namespace with a holder or waiters (optional)."""
         raise NotSupported(f"{type(self).__name__} cannot list its locks")
+
+    # -- metrics --------------------------------------------------------------------------
+
+    @property
+    def metrics_label(self) -> str:
+        """This backend's ``backend`` label: its first URL scheme (``etcd``, ``memory``)."""
+        return self.schemes[0] if self.schemes else type(self).__name__
+
+    def _metrics(self) -> Metrics | None:
+        return self.metrics if self.metrics is not None else observability._current
+
+    def _observe_grant(self, metrics: Metrics, grant: Grant, started: float) -> None:
+        now = time.monotonic()
+        grant._held_since = now
+        metrics.acquired(self.metrics_label, grant.name, now - started)
+        label = self.metrics_label
+        grant.on_lost(lambda lost: metrics.lost(label, lost.name, lost.lost_reason))
+
+    def _observe_release(self, grant: Grant, *, lost: bool) -> None:
+        """Count a grant given up (not for the reentrant releases before the last one)."""
+        metrics = self._metrics()
+        if metrics is not None and grant._held_since is not None:
+            metrics.released(self.metrics_label, grant.name, time.monotonic() - grant._held_since, lost)
 
     # -- helpers for subclasses ------------------------------------------------------
 
