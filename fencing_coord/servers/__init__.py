@@ -23,10 +23,13 @@ from types import TracebackType
 from typing import ClassVar, Generic, Protocol, Self, TypeVar
 
 from ..errors import BackendUnavailable, ConfigurationError
+from .netns import LOOPBACK, Placement
 
 __all__ = [
+    "LOOPBACK",
     "LoopbackMember",
     "ManagedProcess",
+    "Placement",
     "ServerGroup",
     "free_port",
     "free_ports",
@@ -152,15 +155,22 @@ class ManagedProcess:
 
 class LoopbackMember:
     """A mixin for the dataclass of a group's member, which declares these fields: the
-    member serves clients on ``client_port`` of 127.0.0.1 from ``process``."""
+    member serves clients on ``client_port`` of its placement's host (127.0.0.1 unless
+    it was placed in a network namespace) from ``process``."""
 
     client_port: int
     process: ManagedProcess
+    placement: Placement
+
+    @property
+    def host(self) -> str:
+        """The address the member binds and advertises."""
+        return self.placement.host
 
     @property
     def endpoint(self) -> str:
-        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
-        return f"127.0.0.1:{self.client_port}"
+        """``<host>:<client port>``, as it appears in a backend URL."""
+        return f"{self.placement.host}:{self.client_port}"
 
     def running(self) -> bool:
         return self.process.running()
@@ -185,6 +195,9 @@ class ServerGroup(Generic[MemberT]):
     members (:meth:`start`) and says when a restarted member serves again
     (:meth:`_wait_restarted`). ``base_dir`` (default: a new temporary directory named
     ``<temp_prefix>...``, deleted by :meth:`stop`) holds each member's data and log.
+    ``placements`` (default: every member on 127.0.0.1 in this process's network) says
+    where each member runs: the address it binds and advertises and the network
+    namespace its process is started in (see :mod:`fencing_coord.servers.netns`).
     """
 
     #: What messages call a group, with its article ("an etcd cluster").
@@ -192,10 +205,15 @@ class ServerGroup(Generic[MemberT]):
     #: What messages call one member, before its name ("etcd member").
     member_noun: ClassVar[str] = "member"
 
-    def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str) -> None:
+    def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str,
+                 placements: Sequence[Placement] | None = None) -> None:
         if size < 1:
             raise ConfigurationError(f"{self.group_noun} needs at least one member, not {size}")
+        if placements is not None and len(placements) != size:
+            raise ConfigurationError(f"{self.group_noun} of {size} needs {size} placements, not {len(placements)}")
         self.size = size
+        #: Where each member runs (its address and network namespace), in member order.
+        self.placements: list[Placement] = list(placements) if placements is not None else [LOOPBACK] * size
         self.ready_timeout = ready_timeout
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix=temp_prefix)) if base_dir is None else Path(base_dir)

@@ -35,12 +35,14 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .netns import LOOPBACK, Placement
 
 __all__ = [
     "CLASSPATH_ENV_VAR",
@@ -109,16 +111,21 @@ class ZooKeeperMember(LoopbackMember):
     election_port: int
     data_dir: Path
     process: ManagedProcess
+    placement: Placement = LOOPBACK
 
     @property
     def name(self) -> str:
         return f"zk{self.myid}"
 
+    def ask(self, word: str, timeout: float = 1.0) -> bytes | None:
+        """This member's answer to four-letter word ``word`` (sent from inside its
+        network namespace when it has one), or None when it does not answer."""
+        return self.placement.probe(lambda: four_letter_word(self.client_port, word, self.host, timeout))
+
     def mode(self) -> str | None:
         """``leader``, ``follower`` or ``standalone`` while the server serves clients;
         None while it does not (starting, electing, stopped, paused)."""
-        answer = four_letter_word(self.client_port, "srvr", timeout=1.0)
-        match = _MODE.search(answer or b"")
+        match = _MODE.search(self.ask("srvr") or b"")
         return match.group(1).decode() if match else None
 
     def serving(self) -> bool:
@@ -126,7 +133,7 @@ class ZooKeeperMember(LoopbackMember):
 
     def sessions(self) -> set[int]:
         """Ids of the sessions whose clients are connected to this member now."""
-        answer = four_letter_word(self.client_port, "cons", timeout=1.0) or b""
+        answer = self.ask("cons") or b""
         return {int(sid, 16) for sid in _SESSION.findall(answer)}
 
 
@@ -136,7 +143,8 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     ``start()`` returns once every member serves clients (one leader and followers, or
     ``standalone``). ``base_dir`` (default: a new temporary directory, deleted by
-    :meth:`stop`) holds each member's config, data directory and log.
+    :meth:`stop`) holds each member's config, data directory and log. ``placements`` puts
+    members in network namespaces (see :class:`ServerGroup`).
     """
 
     group_noun = "a ZooKeeper ensemble"
@@ -144,8 +152,10 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
-                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
-        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-")
+                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False,
+                 placements: Sequence[Placement] | None = None) -> None:
+        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-",
+                         placements=placements)
         self.tick_ms = tick_ms
         self.min_session_ms = 2 * tick_ms if min_session_ms is None else min_session_ms
         self.max_session_ms = max_session_ms
@@ -241,8 +251,9 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             data_dir.mkdir(parents=True)
             (data_dir / "myid").write_text(f"{myid}\n")
             argv = [java, *JVM_OPTIONS, "-cp", cp, MAIN_CLASS, str(member_dir / "zoo.cfg")]
-            process = ManagedProcess(argv, self.base_dir / f"zk{myid}.log", cwd=member_dir)
-            self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process))
+            placement = self.placements[i]
+            process = ManagedProcess(placement.command(argv), self.base_dir / f"zk{myid}.log", cwd=member_dir)
+            self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process, placement))
         for member in self.members:
             (member.data_dir.parent / "zoo.cfg").write_text(self._config(member))
 
@@ -254,7 +265,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             f"syncLimit={max(5, 2_000 // self.tick_ms)}",
             f"dataDir={member.data_dir}",
             f"clientPort={member.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={member.host}",
             f"minSessionTimeout={self.min_session_ms}",
             f"maxSessionTimeout={self.max_session_ms}",
             "admin.enableServer=false",
@@ -268,7 +279,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
         ]
         if self.size > 1:
             lines += [
-                f"server.{m.myid}=127.0.0.1:{m.quorum_port}:{m.election_port}" for m in self.members
+                f"server.{m.myid}={m.host}:{m.quorum_port}:{m.election_port}" for m in self.members
             ]
         return "\n".join(lines) + "\n"
 
