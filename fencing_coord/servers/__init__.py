@@ -266,13 +266,16 @@ class ServerGroup(Generic[MemberT]):
         """Return once a member that :meth:`restart` started again serves clients."""
         raise NotImplementedError
 
-    def _find_member(self, predicate: Callable[[MemberT], bool], timeout: float, what: str) -> MemberT:
-        """The first running member for which ``predicate`` holds, waiting up to
-        ``timeout`` s for one; BackendUnavailable naming ``what`` after that."""
+    def _find_member(self, predicate: Callable[[MemberT], bool], timeout: float, what: str,
+                     among: Sequence[MemberT] | None = None) -> MemberT:
+        """The first running member (of ``among``, default all) for which ``predicate``
+        holds, waiting up to ``timeout`` s for one; BackendUnavailable naming ``what``
+        after that."""
         found: list[MemberT] = []
+        candidates = self.members if among is None else among
 
         def look() -> bool:
-            for member in self.members:
+            for member in candidates:
                 if member.process.running() and predicate(member):
                     found[:] = [member]
                     return True

@@ -200,8 +200,10 @@ class EtcdCluster(ServerGroup[EtcdMember]):
 
     # -- faults ----------------------------------------------------------------------
 
-    def leader(self, timeout: float = 30.0) -> EtcdMember:
-        """The member that is leader now (waits up to ``timeout`` s for an election)."""
+    def leader(self, timeout: float = 30.0, among: Sequence[EtcdMember] | None = None) -> EtcdMember:
+        """The member that is leader now (waits up to ``timeout`` s for an election);
+        with ``among``, only those members count (e.g. the majority side of a partition,
+        while a cut-off old leader may still believe it leads)."""
 
         def leads(member: EtcdMember) -> bool:
             try:
@@ -211,7 +213,7 @@ class EtcdCluster(ServerGroup[EtcdMember]):
             header = status.get("header")
             return isinstance(header, dict) and status.get("leader") == header.get("member_id")
 
-        return self._find_member(leads, timeout, "an etcd leader")
+        return self._find_member(leads, timeout, "an etcd leader", among)
 
     def _wait_restarted(self, member: EtcdMember) -> None:
         """A restarted member serves again once it is healthy."""

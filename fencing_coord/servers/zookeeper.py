@@ -210,10 +210,11 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     # -- faults ----------------------------------------------------------------------
 
-    def leader(self, timeout: float = 30.0) -> ZooKeeperMember:
+    def leader(self, timeout: float = 30.0, among: Sequence[ZooKeeperMember] | None = None) -> ZooKeeperMember:
         """The member that leads now (the server itself when standalone); waits up to
-        ``timeout`` s for an election."""
-        return self._find_member(lambda m: m.mode() in ("leader", "standalone"), timeout, "a ZooKeeper leader")
+        ``timeout`` s for an election. With ``among``, only those members count."""
+        return self._find_member(lambda m: m.mode() in ("leader", "standalone"), timeout, "a ZooKeeper leader",
+                                 among)
 
     def followers(self) -> list[ZooKeeperMember]:
         """The members that serve as followers now."""
