@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -94,6 +95,7 @@ class Link:
     may not send to / receive from, random loss each way (0..1), and added delay on what
     it sends."""
 
+    isolated: bool = False
     blocked_out: set[str] = field(default_factory=set)
     blocked_in: set[str] = field(default_factory=set)
     loss_out: float = 0.0
@@ -104,6 +106,8 @@ class Link:
     def rules(self) -> str:
         """The ``iptables-restore`` input for this link (the whole filter table)."""
         lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+        if self.isolated:
+            lines += ["-A INPUT -i eth0 -j DROP", "-A OUTPUT -o eth0 -j DROP"]
         lines += [f"-A INPUT -i eth0 -s {a} -j DROP" for a in sorted(self.blocked_in)]
         lines += [f"-A OUTPUT -o eth0 -d {a} -j DROP" for a in sorted(self.blocked_out)]
         if self.loss_in > 0:
@@ -143,7 +147,12 @@ class Node:
 
 class NetLab:
     """Namespaces joined to one bridge, and faults on their links. Use as a context
-    manager, or call :meth:`start` and, in a ``finally``, :meth:`close`."""
+    manager, or call :meth:`start` and, in a ``finally``, :meth:`close`.
+
+    Each fault has its own undo (:meth:`isolate`/:meth:`rejoin`, :meth:`drop`/
+    :meth:`undrop`, :meth:`lose` with 0, :meth:`delay`/:meth:`undelay`), so threads may
+    inject and lift different faults at once; :meth:`heal` lifts them all. Changes are
+    serialised by a lock."""
 
     def __init__(self) -> None:
         self.run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -151,6 +160,7 @@ class NetLab:
         self.nodes: list[Node] = []
         self._bridge_ns = f"{self.prefix}-br"
         self._namespaces: list[str] = []
+        self._lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -208,40 +218,72 @@ class NetLab:
         """Cut every link between a node of ``side_a`` and a node of ``side_b`` (both
         ways); links within a side, and of nodes on neither side, stay as they are."""
         side_a, side_b = list(side_a), list(side_b)
-        for a in side_a:
-            for b in side_b:
-                a.link.blocked_out.add(b.address)
-                a.link.blocked_in.add(b.address)
-                b.link.blocked_out.add(a.address)
-                b.link.blocked_in.add(a.address)
-        self._apply({*map(id, side_a), *map(id, side_b)})
+        with self._lock:
+            for a in side_a:
+                for b in side_b:
+                    a.link.blocked_out.add(b.address)
+                    a.link.blocked_in.add(b.address)
+                    b.link.blocked_out.add(a.address)
+                    b.link.blocked_in.add(a.address)
+            self._apply({*map(id, side_a), *map(id, side_b)})
 
     def isolate(self, node: Node) -> None:
-        """Cut ``node`` off from every other node, both ways."""
-        self.partition([node], [n for n in self.nodes if n is not node])
+        """Cut ``node`` off from every other node, both ways (by rules in its own
+        namespace only: :meth:`rejoin` lifts exactly this)."""
+        with self._lock:
+            node.link.isolated = True
+            self._apply({id(node)})
+
+    def rejoin(self, node: Node) -> None:
+        """Lift :meth:`isolate`."""
+        with self._lock:
+            node.link.isolated = False
+            self._apply({id(node)})
 
     def drop(self, source: Node, destinations: Iterable[Node]) -> None:
         """One-way loss: what ``source`` sends to ``destinations`` is lost; what they
         send to it still arrives."""
-        for dest in destinations:
-            source.link.blocked_out.add(dest.address)
-        self._apply({id(source)})
+        with self._lock:
+            for dest in destinations:
+                source.link.blocked_out.add(dest.address)
+            self._apply({id(source)})
+
+    def undrop(self, source: Node, destinations: Iterable[Node]) -> None:
+        """Lift :meth:`drop`."""
+        with self._lock:
+            for dest in destinations:
+                source.link.blocked_out.discard(dest.address)
+            self._apply({id(source)})
 
     def lose(self, node: Node, probability: float, *, outgoing: bool = True, incoming: bool = True) -> None:
         """Lose each packet ``node`` sends (``outgoing``) and receives (``incoming``)
         with ``probability`` (0..1)."""
         if not 0.0 <= probability <= 1.0:
             raise ConfigurationError(f"loss probability must be within 0..1, not {probability}")
-        if outgoing:
-            node.link.loss_out = probability
-        if incoming:
-            node.link.loss_in = probability
-        self._apply({id(node)})
+        with self._lock:
+            if outgoing:
+                node.link.loss_out = probability
+            if incoming:
+                node.link.loss_in = probability
+            self._apply({id(node)})
 
     def delay(self, node: Node, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """Hold each packet ``node`` sends for ``delay_ms ± jitter_ms`` ms."""
         if delay_ms <= 0 or not 0 <= jitter_ms <= delay_ms:
             raise ConfigurationError(f"need delay > 0 and 0 <= jitter <= delay, not {delay_ms} ± {jitter_ms}")
+        with self._lock:
+            self._start_delayer(node, delay_ms, jitter_ms)
+            node.link.delay_ms, node.link.jitter_ms = delay_ms, jitter_ms
+            self._apply({id(node)})
+
+    def undelay(self, node: Node) -> None:
+        """Lift :meth:`delay`."""
+        with self._lock:
+            node.link.delay_ms = node.link.jitter_ms = 0.0
+            self._apply({id(node)})
+            self._stop_delayer(node)
+
+    def _start_delayer(self, node: Node, delay_ms: float, jitter_ms: float) -> None:
         self._stop_delayer(node)
         argv = [sys.executable, "-m", "fencing_coord.testing.netdelay", "--queue", "0",
                 "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms)]
@@ -253,26 +295,25 @@ class NetLab:
             delayer.wait()
             raise ConfigurationError(f"netdelay did not start in {node.netns}: {delayer.stderr.read().strip()}")
         node.delayer = delayer
-        node.link.delay_ms, node.link.jitter_ms = delay_ms, jitter_ms
-        self._apply({id(node)})
 
     def heal(self, *nodes: Node) -> None:
         """Remove every fault from ``nodes`` (default: every node) and from the rules of
         the other nodes that name them."""
-        targets = list(nodes) or list(self.nodes)
-        addresses = {n.address for n in targets}
-        touched = set()
-        for node in self.nodes:
-            if node in targets:
-                node.link = Link()
-                touched.add(id(node))
-            elif addresses & (node.link.blocked_in | node.link.blocked_out):
-                node.link.blocked_in -= addresses
-                node.link.blocked_out -= addresses
-                touched.add(id(node))
-        self._apply(touched)
-        for node in targets:
-            self._stop_delayer(node)
+        with self._lock:
+            targets = list(nodes) or list(self.nodes)
+            addresses = {n.address for n in targets}
+            touched = set()
+            for node in self.nodes:
+                if node in targets:
+                    node.link = Link()
+                    touched.add(id(node))
+                elif addresses & (node.link.blocked_in | node.link.blocked_out):
+                    node.link.blocked_in -= addresses
+                    node.link.blocked_out -= addresses
+                    touched.add(id(node))
+            self._apply(touched)
+            for node in targets:
+                self._stop_delayer(node)
 
     # -- internals -------------------------------------------------------------------
 
