@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FencingCoordError
+from ..servers.etcd import EtcdMember
+from ..servers.zookeeper import ZooKeeperMember
 from .chaos_check import CHECKS, Report, check, read_history
 from .chaos_nemesis import Nemesis
 from .chaos_system import System, WorkerPool
@@ -89,9 +91,22 @@ def run_phase(system: System, name: str, *, stores: list[str], seconds: float, s
     finally:
         pool.stop_all()
     records = read_history(pool.histories())
-    state = dump_state(system, stores, records)
     rounds, skipped = nemesis.counts()
+    try:
+        state = dump_state(system, stores, records)
+    except FencingCoordError as exc:
+        modes = ", ".join(f"{m.name}: {describe_member(m)}" for m in system.members)
+        errors.append(f"the cluster did not serve again at the end ({modes}): {exc}")
+        return Phase(name, seconds, rounds, skipped, Report(), pool.crashes, errors)
     return Phase(name, seconds, rounds, skipped, check(records, state), pool.crashes, errors)
+
+
+def describe_member(member: EtcdMember | ZooKeeperMember) -> str:
+    if not member.running():
+        return "not running"
+    if isinstance(member, ZooKeeperMember):
+        return member.mode() or "not serving"
+    return "healthy" if member.healthy() else "unhealthy"
 
 
 def dump_state(system: System, stores: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,7 +123,7 @@ def dump_state(system: System, stores: list[str], records: list[dict[str, Any]])
         argv += ["--store", spec]
     done = subprocess.run(system.ctl_command(argv), capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
-        raise FencingCoordError(f"reading the final state failed: {done.stderr.strip()[-2000:]}")
+        raise FencingCoordError(f"reading the final state failed: {done.stderr.strip()[-500:]}")
     state: dict[str, Any] = json.loads(done.stdout)
     return state
 

@@ -154,10 +154,13 @@ class Nemesis:
     # -- client faults -----------------------------------------------------------------
 
     def _pick_worker(self, rng: random.Random, holding: bool = False) -> WorkerSlot:
-        slots = self.pool.slots
+        """A worker whose current process is working (else any), preferring one that
+        holds a lock now when ``holding``."""
+        statuses = {s.index: self.pool.status(s) for s in self.pool.slots}
+        working = [s for s in self.pool.slots if s.proc is not None and statuses[s.index].get("pid") == s.proc.pid]
+        slots = working or self.pool.slots
         if holding:
-            holders = [s for s in slots if self.pool.status(s).get("holding")]
-            slots = holders or slots
+            slots = [s for s in slots if statuses[s.index].get("holding")] or slots
         return rng.choice(slots)
 
     def _pause_holder(self, rng: random.Random) -> str:
