@@ -27,9 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -61,11 +63,15 @@ class Phase:
     errors: list[str] = field(default_factory=list)
 
 
+#: Set by SIGINT or SIGTERM: the phase in progress ends early and is still checked.
+STOP = threading.Event()
+
+
 def run_phase(system: System, name: str, *, stores: list[str], seconds: float, seed: int, unfenced: bool,
               counters: int, think: float, kinds: tuple[str, ...] | None = None,
               pause: tuple[float, float] | None = None) -> Phase:
-    """Run workers and the nemesis for ``seconds``, heal, stop, read the final state
-    and check the history."""
+    """Run workers and the nemesis for ``seconds`` (less if :data:`STOP` is set), heal,
+    stop, read the final state and check the history."""
     phase_dir = system.run_dir / name
     pool = WorkerPool(system, phase_dir, stores=stores, counters=counters, prefix=f"{name}-", unfenced=unfenced,
                       seed=seed, ttl=TTL, think=think)
@@ -76,8 +82,7 @@ def run_phase(system: System, name: str, *, stores: list[str], seconds: float, s
         nemesis.start()
         deadline = time.monotonic() + seconds
         try:
-            while time.monotonic() < deadline:
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            while time.monotonic() < deadline and not STOP.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
                 pool.check_crashes()
         finally:
             nemesis.stop()
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     control_seconds = args.control_seconds or min(60.0, max(10.0, args.seconds / 10))
     run_dir = args.dir or Path(tempfile.mkdtemp(prefix=f"fencing-coord-chaos-{args.backend}-"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: STOP.set())
     with System(args.backend, run_dir, workers=args.workers, use_lab=not args.no_lab) as system:
         stores = [f"sqlite={run_dir / 'state.db'}", f"postgres={system.postgres_dsn()}", "service"]
         fenced = run_phase(system, "fenced", stores=stores, seconds=args.seconds, seed=args.seed, unfenced=False,

@@ -175,8 +175,7 @@ class Nemesis:
     def _kill_worker(self, rng: random.Random) -> str:
         slot = self._pick_worker(rng, holding=rng.random() < 0.5)
         name = slot.name
-        self.pool.kill(slot)
-        self.pool.start(slot)
+        self.pool.replace(slot)
         return name
 
     def _revoke_lease(self, rng: random.Random) -> str:

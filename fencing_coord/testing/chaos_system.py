@@ -18,6 +18,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,6 @@ class WorkerSlot:
     node: Node | None
     generation: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    paused: bool = False
     crashes: list[str] = field(default_factory=list)
 
     @property
@@ -141,6 +141,8 @@ class WorkerPool:
         self.stores, self.counters, self.prefix = stores, counters, prefix
         self.unfenced, self.seed, self.ttl, self.think = unfenced, seed, ttl, think
         self.slots = [WorkerSlot(i, node) for i, node in enumerate(system.worker_nodes, start=1)]
+        # The nemesis replaces killed workers while the driver restarts crashed ones.
+        self._lock = threading.Lock()
 
     def start_all(self) -> None:
         for slot in self.slots:
@@ -163,7 +165,6 @@ class WorkerPool:
             slot.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             log.close()
-        slot.paused = False
 
     def status_path(self, slot: WorkerSlot) -> Path:
         return self.dir / f"w{slot.index}.status.json"
@@ -179,22 +180,24 @@ class WorkerPool:
         if slot.proc is not None and slot.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 slot.proc.send_signal(sig)
-        slot.paused = sig == signal.SIGSTOP
 
-    def kill(self, slot: WorkerSlot) -> None:
-        self.signal(slot, signal.SIGKILL)
-        if slot.proc is not None:
-            slot.proc.wait()
-        slot.paused = False
+    def replace(self, slot: WorkerSlot) -> None:
+        """SIGKILL the slot's worker and start a new one in its place."""
+        with self._lock:
+            self.signal(slot, signal.SIGKILL)
+            if slot.proc is not None:
+                slot.proc.wait()
+            self.start(slot)
 
     def check_crashes(self) -> None:
         """Restart any worker that exited on its own (and remember why)."""
-        for slot in self.slots:
-            if slot.proc is not None and not slot.paused and slot.proc.poll() is not None:
-                log = self.dir / f"{slot.name}.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                slot.crashes.append(f"{slot.name} exited {slot.proc.returncode}: {tail}")
-                self.start(slot)
+        with self._lock:
+            for slot in self.slots:
+                if slot.proc is not None and slot.proc.poll() is not None:
+                    log = self.dir / f"{slot.name}.log"
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    slot.crashes.append(f"{slot.name} exited {slot.proc.returncode}: {tail}")
+                    self.start(slot)
 
     def stop_all(self, grace: float = 20.0) -> None:
         """SIGCONT and SIGTERM every worker; SIGKILL those still running after ``grace``."""
@@ -208,7 +211,8 @@ class WorkerPool:
                 slot.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 _log.warning("worker %s did not stop in %s s; killing it", slot.name, grace)
-                self.kill(slot)
+                slot.proc.kill()
+                slot.proc.wait()
 
     def histories(self) -> list[Path]:
         return sorted(self.dir.glob("w*g*.jsonl"))

@@ -197,7 +197,7 @@ class Worker:
             return
         self._status = status
         path = Path(self.args.status)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(status))
         tmp.replace(path)
 
