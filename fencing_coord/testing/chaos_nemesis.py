@@ -273,8 +273,8 @@ class Nemesis:
         assert lab is not None
         nodes = [*self.system.member_nodes, *(n for n in self.system.worker_nodes if n is not None)]
         try:
+            lab.delay_all(nodes, 30, 20)
             for node in nodes:
-                lab.delay(node, 30, 20)
                 lab.lose(node, 0.05, incoming=False)
             self._hold(rng, 1.5, 4.0)
         finally:

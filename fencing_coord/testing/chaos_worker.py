@@ -75,24 +75,25 @@ class History:
         os.close(self._fd)
 
 
-def open_store(spec: str, backend: fc.LockBackend) -> Store:
-    """``sqlite=PATH``, ``postgres=DSN``, or ``service`` (the backend's own store)."""
+def open_store(spec: str, backend: fc.LockBackend, url: str) -> Store:
+    """``sqlite=PATH``, ``postgres=DSN``, or ``service``: the own store of the service
+    ``url`` names (only that backend's client library is imported)."""
     kind, _, where = spec.partition("=")
     if kind == "sqlite":
         return SQLiteStore(where)
     if kind == "postgres":
         return PostgresStore(where)
-    if kind == "service":
-        if type(backend).__name__ == "EtcdBackend":
-            from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
+    if kind == "service" and url.startswith(("etcd://", "etcds://")):
+        from fencing_coord.backends.etcd import EtcdBackend, EtcdStore
 
-            assert isinstance(backend, EtcdBackend)
+        if isinstance(backend, EtcdBackend):
             return EtcdStore(backend)
+    elif kind == "service":
         from fencing_coord.backends.zookeeper import ZooKeeperBackend, ZooKeeperStore
 
-        assert isinstance(backend, ZooKeeperBackend)
-        return ZooKeeperStore(backend)
-    raise fc.ConfigurationError(f"unknown store spec {spec!r}")
+        if isinstance(backend, ZooKeeperBackend):
+            return ZooKeeperStore(backend)
+    raise fc.ConfigurationError(f"unknown store spec {spec!r} for {url}")
 
 
 def store_key(spec: str) -> str:
@@ -215,7 +216,7 @@ def connect_until_stopped(args: argparse.Namespace) -> fc.LockBackend:
 
 def command_run(args: argparse.Namespace) -> int:
     backend = connect_until_stopped(args)
-    stores = {store_key(spec): open_store(spec, backend) for spec in args.store}
+    stores = {store_key(spec): open_store(spec, backend, args.url) for spec in args.store}
     worker = Worker(backend, stores, args)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -245,7 +246,7 @@ def command_dump(args: argparse.Namespace) -> int:
             with fc.connect(args.url, namespace=args.namespace, timeout=10) as backend:
                 for spec in args.store:
                     key = store_key(spec)
-                    with open_store(spec, backend) as store:
+                    with open_store(spec, backend, args.url) as store:
                         out[key] = {}
                         for resource, top in wanted.get(key, {}).items():
                             counter = store.plain_read(resource, "counter")

@@ -269,12 +269,31 @@ class NetLab:
 
     def delay(self, node: Node, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """Hold each packet ``node`` sends for ``delay_ms ± jitter_ms`` ms."""
+        self.delay_all([node], delay_ms, jitter_ms)
+
+    def delay_all(self, nodes: Iterable[Node], delay_ms: float, jitter_ms: float = 0.0) -> None:
+        """:meth:`delay` on each of ``nodes``, their delayers started side by side."""
         if delay_ms <= 0 or not 0 <= jitter_ms <= delay_ms:
             raise ConfigurationError(f"need delay > 0 and 0 <= jitter <= delay, not {delay_ms} ± {jitter_ms}")
+        nodes = list(nodes)
+        argv = [sys.executable, "-m", "fencing_coord.testing.netdelay", "--queue", "0",
+                "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms)]
         with self._lock:
-            self._start_delayer(node, delay_ms, jitter_ms)
-            node.link.delay_ms, node.link.jitter_ms = delay_ms, jitter_ms
-            self._apply({id(node)})
+            for node in nodes:
+                self._stop_delayer(node)  # one reader per queue: the old one goes first
+            for node in nodes:
+                node.delayer = subprocess.Popen(node.command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                stdin=subprocess.DEVNULL, text=True)
+            try:
+                for node in nodes:
+                    self._await_delayer(node)
+            except BaseException:
+                for node in nodes:
+                    self._stop_delayer(node)
+                raise
+            for node in nodes:
+                node.link.delay_ms, node.link.jitter_ms = delay_ms, jitter_ms
+            self._apply({id(n) for n in nodes})
 
     def undelay(self, node: Node) -> None:
         """Lift :meth:`delay`."""
@@ -283,18 +302,15 @@ class NetLab:
             self._apply({id(node)})
             self._stop_delayer(node)
 
-    def _start_delayer(self, node: Node, delay_ms: float, jitter_ms: float) -> None:
-        self._stop_delayer(node)
-        argv = [sys.executable, "-m", "fencing_coord.testing.netdelay", "--queue", "0",
-                "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms)]
-        delayer = subprocess.Popen(node.command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, text=True)
+    @staticmethod
+    def _await_delayer(node: Node) -> None:
+        delayer = node.delayer
+        assert delayer is not None
         assert delayer.stdout is not None
         assert delayer.stderr is not None
         if delayer.stdout.readline().strip() != "ready":
             delayer.wait()
             raise ConfigurationError(f"netdelay did not start in {node.netns}: {delayer.stderr.read().strip()}")
-        node.delayer = delayer
 
     def heal(self, *nodes: Node) -> None:
         """Remove every fault from ``nodes`` (default: every node) and from the rules of
