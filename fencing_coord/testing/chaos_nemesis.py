@@ -201,7 +201,8 @@ class Nemesis:
     def _command(self, argv: list[str]) -> None:
         done = subprocess.run(self.system.ctl_command(argv), capture_output=True, text=True, timeout=30, check=False)
         if done.returncode != 0:
-            raise Skip(f"{argv[0]} failed: {(done.stderr or done.stdout).strip()[:200]}")
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise Skip(f"{Path(argv[0]).name} failed: {lines[-1][:200]}")  # e.g. the lease had expired already
 
     def _partition_worker(self, rng: random.Random) -> str:
         assert self.system.lab is not None
