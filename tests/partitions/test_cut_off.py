@@ -79,3 +79,34 @@ def test_cut_off_holder_is_fenced_after_the_link_heals(cut: Cut, cluster: LabClu
         resource = FencedResource(store)
         assert resource.read("orders", "k1") == b"from-successor"
         assert resource.highest_token("orders") == new_token
+
+
+def test_release_while_cut_off_never_says_true_after_a_successor(cluster: LabCluster, lab: NetLab,
+                                                                 clients: list[Node], tmp_path: Path,
+                                                                 namespace: str,
+                                                                 request: pytest.FixtureRequest) -> None:
+    """Found by the fault campaign (``--backend zookeeper --seconds 1200 --seed 201``):
+    release() of a holder that cannot reach the service must not claim it released the
+    lock (True) when a successor holds it: the answer is False, or BackendUnavailable
+    (unknown), never True."""
+    if cluster.kind == "zookeeper":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "ZooKeeperBackend._release returns True when ZooKeeper cannot be reached (it defers the delete); "
+            "it should raise BackendUnavailable")))
+    holder_node, successor_node = clients[0], clients[1]
+    db = tmp_path / "state.db"
+    holder = Holder(cluster.url, f"sqlite:{db}", ttl=TTL, namespace=namespace, prefix=holder_node.command([]))
+    successor = Holder(cluster.url, f"sqlite:{db}", ttl=TTL, namespace=namespace,
+                       prefix=successor_node.command([]))
+    try:
+        holder.send("acquire orders")
+        old_token = holder.expect("acquired")["token"]
+        lab.isolate(holder_node)
+        successor.send("acquire orders")
+        assert successor.expect("acquired")["token"] > old_token
+        holder.send("release orders")  # still cut off
+        answer = holder.expect("released")
+        assert answer["released"] is not True, answer
+    finally:
+        holder.close()
+        successor.close()
