@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         fenced = run_phase(system, "fenced", stores=stores, seconds=args.seconds, seed=args.seed, unfenced=False,
                            counters=args.counters, think=0.02)
         control = run_phase(system, "control", stores=stores[:1], seconds=control_seconds, seed=args.seed,
-                            unfenced=True, counters=1, think=0.05, kinds=("pause-holder",),
+                            unfenced=True, counters=1, think=0.1, kinds=("pause-holder",),
                             pause=(TTL + 0.5, 2 * TTL + 0.5))
         print_report(args, system, fenced, control)
     code, summary = verdict(fenced, control)

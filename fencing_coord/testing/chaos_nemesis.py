@@ -155,12 +155,13 @@ class Nemesis:
 
     def _pick_worker(self, rng: random.Random, holding: bool = False) -> WorkerSlot:
         """A worker whose current process is working (else any), preferring one that
-        holds a lock now when ``holding``."""
+        holds a lock now when ``holding`` (one between its read and its writes first)."""
         statuses = {s.index: self.pool.status(s) for s in self.pool.slots}
         working = [s for s in self.pool.slots if s.proc is not None and statuses[s.index].get("pid") == s.proc.pid]
         slots = working or self.pool.slots
-        if holding:
-            slots = [s for s in slots if statuses[s.index].get("holding")] or slots
+        if holding:  # best caught between its read and its writes, as a GC pause would
+            computing = [s for s in slots if statuses[s.index].get("stage") == "computing"]
+            slots = computing or [s for s in slots if statuses[s.index].get("holding")] or slots
         return rng.choice(slots)
 
     def _pause_holder(self, rng: random.Random) -> str:

@@ -135,11 +135,11 @@ class Worker:
             log("acquire-failed", op=op, lock=lock, error=type(exc).__name__)
             return
         log("acquired", op=op, lock=lock, token=grant.token)
-        self.set_status(holding=lock)
+        self.set_status(holding=lock, stage="acquired")
         try:
-            self.read_modify_write(op, store, resource, grant.token)
+            self.read_modify_write(op, store, resource, grant.token, lock)
         finally:
-            self.set_status(holding=None)
+            self.set_status(holding=None, stage=None)
             log("release", op=op, lock=lock, token=grant.token)
             try:
                 released = self.backend.release(grant)
@@ -148,13 +148,14 @@ class Worker:
             else:
                 log("released", op=op, lock=lock, token=grant.token, released=released)
 
-    def read_modify_write(self, op: str, store: str, resource: str, token: int) -> None:
+    def read_modify_write(self, op: str, store: str, resource: str, token: int, lock: str) -> None:
         gate = self.resources[store]
         where = {"op": op, "store": store, "resource": resource, "token": token}
         read = self.call(where, "read", "counter", None, lambda: gate.read(resource, "counter", token=token))
         if not isinstance(read, bytes):
             return
         n = int(read or b"0") + 1
+        self.set_status(holding=lock, stage="computing")
         time.sleep(self.args.think)  # the "computation": a paused holder is often caught here
         entry = f"{op} {token}".encode()
         if self.call(where, "write", f"entry-{n}", n,
@@ -185,8 +186,9 @@ class Worker:
         log("refused", call=kind, key=key, n=n, reason=result.reason, **where)
         return None
 
-    def set_status(self, holding: str | None) -> None:
-        status: dict[str, Any] = {"pid": os.getpid(), "holding": holding}
+    def set_status(self, holding: str | None, stage: str | None) -> None:
+        """``stage``: ``acquired``, or ``computing`` between the read and the writes."""
+        status: dict[str, Any] = {"pid": os.getpid(), "holding": holding, "stage": stage}
         lease = getattr(self.backend, "lease_id", None)
         if lease is not None:
             status["lease"] = lease
