@@ -22,9 +22,9 @@ import pytest
 
 from fencing_coord.errors import ConfigurationError
 from fencing_coord.servers.etcd import INSTALL_HINT as ETCD_HINT
-from fencing_coord.servers.etcd import EtcdCluster
+from fencing_coord.servers.etcd import EtcdCluster, EtcdMember
 from fencing_coord.servers.zookeeper import INSTALL_HINT as ZK_HINT
-from fencing_coord.servers.zookeeper import ZooKeeperEnsemble, classpath
+from fencing_coord.servers.zookeeper import ZooKeeperEnsemble, ZooKeeperMember, classpath
 from fencing_coord.testing.netlab import NetLab, Node, unavailable_reason
 
 from ..faults import each_member_first
@@ -62,8 +62,9 @@ class LabCluster:
         zk = self.group
         return [zk.url_of(*rotation) for rotation in each_member_first(zk.members)]
 
-    def _on(self, member: object, nodes: list[Node]) -> bool:
-        return any(getattr(member, "host", None) == n.address for n in nodes)
+    @staticmethod
+    def _on(member: EtcdMember | ZooKeeperMember, nodes: list[Node]) -> bool:
+        return any(member.host == n.address for n in nodes)
 
     def wait_serving(self) -> None:
         """Wait until every member serves clients again."""
