@@ -20,6 +20,7 @@ raw ``NETLINK_NETFILTER`` socket, with metadata-only copies (no payload is read)
 from __future__ import annotations
 
 import argparse
+import errno
 import heapq
 import random
 import signal
@@ -60,9 +61,9 @@ def _message(kind: int, flags: int, seq: int, queue: int, attrs: bytes) -> bytes
     return struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
 
 
-def _packet_ids(data: bytes) -> list[int]:
-    """The packet ids of the NFQNL_MSG_PACKET messages in one netlink datagram; raises
-    OSError for a netlink error message (a refused configuration request)."""
+def _packet_ids(data: bytes, errors: list[int] | None = None) -> list[int]:
+    """The packet ids of the NFQNL_MSG_PACKET messages in one netlink datagram. A
+    netlink error message raises OSError, or is appended to ``errors`` if given."""
     ids = []
     offset = 0
     while offset + 16 <= len(data):
@@ -71,7 +72,9 @@ def _packet_ids(data: bytes) -> list[int]:
             break
         if kind == _NLMSG_ERROR:
             (code,) = struct.unpack_from("=i", data, offset + 16)
-            if code != 0:
+            if code != 0 and errors is not None:
+                errors.append(-code)
+            elif code != 0:
                 raise OSError(-code, f"nfnetlink_queue refused a request: error {-code}")
         elif kind == _MSG_PACKET:
             pos, end = offset + 20, offset + length
@@ -101,6 +104,8 @@ class Delayer:
         self._ready = threading.Condition()
         self._stopping = False
         self._send_lock = threading.Lock()
+        #: Verdicts the kernel refused (packets it no longer held).
+        self.refused_verdicts = 0
         self._configure()
 
     def _configure(self) -> None:
@@ -124,13 +129,20 @@ class Delayer:
                 data = self._sock.recv(65536)
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stopping:
                     break
+                if exc.errno == errno.ENOBUFS:  # we fell behind: the kernel let those packets through
+                    continue
                 raise
             now = time.monotonic()
+            # A verdict the kernel refuses (ENOENT: it no longer holds that packet, e.g.
+            # it dropped it with a replaced ruleset) changes nothing for the others.
+            refused: list[int] = []
+            ids = _packet_ids(data, refused)
+            self.refused_verdicts += len(refused)
             with self._ready:
-                for packet_id in _packet_ids(data):
+                for packet_id in ids:
                     late = self.delay + self._random.uniform(-self.jitter, self.jitter)
                     heapq.heappush(self._pending, (now + max(0.0, late), packet_id))
                 self._ready.notify()

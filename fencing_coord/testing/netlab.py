@@ -104,20 +104,29 @@ class Link:
     jitter_ms: float = 0.0
 
     def rules(self) -> str:
-        """The ``iptables-restore`` input for this link (the whole filter table)."""
-        lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+        """The ``iptables-restore --noflush`` input for this link: it replaces the rules
+        of the lab's own chains (:data:`BASE_RULES` jumps to them from INPUT and OUTPUT
+        on ``eth0``). The built-in chains stay, so a change never drops the packets a
+        delayer holds (replacing a chain that queued a packet drops it)."""
+        lines = ["*filter", f":{_IN} - [0:0]", f":{_OUT} - [0:0]"]  # declaring a chain flushes it
         if self.isolated:
-            lines += ["-A INPUT -i eth0 -j DROP", "-A OUTPUT -o eth0 -j DROP"]
-        lines += [f"-A INPUT -i eth0 -s {a} -j DROP" for a in sorted(self.blocked_in)]
-        lines += [f"-A OUTPUT -o eth0 -d {a} -j DROP" for a in sorted(self.blocked_out)]
+            lines += [f"-A {_IN} -j DROP", f"-A {_OUT} -j DROP"]
+        lines += [f"-A {_IN} -s {a} -j DROP" for a in sorted(self.blocked_in)]
+        lines += [f"-A {_OUT} -d {a} -j DROP" for a in sorted(self.blocked_out)]
         if self.loss_in > 0:
-            lines.append(f"-A INPUT -i eth0 -m statistic --mode random --probability {self.loss_in:.4f} -j DROP")
+            lines.append(f"-A {_IN} -m statistic --mode random --probability {self.loss_in:.4f} -j DROP")
         if self.loss_out > 0:
-            lines.append(f"-A OUTPUT -o eth0 -m statistic --mode random --probability {self.loss_out:.4f} -j DROP")
+            lines.append(f"-A {_OUT} -m statistic --mode random --probability {self.loss_out:.4f} -j DROP")
         if self.delay_ms > 0:
-            lines.append("-A OUTPUT -o eth0 -j NFQUEUE --queue-num 0 --queue-bypass")
+            lines.append(f"-A {_OUT} -j NFQUEUE --queue-num 0 --queue-bypass")
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
+
+
+_IN, _OUT = "FCLAB-IN", "FCLAB-OUT"
+#: Made once per node: the built-in chains send what crosses eth0 to the lab's chains.
+BASE_RULES = (f"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:{_IN} - [0:0]\n"
+              f":{_OUT} - [0:0]\n-A INPUT -i eth0 -j {_IN}\n-A OUTPUT -o eth0 -j {_OUT}\nCOMMIT\n")
 
 
 @dataclass
@@ -193,6 +202,7 @@ class NetLab:
         _run(["ip", "-n", node.netns, "link", "set", "eth0", "up"])
         _run(["ip", "-n", self._bridge_ns, "link", "set", port, "master", _BRIDGE])
         _run(["ip", "-n", self._bridge_ns, "link", "set", port, "up"])
+        _run(["ip", "netns", "exec", node.netns, "iptables-restore"], stdin=BASE_RULES)
         self.nodes.append(node)
         return node
 
@@ -336,7 +346,7 @@ class NetLab:
     def _apply(self, node_ids: set[int]) -> None:
         for node in self.nodes:
             if id(node) in node_ids:
-                _run(["ip", "netns", "exec", node.netns, "iptables-restore"], stdin=node.link.rules())
+                _run(["ip", "netns", "exec", node.netns, "iptables-restore", "--noflush"], stdin=node.link.rules())
 
     def _add_namespace(self, name: str) -> None:
         _run(["ip", "netns", "add", name])

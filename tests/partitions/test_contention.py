@@ -61,11 +61,15 @@ def test_latency_and_loss_during_contention(cluster: LabCluster, lab: NetLab, cl
         workers.go()
         workers.run_until(5)
         at_start = len(workers.progress)
-        for node in [*cluster.nodes, *clients]:
+        nodes = [*cluster.nodes, *clients]
+        for node in nodes:
             lab.delay(node, 40, 20)
             lab.lose(node, 0.03, incoming=False)
         # Every packet now waits 20..60 ms on the way out of each node.
         assert connect_time(clients[0], cluster.nodes[0], port) >= 0.04
         workers.run_until(at_start + 30)
+        # ... and still does: no delayer gave up while the rules changed and packets flowed.
+        assert [n.name for n in nodes if n.delayer is None or n.delayer.poll() is not None] == []
+        assert connect_time(clients[0], cluster.nodes[0], port) >= 0.04
         workers.stop()
     check_contended_history(db, workers.progress, at_start, after=30, workers=len(clients))
