@@ -45,7 +45,9 @@ def test_short_campaign_finds_no_violation_and_the_control_loses_updates(backend
             "--control-seconds", str(CONTROL), "--seed", "7", "--dir", str(tmp_path / "run")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
     output = done.stdout[-4000:] + done.stderr[-4000:]
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    report_path = tmp_path / "run" / "report.json"
+    assert report_path.exists(), output  # the campaign crashed before it could report
+    report = json.loads(report_path.read_text())
     found = {v["kind"] for v in report["violations"]}
     assert found <= KNOWN_ISSUES.get(backend, set()), output
     assert report["crashes"] == [], output
