@@ -194,10 +194,21 @@ class EtcdBackend(ElectionBackend):
         raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
 
     def _release(self, grant: Grant) -> bool:
+        """One delete, never retried once it may have been applied: a retry that found
+        the key gone could not tell our first attempt from a loss. True when it deleted
+        the key (bound to our live lease, so the lock was held until then); False when
+        the key was gone; BackendUnavailable when etcd did not answer (the key is then
+        deleted in the background)."""
         place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = self._queues.withdraw(place)
+        held = self._queues.withdraw(place, idempotent=False)
         return held and place.lease.dead is None
+
+    def _forget(self, grant: Grant) -> None:
+        # Known lost: its lease is gone (revoked in the background) or its key was
+        # deleted out of band. Nothing to ask etcd.
+        place = narrow(grant, EtcdGrant).place
+        self._session.unbind(place.lease, grant)
 
     def _describe(self, name: str) -> LockState:
         members = self._queues.members(self._lock_prefix(name))

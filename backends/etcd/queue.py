@@ -95,13 +95,16 @@ class Queues:
                 range_request(prefix, prefix_end(prefix), limit=2, newest_first=True, by_create=True))
         return EtcdQueue(self, prefix, newest_two, name, value)
 
-    def withdraw(self, place: Place, budget: float | None = None) -> bool:
+    def withdraw(self, place: Place, budget: float | None = None, *, idempotent: bool = True) -> bool:
         """Delete ``place``'s key; True if it still existed. (A plain delete is exact:
         nobody else puts our key's name, and we reuse it only after this delete.) If etcd
         cannot be reached within ``budget``, the key is deleted later in the background
-        and BackendUnavailable is raised."""
+        and BackendUnavailable is raised. Not ``idempotent``: the delete is not sent
+        again once it may have been applied (BackendUnavailable instead), for callers
+        that must tell "we deleted it" from "it was gone"."""
         try:
-            response = self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key), budget=budget)
+            response = self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key), budget=budget,
+                                      idempotent=idempotent)
         except BackendUnavailable:
             self.session.delete_later(place.key)
             raise
