@@ -9,12 +9,15 @@ own. The states (:class:`SessionState`):
   ensemble member in turn. Grants are kept (reconnecting to another member within the
   session timeout keeps the session, the nodes and so the grants), but their holders
   cannot know whether a successor has been granted: a careful holder pauses writes while
-  ``backend.suspended`` is True (the fenced resource protects it regardless). If the
-  connection stays lost for a whole (negotiated) session timeout, the server has most
-  likely expired the session (it does once it has not heard from the client for that
-  long), and a successor may hold the lock: the monitor reports every grant lost
-  ("session presumed expired"); if the session turns out to have survived (the server
-  itself was unreachable or stopped), their nodes are deleted when the connection comes back.
+  ``backend.suspended`` is True (the fenced resource protects it regardless).
+* The local rule, whatever the state: once the server has not heard from this client for
+  a whole (negotiated) session timeout (:attr:`Session.heard_at`: the send time of the
+  last request or ping it answered), it has most likely expired the session (it does once
+  it has not heard from the client for that long), and a successor may hold the lock: the
+  monitor reports every grant lost ("session presumed expired"), at the latest on the
+  first read of ``grant.lost`` (after a pause of this process, before any request); if
+  the session turns out to have survived (the server itself was unreachable or stopped),
+  their nodes are deleted once connected.
 * LOST: the server expired the session (or the client learns so on reconnecting): every
   grant is reported lost ("session expired") and its ``on_lost`` callbacks run once.
   kazoo then opens a new session, which later acquisitions use; waiters queue again on it.
@@ -135,6 +138,7 @@ class Session:
             logger=_kazoo_log,
         )
         self._hook_negotiated_timeout()
+        self._hook_replies()
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -168,6 +172,66 @@ class Session:
             return result
 
         connection._connect = connect  # type: ignore[union-attr]
+
+    def _hook_replies(self) -> None:
+        # The local rule of a paused holder needs the last time the server certainly
+        # heard from us: the send time of the newest request (a ping included) it has
+        # answered, or of the handshake that (re)established the session. kazoo keeps no
+        # such time, so its connection's private _submit (every packet sent, with its
+        # xid), _read_header (every reply, by xid) and _connect (the handshake) are
+        # wrapped; all three run on kazoo's connection thread only. A reply read late
+        # (after a pause of this process) still carries its request's send time, so the
+        # check never depends on which thread runs first after the pause. Without these
+        # methods (another kazoo), the time a lost connection was noticed stands in.
+        self._answered_at: float | None = None
+        connection = getattr(self.client, "_connection", None)
+        submit = getattr(connection, "_submit", None)
+        read_header = getattr(connection, "_read_header", None)
+        connect = getattr(connection, "_connect", None)
+        self._replies_hooked = False
+        if submit is None or read_header is None or connect is None:
+            _log.debug("kazoo's connection lacks _submit/_read_header/_connect; a grant is presumed lost "
+                       "a session timeout after a lost connection is noticed")
+            return
+        sent: dict[int, float] = {}  # xid -> time.monotonic() it was sent, on this connection
+
+        def submit_stamped(request: Any, timeout: float, xid: int | None = None) -> Any:
+            if xid is not None:
+                sent[xid] = time.monotonic()
+            return submit(request, timeout, xid)
+
+        def read_header_stamped(timeout: float) -> Any:
+            header, buffer, offset = read_header(timeout)
+            asked = sent.pop(header.xid, None)
+            if asked is not None:
+                self._answered(asked)
+            return header, buffer, offset
+
+        def connect_stamped(*args: Any) -> Any:
+            sent.clear()  # a new connection numbers its requests from 1 again
+            asked = time.monotonic()
+            result = connect(*args)  # raises unless the server accepted the session
+            self._answered(asked)
+            return result
+
+        connection._submit = submit_stamped  # type: ignore[union-attr]
+        connection._read_header = read_header_stamped  # type: ignore[union-attr]
+        connection._connect = connect_stamped  # type: ignore[union-attr]
+        self._replies_hooked = True
+
+    def _answered(self, asked: float) -> None:
+        if self._answered_at is None or asked > self._answered_at:
+            self._answered_at = asked
+
+    @property
+    def heard_at(self) -> float | None:
+        """The last ``time.monotonic()`` at which the server certainly heard from this
+        client (None before the first session). A server expires a session it has not
+        heard from for the session timeout, so once ``heard_at + negotiated_timeout``
+        has passed the session may be gone, whatever the connection's state says."""
+        if self._replies_hooked:
+            return self._answered_at
+        return self.suspended_at
 
     def start(self) -> None:
         try:

@@ -23,6 +23,7 @@ from ..errors import (
 from ..interface import Grant, LockBackend
 from .expiry import PROMPT, LeaseExpiryConformance
 from .fixtures import MakeBackend
+from .pause import PausedHolderConformance
 
 __all__ = ["LockBackendConformance"]
 
@@ -46,7 +47,7 @@ def _queued_acquire(
     return _start(lambda: client.acquire(name, timeout, on_queued=queued.set)), queued
 
 
-class LockBackendConformance(LeaseExpiryConformance):
+class LockBackendConformance(LeaseExpiryConformance, PausedHolderConformance):
     """Mixin: the lock contract, against fixtures ``backend``, ``other``,
     ``make_backend`` and ``expire_session`` (see BackendFixtures)."""
 

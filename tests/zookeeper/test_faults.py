@@ -108,7 +108,10 @@ def test_paused_holder_is_refused_and_sees_lost(
         successor = _zk(connected)
         run = pause_holder_past_its_ttl(successor, zk_standalone.url, store_kind, tmp_path, ttl=1.5,
                                         namespace=namespace)
-        assert run.lost["reason"] == "session expired"
+        # Whichever notices first after the resume: the local rule (nothing heard for a
+        # whole session timeout) or kazoo learning on reconnection that the server expired it.
+        assert run.lost["reason"] == "session expired" or run.lost["reason"].startswith(
+            "session presumed expired: nothing heard from ZooKeeper for the whole session timeout"), run.lost
         assert successor.release(run.grant) is True
 
 
