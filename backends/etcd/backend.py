@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,8 +102,10 @@ class EtcdBackend(ElectionBackend):
         self._session = Session(conn, lease_ttl, conn.label)
         self._session.after_keepalive = self._check_held_keys
         try:
+            # Connecting is one call: logging in and the lease share the timeout.
+            stop = time.monotonic() + conn.timeout
             conn.authenticate()
-            lease = self._session.start()
+            lease = self._session.start(budget=max(0.0, stop - time.monotonic()))
         except BaseException:
             conn.close()
             raise
@@ -146,7 +149,7 @@ class EtcdBackend(ElectionBackend):
         return self._root + b"locks/" + name.encode() + b"/"
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
+        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode(), deadline)
         return wait_in_line(line, deadline, on_queued)
 
     def _probe(self, grant: Grant) -> None:
@@ -236,7 +239,8 @@ class EtcdBackend(ElectionBackend):
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value),
+                                 deadline)
         return wait_in_line(line, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:

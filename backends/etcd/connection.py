@@ -101,12 +101,13 @@ class Connection:
 
     # -- requests ----------------------------------------------------------------------
 
-    def authenticate(self) -> None:
-        """Log in with the URL's user and password (no-op without them)."""
+    def authenticate(self, budget: float | None = None) -> None:
+        """Log in with the URL's user and password (no-op without them), within
+        ``budget`` seconds (default: the ``timeout`` option)."""
         if self._user is None:
             return
         request = etcdrpc.AuthenticateRequest(name=self._user, password=self._password or "")
-        response = self.call("Auth", "Authenticate", request, authenticating=True)
+        response = self.call("Auth", "Authenticate", request, budget=budget, authenticating=True)
         self._metadata = (("token", str(response.token)),)
 
     def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
@@ -169,7 +170,7 @@ class Connection:
                 if "invalid auth token" in text and not authenticating and not reauthenticated:
                     # Simple tokens expire after a while without requests; log in again.
                     reauthenticated = True
-                    self.authenticate()
+                    self.authenticate(budget=max(0.0, stop - time.monotonic()))
                     continue
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
                     code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)

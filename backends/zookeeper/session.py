@@ -139,6 +139,7 @@ class Session:
         )
         self._hook_negotiated_timeout()
         self._hook_replies()
+        self._bound_handshakes()
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -218,6 +219,35 @@ class Session:
         connection._read_header = read_header_stamped  # type: ignore[union-attr]
         connection._connect = connect_stamped  # type: ignore[union-attr]
         self._replies_hooked = True
+
+    def _bound_handshakes(self) -> None:
+        # kazoo gives each server's TCP connect the whole session timeout, and its
+        # handshake the session timeout divided by the number of hosts: a server that
+        # accepts TCP but never answers (hung, paused) held connect(timeout=1) for the
+        # whole ttl, and a [hung, live] host list failed instead of moving on. Each try
+        # of one server is bounded by an equal share of our timeout instead, so every
+        # host is tried within it; stopping the client waits for the try under way, and
+        # so for at most one share. (kazoo keeps no public setting for either.)
+        share = max(0.05, self.timeout / (len(self.client.hosts) + 1))
+        connection = getattr(self.client, "_connection", None)
+        invoke = getattr(connection, "_invoke", None)
+        handler = self.client.handler
+        create_connection = getattr(handler, "create_connection", None)
+        if invoke is None or create_connection is None:
+            _log.debug("kazoo's connection lacks _invoke or its handler create_connection; "
+                       "connection attempts are bounded by kazoo's own timeouts")
+            return
+
+        def invoke_bounded(timeout: float, request: Any, xid: int | None = None) -> Any:
+            return invoke(min(timeout, share), request, xid)
+
+        def create_connection_bounded(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("timeout") is not None:
+                kwargs["timeout"] = min(kwargs["timeout"], share)
+            return create_connection(*args, **kwargs)
+
+        connection._invoke = invoke_bounded  # type: ignore[union-attr]
+        handler.create_connection = create_connection_bounded
 
     def _answered(self, asked: float) -> None:
         if self._answered_at is None or asked > self._answered_at:
