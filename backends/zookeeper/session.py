@@ -59,8 +59,20 @@ from fencing_coord.errors import BackendUnavailable, ConfigurationError, Invalid
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "presend"]
 
 _log = logging.getLogger(__name__)
+
+
+class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """kazoo's records, at debug level at most, under our logger: its connection chatter
+    ("Connection dropped" at every retry, "Session has expired", "Transition to
+    CONNECTING") is how a failure unfolds, not the failure; we report that once, as an
+    error of our own."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(min(level, logging.DEBUG), msg, *args, **kwargs)
+
+
 # kazoo's own messages, under ours.
-_kazoo_log = _log.getChild("kazoo")
+_kazoo_log = _DebugOnly(_log.getChild("kazoo"), {})
 
 #: kazoo failures after which the same request may succeed on a newer connection.
 RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
