@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Final
@@ -252,12 +253,13 @@ class ZooKeeperBackend(ElectionBackend):
         return names
 
     def _close(self, held: list[Grant]) -> None:
+        stop = time.monotonic() + self.timeout  # close is one call: one timeout in all
         self._monitor.stop()
         try:
             # Ending the session deletes every ephemeral node of ours in one step.
-            self._session.close()
+            self._session.close(self.timeout)
         finally:
-            self._monitor.join(self.timeout)
+            self._monitor.join(max(0.0, stop - time.monotonic()))
 
     # -- the election capability (see :mod:`.election`) -------------------------------------
 

@@ -286,11 +286,24 @@ class Session:
             raise BackendUnavailable(f"connecting to ZooKeeper at {self.hosts} failed: {exc!r}") from exc
         self._negotiated.wait(self.timeout)
 
-    def close(self) -> None:
+    def close(self, budget: float | None = None) -> None:
+        """End the session: ZooKeeper deletes its ephemeral nodes at once. Waits at most
+        ``budget`` seconds (default: the ``timeout`` option) for the server to confirm:
+        kazoo's stop waits for an answer to its Close, which a hung server never sends,
+        until its pings time out (2/3 of the session timeout). Past the budget, the
+        client stops in the background and the server expires the session."""
         with self.cond:
             self.closed = True
             self.cond.notify_all()
             self._wake_all()
+        stopper = threading.Thread(target=self._stop_client, name="fencing-coord-zookeeper-close", daemon=True)
+        stopper.start()
+        stopper.join(self.timeout if budget is None else budget)
+        if stopper.is_alive():
+            _log.debug("ZooKeeper (%s) did not confirm the end of the session in time; it ends in the background, "
+                       "or expires on the server", self.hosts)
+
+    def _stop_client(self) -> None:
         try:
             self.client.stop()
         finally:

@@ -35,8 +35,10 @@ def test_connect_to_a_hung_server_fails_within_its_timeout(credentials: str) -> 
 def test_acquire_and_campaign_on_a_hung_etcd_end_within_their_timeout() -> None:
     require_etcd_binary()
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    with EtcdServer() as server, fc.connect(server.url, ttl=10, namespace=namespace) as backend:
+    with EtcdServer() as server, fc.connect(server.url, ttl=10, namespace=namespace) as backend, \
+            fc.connect(server.url, ttl=10, timeout=1, namespace=namespace) as closing:
         held = backend.acquire("payments", timeout=PROMPT)  # the connection and lease are up
+        closing.acquire("invoices", timeout=PROMPT)
         server.pause(server.member)
         try:
             calls: list[tuple[str, Callable[[], object]]] = [
@@ -51,6 +53,11 @@ def test_acquire_and_campaign_on_a_hung_etcd_end_within_their_timeout() -> None:
                     call()
                 took = time.monotonic() - started
                 assert took < limit, f"{what} on a hung etcd took {took:.2f} s"
+            # close() is a call too: the timeout option (1 s) bounds it.
+            started = time.monotonic()
+            closing.close()
+            took = time.monotonic() - started
+            assert took < 1 + SLACK, f"close() with timeout=1 on a hung server took {took:.2f} s"
         finally:
             server.resume(server.member)
         # Nothing the abandoned calls sent may block the lock once etcd answers again.

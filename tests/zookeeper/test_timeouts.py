@@ -49,10 +49,12 @@ def test_a_hung_host_is_passed_over_for_a_live_one(zk_standalone: ZooKeeperTarge
 def test_acquire_and_campaign_on_a_hung_server_end_within_their_timeout() -> None:
     require_zookeeper()
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    with ZooKeeperServer() as server, fc.connect(server.url, ttl=20, namespace=namespace) as connected:
+    with ZooKeeperServer() as server, fc.connect(server.url, ttl=20, namespace=namespace) as connected, \
+            fc.connect(server.url, ttl=20, timeout=1, namespace=namespace) as closing:
         assert isinstance(connected, ZooKeeperBackend)
         backend = connected
         held = backend.acquire("payments", timeout=PROMPT)
+        closing.acquire("invoices", timeout=PROMPT)
         server.pause(server.member)
         try:
             calls: list[tuple[str, Callable[[], object]]] = [
@@ -67,6 +69,11 @@ def test_acquire_and_campaign_on_a_hung_server_end_within_their_timeout() -> Non
                     call()
                 took = time.monotonic() - started
                 assert took < limit, f"{what} on a hung ZooKeeper took {took:.2f} s"
+            # close() is a call too: the timeout option (1 s) bounds it.
+            started = time.monotonic()
+            closing.close()
+            took = time.monotonic() - started
+            assert took < 1 + SLACK, f"close() with timeout=1 on a hung server took {took:.2f} s"
         finally:
             server.resume(server.member)
         assert backend.wait_connected(PROMPT)
