@@ -31,7 +31,7 @@ __all__ = [
 # The connect timeout of a backend URL that does not set one (OptionReader.common's).
 _DEFAULT_TIMEOUT = 5.0
 #: Seconds kept, of a command's --timeout, for reporting a failed connect and exiting.
-_EXIT_RESERVE = 0.2
+_EXIT_RESERVE = 0.4
 
 
 @contextlib.contextmanager
