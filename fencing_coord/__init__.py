@@ -15,6 +15,8 @@ accepted, atomically with the write.
 
 from __future__ import annotations
 
+import logging
+
 from . import stores
 from .bound import BoundResource
 from .config import BackendURL, connect, parse_url
@@ -36,6 +38,12 @@ from .gate import FencedResource, UnfencedResource, WriteResult
 from .interface import Capabilities, Grant, LockBackend, LockState
 
 __version__ = "0.1.0"
+
+# A library never writes to stderr by itself: without this handler, Python's last-resort
+# handler would print our warnings (a lease lost, a session timeout the server lowered)
+# in a program that configured no logging. A program that configures logging sees them
+# through its own handlers as before.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "BackendURL",

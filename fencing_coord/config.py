@@ -28,6 +28,7 @@ __all__ = [
     "CommonOptions",
     "OptionReader",
     "connect",
+    "load_backend_class",
     "parse_url",
 ]
 
@@ -54,6 +55,13 @@ def _entry_point(scheme: str) -> EntryPoint | None:
         if ep.name == scheme:
             return ep
     return None
+
+
+def load_backend_class(scheme: str, url: str) -> type[LockBackend]:
+    """The :class:`LockBackend` subclass serving ``scheme`` (its module imported).
+    Raises :class:`ConfigurationError` naming the known schemes, or the extra to install;
+    ``url`` (redacted) is for the messages."""
+    return _load_backend_class(scheme, url)
 
 
 def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:

@@ -174,15 +174,28 @@ class LockBackend(ABC):
     def release(self, grant: Grant) -> bool:
         """Undo one acquisition of ``grant``; give the lock up on the last one.
 
-        Returns True if the grant was still held, False when it had expired, been
-        taken over or already been released. Raises :class:`InvalidArgument` for a
-        grant this backend object did not issue: only the holder may release.
+        Three answers, the same on every backend:
+
+        * True only when the service confirmed that the lock was still held until this
+          release gave it up (or, for an inner reentrant hold, the grant is still held);
+        * False at once, without a request, for a grant already known lost (its
+          ``lost`` is True, the backend's local rule included) or already released;
+        * :class:`BackendUnavailable` when the service cannot tell within the
+          ``timeout`` option: the grant counts as released all the same, and the
+          backend gives its place up in the background once the service answers (or
+          the lease/session ends it).
+
+        Raises :class:`InvalidArgument` for a grant this backend object did not issue:
+        only the holder may release.
         """
         self._check_own(grant)
+        # Reading ``lost`` runs the backend's local check (its probe), outside our lock.
+        probed_lost = grant.lost
         with self._held_lock:
             if grant.released:
                 return False
-            if grant._holds > 1 and not grant.lost:
+            known_lost = probed_lost or grant._lost.is_set()
+            if grant._holds > 1 and not known_lost:
                 grant._holds -= 1
                 return True
             grant.mark_released()
@@ -190,7 +203,11 @@ class LockBackend(ABC):
             if self._held.get(key) is grant:
                 del self._held[key]
             self._terms.pop(id(grant), None)
-        held = self._release(grant)
+        if known_lost:
+            self._forget(grant)
+            held = False
+        else:
+            held = self._release(grant)
         if grant._held_since is not None:
             self._observe_release(grant, lost=not held)
         return held
@@ -289,7 +306,19 @@ class LockBackend(ABC):
 
     @abstractmethod
     def _release(self, grant: Grant) -> bool:
-        """Give up ``grant``'s place; True if it was still the holder."""
+        """Give up ``grant``'s place. True only when the service confirmed that it was
+        still the holder; False when the service says it was not; raise
+        :class:`BackendUnavailable` when that cannot be told (a request not answered
+        in time, or a retried delete that found nothing: the first attempt may have
+        been the one that deleted it), after arranging the deletion in the background."""
+
+    def _forget(self, grant: Grant) -> None:
+        """Drop what the backend keeps for ``grant``, released after it was known lost.
+
+        Called instead of :meth:`_release`: no request, no blocking (whatever is left
+        on the service goes with the lease/session, or in the background). Optional;
+        the default does nothing."""
+        return None
 
     @abstractmethod
     def _describe(self, name: str) -> LockState:

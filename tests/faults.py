@@ -155,6 +155,7 @@ def _pause_holder(holder: Holder, successor: fc.LockBackend, resource: FencedRes
     holder.send("write orders k1 late-holder")
     late = holder.expect("write")
     assert late["accepted"] is False
+    assert late["lost"] is True, f"the resumed holder wrote without seeing its grant lost: {late}"
     assert late["reason"] == f"stale token {old_token} < {grant.token}"
     holder.send("wait-lost")
     lost = holder.expect("lost")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,8 +108,10 @@ class EtcdBackend(ElectionBackend):
         self._session = Session(conn, lease_ttl, conn.label)
         self._session.after_keepalive = self._check_held_keys
         try:
+            # Connecting is one call: logging in and the lease share the timeout.
+            stop = time.monotonic() + conn.timeout
             conn.authenticate()
-            lease = self._session.start()
+            lease = self._session.start(budget=max(0.0, stop - time.monotonic()))
         except BaseException:
             conn.close()
             raise
@@ -161,7 +164,7 @@ class EtcdBackend(ElectionBackend):
         return self._root + b"locks/" + name.encode() + b"/"
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
+        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode(), deadline)
         return wait_in_line(line, deadline, on_queued)
 
     def _probe(self, grant: Grant) -> None:
@@ -209,10 +212,21 @@ class EtcdBackend(ElectionBackend):
         raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
 
     def _release(self, grant: Grant) -> bool:
+        """One delete, never retried once it may have been applied: a retry that found
+        the key gone could not tell our first attempt from a loss. True when it deleted
+        the key (bound to our live lease, so the lock was held until then); False when
+        the key was gone; BackendUnavailable when etcd did not answer (the key is then
+        deleted in the background)."""
         place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = self._queues.withdraw(place)
+        held = self._queues.withdraw(place, idempotent=False)
         return held and place.lease.dead is None
+
+    def _forget(self, grant: Grant) -> None:
+        # Known lost: its lease is gone (revoked in the background) or its key was
+        # deleted out of band. Nothing to ask etcd.
+        place = narrow(grant, EtcdGrant).place
+        self._session.unbind(place.lease, grant)
 
     def _describe(self, name: str) -> LockState:
         members = self._queues.members(self._lock_prefix(name))
@@ -240,7 +254,7 @@ class EtcdBackend(ElectionBackend):
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._election_prefix(name), name,
-                                 candidate_value(self.identity, value, self._raw_values))
+                                 candidate_value(self.identity, value, self._raw_values), deadline)
         return wait_in_line(line, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:

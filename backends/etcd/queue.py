@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
+from fencing_coord.deadlines import RequestBudget
 from fencing_coord.errors import BackendUnavailable, InvalidArgument
 from fencing_coord.fairqueue import EntryGone
 from fencing_coord.grant import Grant
@@ -85,23 +86,27 @@ class Queues:
         self.recheck_interval = recheck_interval
         self._newest_two: dict[bytes, Any] = {}
 
-    def line(self, prefix: bytes, name: str, value: bytes) -> EtcdQueue:
-        """The driver for one wait in the queue under ``prefix``, whose keys hold ``value``."""
+    def line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> EtcdQueue:
+        """The driver for one wait in the queue under ``prefix``, whose keys hold
+        ``value``, until ``deadline`` (its requests end by then: :mod:`fencing_coord.deadlines`)."""
         newest_two = self._newest_two.get(prefix)
         if newest_two is None:
             if len(self._newest_two) >= 1024:
                 self._newest_two.clear()
             newest_two = self._newest_two[prefix] = range_op(
                 range_request(prefix, prefix_end(prefix), limit=2, newest_first=True, by_create=True))
-        return EtcdQueue(self, prefix, newest_two, name, value)
+        return EtcdQueue(self, prefix, newest_two, name, value, RequestBudget.until(deadline, self.conn.timeout))
 
-    def withdraw(self, place: Place, budget: float | None = None) -> bool:
+    def withdraw(self, place: Place, budget: float | None = None, *, idempotent: bool = True) -> bool:
         """Delete ``place``'s key; True if it still existed. (A plain delete is exact:
         nobody else puts our key's name, and we reuse it only after this delete.) If etcd
         cannot be reached within ``budget``, the key is deleted later in the background
-        and BackendUnavailable is raised."""
+        and BackendUnavailable is raised. Not ``idempotent``: the delete is not sent
+        again once it may have been applied (BackendUnavailable instead), for callers
+        that must tell "we deleted it" from "it was gone"."""
         try:
-            response = self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key), budget=budget)
+            response = self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key), budget=budget,
+                                      idempotent=idempotent)
         except BackendUnavailable:
             self.session.delete_later(place.key)
             raise
@@ -119,8 +124,10 @@ class EtcdQueue:
     disposes of its key and reports :class:`EntryGone`: the algorithm enqueues again
     with the session's next lease."""
 
-    def __init__(self, queues: Queues, prefix: bytes, newest_two: Any, name: str, value: bytes) -> None:
+    def __init__(self, queues: Queues, prefix: bytes, newest_two: Any, name: str, value: bytes,
+                 budget: RequestBudget) -> None:
         self.queues = queues
+        self.budget = budget
         self.prefix = prefix
         self.end = prefix_end(prefix)
         self.newest_two = newest_two
@@ -135,7 +142,7 @@ class EtcdQueue:
     def enqueue(self, exclusive: bool) -> Place | None:
         self._check_open()
         session = self.queues.session
-        lease = session.lease()
+        lease = session.lease(self.budget.request())
         slot = session.take_slot(lease)
         key = self.prefix + f"{lease.id:x}-{slot}".encode()
         asked = time.monotonic()
@@ -144,12 +151,16 @@ class EtcdQueue:
         except LeaseNotFound as exc:
             session.vanished(lease, asked)  # before our keepalive told us: start over
             raise EntryGone(key.decode()) from exc
-        except BaseException:
+        except BaseException as exc:
             # Our key may exist (a put whose answer was lost): it must not stay queued
             # while our lease lives on, or it would block the lock once first. Delete it
             # now if etcd answers, else in the background. Its slot is not reused.
+            if isinstance(exc, BackendUnavailable):
+                session.delete_later(key)  # etcd is not answering: do not wait for it again
+                raise
             try:
-                self.queues.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key), budget=1.0)
+                self.queues.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=key),
+                                      budget=self.budget.withdrawal())
             except Exception:
                 session.delete_later(key)
             raise
@@ -232,7 +243,8 @@ class EtcdQueue:
             call.cancel()
 
     def withdraw(self, place: Place) -> bool:
-        return self.queues.withdraw(place, budget=1.0 if self._failing else None)
+        budget = self.budget.withdrawal()
+        return self.queues.withdraw(place, budget=min(budget, 1.0) if self._failing else budget)
 
     def claim(self, place: Place) -> EtcdGrant:
         """Bind a grant to ``place``'s lease, so that it is marked lost with it."""
@@ -256,7 +268,7 @@ class EtcdQueue:
             # A retry of a put that was applied after all: find our key instead. (Only
             # this request can have made it: a slot is reused only once its key is gone.)
             [range_op(range_request(key))],
-        ))
+        ), budget=self.budget.request())
         if response.succeeded:
             newest = response.responses[1].response_range.kvs
             revision = int(response.header.revision)
@@ -276,7 +288,7 @@ class EtcdQueue:
             [compare(self.prefix, "version", "==", 0, range_end=self.end)],
             [put(key, self.value, lease.id)],
             [range_op(range_request(key))],
-        ))
+        ), budget=self.budget.request())
         if response.succeeded:
             return Place(key, int(response.header.revision), lease, slot)
         mine = range_kvs(response.responses[0])
@@ -295,7 +307,7 @@ class EtcdQueue:
                 range_op(range_request(place.key)),
                 range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
                                        max_create_revision=max(1, place.revision - 1))),
-            ]))
+            ]), budget=self.budget.request())
         except BackendUnavailable:
             self._failing = True
             raise

@@ -74,8 +74,9 @@ class Session:
         self.after_keepalive: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"fencing-coord-etcd-keepalive-{label}", daemon=True)
 
-    def start(self) -> Lease:
-        lease = self.lease()
+    def start(self, budget: float | None = None) -> Lease:
+        """Grant the first lease (within ``budget`` seconds) and start the keepalive."""
+        lease = self.lease(budget)
         self._thread.start()
         return lease
 
@@ -236,19 +237,21 @@ class Session:
                 except Exception:  # etcd unreachable right now: the next round tries again
                     _log.debug("%s: checking held keys failed", self.label, exc_info=True)
 
-    def _drain(self) -> None:
-        """Carry out the deletions and revocations that could not be done at the time."""
+    def _drain(self, stop: float | None = None) -> None:
+        """Carry out the deletions and revocations that could not be done at the time
+        (those left when ``time.monotonic()`` reaches ``stop`` stay for the next time)."""
         retry: list[Cleanup] = []
-        while True:
+        while stop is None or time.monotonic() < stop:
             try:
                 job = self._cleanup.get_nowait()
             except queue.Empty:
                 break
+            budget = 1.0 if stop is None else min(1.0, max(0.0, stop - time.monotonic()))
             try:
                 if isinstance(job, RevokeLease):
-                    self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=job.id), budget=1.0)
+                    self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=job.id), budget=budget)
                 else:
-                    self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=job.key), budget=1.0)
+                    self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=job.key), budget=budget)
             except LeaseNotFound:
                 pass
             except (ConfigurationError, InvalidArgument) as exc:  # will never succeed
@@ -260,7 +263,8 @@ class Session:
 
     def close(self, budget: float) -> None:
         """Stop the keepalive, wake every waiter, revoke the lease (deleting every key
-        bound to it, held or queued)."""
+        bound to it, held or queued); all within ``budget`` seconds."""
+        stop = time.monotonic() + budget
         with self._lock:
             self._stop.set()
             lease, self._lease = self._lease, None
@@ -269,15 +273,16 @@ class Session:
         for wake in wakers:
             wake()
         if self._thread.is_alive():
-            self._thread.join(budget)
+            self._thread.join(max(0.0, stop - time.monotonic()))
         if lease is not None:
             lease.dead = "session closed"
             lease.grants.clear()
             try:
-                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id), budget=budget)
+                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id),
+                               budget=max(0.0, stop - time.monotonic()))
             except LeaseNotFound:
                 pass
             except FencingCoordError:
                 _log.warning("%s: could not revoke lease %x at close; its keys expire in %d s",
                              self.label, lease.id, lease.ttl)
-        self._drain()
+        self._drain(stop)

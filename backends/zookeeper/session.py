@@ -9,12 +9,15 @@ own. The states (:class:`SessionState`):
   ensemble member in turn. Grants are kept (reconnecting to another member within the
   session timeout keeps the session, the nodes and so the grants), but their holders
   cannot know whether a successor has been granted: a careful holder pauses writes while
-  ``backend.suspended`` is True (the fenced resource protects it regardless). If the
-  connection stays lost for a whole (negotiated) session timeout, the server has most
-  likely expired the session (it does once it has not heard from the client for that
-  long), and a successor may hold the lock: the monitor reports every grant lost
-  ("session presumed expired"); if the session turns out to have survived (the server
-  itself was unreachable or stopped), their nodes are deleted when the connection comes back.
+  ``backend.suspended`` is True (the fenced resource protects it regardless).
+* The local rule, whatever the state: once the server has not heard from this client for
+  a whole (negotiated) session timeout (:attr:`Session.heard_at`: the send time of the
+  last request or ping it answered), it has most likely expired the session (it does once
+  it has not heard from the client for that long), and a successor may hold the lock: the
+  monitor reports every grant lost ("session presumed expired"), at the latest on the
+  first read of ``grant.lost`` (after a pause of this process, before any request); if
+  the session turns out to have survived (the server itself was unreachable or stopped),
+  their nodes are deleted once connected.
 * LOST: the server expired the session (or the client learns so on reconnecting): every
   grant is reported lost ("session expired") and its ``on_lost`` callbacks run once.
   kazoo then opens a new session, which later acquisitions use; waiters queue again on it.
@@ -59,8 +62,20 @@ from .tls import FirstConnection, TLSOptions
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "presend"]
 
 _log = logging.getLogger(__name__)
+
+
+class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """kazoo's records, at debug level at most, under our logger: its connection chatter
+    ("Connection dropped" at every retry, "Session has expired", "Transition to
+    CONNECTING") is how a failure unfolds, not the failure; we report that once, as an
+    error of our own."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(min(level, logging.DEBUG), msg, *args, **kwargs)
+
+
 # kazoo's own messages, under ours.
-_kazoo_log = _log.getChild("kazoo")
+_kazoo_log = _DebugOnly(_log.getChild("kazoo"), {})
 
 #: kazoo failures after which the same request may succeed on a newer connection.
 RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
@@ -141,6 +156,8 @@ class Session:
         self._hook_negotiated_timeout()
         # Tells TLS mistakes apart from an unreachable ensemble at start (see .tls).
         self._first_connection = FirstConnection(self.client, tls)
+        self._hook_replies()
+        self._bound_handshakes()
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -175,6 +192,95 @@ class Session:
 
         connection._connect = connect  # type: ignore[union-attr]
 
+    def _hook_replies(self) -> None:
+        # The local rule of a paused holder needs the last time the server certainly
+        # heard from us: the send time of the newest request (a ping included) it has
+        # answered, or of the handshake that (re)established the session. kazoo keeps no
+        # such time, so its connection's private _submit (every packet sent, with its
+        # xid), _read_header (every reply, by xid) and _connect (the handshake) are
+        # wrapped; all three run on kazoo's connection thread only. A reply read late
+        # (after a pause of this process) still carries its request's send time, so the
+        # check never depends on which thread runs first after the pause. Without these
+        # methods (another kazoo), the time a lost connection was noticed stands in.
+        self._answered_at: float | None = None
+        connection = getattr(self.client, "_connection", None)
+        submit = getattr(connection, "_submit", None)
+        read_header = getattr(connection, "_read_header", None)
+        connect = getattr(connection, "_connect", None)
+        self._replies_hooked = False
+        if submit is None or read_header is None or connect is None:
+            _log.debug("kazoo's connection lacks _submit/_read_header/_connect; a grant is presumed lost "
+                       "a session timeout after a lost connection is noticed")
+            return
+        sent: dict[int, float] = {}  # xid -> time.monotonic() it was sent, on this connection
+
+        def submit_stamped(request: Any, timeout: float, xid: int | None = None) -> Any:
+            if xid is not None:
+                sent[xid] = time.monotonic()
+            return submit(request, timeout, xid)
+
+        def read_header_stamped(timeout: float) -> Any:
+            header, buffer, offset = read_header(timeout)
+            asked = sent.pop(header.xid, None)
+            if asked is not None:
+                self._answered(asked)
+            return header, buffer, offset
+
+        def connect_stamped(*args: Any) -> Any:
+            sent.clear()  # a new connection numbers its requests from 1 again
+            asked = time.monotonic()
+            result = connect(*args)  # raises unless the server accepted the session
+            self._answered(asked)
+            return result
+
+        connection._submit = submit_stamped  # type: ignore[union-attr]
+        connection._read_header = read_header_stamped  # type: ignore[union-attr]
+        connection._connect = connect_stamped  # type: ignore[union-attr]
+        self._replies_hooked = True
+
+    def _bound_handshakes(self) -> None:
+        # kazoo gives each server's TCP connect the whole session timeout, and its
+        # handshake the session timeout divided by the number of hosts: a server that
+        # accepts TCP but never answers (hung, paused) held connect(timeout=1) for the
+        # whole ttl, and a [hung, live] host list failed instead of moving on. Each try
+        # of one server is bounded by an equal share of our timeout instead, so every
+        # host is tried within it; stopping the client waits for the try under way, and
+        # so for at most one share. (kazoo keeps no public setting for either.)
+        share = max(0.05, self.timeout / (len(self.client.hosts) + 1))
+        connection = getattr(self.client, "_connection", None)
+        invoke = getattr(connection, "_invoke", None)
+        handler = self.client.handler
+        create_connection = getattr(handler, "create_connection", None)
+        if invoke is None or create_connection is None:
+            _log.debug("kazoo's connection lacks _invoke or its handler create_connection; "
+                       "connection attempts are bounded by kazoo's own timeouts")
+            return
+
+        def invoke_bounded(timeout: float, request: Any, xid: int | None = None) -> Any:
+            return invoke(min(timeout, share), request, xid)
+
+        def create_connection_bounded(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("timeout") is not None:
+                kwargs["timeout"] = min(kwargs["timeout"], share)
+            return create_connection(*args, **kwargs)
+
+        connection._invoke = invoke_bounded  # type: ignore[union-attr]
+        handler.create_connection = create_connection_bounded
+
+    def _answered(self, asked: float) -> None:
+        if self._answered_at is None or asked > self._answered_at:
+            self._answered_at = asked
+
+    @property
+    def heard_at(self) -> float | None:
+        """The last ``time.monotonic()`` at which the server certainly heard from this
+        client (None before the first session). A server expires a session it has not
+        heard from for the session timeout, so once ``heard_at + negotiated_timeout``
+        has passed the session may be gone, whatever the connection's state says."""
+        if self._replies_hooked:
+            return self._answered_at
+        return self.suspended_at
+
     def start(self) -> None:
         try:
             self._first_connection.start(self.timeout)
@@ -186,11 +292,24 @@ class Session:
             raise BackendUnavailable(f"connecting to ZooKeeper at {self.hosts} failed: {exc!r}") from exc
         self._negotiated.wait(self.timeout)
 
-    def close(self) -> None:
+    def close(self, budget: float | None = None) -> None:
+        """End the session: ZooKeeper deletes its ephemeral nodes at once. Waits at most
+        ``budget`` seconds (default: the ``timeout`` option) for the server to confirm:
+        kazoo's stop waits for an answer to its Close, which a hung server never sends,
+        until its pings time out (2/3 of the session timeout). Past the budget, the
+        client stops in the background and the server expires the session."""
         with self.cond:
             self.closed = True
             self.cond.notify_all()
             self._wake_all()
+        stopper = threading.Thread(target=self._stop_client, name="fencing-coord-zookeeper-close", daemon=True)
+        stopper.start()
+        stopper.join(self.timeout if budget is None else budget)
+        if stopper.is_alive():
+            _log.debug("ZooKeeper (%s) did not confirm the end of the session in time; it ends in the background, "
+                       "or expires on the server", self.hosts)
+
+    def _stop_client(self) -> None:
         try:
             self.client.stop()
         finally:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from ..errors import FencingCoordError, InvalidArgument, LockTimeout
 from ..interface import Grant, LockBackend
 from .exits import EXIT_LOST, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, PROG, RUN_EXIT_CODES_HELP, report
-from .options import add_connection_options, open_backend, paragraph, seconds
+from .options import add_connection_options, connect_timeout, open_backend, paragraph, process_started, seconds
 from .signals import SignalInbox, raise_on_signals
 from .tether import start_tethered
 
@@ -44,7 +44,8 @@ def add_parser(subparsers: Any) -> None:
     add_connection_options(run, ttl=True)
     run.add_argument("--lock", required=True, metavar="NAME", help="the lock to hold")
     run.add_argument("--timeout", type=seconds, metavar="S",
-                     help="give up (exit 75) after waiting S seconds for the lock (default: wait forever)")
+                     help="give up after S seconds without the lock (exit 75), or without the server (exit "
+                          "69), counted from the start of this command (default: wait forever)")
     run.add_argument("--grace", type=seconds, default=10.0, metavar="S",
                      help="seconds between SIGTERM (lock lost, or SIGINT/SIGTERM passed on) and SIGKILL (default: 10)")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
@@ -68,16 +69,23 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         command = command[1:]
     if not command:
         raise InvalidArgument("run needs a command to run: fencing-coord run --url URL --lock NAME -- CMD [ARGS...]")
-    with open_backend(args) as backend:
+    # --timeout bounds everything before CMD starts, connecting included, from the start
+    # of this process (its imports can take a while on a loaded machine).
+    deadline = None if args.timeout is None else process_started() + args.timeout
+    extra = {} if deadline is None else {"timeout": connect_timeout(args, deadline)}
+    with open_backend(args, **extra) as backend:
         # Stopped while waiting (systemd, kill): leave the queue at once, by closing the
         # session, rather than leave a waiter behind until its lease expires.
         with raise_on_signals(signal.SIGTERM, signal.SIGHUP):
             try:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                 grant = backend.acquire(
-                    args.lock, timeout=args.timeout, on_queued=lambda: _waiting_notice(backend, args.lock)
+                    args.lock, timeout=wait, on_queued=lambda: _waiting_notice(backend, args.lock)
                 )
             except LockTimeout as exc:
-                raise LockTimeout(f"{exc}: {_holder_of(backend, args.lock)}") from exc
+                # In the user's terms: --timeout, not what was left of it after connecting.
+                raise LockTimeout(f"lock {args.lock!r} not acquired within {args.timeout:g} s: "
+                                  f"{_holder_of(backend, args.lock)}") from exc
         try:
             return _run_holding(grant, command, args.grace)
         finally:

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 #: The fenced phase, and the control phase, in seconds: 30 s of faults per backend.
 FENCED, CONTROL = 20, 10
 
-#: Violations of known bugs not fixed yet, which a short run may or may not hit; each has
-#: a deterministic test. ZooKeeper: release() says True when it cannot reach ZooKeeper
-#: (tests/partitions/test_cut_off.py, the strict xfail). Remove an entry with its fix.
-KNOWN_ISSUES = {"zookeeper": {"release True after successor"}}
+#: Violations of known bugs not fixed yet, which a short run may or may not hit; each
+#: needs a deterministic test. (ZooKeeper's release() saying True when it could not reach
+#: ZooKeeper was one: fixed, tests/partitions/test_cut_off.py.)
+KNOWN_ISSUES: dict[str, set[str]] = {}
 
 
 def require(backend: str) -> None:

@@ -4,6 +4,8 @@ the URL is read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 
-from .conftest import EtcdTarget, revoke, rpc_counts
+from .conftest import EtcdTarget, make_certificates, revoke, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
@@ -272,6 +274,27 @@ def test_bad_urls_say_what_to_fix(tmp_path: Path, url: str, message: str) -> Non
     pem.write_text("not really a certificate")
     with pytest.raises(fc.ConfigurationError, match=message):
         fc.connect(url.format(pem=pem))
+
+
+@pytest.mark.parametrize("option", ["ca", "cert", "key"])
+def test_tls_files_that_are_not_pem_are_configuration_errors_before_grpc_sees_them(
+    tmp_path: Path, option: str
+) -> None:
+    """Not a retryable BackendUnavailable 5 s later, and not gRPC's own error lines on
+    stderr ("Could not load any root certificate", ...): the files are checked first."""
+    from fencing_coord.servers import free_port
+
+    tls = make_certificates(tmp_path)
+    files = {"ca": tls.ca, "cert": tls.client_cert, "key": tls.client_key}
+    bad = files[option] = tmp_path / "bad.pem"
+    bad.write_bytes(b"\x00\x01 neither PEM nor text")
+    url = f"etcds://127.0.0.1:{free_port()}?" + "&".join(f"{name}={path}" for name, path in files.items())
+    code = ("import sys, fencing_coord as fc\n"
+            "try:\n    fc.connect(sys.argv[1], timeout=1)\n"
+            "except fc.ConfigurationError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60)
+    assert f"{option}= is not a PEM" in result.stdout, (result.stdout, result.stderr)
+    assert result.stderr == ""
 
 
 def test_nothing_listening_is_backend_unavailable() -> None:

@@ -89,10 +89,6 @@ def test_release_while_cut_off_never_says_true_after_a_successor(cluster: LabClu
     release() of a holder that cannot reach the service must not claim it released the
     lock (True) when a successor holds it: the answer is False, or BackendUnavailable
     (unknown), never True."""
-    if cluster.kind == "zookeeper":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "ZooKeeperBackend._release returns True when ZooKeeper cannot be reached (it defers the delete); "
-            "it should raise BackendUnavailable")))
     holder_node, successor_node = clients[0], clients[1]
     db = tmp_path / "state.db"
     holder = Holder(cluster.url, f"sqlite:{db}", ttl=TTL, namespace=namespace, prefix=holder_node.command([]))
