@@ -29,7 +29,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,7 +36,7 @@ from . import observability
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
 from .grant import Grant
 from .observability import Metrics, failure_reason
-from .records import LockState
+from .records import Capabilities, LockState
 from .url import BackendURL
 from .validation import check_name, check_timeout
 
@@ -47,19 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do beyond the core contract; the conformance suite skips
-    tests of a capability a backend lacks, with the reason given here."""
-
-    #: Waiters are granted the lock in arrival order.
-    fifo: bool = True
-    #: Leases are measured on a clock the caller injects (expiry tested without sleeping).
-    injectable_clock: bool = False
-    #: Other processes can contend (the service is outside this process).
-    multiprocess: bool = True
 
 
 class LockBackend(ABC):
@@ -129,7 +115,7 @@ class LockBackend(ABC):
                 metrics.acquire_failed(self.metrics_label, name, failure_reason(exc))
             raise
         if metrics is not None:
-            self._observe_grant(metrics, grant, started)
+            observability.observe_grant(metrics, self.metrics_label, grant, started)
         return grant
 
     def try_acquire(self, name: str) -> Grant | None:
@@ -154,7 +140,7 @@ class LockBackend(ABC):
             if grant is None:
                 metrics.acquire_failed(self.metrics_label, name, "busy")
             else:
-                self._observe_grant(metrics, grant, started)
+                observability.observe_grant(metrics, self.metrics_label, grant, started)
         return grant
 
     def renew(self, grant: Grant) -> Grant:
@@ -341,13 +327,6 @@ class LockBackend(ABC):
 
     def _metrics(self) -> Metrics | None:
         return self.metrics if self.metrics is not None else observability._current
-
-    def _observe_grant(self, metrics: Metrics, grant: Grant, started: float) -> None:
-        now = time.monotonic()
-        grant._held_since = now
-        metrics.acquired(self.metrics_label, grant.name, now - started)
-        label = self.metrics_label
-        grant.on_lost(lambda lost: metrics.lost(label, lost.name, lost.lost_reason))
 
     def _observe_release(self, grant: Grant, *, lost: bool) -> None:
         """Count a grant given up (not for the reentrant releases before the last one)."""

@@ -57,25 +57,13 @@ from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument
 
+from .kazoo_hooks import bound_handshakes, kazoo_logger
 from .tls import FirstConnection, TLSOptions
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "presend"]
 
 _log = logging.getLogger(__name__)
 
-
-class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """kazoo's records, at debug level at most, under our logger: its connection chatter
-    ("Connection dropped" at every retry, "Session has expired", "Transition to
-    CONNECTING") is how a failure unfolds, not the failure; we report that once, as an
-    error of our own."""
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        super().log(min(level, logging.DEBUG), msg, *args, **kwargs)
-
-
-# kazoo's own messages, under ours.
-_kazoo_log = _DebugOnly(_log.getChild("kazoo"), {})
 
 #: kazoo failures after which the same request may succeed on a newer connection.
 RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
@@ -150,14 +138,14 @@ class Session:
             randomize_hosts=randomize_hosts,
             # Reconnect quickly (a member died; another is up); give up never.
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
-            logger=_kazoo_log,
+            logger=kazoo_logger(_log),
             **(tls.kazoo_arguments() if tls is not None else {}),
         )
         self._hook_negotiated_timeout()
         # Tells TLS mistakes apart from an unreachable ensemble at start (see .tls).
         self._first_connection = FirstConnection(self.client, tls)
         self._hook_replies()
-        self._bound_handshakes()
+        bound_handshakes(self.client, self.timeout)
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -237,35 +225,6 @@ class Session:
         connection._read_header = read_header_stamped  # type: ignore[union-attr]
         connection._connect = connect_stamped  # type: ignore[union-attr]
         self._replies_hooked = True
-
-    def _bound_handshakes(self) -> None:
-        # kazoo gives each server's TCP connect the whole session timeout, and its
-        # handshake the session timeout divided by the number of hosts: a server that
-        # accepts TCP but never answers (hung, paused) held connect(timeout=1) for the
-        # whole ttl, and a [hung, live] host list failed instead of moving on. Each try
-        # of one server is bounded by an equal share of our timeout instead, so every
-        # host is tried within it; stopping the client waits for the try under way, and
-        # so for at most one share. (kazoo keeps no public setting for either.)
-        share = max(0.05, self.timeout / (len(self.client.hosts) + 1))
-        connection = getattr(self.client, "_connection", None)
-        invoke = getattr(connection, "_invoke", None)
-        handler = self.client.handler
-        create_connection = getattr(handler, "create_connection", None)
-        if invoke is None or create_connection is None:
-            _log.debug("kazoo's connection lacks _invoke or its handler create_connection; "
-                       "connection attempts are bounded by kazoo's own timeouts")
-            return
-
-        def invoke_bounded(timeout: float, request: Any, xid: int | None = None) -> Any:
-            return invoke(min(timeout, share), request, xid)
-
-        def create_connection_bounded(*args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("timeout") is not None:
-                kwargs["timeout"] = min(kwargs["timeout"], share)
-            return create_connection(*args, **kwargs)
-
-        connection._invoke = invoke_bounded  # type: ignore[union-attr]
-        handler.create_connection = create_connection_bounded
 
     def _answered(self, asked: float) -> None:
         if self._answered_at is None or asked > self._answered_at:

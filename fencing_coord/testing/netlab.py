@@ -8,21 +8,15 @@ bridge, and faults on their links.
         lab.isolate(a)                               # a reaches nobody, nobody reaches a
         lab.heal()
 
-Every namespace is named ``fclab-<pid>-<random>-<node>`` (the bridge's is ``...-br``), so
-runs never collide and :meth:`NetLab.close` (also on ``with`` exit) deletes exactly what
-this run made, after killing the processes still inside. A lab whose process died
-without closing (SIGKILL) is removed by the next lab that starts: its creator's pid is in
-its names. Addresses are ``10.213.0.<n>/24`` inside the lab's own namespaces only; no
-route leads out of the bridge, and this process's own network is never touched.
-
-Faults are iptables rules in the nodes' own namespaces (one ``iptables-restore`` per
-change, so each change is atomic): a dropped packet is silently lost, as on a cut cable
-or a firewall, not refused. Added delay is a user-space netfilter queue
-(:mod:`fencing_coord.testing.netdelay`), because ``tc netem`` is missing from kernels
-built without ``CONFIG_NET_SCH_NETEM``.
-
-Needs Linux, root, ``ip`` (iproute2) and ``iptables-restore`` (iptables):
-:func:`unavailable_reason` says which is missing.
+Namespaces are named ``fclab-<pid>-<random>-<node>``: runs never collide, :meth:`NetLab.close`
+deletes exactly what this run made (killing what is still inside), and the next lab removes
+those of a lab whose process died unclosed. Addresses are ``10.213.0.<n>/24`` inside the
+lab's own namespaces only; nothing routes out of the bridge. Faults are iptables rules in
+the nodes' namespaces (one atomic ``iptables-restore`` per change): a dropped packet is
+lost silently, as on a cut cable. Delay is a user-space netfilter queue
+(:mod:`fencing_coord.testing.netdelay`): kernels built without ``CONFIG_NET_SCH_NETEM``
+have no ``tc netem``. Needs Linux, root, ``ip`` and ``iptables-restore``
+(:func:`unavailable_reason` says which is missing).
 """
 
 from __future__ import annotations
@@ -399,9 +393,8 @@ def remove_stale_labs() -> list[str]:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        with contextlib.suppress(PermissionError):  # alive, and someone else's
+            os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
