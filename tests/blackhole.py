@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
+
+import pytest
+
+import fencing_coord as fc
+from fencing_coord.deadlines import SLACK
 
 
 class BlackHole:
@@ -54,3 +61,25 @@ def dead_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def assert_calls_end_within_their_timeout(backend: fc.LockBackend, closing: fc.LockBackend, service: str) -> None:
+    """With ``backend``'s server hung: acquire and campaign with timeout=1, and a
+    try-once, each end (unavailable or timed out) within their timeout + SLACK; and
+    ``closing`` (connected with ``timeout=1``) closes within 1 s + SLACK."""
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("acquire(timeout=1)", lambda: backend.acquire("orders", timeout=1)),
+        ("campaign(timeout=1)", lambda: backend.election("leader").campaign(timeout=1)),
+        ("acquire(timeout=0)", lambda: backend.acquire("orders", timeout=0)),
+    ]
+    for what, call in calls:
+        limit = (0 if "=0" in what else 1) + SLACK
+        started = time.monotonic()
+        with pytest.raises((fc.BackendUnavailable, fc.LockTimeout)):
+            call()
+        took = time.monotonic() - started
+        assert took < limit, f"{what} on a hung {service} took {took:.2f} s"
+    started = time.monotonic()
+    closing.close()
+    took = time.monotonic() - started
+    assert took < 1 + SLACK, f"close() with timeout=1 on a hung server took {took:.2f} s"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -14,7 +13,7 @@ import fencing_coord as fc
 from fencing_coord.deadlines import SLACK
 from fencing_coord.servers.etcd import EtcdServer
 
-from ..blackhole import BlackHole
+from ..blackhole import BlackHole, assert_calls_end_within_their_timeout
 from .conftest import require_etcd_binary
 
 pytestmark = pytest.mark.etcd
@@ -41,23 +40,7 @@ def test_acquire_and_campaign_on_a_hung_etcd_end_within_their_timeout() -> None:
         closing.acquire("invoices", timeout=PROMPT)
         server.pause(server.member)
         try:
-            calls: list[tuple[str, Callable[[], object]]] = [
-                ("acquire(timeout=1)", lambda: backend.acquire("orders", timeout=1)),
-                ("campaign(timeout=1)", lambda: backend.election("leader").campaign(timeout=1)),
-                ("acquire(timeout=0)", lambda: backend.acquire("orders", timeout=0)),
-            ]
-            for what, call in calls:
-                limit = (0 if "=0" in what else 1) + SLACK
-                started = time.monotonic()
-                with pytest.raises((fc.BackendUnavailable, fc.LockTimeout)):
-                    call()
-                took = time.monotonic() - started
-                assert took < limit, f"{what} on a hung etcd took {took:.2f} s"
-            # close() is a call too: the timeout option (1 s) bounds it.
-            started = time.monotonic()
-            closing.close()
-            took = time.monotonic() - started
-            assert took < 1 + SLACK, f"close() with timeout=1 on a hung server took {took:.2f} s"
+            assert_calls_end_within_their_timeout(backend, closing, "etcd")
         finally:
             server.resume(server.member)
         # Nothing the abandoned calls sent may block the lock once etcd answers again.

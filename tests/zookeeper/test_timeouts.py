@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +14,7 @@ from fencing_coord.backends.zookeeper import ZooKeeperBackend
 from fencing_coord.deadlines import SLACK
 from fencing_coord.servers.zookeeper import ZooKeeperServer
 
-from ..blackhole import BlackHole
+from ..blackhole import BlackHole, assert_calls_end_within_their_timeout
 from .conftest import ZooKeeperTarget, require_zookeeper
 
 pytestmark = pytest.mark.zookeeper
@@ -57,23 +56,7 @@ def test_acquire_and_campaign_on_a_hung_server_end_within_their_timeout() -> Non
         closing.acquire("invoices", timeout=PROMPT)
         server.pause(server.member)
         try:
-            calls: list[tuple[str, Callable[[], object]]] = [
-                ("acquire(timeout=1)", lambda: backend.acquire("orders", timeout=1)),
-                ("campaign(timeout=1)", lambda: backend.election("leader").campaign(timeout=1)),
-                ("acquire(timeout=0)", lambda: backend.acquire("orders", timeout=0)),
-            ]
-            for what, call in calls:
-                limit = (0 if "=0" in what else 1) + SLACK
-                started = time.monotonic()
-                with pytest.raises((fc.BackendUnavailable, fc.LockTimeout)):
-                    call()
-                took = time.monotonic() - started
-                assert took < limit, f"{what} on a hung ZooKeeper took {took:.2f} s"
-            # close() is a call too: the timeout option (1 s) bounds it.
-            started = time.monotonic()
-            closing.close()
-            took = time.monotonic() - started
-            assert took < 1 + SLACK, f"close() with timeout=1 on a hung server took {took:.2f} s"
+            assert_calls_end_within_their_timeout(backend, closing, "ZooKeeper")
         finally:
             server.resume(server.member)
         assert backend.wait_connected(PROMPT)
