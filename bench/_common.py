@@ -163,17 +163,18 @@ def library_lock(lock: Any, what: str) -> tuple[Take, Give]:
     return take, give
 
 
-def _contender(open_lock: OpenLock, url: str, name: str, start: float, stop: float, out: Any,
+def _contender(open_lock: OpenLock, url: str, name: str, ready: Any, go: Any, stop_at: Any, out: Any,
                quiet: Callable[[], Sized] | None) -> None:
-    """Take and give back lock ``name`` from ``start`` to ``stop`` (time.time()); send back
-    the time.monotonic() of every grant (one clock for every process), the CPU time used
-    meanwhile, and how many errors ``quiet`` (if given, called first) kept out of the
-    output."""
+    """Take and give back lock ``name`` from when every process is connected (``ready``,
+    then ``go``) until ``stop_at`` (time.time()); send back the time.monotonic() of every
+    grant (one clock for every process), the CPU time used meanwhile, and how many
+    errors ``quiet`` (if given, called first) kept out of the output."""
     kept_out = quiet() if quiet is not None else ()
     grants: list[float] = []
     with open_lock(url, name) as (take, give):
-        while time.time() < start:
-            time.sleep(0.001)
+        ready.wait()
+        go.wait()
+        stop = stop_at.value
         cpu = time.process_time()
         while time.time() < stop:
             held = take()
@@ -197,19 +198,21 @@ class Contended(NamedTuple):
 def contended(open_lock: OpenLock, url: str, clients: int, seconds: float, *,
               quiet: Callable[[], Sized] | None = None) -> Contended:
     """``clients`` processes, each with its own ``open_lock(url, name)``, on one lock for
-    ``seconds``. ``open_lock`` and ``quiet`` must be module-level (they are pickled for
-    the spawned processes)."""
+    ``seconds`` from when all of them are connected. ``open_lock`` and ``quiet`` must be
+    module-level (they are pickled for the spawned processes)."""
     ctx = multiprocessing.get_context("spawn")
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    start = time.time() + 3.0  # every process connected and waiting by then
-    stop = start + seconds
+    ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
     pipes, procs = [], []
     for _ in range(clients):
         receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(open_lock, url, name, start, stop, send, quiet))
+        proc = ctx.Process(target=_contender, args=(open_lock, url, name, ready, go, stop_at, send, quiet))
         proc.start()
         pipes.append(receive)
         procs.append(proc)
+    ready.wait()
+    stop_at.value = time.time() + seconds
+    go.set()
     timeline: list[tuple[float, int]] = []
     per_client: list[int] = []
     cpu = 0.0
