@@ -42,8 +42,8 @@ The modules, one idea each: :mod:`.wire` (requests, responses, what an error mea
 :mod:`.connection` (members, retries, budgets), :mod:`.session` (the lease and its
 keepalive thread), :mod:`.queue` (the fair queue's driver and :class:`EtcdGrant`),
 :mod:`.election` (candidate records, the leader), :mod:`.watch` (observers' prefix
-watch), :mod:`.heldkeys` (the held keys' watch), :mod:`.backend` (:class:`EtcdBackend`: options and semantics) and :mod:`.store`
-(:class:`EtcdStore`, :func:`owner_guard`).
+watch), :mod:`.heldkeys` (the held keys' watch), :mod:`.backend` (:class:`EtcdBackend`:
+options and semantics) and :mod:`.store` (:class:`EtcdStore`, :func:`owner_guard`).
 """
 
 from .backend import EtcdBackend
