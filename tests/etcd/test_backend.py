@@ -156,6 +156,31 @@ def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: C
     assert len(waiters) * 2 <= spent["Txn"] <= len(waiters) * 3, spent
 
 
+def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """The holder's delete is the whole handoff: the waiter, whose predecessor was the
+    holder, is granted on the DELETE event with no request of its own."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    member = etcd_single.cluster.members[0]
+    holder, waiter = connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    watches = rpc_counts(member)["Watch"]
+    queued = threading.Event()
+    future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    deadline = time.monotonic() + PROMPT
+    while rpc_counts(member)["Watch"] < watches + 1:  # the waiter's watch stream is open
+        assert time.monotonic() < deadline, "the waiter never watched"
+        time.sleep(0.01)  # polling the server's counters: no event tells of it
+    before = _kv_calls(etcd_single)
+    holder.release(grant)
+    taken = future.result(PROMPT)
+    assert _delta(before, _kv_calls(etcd_single)) == {"DeleteRange": 1}
+    assert taken.token > grant.token
+    assert waiter.describe("orders").holder == waiter.identity
+    waiter.release(taken)
+
+
 # -- a waiter's own lease dies ----------------------------------------------------------------------
 
 
