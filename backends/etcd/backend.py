@@ -19,6 +19,7 @@ from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
 from .election import candidate_value, proclaim, read_leader
+from .heldkeys import HeldKeys
 from .layout import foreign_name, is_go, parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
@@ -81,9 +82,9 @@ class EtcdBackend(ElectionBackend):
     * A waiter whose key vanishes while it waits (its lease expired: etcd issues
       #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
     * A held key deleted out of band (an operator's ``etcdctl del``) is noticed within
-      ttl/3 (the keepalive also reads the held keys every round) or by ``renew``: the
+      a round trip (one watch stream per backend watches every held key) or by ``renew``: the
       grant is marked lost ("lock key deleted"). Revoking the lease breaks every lock of
-      a backend at once (also noticed within ttl/3).
+      a backend at once (noticed by the keepalive within ttl/3, or by the watch).
     * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
       the key in the background once etcd answers; ``close`` revokes the lease, which
       deletes every key of this backend at once.
@@ -106,13 +107,15 @@ class EtcdBackend(ElectionBackend):
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
         self._session = Session(conn, lease_ttl, conn.label)
-        self._session.after_keepalive = self._check_held_keys
+        self._held_keys = HeldKeys(conn, deleted=self._held_key_deleted, check=self._check_held_keys, label=conn.label)
+        self._session.after_keepalive = self._held_keys.keepalive_round
         try:
             # Connecting is one call: logging in and the lease share the timeout.
             stop = time.monotonic() + conn.timeout
             conn.authenticate()
             lease = self._session.start(budget=max(0.0, stop - time.monotonic()))
         except BaseException:
+            self._held_keys.close()
             conn.close()
             raise
         self.ttl = float(lease.ttl)
@@ -165,7 +168,13 @@ class EtcdBackend(ElectionBackend):
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._lock_prefix(name), name, self.identity.encode(), deadline)
-        return wait_in_line(line, deadline, on_queued)
+        return self._watched(wait_in_line(line, deadline, on_queued))
+
+    def _watched(self, grant: EtcdGrant | None) -> EtcdGrant | None:
+        """Watch a new grant's key until its release (see :mod:`.heldkeys`)."""
+        if grant is not None:
+            self._held_keys.add(grant)
+        return grant
 
     def _probe(self, grant: Grant) -> None:
         lease = narrow(grant, EtcdGrant).place.lease
@@ -187,12 +196,19 @@ class EtcdBackend(ElectionBackend):
         if not any(kv.create_revision == mine.place.revision for kv in self._conn.range(range_request(mine.place.key))):
             self._key_deleted(mine)
 
-    def _check_held_keys(self) -> None:
-        """From the keepalive thread, every ttl/3: report a grant whose key was deleted
-        out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
-        ZooKeeper's node watches do, instead of waiting for the holder's next renew.
-        One read of every held key per round, only while something is held."""
-        held = [narrow(grant, EtcdGrant) for grant in self._live_grants()]
+    def _held_key_deleted(self, grant: EtcdGrant) -> None:
+        """From the held keys' watch: ``grant``'s key was deleted (out of band, or with
+        its lease). Reported lost as ZooKeeper's node watches do, without a renew. One
+        keepalive first tells the two apart: a lease that is gone is reported as such."""
+        if grant.released:
+            return
+        with contextlib.suppress(LockLost):
+            self._session.renew(grant.place.lease)
+            self._key_deleted(grant)
+
+    def _check_held_keys(self, held: list[EtcdGrant]) -> None:
+        """Read the keys of ``held`` (when their watch was re-created) and report those
+        deleted while their lease lives as lost. One transaction per 128 keys."""
         for start in range(0, len(held), MAX_TXN_OPS):
             chunk = held[start:start + MAX_TXN_OPS]
             response = self._conn.txn(txn(success=[range_op(range_request(grant.place.key)) for grant in chunk]))
@@ -217,7 +233,9 @@ class EtcdBackend(ElectionBackend):
         the key (bound to our live lease, so the lock was held until then); False when
         the key was gone; BackendUnavailable when etcd did not answer (the key is then
         deleted in the background)."""
-        place = narrow(grant, EtcdGrant).place
+        mine = narrow(grant, EtcdGrant)
+        place = mine.place
+        self._held_keys.remove(mine)
         self._session.unbind(place.lease, grant)
         held = self._queues.withdraw(place, idempotent=False)
         return held and place.lease.dead is None
@@ -225,8 +243,9 @@ class EtcdBackend(ElectionBackend):
     def _forget(self, grant: Grant) -> None:
         # Known lost: its lease is gone (revoked in the background) or its key was
         # deleted out of band. Nothing to ask etcd.
-        place = narrow(grant, EtcdGrant).place
-        self._session.unbind(place.lease, grant)
+        mine = narrow(grant, EtcdGrant)
+        self._held_keys.remove(mine)
+        self._session.unbind(mine.place.lease, grant)
 
     def _describe(self, name: str) -> LockState:
         members = self._queues.members(self._lock_prefix(name))
@@ -241,6 +260,7 @@ class EtcdBackend(ElectionBackend):
         return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
 
     def _close(self, held: list[Grant]) -> None:
+        self._held_keys.close()
         try:
             self._session.close(self._conn.timeout)
         finally:
@@ -255,7 +275,7 @@ class EtcdBackend(ElectionBackend):
                   on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._election_prefix(name), name,
                                  candidate_value(self.identity, value, self._raw_values), deadline)
-        return wait_in_line(line, deadline, on_queued)
+        return self._watched(wait_in_line(line, deadline, on_queued))
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Raises LockLost (and marks the term lost) when the leader's key no longer has

@@ -82,6 +82,11 @@ class Connection:
                 self._stubs[(index, service)] = stub
             return stub
 
+    @property
+    def current_member(self) -> int:
+        """The index (in ``targets``) of the member requests go to now."""
+        return self._current
+
     def move_on(self, index: int) -> None:
         """Move on from member ``index`` (if it is still the one in use)."""
         with self._lock:

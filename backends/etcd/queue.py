@@ -7,7 +7,9 @@ contender watches only the key just before its own (its predecessor). The round 
 ``enqueue`` is one transaction (put our key, read the queue's two newest keys: the
 second newest is our predecessor), or with ``exclusive`` one transaction that puts only
 if the queue is empty; ``look`` is one transaction (our key, our predecessor); ``wait``
-holds one watch stream on two keys; ``withdraw`` is one delete.
+holds one watch stream on two keys; ``withdraw`` is one delete. Both transactions also
+count the keys older than ours: when the predecessor was the only one (the holder), its
+DELETE event alone makes us first, and the handoff costs the waiter no request at all.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Place:
     slot: int
     predecessor: bytes | None = None
     seen: int = 0
+    #: At ``seen`` the predecessor was the only key older than ours (the holder): once
+    #: it is deleted nobody precedes us, since no key created later can be older.
+    head_before: bool = False
 
     @property
     def first(self) -> bool:
@@ -131,11 +136,15 @@ class EtcdQueue:
         self.prefix = prefix
         self.end = prefix_end(prefix)
         self.newest_two = newest_two
+        self.count_all = range_op(etcdrpc.RangeRequest(key=prefix, range_end=self.end, count_only=True))
         self.name = name
         self.value = value
         #: etcd failed a request of this wait: a withdraw then gets one short try before
         #: the background takes over, rather than a whole further timeout.
         self._failing = False
+        #: The place whose predecessor, the holder, ``wait`` saw deleted: ``look`` then
+        #: needs no request (we are first).
+        self._head_left: Place | None = None
 
     # -- the QueueDriver -------------------------------------------------------------------
 
@@ -172,12 +181,19 @@ class EtcdQueue:
 
     def look(self, place: Place) -> Place:
         self._check_open()
-        predecessor, seen, present = self._look(place)
+        if self._head_left is place:
+            # Granted from the watch event itself. (Our key's own watch shares the stream;
+            # a deletion of our key before ``seen`` that it did not report is caught by
+            # the held key's watch, which starts after ``seen``.)
+            self._head_left = None
+            self._check_lease(place)
+            return replace(place, predecessor=None, head_before=False)
+        predecessor, seen, present, head_before = self._look(place)
         if not present:
             self.queues.session.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
         self._check_lease(place)
-        return replace(place, predecessor=predecessor, seen=seen)
+        return replace(place, predecessor=predecessor, seen=seen, head_before=head_before)
 
     def wait(self, place: Place, deadline: float | None) -> None:
         """Block until the predecessor or our own key may have been deleted since
@@ -220,6 +236,9 @@ class EtcdQueue:
                 call.cancel()
             timer.start()
             for response in call:
+                if response.events and place.head_before and not response.compact_revision and all(
+                        bytes(event.kv.key) == place.predecessor for event in response.events):
+                    self._head_left = place
                 if response.canceled or response.compact_revision or response.events:
                     break
                 if response.created:
@@ -228,7 +247,7 @@ class EtcdQueue:
                     if created == 2 and since > place.seen:
                         # Written to since we looked: both watches are in place now,
                         # so one more look cannot miss a deletion.
-                        before, _, present = self._look(place)
+                        before, _, present, _ = self._look(place)
                         if not present or before != place.predecessor:
                             break
         except grpc.RpcError as exc:
@@ -264,7 +283,7 @@ class EtcdQueue:
         vanished already."""
         response = self.queues.conn.txn(txn(
             [compare(key, "create", "==", 0)],
-            [put(key, self.value, lease.id), self.newest_two],
+            [put(key, self.value, lease.id), self.newest_two, self.count_all],
             # A retry of a put that was applied after all: find our key instead. (Only
             # this request can have made it: a slot is reused only once its key is gone.)
             [range_op(range_request(key))],
@@ -272,13 +291,15 @@ class EtcdQueue:
         if response.succeeded:
             newest = response.responses[1].response_range.kvs
             revision = int(response.header.revision)
-            return Place(key, revision, lease, slot, bytes(newest[1].key) if len(newest) > 1 else None, revision)
+            head_before = int(response.responses[2].response_range.count) == 2  # the holder and us
+            return Place(key, revision, lease, slot, bytes(newest[1].key) if len(newest) > 1 else None, revision,
+                         head_before)
         mine = range_kvs(response.responses[0])
         if mine:
             place = Place(key, mine[0].create_revision, lease, slot)
-            predecessor, seen, present = self._look(place)
+            predecessor, seen, present, head_before = self._look(place)
             if present:
-                return replace(place, predecessor=predecessor, seen=seen)
+                return replace(place, predecessor=predecessor, seen=seen, head_before=head_before)
         self.queues.session.free_slot(lease, slot)
         return None
 
@@ -299,21 +320,25 @@ class EtcdQueue:
         self.queues.session.free_slot(lease, slot)
         return None
 
-    def _look(self, place: Place) -> tuple[bytes | None, int, bool]:
+    def _look(self, place: Place) -> tuple[bytes | None, int, bool, bool]:
         """(our predecessor's key or None, the revision read at, whether our key still
-        exists)."""
+        exists, whether the predecessor is the only key older than ours)."""
+        older = max(1, place.revision - 1)
         try:
             response = self.queues.conn.txn(txn(success=[
                 range_op(range_request(place.key)),
                 range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
-                                       max_create_revision=max(1, place.revision - 1))),
+                                       max_create_revision=older)),
+                range_op(etcdrpc.RangeRequest(key=self.prefix, range_end=self.end, count_only=True,
+                                              max_create_revision=older)),
             ]), budget=self.budget.request())
         except BackendUnavailable:
             self._failing = True
             raise
         mine = [kv for kv in range_kvs(response.responses[0]) if kv.create_revision == place.revision]
         before = range_kvs(response.responses[1])
-        return (before[0].key if before else None), int(response.header.revision), bool(mine)
+        head_before = int(response.responses[2].response_range.count) == 1
+        return (before[0].key if before else None), int(response.header.revision), bool(mine), head_before
 
     def _check_lease(self, place: Place) -> None:
         """EntryGone (after disposing of our key) if our lease has died meanwhile."""
