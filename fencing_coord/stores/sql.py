@@ -32,7 +32,7 @@ from ..errors import InvalidArgument, InvalidArgumentType
 from .base import FencedOutcome, Store, admits
 from .dberrors import mapped_db_errors
 
-__all__ = ["SQLStore"]
+__all__ = ["SQLStore", "audit_rows"]
 
 # Written with "?" placeholders; PostgreSQL's store turns them into "%s".
 SELECT_HIGHEST = "SELECT highest_token FROM fc_resource WHERE name = ?"
@@ -100,7 +100,7 @@ class SQLStore(Store):
             raise InvalidArgument(f"limit must be >= 1, got {limit}")
         with mapped_db_errors(self.what):
             rows = self._query(SELECT_AUDIT, (resource, limit))
-        return [AuditRow(at if isinstance(at, str) else at.isoformat(), *rest) for at, *rest in rows]
+        return audit_rows(rows)
 
     def highest_token(self, resource: str) -> int | None:
         with mapped_db_errors(self.what):
@@ -109,6 +109,12 @@ class SQLStore(Store):
 
     def __repr__(self) -> str:
         return f"<{self.what}>"
+
+
+def audit_rows(rows: list[tuple[Any, ...]]) -> list[AuditRow]:
+    """Rows of :data:`SELECT_AUDIT` as :class:`AuditRow` (``at`` as ISO 8601 text: SQLite
+    stores text, PostgreSQL returns a datetime)."""
+    return [AuditRow(at if isinstance(at, str) else at.isoformat(), *rest) for at, *rest in rows]
 
 
 def _as_bytes(value: object) -> bytes | None:

@@ -7,6 +7,7 @@ Docker engine is reachable).
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -70,3 +71,29 @@ def server_binaries() -> None:
 def namespace() -> str:
     """A namespace no other test uses."""
     return f"cli-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server for the whole session (``$FENCING_COORD_PG_DSN``,
+    a libpq URL, when given; else started from the local binaries)."""
+    given = os.environ.get("FENCING_COORD_PG_DSN")
+    if given:
+        yield given
+        return
+    from fencing_coord.servers.postgres import FAST_SETTINGS, PostgresServer
+
+    with PostgresServer(settings=FAST_SETTINGS) as server:
+        yield server.dsn
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """A URL whose ``search_path`` is a fresh schema of this test's own."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in postgres_server_url else "?"
+    return f"{postgres_server_url}{separator}options=-csearch_path%3D{schema}"
