@@ -159,3 +159,50 @@ def test_flush_waits_for_the_handlers_and_a_failing_handler_stops_nothing(
         audit_log.setLevel(logging.NOTSET)
     assert [r.decision for r in handler.seen] == ["admitted", "refused"]  # type: ignore[attr-defined]
     assert "RuntimeError: handler failed" in capsys.readouterr().err
+
+
+def test_a_record_has_what_makerecord_gives_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Records are copied from a per-process template (cheaper than makeRecord): every
+    attribute logging sets is there, with this decision's time, thread and fields."""
+    audit_log = logging.getLogger("fencing_coord.audit")
+    with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+        FencedResource(MemoryStore()).write("orders", "k", b"9", token=9, holder="w")
+        FencedResource(MemoryStore()).write("orders", "k", b"9", token=10, holder="w")
+        assert audit.flush(30.0)
+        reference = audit_log.makeRecord(audit_log.name, logging.INFO, audit.__file__, 0, "m", (), None, "x")
+    first, second = [r for r in caplog.records if r.name == "fencing_coord.audit"]
+    assert set(vars(reference)) <= set(vars(first))
+    for name in ("levelname", "levelno", "pathname", "filename", "module", "process", "processName"):
+        assert getattr(first, name) == getattr(reference, name), name
+    assert (first.funcName, first.thread) == ("log_decision", threading.get_ident())
+    assert first.token == 9
+    assert second.token == 10
+    assert first.args != second.args
+    assert first.created <= second.created
+    started = reference.created - reference.relativeCreated / 1000
+    assert abs(first.relativeCreated - (first.created - started) * 1000) < 1.0
+    assert first.msecs == pytest.approx((first.created - int(first.created)) * 1000)
+
+
+def test_a_custom_record_factory_makes_every_record(caplog: pytest.LogCaptureFixture) -> None:
+    made: list[logging.LogRecord] = []
+    default = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = default(*args, **kwargs)  # type: ignore[arg-type]
+        record.request_id = f"req-{len(made)}"
+        made.append(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+            resource = FencedResource(MemoryStore())
+            resource.write("orders", "k", b"9", token=9)
+            resource.write("orders", "k", b"7", token=7)
+            assert audit.flush(30.0)
+    finally:
+        logging.setLogRecordFactory(default)
+    records = [r for r in caplog.records if r.name == "fencing_coord.audit"]
+    assert [r.request_id for r in records] == ["req-0", "req-1"]  # type: ignore[attr-defined]
+    assert [r.decision for r in records] == ["admitted", "refused"]  # type: ignore[attr-defined]
