@@ -1,15 +1,21 @@
 """The gate's audit trail: one structured log record per decision.
 
 Every decision of a :class:`~fencing_coord.FencedResource` (a write, a fenced read, a
-write without a token) is logged once, at INFO, to the logger ``fencing_coord.audit``,
-with these attributes on the record (``logging``'s ``extra=``): ``resource``, ``key``,
-``token`` (None: the write carried none), ``highest`` (the highest admitted token the
-decision was taken against; None when there was none or it was not read), ``decision``
-(a :class:`Decision`), ``mode`` (the gate's mode), ``holder`` (None unless the caller
-said who writes) and ``operation`` (``"write"`` or ``"read"``). Turn it on with
-``logging.getLogger("fencing_coord.audit").setLevel(logging.INFO)`` and a handler; a
-formatter or a JSON handler can use the attributes directly. While the logger is not
-enabled for INFO, a decision costs one level check.
+write without a token) is logged once to the logger ``fencing_coord.audit``, with these
+attributes on the record (``logging``'s ``extra=``): ``resource``, ``key``, ``token``
+(None: the write carried none), ``highest`` (the highest admitted token the decision was
+taken against; None when there was none or it was not read), ``decision`` (a
+:class:`Decision`), ``mode`` (the gate's mode), ``holder`` (None unless the caller said
+who writes) and ``operation`` (``"write"`` or ``"read"``).
+
+Levels (:func:`level_of`): what an operator must see is at INFO: ``refused``,
+``would_refuse`` (shadow, canary) and ``no_token`` (a write that bypassed fencing). The
+decisions of the normal path, ``admitted`` and ``unchecked`` (gate ``off``), are at
+DEBUG: one per write, they would bury the rest and cost every write a log line. So
+``logging.getLogger("fencing_coord.audit").setLevel(logging.INFO)`` (and a handler) logs
+what went wrong or would have; ``logging.DEBUG`` logs every decision. A formatter or a
+JSON handler can use the attributes directly. A decision whose level is not enabled
+costs one level check.
 
 Each record is built by the deciding thread (so it carries that thread and the time of
 the decision) and handed to the handlers by a background thread, in the order the
@@ -37,7 +43,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["AuditNote", "AuditRow", "Decision", "decision_of", "enabled", "flush", "log_decision"]
+__all__ = ["AuditNote", "AuditRow", "Decision", "decision_of", "enabled", "flush", "level_of", "log_decision"]
 
 _log = logging.getLogger(__name__)
 
@@ -87,8 +93,19 @@ class AuditRow(NamedTuple):
     holder: str | None
 
 
+#: The level of each decision's record (see the module doc); any other is INFO.
+_LEVELS: dict[str, int] = {Decision.ADMITTED: logging.DEBUG, Decision.UNCHECKED: logging.DEBUG}
+
+
+def level_of(decision: str) -> int:
+    """The log level of a decision's record: DEBUG for ``admitted`` and ``unchecked``,
+    INFO for the others (``refused``, ``would_refuse``, ``no_token``)."""
+    return _LEVELS.get(decision, logging.INFO)
+
+
 def enabled() -> bool:
-    """True when decisions are being logged (the audit logger is enabled for INFO)."""
+    """True when some decisions are being logged (the audit logger is enabled for INFO,
+    the level of refusals; see :func:`level_of`)."""
     return _log.isEnabledFor(logging.INFO)
 
 
@@ -118,9 +135,9 @@ class _Emitter:
         self.idle = True
         self.mutex = threading.Lock()
         self.thread: threading.Thread | None = None
-        #: What every record of this process shares (see :func:`_new_record`), and
-        #: logging's start time (for ``relativeCreated``).
-        self.template: dict[str, object] | None = None
+        #: What every record of this process at a level shares (see :func:`_new_record`),
+        #: and logging's start time (for ``relativeCreated``).
+        self.templates: dict[int, dict[str, object]] = {}
         self.started = 0.0
 
     def submit(self, item: logging.LogRecord | _FlushMark) -> None:
@@ -163,7 +180,7 @@ _emitter = _Emitter()
 os.register_at_fork(after_in_child=_emitter.after_fork)
 
 
-def _new_record(operation: str, resource: str, key: str, token: int | None, highest: int | None,
+def _new_record(level: int, operation: str, resource: str, key: str, token: int | None, highest: int | None,
                 decision: str, mode: str, holder: str | None) -> logging.LogRecord:
     """The log record of one decision, built in the deciding thread (so it carries that
     thread and the time of the decision). Its ``pathname``/``lineno`` name this module (a
@@ -179,12 +196,12 @@ def _new_record(operation: str, resource: str, key: str, token: int | None, high
     extra = {"resource": resource, "key": key, "token": token, "highest": highest, "decision": decision,
              "mode": mode, "holder": holder, "operation": operation}
     if logging.getLogRecordFactory() is not logging.LogRecord:
-        return _log.makeRecord(_log.name, logging.INFO, __file__, 0, _MESSAGE, args, None, "log_decision", extra)
-    template = _emitter.template
+        return _log.makeRecord(_log.name, level, __file__, 0, _MESSAGE, args, None, "log_decision", extra)
+    template = _emitter.templates.get(level)
     if template is None:
-        model = _log.makeRecord(_log.name, logging.INFO, __file__, 0, _MESSAGE, (), None, "log_decision")
+        model = _log.makeRecord(_log.name, level, __file__, 0, _MESSAGE, (), None, "log_decision")
         _emitter.started = model.created - model.relativeCreated / 1000
-        template = _emitter.template = dict(model.__dict__)
+        template = _emitter.templates[level] = dict(model.__dict__)
     record = logging.LogRecord.__new__(logging.LogRecord)
     fields = record.__dict__
     fields.update(template)
@@ -215,12 +232,13 @@ def _task_name() -> str | None:
 
 def log_decision(operation: str, resource: str, key: str, token: int | None, highest: int | None,
                  decision: str, mode: str, holder: str | None) -> None:
-    """Log one decision (see the module doc for the record's attributes): build its
-    record and queue it for the emitting thread when the audit logger is enabled for
-    INFO; otherwise cost one level check."""
-    if not _log.isEnabledFor(logging.INFO):
+    """Log one decision (see the module doc for the record's attributes and levels):
+    build its record and queue it for the emitting thread when the audit logger is
+    enabled for the decision's level; otherwise cost one level check."""
+    level = _LEVELS.get(decision, logging.INFO)
+    if not _log.isEnabledFor(level):
         return
-    _emitter.submit(_new_record(operation, resource, key, token, highest, str(decision), str(mode), holder))
+    _emitter.submit(_new_record(level, operation, resource, key, token, highest, str(decision), str(mode), holder))
 
 
 def flush(timeout: float | None = None) -> bool:

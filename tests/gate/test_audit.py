@@ -27,7 +27,7 @@ def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
 
 def test_each_decision_is_one_structured_log_record(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     resource = FencedResource(store)
-    with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+    with caplog.at_level(logging.DEBUG, logger="fencing_coord.audit"):  # DEBUG: admitted decisions too
         started = time.time()
         resource.write("orders", "k", b"9", token=9, holder="worker-1")
         resource.write("orders", "k", b"7", token=7)
@@ -54,6 +54,28 @@ def test_each_decision_is_one_structured_log_record(store: Store, caplog: pytest
              holder="worker-0", operation="write"),
     ]
     assert "write orders/k token=7 highest=9: refused (mode enforce)" in caplog.messages
+    assert [r.levelname for r in records] == ["DEBUG", "INFO", "DEBUG", "INFO", "INFO"]
+
+
+def test_at_info_only_what_went_wrong_or_would_have_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Admitted and unchecked decisions are DEBUG; refused, would_refuse and no_token INFO."""
+    resource = FencedResource(MemoryStore())
+    with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+        resource.write("orders", "k", b"9", token=9)
+        resource.write("orders", "k", b"7", token=7)
+        resource.write_without_token("orders", "k", b"legacy")
+        resource.mode = "shadow"
+        resource.write("orders", "k", b"8", token=8)
+        resource.write("orders", "k", b"10", token=10)
+        resource.mode = "off"
+        resource.write("orders", "k", b"1", token=1)
+        assert audit.flush(30.0)
+        assert audit.enabled()
+    records = [r for r in caplog.records if r.name == "fencing_coord.audit"]
+    assert [(r.decision, r.token, r.levelno) for r in records] == [  # type: ignore[attr-defined]
+        ("refused", 7, logging.INFO), ("no_token", None, logging.INFO), ("would_refuse", 8, logging.INFO)]
+    assert [audit.level_of(d) for d in audit.Decision] == [
+        logging.DEBUG, logging.INFO, logging.INFO, logging.DEBUG, logging.INFO]
 
 
 def test_nothing_is_logged_while_the_audit_logger_is_off(caplog: pytest.LogCaptureFixture) -> None:
@@ -146,7 +168,7 @@ def test_flush_waits_for_the_handlers_and_a_failing_handler_stops_nothing(
     audit_log = logging.getLogger("fencing_coord.audit")
     handler = _Gate()
     audit_log.addHandler(handler)
-    audit_log.setLevel(logging.INFO)
+    audit_log.setLevel(logging.DEBUG)  # the admitted decision too
     try:
         resource = FencedResource(MemoryStore())
         resource.write("orders", "k", b"9", token=9)
@@ -165,11 +187,11 @@ def test_a_record_has_what_makerecord_gives_it(caplog: pytest.LogCaptureFixture)
     """Records are copied from a per-process template (cheaper than makeRecord): every
     attribute logging sets is there, with this decision's time, thread and fields."""
     audit_log = logging.getLogger("fencing_coord.audit")
-    with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+    with caplog.at_level(logging.DEBUG, logger="fencing_coord.audit"):
         FencedResource(MemoryStore()).write("orders", "k", b"9", token=9, holder="w")
         FencedResource(MemoryStore()).write("orders", "k", b"9", token=10, holder="w")
         assert audit.flush(30.0)
-        reference = audit_log.makeRecord(audit_log.name, logging.INFO, audit.__file__, 0, "m", (), None, "x")
+        reference = audit_log.makeRecord(audit_log.name, logging.DEBUG, audit.__file__, 0, "m", (), None, "x")
     first, second = [r for r in caplog.records if r.name == "fencing_coord.audit"]
     assert set(vars(reference)) <= set(vars(first))
     for name in ("levelname", "levelno", "pathname", "filename", "module", "process", "processName"):
@@ -196,7 +218,7 @@ def test_a_custom_record_factory_makes_every_record(caplog: pytest.LogCaptureFix
 
     logging.setLogRecordFactory(factory)
     try:
-        with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+        with caplog.at_level(logging.DEBUG, logger="fencing_coord.audit"):
             resource = FencedResource(MemoryStore())
             resource.write("orders", "k", b"9", token=9)
             resource.write("orders", "k", b"7", token=7)
