@@ -31,7 +31,10 @@ unless ``--audit-log FILE`` names a file) against one with neither; its target i
 (all of this row's) are not logged: they are DEBUG records (see
 :mod:`fencing_coord.audit`), so the row measures the metrics and the level check;
 ``--audit-level DEBUG`` logs every decision, one formatted line per write. The audit
-logger is switched on only around the observed side's batches.
+logger is switched on only around the observed side's batches, whose time includes waiting
+for the audit thread to hand over every record queued (``audit.flush()``). The row also
+prints the CPU time per write of this process (every thread, not the database server's)
+and its paired ratio: on a loaded host wall times wander, CPU time counts the work.
 ``--observed-only`` runs just that row. A log file on the database's disk adds that
 disk's cost to each write: on ext4 (data=ordered) each commit's fsync also flushes the
 log lines written since the last one.
@@ -58,6 +61,7 @@ from pathlib import Path
 import _common  # bench/_common.py: this script's directory is on sys.path
 from prometheus_client import CollectorRegistry
 
+from fencing_coord import audit
 from fencing_coord.gate import FencedResource, UnfencedResource
 from fencing_coord.metrics.prometheus import PrometheusSink
 from fencing_coord.observability import Metrics
@@ -80,6 +84,17 @@ def per_op(op: Callable[[int], object], ops: int) -> float:
     for i in range(ops):
         op(i)
     return (time.perf_counter() - start) / ops
+
+
+def per_op_with_cpu(op: Callable[[int], object], ops: int, then: Callable[[], object] = lambda: None,
+                    ) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, every thread) per call of ``op(i)`` over
+    ``ops`` calls, ``then()`` included (to wait for work that ``op`` queued)."""
+    cpu, start = time.process_time(), time.perf_counter()
+    for i in range(ops):
+        op(i)
+    then()
+    return (time.perf_counter() - start) / ops, (time.process_time() - cpu) / ops
 
 
 def compare(fenced: Callable[[int], object], plain: Callable[[int], object], ops: int,
@@ -124,16 +139,22 @@ def bench_store(label: str, store: Store, ops: int, rounds: int, audit_log: str,
         fenced_s, plain_s, ratio = compare(fenced_op, plain_op, ops, rounds)
         print(f"{label:<11} {what:<25} fenced {fenced_s * 1e6:8.1f} us   plain {plain_s * 1e6:8.1f} us"
               f"   ratio {ratio:5.2f}x", flush=True)
-    observed_s, bare_s, ratio = compare_observed(store, ops, rounds, audit_log, audit_level)
+    observed_s, bare_s, ratio, observed_cpu, bare_cpu, cpu_ratio = compare_observed(store, ops, rounds, audit_log,
+                                                                                   audit_level)
     what = f"write, metrics + audit {logging.getLevelName(audit_level)}"
     print(f"{label:<11} {what:<25} with {observed_s * 1e6:10.1f} us   without"
-          f" {bare_s * 1e6:6.1f} us   ratio {ratio:5.2f}x (+{(observed_s - bare_s) * 1e6:.1f} us)", flush=True)
+          f" {bare_s * 1e6:6.1f} us   ratio {ratio:5.2f}x (+{(observed_s - bare_s) * 1e6:.1f} us);"
+          f" CPU {observed_cpu * 1e6:.1f} vs {bare_cpu * 1e6:.1f} us, ratio {cpu_ratio:5.2f}x", flush=True)
 
 
 def compare_observed(store: Store, ops: int, rounds: int, audit_log_path: str,
-                     audit_level: int) -> tuple[float, float, float]:
+                     audit_level: int) -> tuple[float, float, float, float, float, float]:
     """A fenced write with metrics and the audit log on, against one with neither (same
-    store, same kind of write): median seconds per op of each, median paired ratio."""
+    store, same kind of write): median wall seconds per op of each, their median paired
+    ratio, then the same for the CPU seconds of this process (the server's are not in
+    it). A loaded host makes wall times noisy (every side waits for a CPU after each
+    I/O); CPU time per op counts only the work done, and the audit thread's too: the
+    observed side's batches end when every record queued has been handled."""
     audit_log = logging.getLogger("fencing_coord.audit")
     sink = PrometheusSink(CollectorRegistry())
     observed = FencedResource(store, metrics=Metrics(sink))
@@ -146,16 +167,16 @@ def compare_observed(store: Store, ops: int, rounds: int, audit_log_path: str,
     audit_log.addHandler(handler)
     audit_log.propagate = False
 
-    def observed_batch() -> float:
+    def observed_batch() -> tuple[float, float]:
         audit_log.setLevel(audit_level)
         try:
-            return per_op(lambda i: observed.write("bench-observed", "k", VALUES[i % 64], token=TOKEN,
-                                                   holder="bench"), batch)
+            return per_op_with_cpu(lambda i: observed.write("bench-observed", "k", VALUES[i % 64], token=TOKEN,
+                                                            holder="bench"), batch, audit.flush)
         finally:
             audit_log.setLevel(logging.WARNING)
 
-    def bare_batch() -> float:
-        return per_op(lambda i: bare.write("bench-bare", "k", VALUES[i % 64], token=TOKEN), batch)
+    def bare_batch() -> tuple[float, float]:
+        return per_op_with_cpu(lambda i: bare.write("bench-bare", "k", VALUES[i % 64], token=TOKEN), batch)
 
     try:
         observed_batch(), bare_batch()  # warm up
@@ -166,8 +187,11 @@ def compare_observed(store: Store, ops: int, rounds: int, audit_log_path: str,
         audit_log.setLevel(logging.NOTSET)
         handler.close()
         sink.close()
-    return (statistics.median(times["observed"]), statistics.median(times["bare"]),
-            _common.paired_ratio(times["observed"], times["bare"]))
+    result = []
+    for part in (0, 1):  # wall, then CPU
+        observed_t, bare_t = [t[part] for t in times["observed"]], [t[part] for t in times["bare"]]
+        result += [statistics.median(observed_t), statistics.median(bare_t), _common.paired_ratio(observed_t, bare_t)]
+    return result[0], result[1], result[2], result[3], result[4], result[5]
 
 
 @contextmanager
