@@ -3,11 +3,13 @@
     fencing-coord demo [--url URL ...]                 the pause scenario, unfenced vs fenced
     fencing-coord run --url URL --lock NAME -- CMD...  run CMD while holding a lock
     fencing-coord status --url URL [NAME ...]          holders, tokens and waiters
+    fencing-coord status --store URL --resource NAME   highest token and latest decisions
     fencing-coord servers up|down|status               local development servers
 
 One module per subcommand, each adding its own parser and its ``cmd_*`` function:
-:mod:`.demo`, :mod:`.run` (with :mod:`.signals`), :mod:`.locks` (``status``),
-:mod:`.servers`; the options they share are in :mod:`.options`. The demo scenario lives
+:mod:`.demo`, :mod:`.run` (with :mod:`.signals`), :mod:`.locks` (``status``; with
+``--store``, :mod:`.resources`), :mod:`.servers`; the options they share are in
+:mod:`.options`. The demo scenario lives
 in :mod:`fencing_coord.demo`, the detached development servers in
 :mod:`fencing_coord.devservers`. :func:`main` maps the library's errors to the exit codes
 of :mod:`.exits`, prints one line (``fencing-coord: error: ...``) instead of a traceback,
