@@ -8,7 +8,9 @@ locks and holds them; it prints
 * the server's requests per keepalive round while the N locks are held and idle (etcd:
   every RPC its /metrics counts, keepalives included, over ``--rounds`` rounds; ZooKeeper:
   the packets ``mntr`` counts over the same time). Constant whatever N is the goal;
-* the client's threads, and its resident memory per held lock (RSS growth / N).
+* the client's threads, and its resident memory per held lock: RSS growth / N, and the
+  growth over the second half of the N acquisitions / (N/2), which leaves out what the
+  first locks pay once (an allocator arena, a stream's buffers).
 
 Each N runs in a new process (``multiprocessing`` spawn): in one process for every N,
 memory freed by the previous N was reused and the RSS growth undercounted, even below
@@ -83,24 +85,30 @@ def measure_one(url: str, n: int, rounds: int, kind: str, address: str) -> None:
         tail = min(n, max(10, n // 10))
         grants = []
         tail_start = 0.0
+        half = rss
         for i in range(n):
             if i == n - tail:
                 tail_start = time.perf_counter()
+            if i == n // 2:
+                half = rss_bytes()
             grants.append(backend.acquire(f"lock-{i}", timeout=30))
         acquire_ms = (time.perf_counter() - tail_start) / tail * 1e3
-        per_lock = (rss_bytes() - rss) / n
+        end = rss_bytes()
+        per_lock = (end - rss) / n
+        marginal = (end - half) / (n - n // 2)
         time.sleep(TTL / 3)  # let the acquisitions' own traffic settle
         before = server_count()
         time.sleep(rounds * TTL / 3)
         per_round = (server_count() - before) / rounds
         threads = threading.active_count()
         lost = sum(grant.lost for grant in grants)
-        print(f"  {n:>6} {acquire_ms:>10.2f} {per_round:>15.1f} {threads:>8} {per_lock:>9.0f}B"
+        print(f"  {n:>6} {acquire_ms:>10.2f} {per_round:>15.1f} {threads:>8} {per_lock:>9.0f}B {marginal:>9.0f}B"
               + (f"  ({lost} lost!)" if lost else ""), flush=True)
 
 
 def measure(url: str, counts: list[int], rounds: int, kind: str, address: str) -> None:
-    print(f"  {'N':>6} {'acquire ms':>10} {'requests/round':>15} {'threads':>8} {'RSS/lock':>10}", flush=True)
+    print(f"  {'N':>6} {'acquire ms':>10} {'requests/round':>15} {'threads':>8} {'RSS/lock':>10} {'2nd half':>10}",
+          flush=True)
     spawn = multiprocessing.get_context("spawn")
     for n in counts:
         child = spawn.Process(target=measure_one, args=(url, n, rounds, kind, address))
