@@ -8,7 +8,16 @@ locks and holds them; it prints
 * the server's requests per keepalive round while the N locks are held and idle (etcd:
   every RPC its /metrics counts, keepalives included, over ``--rounds`` rounds; ZooKeeper:
   the packets ``mntr`` counts over the same time). Constant whatever N is the goal;
-* the client's threads, and its resident memory per held lock (RSS growth / N).
+* the client's threads, and its resident memory per held lock: RSS growth / N, and the
+  growth over the second half of the N acquisitions / (N/2), which leaves out what the
+  first locks pay once (an allocator arena, a stream's buffers).
+
+Each N runs in a new process (``multiprocessing`` spawn): in one process for every N,
+memory freed by the previous N was reused and the RSS growth undercounted, even below
+zero. Before the baseline, 100 locks are acquired and released one at a time (first-use
+costs: buffers, caches). An RSS growth is counted in whole pages (4 KiB), which at N = 10
+is up to 400 B a lock of noise. The acquire cost is the mean of the last max(10, N/10)
+acquisitions.
 
 It starts its own etcd and ZooKeeper. Targets (issue 13): requests per round and threads
 constant in N, RSS < 2 KiB per held lock, acquire cost flat.
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import re
 import sys
 import threading
@@ -60,43 +70,64 @@ def zookeeper_packets(port: int) -> Callable[[], int]:
     return count
 
 
-def measure(url: str, counts: list[int], rounds: int, server_count: Callable[[], int]) -> None:
-    print(f"  {'N':>6} {'acquire ms':>10} {'requests/round':>15} {'threads':>8} {'RSS/lock':>10}")
+def counter(kind: str, address: str) -> Callable[[], int]:
+    """The server's request counter: ``etcd`` (its /metrics URL) or ``zookeeper`` (its port)."""
+    return etcd_requests(address) if kind == "etcd" else zookeeper_packets(int(address))
+
+
+def measure_one(url: str, n: int, rounds: int, kind: str, address: str) -> None:
+    """One N, in a process of its own (see the module docstring); prints its row."""
+    server_count = counter(kind, address)
+    with fc.connect(url, ttl=TTL, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
+        for i in range(100):  # first-use costs (buffers, caches), held one at a time
+            backend.release(backend.acquire(f"warm-up-{i}", timeout=30))
+        rss = rss_bytes()
+        tail = min(n, max(10, n // 10))
+        grants = []
+        tail_start = 0.0
+        half = rss
+        for i in range(n):
+            if i == n - tail:
+                tail_start = time.perf_counter()
+            if i == n // 2:
+                half = rss_bytes()
+            grants.append(backend.acquire(f"lock-{i}", timeout=30))
+        acquire_ms = (time.perf_counter() - tail_start) / tail * 1e3
+        end = rss_bytes()
+        per_lock = (end - rss) / n
+        marginal = (end - half) / (n - n // 2)
+        time.sleep(TTL / 3)  # let the acquisitions' own traffic settle
+        before = server_count()
+        time.sleep(rounds * TTL / 3)
+        per_round = (server_count() - before) / rounds
+        threads = threading.active_count()
+        lost = sum(grant.lost for grant in grants)
+        print(f"  {n:>6} {acquire_ms:>10.2f} {per_round:>15.1f} {threads:>8} {per_lock:>9.0f}B {marginal:>9.0f}B"
+              + (f"  ({lost} lost!)" if lost else ""), flush=True)
+
+
+def measure(url: str, counts: list[int], rounds: int, kind: str, address: str) -> None:
+    print(f"  {'N':>6} {'acquire ms':>10} {'requests/round':>15} {'threads':>8} {'RSS/lock':>10} {'2nd half':>10}",
+          flush=True)
+    spawn = multiprocessing.get_context("spawn")
     for n in counts:
-        with fc.connect(url, ttl=TTL, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
-            backend.release(backend.acquire("warm-up", timeout=30))
-            rss = rss_bytes()
-            tail = max(1, n // 10)
-            grants = []
-            tail_start = 0.0
-            for i in range(n):
-                if i == n - tail:
-                    tail_start = time.perf_counter()
-                grants.append(backend.acquire(f"lock-{i}", timeout=30))
-            acquire_ms = (time.perf_counter() - tail_start) / tail * 1e3
-            per_lock = (rss_bytes() - rss) / n
-            time.sleep(TTL / 3)  # let the acquisitions' own traffic settle
-            before = server_count()
-            time.sleep(rounds * TTL / 3)
-            per_round = (server_count() - before) / rounds
-            threads = threading.active_count()
-            lost = sum(grant.lost for grant in grants)
-            print(f"  {n:>6} {acquire_ms:>10.2f} {per_round:>15.1f} {threads:>8} {per_lock:>9.0f}B"
-                  + (f"  ({lost} lost!)" if lost else ""), flush=True)
+        child = spawn.Process(target=measure_one, args=(url, n, rounds, kind, address))
+        child.start()
+        child.join()
 
 
 @contextlib.contextmanager
-def etcd() -> Iterator[tuple[str, Callable[[], int]]]:
+def etcd() -> Iterator[tuple[str, str]]:
     with EtcdServer() as server:
         member: Any = server.members[0]
-        yield server.url, etcd_requests(member.client_url + "/metrics")
+        yield server.url, member.client_url + "/metrics"
 
 
 @contextlib.contextmanager
-def zookeeper() -> Iterator[tuple[str, Callable[[], int]]]:
+def zookeeper() -> Iterator[tuple[str, str]]:
     with ZooKeeperServer() as server:
         port = fc.parse_url(server.url).host_list(2181)[0][1]
-        yield server.url, zookeeper_packets(port)
+        yield server.url, str(port)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(n) for n in args.counts.split(",")]
     servers = {"etcd": etcd, "zookeeper": zookeeper}
     for name in args.only.split(","):
-        with servers[name]() as (url, server_count):
-            print(f"{name}: {url}, ttl {TTL:g} s")
-            measure(url, counts, args.rounds, server_count)
+        with servers[name]() as (url, address):
+            print(f"{name}: {url}, ttl {TTL:g} s", flush=True)
+            measure(url, counts, args.rounds, name, address)
     return 0
 
 

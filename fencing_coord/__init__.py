@@ -15,12 +15,11 @@ accepted, atomically with the write.
 
 from __future__ import annotations
 
+import importlib
 import logging
 
-from . import stores
-from .bound import BoundResource
-from .config import BackendURL, connect, parse_url
-from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
+# The exceptions are imported now (one small module without imports): ``except
+# fc.LockTimeout`` is everywhere. Every other public name is imported when first used.
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -34,8 +33,19 @@ from .errors import (
     StaleTokenError,
     TokenSpaceExhausted,
 )
-from .gate import FencedResource, UnfencedResource, WriteResult
-from .interface import Capabilities, Grant, LockBackend, LockState
+
+# Not ``from typing import TYPE_CHECKING``: importing typing would double the cost of
+# ``import fencing_coord``; mypy treats any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from . import stores
+    from .bound import BoundResource
+    from .config import BackendURL, connect, parse_url
+    from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
+    from .gate import FencedResource, UnfencedResource, WriteResult
+    from .interface import Capabilities, Grant, LockBackend, LockState
 
 __version__ = "0.1.0"
 
@@ -76,3 +86,43 @@ __all__ = [
     "parse_url",
     "stores",
 ]
+
+# The other public names are imported when first used (PEP 562), so that ``import fencing_coord``
+# costs almost nothing and a program pays only for what it uses: connect() does not load
+# the gate, the audit trail or the stores (issue 13: import <= 30 ms). The module that
+# defines each name:
+_HOME = {
+    "BackendURL": "config",
+    "BoundResource": "bound",
+    "Capabilities": "interface",
+    "Election": "election",
+    "FencedResource": "gate",
+    "Grant": "interface",
+    "Leader": "election",
+    "LeadershipEvent": "election",
+    "LockBackend": "interface",
+    "LockState": "interface",
+    "ObserverHandle": "election",
+    "Term": "election",
+    "UnfencedResource": "gate",
+    "WriteResult": "gate",
+    "connect": "config",
+    "parse_url": "config",
+}
+
+
+if not TYPE_CHECKING:  # mypy sees the imports above; an unknown name stays an error for it
+
+    def __getattr__(name: str) -> Any:
+        if name == "stores":
+            return importlib.import_module(".stores", __name__)
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

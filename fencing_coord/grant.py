@@ -30,13 +30,18 @@ class Grant:
     A voluntary ``release`` does not count as a loss.
     """
 
+    # One client may hold thousands of grants: the events a waiter needs (a
+    # threading.Event is ~1.2 KiB) are made only when someone waits (issue 13: < 2 KiB
+    # per held lock). Every field below is read and written under ``_lock``.
     __slots__ = (
         "_callbacks",
         "_callbacks_done",
+        "_done_event",
         "_held_since",
         "_holds",
         "_lock",
         "_lost",
+        "_lost_event",
         "_lost_reason",
         "_probe",
         "_released",
@@ -63,8 +68,13 @@ class Grant:
         self.owner = owner
         self._probe = probe
         self._lock = threading.Lock()
-        self._lost = threading.Event()
-        self._callbacks_done = threading.Event()
+        self._lost = False
+        #: Set once lost; made by the first wait_lost() that has to wait.
+        self._lost_event: threading.Event | None = None
+        #: The callbacks registered before the loss have returned.
+        self._callbacks_done = False
+        #: Set once they have; made by the first wait_lost() that has to wait for them.
+        self._done_event: threading.Event | None = None
         self._lost_reason: str | None = None
         self._released = False
         self._callbacks: list[LostCallback] = []
@@ -75,15 +85,15 @@ class Grant:
         self._thread = threading.current_thread()
 
     def __repr__(self) -> str:
-        state = "lost" if self._lost.is_set() else "released" if self._released else "held"
+        state = "lost" if self._lost else "released" if self._released else "held"
         return f"Grant(name={self.name!r}, token={self.token}, holder={self.holder!r}, {state})"
 
     @property
     def lost(self) -> bool:
         """True once the backend knows the lease/session behind this grant is gone."""
-        if self._probe is not None and not self._lost.is_set() and not self._released:
+        if self._probe is not None and not self._lost and not self._released:
             self._probe(self)
-        return self._lost.is_set()
+        return self._lost
 
     @property
     def lost_reason(self) -> str | None:
@@ -104,10 +114,10 @@ class Grant:
         if not callable(fn):
             raise InvalidArgumentType(f"on_lost needs a callable, not {type(fn).__name__}")
         with self._lock:
-            if not self._lost.is_set():
+            if not self._lost:
                 self._callbacks.append(fn)
                 return
-        self._dispatch([fn], None)
+        self._dispatch([fn], done=False)
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until the grant is lost and the callbacks registered before the loss
@@ -119,9 +129,22 @@ class Grant:
         seconds = check_timeout(timeout)
         deadline = None if seconds is None else time.monotonic() + seconds
         if not self.lost:  # lets a lazily-checking backend (memory) notice first
-            self._lost.wait(seconds)
+            with self._lock:
+                if not self._lost and self._lost_event is None:
+                    self._lost_event = threading.Event()
+                lost_event = None if self._lost else self._lost_event
+            if lost_event is not None:
+                lost_event.wait(seconds)
+        with self._lock:
+            if not self._lost:
+                return False
+            if self._callbacks_done:
+                return True
+            if self._done_event is None:
+                self._done_event = threading.Event()
+            done_event = self._done_event
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._lost.is_set() and self._callbacks_done.wait(remaining)
+        return done_event.wait(remaining)
 
     # -- for backends ---------------------------------------------------------------
 
@@ -131,12 +154,15 @@ class Grant:
         Backends call this; it never blocks on the callbacks.
         """
         with self._lock:
-            if self._lost.is_set() or self._released:
+            if self._lost or self._released:
                 return False
             self._lost_reason = reason
-            self._lost.set()
+            self._lost = True
+            lost_event = self._lost_event
             callbacks, self._callbacks = self._callbacks, []
-        self._dispatch(callbacks, self._callbacks_done)
+        if lost_event is not None:
+            lost_event.set()
+        self._dispatch(callbacks, done=True)
         return True
 
     def mark_released(self) -> None:
@@ -145,7 +171,10 @@ class Grant:
             self._released = True
             self._callbacks.clear()
 
-    def _dispatch(self, callbacks: list[LostCallback], done: threading.Event | None) -> None:
+    def _dispatch(self, callbacks: list[LostCallback], *, done: bool) -> None:
+        """Run ``callbacks`` on a new thread; ``done``: they are those registered before
+        the loss, and wait_lost() returns once they have returned."""
+
         def run() -> None:
             try:
                 for fn in callbacks:
@@ -154,7 +183,11 @@ class Grant:
                     except Exception:
                         _log.exception("on_lost callback %r failed for %r", fn, self)
             finally:
-                if done is not None:
-                    done.set()
+                if done:
+                    with self._lock:
+                        self._callbacks_done = True
+                        done_event = self._done_event
+                    if done_event is not None:
+                        done_event.set()
 
         threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()

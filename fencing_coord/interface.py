@@ -180,7 +180,7 @@ class LockBackend(ABC):
         with self._held_lock:
             if grant.released:
                 return False
-            known_lost = probed_lost or grant._lost.is_set()
+            known_lost = probed_lost or grant._lost
             if grant._holds > 1 and not known_lost:
                 grant._holds -= 1
                 return True

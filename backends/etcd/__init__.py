@@ -55,6 +55,21 @@ stderr.
 from . import grpc_logs  # noqa: F401  (first: before anything imports grpc)
 from .backend import EtcdBackend
 from .queue import EtcdGrant
-from .store import EtcdStore, owner_guard
+
+# The store is imported when first named (PEP 562): connect() and the first grant do
+# not need it, nor fencing_coord.stores and the audit trail it brings (issue 13).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .store import EtcdStore, owner_guard
 
 __all__ = ["EtcdBackend", "EtcdGrant", "EtcdStore", "owner_guard"]
+
+
+if not TYPE_CHECKING:  # mypy sees the import above
+
+    def __getattr__(name: str) -> object:
+        if name in ("EtcdStore", "owner_guard"):
+            from . import store
+
+            return getattr(store, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,7 +41,12 @@ from .backend import DEFAULT_PORT, ZooKeeperBackend
 from .grant import ZooKeeperGrant
 from .names import DEFAULT_SEQUENCE_WINDOW
 from .session import SessionState
-from .store import ZooKeeperStore
+
+# The store is imported when first named (PEP 562): connect() and the first grant do
+# not need it, nor fencing_coord.stores and the audit trail it brings (issue 13).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .store import ZooKeeperStore
 
 __all__ = [
     "DEFAULT_PORT",
@@ -52,3 +57,13 @@ __all__ = [
     "ZooKeeperGrant",
     "ZooKeeperStore",
 ]
+
+
+if not TYPE_CHECKING:  # mypy sees the import above
+
+    def __getattr__(name: str) -> object:
+        if name == "ZooKeeperStore":
+            from . import store
+
+            return getattr(store, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

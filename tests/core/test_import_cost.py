@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 #: Top-level modules that must not be imported by ``import fencing_coord`` alone.
 HEAVY = ("etcd3", "grpc", "kazoo", "redis", "psycopg", "boto3", "sqlite3", "importlib.metadata", "socket", "uuid")
 
@@ -37,3 +39,42 @@ def test_sql_stores_are_still_importable_by_name() -> None:
 def test_connecting_to_our_own_scheme_scans_no_package_metadata() -> None:
     loaded = _modules_after("import fencing_coord as fc\nfc.connect('memory://x').close()")
     assert "importlib.metadata" not in loaded
+
+
+def test_import_loads_only_the_package_and_its_exceptions() -> None:
+    # Every other public name is imported when first used (issue 13: import <= 30 ms).
+    loaded = _modules_after("import fencing_coord")
+    ours = {m for m in loaded if m.startswith("fencing_coord")}
+    assert ours == {"fencing_coord", "fencing_coord.errors"}
+    assert not {"typing", "dataclasses", "fencing_coord.stores", "fencing_coord.gate"} & loaded
+
+
+def test_connect_and_a_grant_load_no_gate_store_audit_or_rollout() -> None:
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a', timeout=1))")
+    assert not {"fencing_coord.gate", "fencing_coord.audit", "fencing_coord.rollout", "fencing_coord.bound",
+                "fencing_coord.stores", "hashlib"} & loaded
+
+
+def test_a_backend_package_loads_its_store_when_first_named() -> None:
+    for backend, store in (("etcd", "EtcdStore"), ("zookeeper", "ZooKeeperStore")):
+        loaded = _modules_after(f"import fencing_coord.backends.{backend}")
+        assert f"fencing_coord.backends.{backend}.store" not in loaded
+        assert "fencing_coord.stores" not in loaded
+        loaded = _modules_after(f"from fencing_coord.backends.{backend} import {store}\n"
+                                f"import fencing_coord.stores as s\nassert s.{store} is {store}")
+        assert f"fencing_coord.backends.{backend}.store" in loaded
+
+
+def test_every_public_name_resolves_lazily_to_its_home() -> None:
+    import fencing_coord as fc
+    from fencing_coord import config, gate, interface, stores
+
+    assert fc.connect is config.connect
+    assert fc.FencedResource is gate.FencedResource
+    assert fc.Grant is interface.Grant
+    assert fc.stores is stores
+    assert set(fc.__all__) <= set(dir(fc))
+    with pytest.raises(AttributeError, match="not_a_name"):
+        fc.not_a_name  # type: ignore[attr-defined]  # noqa: B018
