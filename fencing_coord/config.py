@@ -13,7 +13,9 @@ and the common options are in :mod:`fencing_coord.url`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -28,7 +30,10 @@ __all__ = [
     "CommonOptions",
     "OptionReader",
     "connect",
+    "load_scheme",
     "parse_url",
+    "scrubbed",
+    "url_or_env",
 ]
 
 ENTRY_POINT_GROUP = "fencing_coord.backends"
@@ -45,21 +50,31 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _entry_point(scheme: str) -> EntryPoint | None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+def _entry_point(scheme: str, group: str) -> EntryPoint | None:
+    for ep in entry_points(group=group):
         if ep.name == scheme:
             return ep
     return None
 
 
 def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:
-    ep = _entry_point(scheme)
-    builtin = _BUILTIN.get(scheme)
+    cls = load_scheme(scheme, url, ENTRY_POINT_GROUP, _BUILTIN)
+    if not (isinstance(cls, type) and issubclass(cls, LockBackend)):
+        raise ConfigurationError(f"entry point {scheme!r} of {ENTRY_POINT_GROUP} is not a LockBackend subclass")
+    return cls
+
+
+def load_scheme(scheme: str, url: str, group: str, builtin_schemes: dict[str, tuple[str, str | None]]) -> object:
+    """The object (a backend class) that entry-point ``group`` (else ``builtin_schemes``:
+    scheme -> ("module:attribute", extra)) names for ``scheme``; ConfigurationError,
+    naming the extra to install, when it cannot be loaded."""
+    ep = _entry_point(scheme, group)
+    builtin = builtin_schemes.get(scheme)
     if ep is None and builtin is None:
-        known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_BUILTIN))
+        known = sorted({ep.name for ep in entry_points(group=group)} | set(builtin_schemes))
         raise ConfigurationError(
             f"{url!r}: no backend for scheme {scheme!r}; known schemes: {', '.join(known)}. "
-            f"A third-party backend registers its scheme in the {ENTRY_POINT_GROUP!r} entry-point group."
+            f"A third-party backend registers its scheme in the {group!r} entry-point group."
         )
     target = ep.value if ep is not None else builtin[0]  # type: ignore[index]
     extra = builtin[1] if builtin is not None else None
@@ -73,8 +88,6 @@ def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:
         else:
             hint = f"install the package that provides the {scheme!r} backend"
         raise ConfigurationError(f"{scheme}:// needs a library that is not installed ({exc}); run: {hint}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, LockBackend)):
-        raise ConfigurationError(f"entry point {scheme!r} -> {target} is not a LockBackend subclass")
     return cls
 
 
@@ -86,20 +99,33 @@ def connect(url: str | None = None, **options: Any) -> LockBackend:
     scheme, a missing extra or a bad option (the message says what to fix), and
     :class:`BackendUnavailable` when the service cannot be reached in ``timeout``.
     """
+    parsed = parse_url(url_or_env(url))
+    cls = _load_backend_class(parsed.scheme, parsed.redacted())
+    with scrubbed(parsed):
+        return cls.from_url(parsed, options)
+
+
+def url_or_env(url: str | None) -> str:
+    """``url``, or ``$FENCING_COORD_URL`` when it is None (ConfigurationError if unset)."""
     if url is None:
         url = os.environ.get(ENV_VAR)
         if not url:
             raise ConfigurationError(f"no backend URL given and ${ENV_VAR} is not set; e.g. connect('etcd://127.0.0.1:2379')")
-    parsed = parse_url(url)
-    cls = _load_backend_class(parsed.scheme, parsed.redacted())
+    return url
+
+
+@contextlib.contextmanager
+def scrubbed(url: BackendURL) -> Iterator[None]:
+    """Run the block (a backend's construction); whatever it raises leaves without
+    ``url``'s password, and a ValueError or TypeError becomes ConfigurationError."""
     try:
-        return cls.from_url(parsed, options)
+        yield
     except FencingCoordError as exc:
-        _scrub_chain(exc, parsed)
+        _scrub_chain(exc, url)
         raise
     except (ValueError, TypeError) as exc:
-        _scrub_chain(exc, parsed)
-        raise ConfigurationError(parsed.scrub(f"{parsed.redacted()}: {exc}")) from exc
+        _scrub_chain(exc, url)
+        raise ConfigurationError(url.scrub(f"{url.redacted()}: {exc}")) from exc
 
 
 def _scrub_chain(exc: BaseException, url: BackendURL) -> None:

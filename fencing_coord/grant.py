@@ -32,13 +32,14 @@ class Grant:
     __slots__ = (
         "_callbacks",
         "_callbacks_done",
+        "_context",
         "_holds",
         "_lock",
         "_lost",
         "_lost_reason",
         "_probe",
         "_released",
-        "_thread",
+        "_settled_hooks",
         "holder",
         "name",
         "owner",
@@ -67,8 +68,11 @@ class Grant:
         self._released = False
         self._callbacks: list[LostCallback] = []
         self._holds = 1
-        # The Thread object, not its ident: CPython reuses idents of finished threads.
-        self._thread = threading.current_thread()
+        # Who acquired it, for the reentrancy rule: the Thread object (not its ident:
+        # CPython reuses idents of finished threads), or the asyncio task; the backend's
+        # template sets it when it books the grant.
+        self._context: object = threading.current_thread()
+        self._settled_hooks: list[Callable[[], object]] = []
 
     def __repr__(self) -> str:
         state = "lost" if self._lost.is_set() else "released" if self._released else "held"
@@ -114,6 +118,17 @@ class Grant:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self._lost.is_set() and self._callbacks_done.wait(remaining)
 
+    def _when_settled(self, notify: Callable[[], object]) -> None:
+        """Call ``notify()`` once the grant is lost and the callbacks registered before
+        the loss have returned (at once if that has happened), from whichever thread
+        gets there; it must not block. How ``fencing_coord.aio.wait_lost`` waits
+        without a thread of its own."""
+        with self._lock:
+            if not self._callbacks_done.is_set():
+                self._settled_hooks.append(notify)
+                return
+        notify()
+
     # -- for backends ---------------------------------------------------------------
 
     def mark_lost(self, reason: str) -> bool:
@@ -146,6 +161,10 @@ class Grant:
                         _log.exception("on_lost callback %r failed for %r", fn, self)
             finally:
                 if done is not None:
-                    done.set()
+                    with self._lock:
+                        done.set()
+                        hooks, self._settled_hooks = self._settled_hooks, []
+                    for notify in hooks:
+                        notify()
 
         threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()

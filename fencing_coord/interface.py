@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,11 +26,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
+from .errors import NotSupported
+from .frontend import FrontEnd
 from .grant import Grant
 from .records import LockState
 from .url import BackendURL
-from .validation import check_name, check_timeout
+from .validation import check_name
 
 if TYPE_CHECKING:
     from .election import Election
@@ -54,7 +54,7 @@ class Capabilities:
     multiprocess: bool = True
 
 
-class LockBackend(ABC):
+class LockBackend(FrontEnd, ABC):
     """One client session with a coordination service, shared by every lock it holds.
 
     Obtain one with :func:`fencing_coord.connect`. Thread-safe. Use it as a context
@@ -64,15 +64,6 @@ class LockBackend(ABC):
     #: URL schemes this class serves (documentation; registration is by entry point).
     schemes: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[Capabilities] = Capabilities()
-
-    def __init__(self, *, ttl: float, namespace: str, identity: str) -> None:
-        self.ttl = ttl
-        self.namespace = namespace
-        self.identity = identity
-        self._held: dict[tuple[str, threading.Thread], Grant] = {}
-        self._terms: dict[int, Grant] = {}
-        self._held_lock = threading.Lock()
-        self._closed = False
 
     @classmethod
     @abstractmethod
@@ -97,30 +88,17 @@ class LockBackend(ABC):
         timeout passes (the caller's place in the queue is withdrawn),
         :class:`BackendUnavailable` when the service cannot be reached.
         """
-        check_name(name)
-        seconds = check_timeout(timeout)
-        if on_queued is not None and not callable(on_queued):
-            raise InvalidArgumentType("on_queued must be callable")
-        self._check_open()
-        reentered = self._reenter(name)
-        if reentered is not None:
-            return reentered
-        deadline = None if seconds is None else time.monotonic() + seconds
-        grant = self._acquire(name, deadline, on_queued)
-        if grant is None:
-            raise LockTimeout(f"lock {name!r} not acquired within {seconds} s")
-        return self._remember(grant)
+        ticket = self._ticket(name, timeout, on_queued, threading.current_thread())
+        got = ticket.reentered or self._granted(ticket, self._acquire(name, ticket.deadline, on_queued))
+        assert got is not None  # _granted raises LockTimeout rather than return None here
+        return self._kept(got)
 
     def try_acquire(self, name: str) -> Grant | None:
         """Return a :class:`Grant` if ``name`` is free now, else None. Never waits
         behind a holder (it may wait for the service itself to answer)."""
-        check_name(name)
-        self._check_open()
-        reentered = self._reenter(name)
-        if reentered is not None:
-            return reentered
-        grant = self._acquire(name, time.monotonic(), None)
-        return None if grant is None else self._remember(grant)
+        ticket = self._ticket(name, 0, None, threading.current_thread(), try_once=True)
+        got = ticket.reentered or self._granted(ticket, self._acquire(name, ticket.deadline, None), try_once=True)
+        return None if got is None else self._kept(got)
 
     def renew(self, grant: Grant) -> Grant:
         """Extend the lease behind ``grant`` and return it, with the same token.
@@ -128,12 +106,7 @@ class LockBackend(ABC):
         Raises :class:`LockLost` when the grant is already lost or released, and
         :class:`InvalidArgument` for a grant this backend object did not issue.
         """
-        self._check_own(grant)
-        if grant.released:
-            raise LockLost(f"{grant!r} was released")
-        if grant.lost:
-            raise LockLost(f"{grant!r} was lost: {grant.lost_reason}")
-        self._renew(grant)
+        self._renew(self._check_renewable(grant))
         return grant
 
     def release(self, grant: Grant) -> bool:
@@ -143,19 +116,8 @@ class LockBackend(ABC):
         taken over or already been released. Raises :class:`InvalidArgument` for a
         grant this backend object did not issue: only the holder may release.
         """
-        self._check_own(grant)
-        with self._held_lock:
-            if grant.released:
-                return False
-            if grant._holds > 1 and not grant.lost:
-                grant._holds -= 1
-                return True
-            grant.mark_released()
-            key = (grant.name, grant._thread)
-            if self._held.get(key) is grant:
-                del self._held[key]
-            self._terms.pop(id(grant), None)
-        return self._release(grant)
+        booked = self._unbook(grant)
+        return self._release(grant) if booked is None else booked
 
     @contextmanager
     def lock(self, name: str, timeout: float | None = None) -> Iterator[Grant]:
@@ -197,24 +159,13 @@ class LockBackend(ABC):
         Threads of this backend still waiting in ``acquire`` or ``campaign`` are
         withdrawn from the queue and raise :class:`InvalidArgument` ("closed").
         Idempotent."""
-        with self._held_lock:
-            if self._closed:
-                return
-            self._closed = True
-            held = list(self._held.values()) + list(self._terms.values())
-            self._held.clear()
-            self._terms.clear()
-        for grant in held:
-            grant.mark_released()
+        held = self._close_book()
+        if held is None:
+            return
         try:
             self._close(held)
         except Exception:
             _log.exception("closing %r failed", self)
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
 
     def __enter__(self) -> LockBackend:
         return self
@@ -226,9 +177,6 @@ class LockBackend(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} identity={self.identity!r} namespace={self.namespace!r}>"
 
     # -- the SPI a backend implements ------------------------------------------------
 
@@ -265,61 +213,25 @@ class LockBackend(ABC):
 
     # -- helpers for subclasses ------------------------------------------------------
 
-    def _live_grants(self) -> list[Grant]:
-        """The grants (locks and election terms) this backend holds now: neither
-        released nor known lost. For backends' background checks."""
-        with self._held_lock:
-            grants = [*self._held.values(), *self._terms.values()]
-        return [grant for grant in grants if not grant.released and not grant.lost]
+    def _kept(self, grant: Grant) -> Grant:
+        """``grant``, unless close() raced with its acquisition: then it is given back."""
+        if grant.released:
+            self._give_back(grant)
+            raise self._closed_meanwhile(grant.name)
+        return grant
 
     def _adopt_term(self, name: str, grant: Grant | None) -> Grant | None:
         """Keep a newly won election term (resigned by :meth:`close`); a term won while
         the backend was being closed is given back and InvalidArgument raised."""
-        if grant is None:
-            return None
-        with self._held_lock:
-            if not self._closed:
-                self._terms[id(grant)] = grant
-                return grant
-        self._give_back(grant)
-        raise InvalidArgument(f"{self!r} was closed while campaigning in {name!r}")
-
-    def _reenter(self, name: str) -> Grant | None:
-        with self._held_lock:
-            grant = self._held.get((name, threading.current_thread()))
-            if grant is None:
-                return None
-            if grant.lost or grant.released:
-                del self._held[(name, grant._thread)]
-                return None
-            grant._holds += 1
-            return grant
-
-    def _remember(self, grant: Grant) -> Grant:
-        with self._held_lock:
-            if not self._closed:
-                self._held[(grant.name, grant._thread)] = grant
-                return grant
-        self._give_back(grant)
-        raise InvalidArgument(f"{self!r} was closed while {grant.name!r} was being acquired")
+        term = self._book_term(grant)
+        if term is not None and term.released:
+            self._give_back(term)
+            raise self._closed_meanwhile(name, "campaigning")
+        return term
 
     def _give_back(self, grant: Grant) -> None:
         """Release a grant that close() raced with: nobody else would ever release it."""
-        grant.mark_released()
         try:
             self._release(grant)
         except Exception:
             _log.exception("releasing %r after close failed", grant)
-
-    def _check_own(self, grant: object) -> None:
-        if not isinstance(grant, Grant):
-            raise InvalidArgumentType(f"expected a Grant, not {type(grant).__name__}")
-        if grant.owner is not self:
-            raise InvalidArgument(
-                f"{grant!r} was issued to {grant.holder!r}, not to {self.identity!r}: "
-                "only the holder may renew or release it"
-            )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise InvalidArgument(f"{self!r} is closed")
