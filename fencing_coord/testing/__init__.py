@@ -15,15 +15,23 @@ Tests needing a capability the backend lacks are skipped with the reason.
 
 from __future__ import annotations
 
+from .aio_elections import AsyncElectionConformance
+from .aio_fixtures import AioCase, AsyncBackendFixtures, aio_test
+from .aio_locks import AsyncLockConformance
 from .elections import ElectionConformance, ObservedLeaders
 from .fixtures import BackendFixtures, FakeClock, MakeBackend
 from .locks import LockBackendConformance
 
 __all__ = [
+    "AioCase",
+    "AsyncBackendFixtures",
+    "AsyncElectionConformance",
+    "AsyncLockConformance",
     "BackendFixtures",
     "ElectionConformance",
     "FakeClock",
     "LockBackendConformance",
     "MakeBackend",
     "ObservedLeaders",
+    "aio_test",
 ]
