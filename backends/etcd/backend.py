@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -14,21 +13,22 @@ from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
 from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
-from fencing_coord.url import BackendURL, OptionReader
+from fencing_coord.url import BackendURL, CommonOptions, OptionReader
 
 from .connection import Connection, connection_for, readable_file
 from .election import proclaim, read_leader
+from .keys import EtcdKeys
 from .queue import EtcdGrant, Queues
 from .session import Session
 from .watch import PrefixWatch
-from .wire import MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
+from .wire import prefix_end, range_request
 
 __all__ = ["EtcdBackend"]
 
 _log = logging.getLogger(__name__)
 
 
-class EtcdBackend(ElectionBackend):
+class EtcdBackend(EtcdKeys, ElectionBackend):
     """Locks on etcd v3 with fencing tokens from etcd's revisions.
 
     URL grammar::
@@ -113,14 +113,19 @@ class EtcdBackend(ElectionBackend):
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
+        conn, common = cls.settings(url, options)
+        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+
+    @staticmethod
+    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[Connection, CommonOptions]:
+        """The connection (not yet opened) and common options an etcd URL means."""
         reader = OptionReader(url, options)
         common = reader.common()
         ca = reader.get("ca", None, readable_file)
         cert = reader.get("cert", None, readable_file)
         key = reader.get("key", None, readable_file)
         reader.finish()
-        conn = connection_for(url, common.timeout, ca, cert, key)
-        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+        return connection_for(url, common.timeout, ca, cert, key), common
 
     # -- what operators and tests may look at ------------------------------------------------
 
@@ -136,24 +141,11 @@ class EtcdBackend(ElectionBackend):
         """The members this backend talks to, as host:port."""
         return tuple(self._conn.targets)
 
-    def lock_prefix(self, name: str) -> str:
-        """The etcd key prefix under which ``name``'s contenders queue."""
-        return self._lock_prefix(name).decode()
-
     # -- the lock SPI ----------------------------------------------------------------------
-
-    def _lock_prefix(self, name: str) -> bytes:
-        return self._root + b"locks/" + name.encode() + b"/"
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
         return wait_in_line(line, deadline, on_queued)
-
-    def _probe(self, grant: Grant) -> None:
-        lease = narrow(grant, EtcdGrant).place.lease
-        reason = self._session.check(lease)
-        if reason is not None:
-            grant.mark_lost(reason)
 
     def _renew(self, grant: Grant) -> None:
         mine = narrow(grant, EtcdGrant)
@@ -163,35 +155,15 @@ class EtcdBackend(ElectionBackend):
         except LockLost:
             mine.mark_lost(lease.dead or "lease lost")
             raise
-        if lease.dead is not None:
-            mine.mark_lost(lease.dead)
-            raise LockLost(f"{mine!r} was lost: {lease.dead}")
-        if not any(kv.create_revision == mine.place.revision for kv in self._conn.range(range_request(mine.place.key))):
-            self._key_deleted(mine)
+        self._renewed(mine, [] if lease.dead is not None else self._conn.range(range_request(mine.place.key)))
 
     def _check_held_keys(self) -> None:
         """From the keepalive thread, every ttl/3: report a grant whose key was deleted
         out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
         ZooKeeper's node watches do, instead of waiting for the holder's next renew.
         One read of every held key per round, only while something is held."""
-        held = [narrow(grant, EtcdGrant) for grant in self._live_grants()]
-        for start in range(0, len(held), MAX_TXN_OPS):
-            chunk = held[start:start + MAX_TXN_OPS]
-            response = self._conn.txn(txn(success=[range_op(range_request(grant.place.key)) for grant in chunk]))
-            for grant, op in zip(chunk, response.responses, strict=True):
-                if not grant.released and not any(kv.create_revision == grant.place.revision for kv in range_kvs(op)):
-                    with contextlib.suppress(LockLost):
-                        self._key_deleted(grant)
-
-    def _key_deleted(self, grant: EtcdGrant) -> None:
-        """``grant``'s key is gone while its lease lives (deleted out of band): mark the
-        grant lost and raise LockLost. The key's slot stays taken until ``release``, so
-        that its delete cannot hit a newer key of the same name."""
-        place = grant.place
-        self._session.unbind(place.lease, grant)
-        kind = "lock" if place.prefix.startswith(self._root + b"locks/") else "election"
-        grant.mark_lost(f"{kind} key deleted")
-        raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
+        for chunk, request in self._held_key_reads(self._live_grants()):
+            self._report_deleted(chunk, self._conn.txn(request))
 
     def _release(self, grant: Grant) -> bool:
         place = narrow(grant, EtcdGrant).place
@@ -200,17 +172,11 @@ class EtcdBackend(ElectionBackend):
         return held and place.lease.dead is None
 
     def _describe(self, name: str) -> LockState:
-        members = self._queues.members(self._lock_prefix(name))
-        if not members:
-            return LockState(name, None, None)
-        head, *waiting = members
-        return LockState(name, head.value.decode(errors="replace"), head.create_revision,
-                         tuple(kv.value.decode(errors="replace") for kv in waiting))
+        return self._state(name, self._queues.members(self._lock_prefix(name)))
 
     def _names(self) -> list[str]:
         prefix = self._root + b"locks/"
-        kvs = self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True))
-        return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
+        return self._names_in(self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True)))
 
     def _close(self, held: list[Grant]) -> None:
         try:
@@ -219,9 +185,6 @@ class EtcdBackend(ElectionBackend):
             self._conn.close()
 
     # -- the election capability ----------------------------------------------------------
-
-    def _election_prefix(self, name: str) -> bytes:
-        return self._root + b"elections/" + name.encode() + b"/"
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:

@@ -26,13 +26,13 @@ from etcd3 import etcdrpc
 
 from fencing_coord.errors import BackendUnavailable, InvalidArgument
 from fencing_coord.fairqueue import EntryGone
+from fencing_coord.frontend import FrontEnd
 from fencing_coord.grant import Grant
-from fencing_coord.interface import LockBackend
 
 from .session import Lease, Session
 from .wire import KV, LeaseNotFound, compare, prefix_end, put, range_kvs, range_op, range_request, status_code, txn
 
-__all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
+__all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues", "look_result", "watch_requests"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,17 +65,36 @@ class EtcdGrant(Grant):
 
     __slots__ = ("place",)
 
-    def __init__(self, name: str, token: int, holder: str, *, owner: LockBackend,
+    def __init__(self, name: str, token: int, holder: str, *, owner: FrontEnd,
                  probe: Callable[[Grant], None], place: Place) -> None:
         super().__init__(name, token, holder, owner=owner, probe=probe)
         self.place = place
+
+
+def look_result(response: Any, place: Place) -> tuple[bytes | None, int, bool]:
+    """(our predecessor's key or None, the revision read at, whether our key still
+    exists), from the answer to :meth:`EtcdQueue.look_request`."""
+    mine = [kv for kv in range_kvs(response.responses[0]) if kv.create_revision == place.revision]
+    before = range_kvs(response.responses[1])
+    return (before[0].key if before else None), int(response.header.revision), bool(mine)
+
+
+def watch_requests(place: Place) -> list[Any]:
+    """The watches a waiter holds: deletions of its predecessor's key and of its own.
+
+    From "now", not from ``seen + 1``: etcd serves a watch that starts in the past from
+    a catch-up loop that runs every 100 ms, which under contention would add tens of
+    milliseconds to every handoff. What was deleted between ``seen`` and the watches'
+    creation is caught by looking again once both are confirmed."""
+    return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+        key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])) for key in (place.predecessor, place.key)]
 
 
 class Queues:
     """What the queues of one backend share: the session whose lease their keys are bound
     to, the backend that grants come from, and each queue's requests (which never change)."""
 
-    def __init__(self, session: Session, owner: LockBackend, probe: Callable[[Grant], None], *,
+    def __init__(self, session: Session, owner: FrontEnd, probe: Callable[[Grant], None], *,
                  recheck_interval: float) -> None:
         self.session = session
         self.conn = session.conn
@@ -136,8 +155,7 @@ class EtcdQueue:
         self._check_open()
         session = self.queues.session
         lease = session.lease()
-        slot = session.take_slot(lease)
-        key = self.prefix + f"{lease.id:x}-{slot}".encode()
+        key, slot = self.new_key(lease)
         asked = time.monotonic()
         try:
             place = self._put_if_empty(key, lease, slot) if exclusive else self._put_last(key, lease, slot)
@@ -176,13 +194,8 @@ class EtcdQueue:
             return
         queues = self.queues
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Watch from "now", not from seen + 1: etcd serves a watch that starts in the
-        # past from a catch-up loop that runs every 100 ms, which under contention
-        # would add tens of milliseconds to every handoff. What was deleted between
-        # ``seen`` and the watch's creation is caught by looking again (below).
-        for key in (place.predecessor, place.key):
-            requests.put(etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-                key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])))
+        for request in watch_requests(place):
+            requests.put(request)
 
         def stream() -> Iterator[Any]:
             while (request := requests.get()) is not None:
@@ -248,33 +261,66 @@ class EtcdQueue:
     def _put_last(self, key: bytes, lease: Lease, slot: int) -> Place | None:
         """Put our key; return our place (with our predecessor), or None if the key
         vanished already."""
-        response = self.queues.conn.txn(txn(
+        found = self.put_last_result(self.queues.conn.txn(self.put_last_request(key, lease)), key, lease, slot)
+        if isinstance(found, Place) and not found.first and found.seen == 0:
+            predecessor, seen, present = self._look(found)
+            found = replace(found, predecessor=predecessor, seen=seen) if present else None
+        if found is None:
+            self.queues.session.free_slot(lease, slot)
+        return found
+
+    def _put_if_empty(self, key: bytes, lease: Lease, slot: int) -> Place | None:
+        """Put our key only if nobody holds or waits: one transaction, nothing to undo."""
+        response = self.queues.conn.txn(self.put_if_empty_request(key, lease))
+        found = self.put_if_empty_result(response, key, lease, slot)
+        if found is None:
+            self.queues.session.free_slot(lease, slot)
+        return found
+
+    def _look(self, place: Place) -> tuple[bytes | None, int, bool]:
+        """(our predecessor's key or None, the revision read at, whether our key still
+        exists)."""
+        try:
+            response = self.queues.conn.txn(self.look_request(place))
+        except BackendUnavailable:
+            self._failing = True
+            raise
+        return look_result(response, place)
+
+    # -- the requests and what their answers mean (shared with the asyncio driver) ---------
+
+    def put_last_request(self, key: bytes, lease: Lease) -> Any:
+        return txn(
             [compare(key, "create", "==", 0)],
             [put(key, self.value, lease.id), self.newest_two],
             # A retry of a put that was applied after all: find our key instead. (Only
             # this request can have made it: a slot is reused only once its key is gone.)
             [range_op(range_request(key))],
-        ))
+        )
+
+    @staticmethod
+    def put_last_result(response: Any, key: bytes, lease: Lease, slot: int) -> Place | None:
+        """Our place from the answer to :meth:`put_last_request`: with its predecessor;
+        or, when an earlier attempt had put the key, a place still to look at (``seen``
+        0 and not first); None when the key is gone already."""
         if response.succeeded:
             newest = response.responses[1].response_range.kvs
             revision = int(response.header.revision)
             return Place(key, revision, lease, slot, bytes(newest[1].key) if len(newest) > 1 else None, revision)
         mine = range_kvs(response.responses[0])
         if mine:
-            place = Place(key, mine[0].create_revision, lease, slot)
-            predecessor, seen, present = self._look(place)
-            if present:
-                return replace(place, predecessor=predecessor, seen=seen)
-        self.queues.session.free_slot(lease, slot)
+            return Place(key, mine[0].create_revision, lease, slot, predecessor=b"?")
         return None
 
-    def _put_if_empty(self, key: bytes, lease: Lease, slot: int) -> Place | None:
-        """Put our key only if nobody holds or waits: one transaction, nothing to undo."""
-        response = self.queues.conn.txn(txn(
+    def put_if_empty_request(self, key: bytes, lease: Lease) -> Any:
+        return txn(
             [compare(self.prefix, "version", "==", 0, range_end=self.end)],
             [put(key, self.value, lease.id)],
             [range_op(range_request(key))],
-        ))
+        )
+
+    @staticmethod
+    def put_if_empty_result(response: Any, key: bytes, lease: Lease, slot: int) -> Place | None:
         if response.succeeded:
             return Place(key, int(response.header.revision), lease, slot)
         mine = range_kvs(response.responses[0])
@@ -282,24 +328,19 @@ class EtcdQueue:
             # An earlier attempt of this request was applied after all, when the queue
             # was empty: our key is first.
             return Place(key, mine[0].create_revision, lease, slot)
-        self.queues.session.free_slot(lease, slot)
         return None
 
-    def _look(self, place: Place) -> tuple[bytes | None, int, bool]:
-        """(our predecessor's key or None, the revision read at, whether our key still
-        exists)."""
-        try:
-            response = self.queues.conn.txn(txn(success=[
-                range_op(range_request(place.key)),
-                range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
-                                       max_create_revision=max(1, place.revision - 1))),
-            ]))
-        except BackendUnavailable:
-            self._failing = True
-            raise
-        mine = [kv for kv in range_kvs(response.responses[0]) if kv.create_revision == place.revision]
-        before = range_kvs(response.responses[1])
-        return (before[0].key if before else None), int(response.header.revision), bool(mine)
+    def look_request(self, place: Place) -> Any:
+        return txn(success=[
+            range_op(range_request(place.key)),
+            range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
+                                   max_create_revision=max(1, place.revision - 1))),
+        ])
+
+    def new_key(self, lease: Lease) -> tuple[bytes, int]:
+        """A key name for our entry under ``lease``, and its slot."""
+        slot = self.queues.session.take_slot(lease)
+        return self.prefix + f"{lease.id:x}-{slot}".encode(), slot
 
     def _check_lease(self, place: Place) -> None:
         """EntryGone (after disposing of our key) if our lease has died meanwhile."""
