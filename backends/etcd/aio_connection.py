@@ -1,0 +1,138 @@
+"""The asyncio connection to an etcd cluster: ``grpc.aio`` channels over the same
+protobuf stubs (``etcd3.etcdrpc``) and the same retry policy (:class:`.retry.Retry`) as
+the blocking :class:`.connection.Connection`; nothing waits in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+import grpc.aio
+from etcd3 import etcdrpc
+
+from fencing_coord.errors import BackendUnavailable
+
+from .connection import CHANNEL_OPTIONS, Connection
+from .retry import Members, Retry
+from .wire import KV, StreamEnded
+
+__all__ = ["AsyncConnection"]
+
+_log = logging.getLogger(__name__)
+
+
+class AsyncConnection(Members):
+    """grpc.aio channels to the members of the cluster ``settings`` describes (a blocking
+    :class:`Connection`, used for its settings only); one member in use at a time."""
+
+    def __init__(self, settings: Connection) -> None:
+        super().__init__(settings.targets, timeout=settings.timeout, label=settings.label)
+        self.credentials = settings.credentials
+        self.user, self.password = settings.user, settings.password
+        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[int, str], Any] = {}
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._closed = False
+
+    def _stub(self, index: int, service: str) -> Any:
+        if self._closed:
+            raise BackendUnavailable(f"the connection to {self.label} is closed")
+        stub = self._stubs.get((index, service))
+        if stub is None:
+            channel = self._channels.get(index)
+            if channel is None:
+                target = self.targets[index]
+                if self.credentials is None:
+                    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+                else:
+                    channel = grpc.aio.secure_channel(target, self.credentials, options=CHANNEL_OPTIONS)
+                self._channels[index] = channel
+            stub = self._stubs[(index, service)] = getattr(etcdrpc, service + "Stub")(channel)
+        return stub
+
+    async def close(self) -> None:
+        self._closed = True
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()
+
+    async def authenticate(self) -> None:
+        """Log in with the URL's user and password (no-op without them)."""
+        if self.user is None:
+            return
+        request = etcdrpc.AuthenticateRequest(name=self.user, password=self.password or "")
+        response = await self.call("Auth", "Authenticate", request, authenticating=True)
+        self._metadata = (("token", str(response.token)),)
+
+    async def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
+                   idempotent: bool = True, authenticating: bool = False) -> Any:
+        """Send one unary request and return the response; retried and mapped as
+        :meth:`Connection.call`."""
+        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating)
+        while True:
+            index, seconds = retry.attempt()
+            try:
+                rpc = getattr(self._stub(index, service), method)
+                return await rpc(request, timeout=seconds, metadata=self._metadata)
+            except (ValueError, grpc.RpcError) as exc:
+                pause = retry.failed(index, exc)
+            except asyncio.CancelledError:
+                self._check_closed_meanwhile()
+                raise
+            if pause is None:
+                await self.authenticate()
+            else:
+                await asyncio.sleep(pause)
+
+    async def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:
+        """Refresh lease ``lease_id`` once; its new TTL (<= 0: etcd no longer has it)."""
+        request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
+        retry = Retry(self, "LeaseKeepAlive", budget, idempotent=True, authenticating=False)
+        while True:
+            index, seconds = retry.attempt()
+            call = None
+            try:
+                call = self._stub(index, "Lease").LeaseKeepAlive(timeout=seconds, metadata=self._metadata)
+                await call.write(request)
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    raise StreamEnded("etcd closed the keepalive stream without an answer")
+                return int(answer.TTL)
+            except (ValueError, StreamEnded, grpc.RpcError) as exc:
+                pause = retry.failed(index, exc)
+            except asyncio.CancelledError:
+                self._check_closed_meanwhile()
+                raise
+            finally:
+                if call is not None:
+                    call.cancel()
+            if pause is None:
+                await self.authenticate()
+            else:
+                await asyncio.sleep(pause)
+
+    def _check_closed_meanwhile(self) -> None:
+        """A call ended in CancelledError: grpc's answer to ``close()`` cancelling the
+        calls of its channels. Unless the task itself is being cancelled, that is the
+        connection being closed: BackendUnavailable."""
+        task = asyncio.current_task()
+        if self._closed and (task is None or task.cancelling() == 0):
+            raise BackendUnavailable(f"{self.label}: the connection is closed")
+
+    async def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Any:
+        return await self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)
+
+    async def range(self, request: Any, *, budget: float | None = None) -> list[KV]:
+        response = await self.call("KV", "Range", request, budget=budget)
+        return [KV.of(kv) for kv in response.kvs]
+
+    def watch(self) -> tuple[int, Any]:
+        """Open a watch stream on the member in use: (member index, the stream call, to
+        ``write`` create requests to and ``read`` responses from). It carries
+        ``hasleader``, so that etcd ends it when that member loses its leader."""
+        index = self._current
+        return index, self._stub(index, "Watch").Watch(metadata=(*self._metadata, ("hasleader", "true")))
