@@ -46,7 +46,7 @@ from .monitor import Monitor
 from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, serial_distance
 from .session import OutcomeUnknown, Stat
 
-__all__ = ["ZooKeeperPlace", "ZooKeeperQueue"]
+__all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +62,32 @@ class ZooKeeperPlace:
     @property
     def first(self) -> bool:
         return self.predecessor is None
+
+
+@dataclass(frozen=True, slots=True)
+class Exhausted:
+    """The queue's sequence window is used up: ``note`` says why, to be written into the
+    parent as its mark; None when the parent was marked already (read the mark)."""
+
+    note: str | None
+
+
+def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
+             window: int) -> ZooKeeperPlace | Exhausted:
+    """Our place, from a listing of the parent (``children``, its stat). Raises EntryGone
+    when our node is not among them."""
+    if entry.node not in children:
+        raise EntryGone(f"{entry.path} no longer exists")
+    if parent_stat.data_length > 0:
+        return Exhausted(None)
+    others = contenders(children, kind)
+    distances = [serial_distance(c.seq, entry.seq) for c in others]
+    if any(abs(d) > window for d in distances):
+        return Exhausted(f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
+                         f"{entry.node}; the window is {window}")
+    before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
+    predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
+    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
 
 
 class ZooKeeperQueue:
@@ -193,21 +219,13 @@ class ZooKeeperQueue:
             )
         except NoNodeError:
             raise EntryGone(f"{entry.parent} no longer exists") from None
-        parent_stat = Stat.of(raw_stat)
-        if entry.node not in children:
-            raise EntryGone(f"{entry.path} no longer exists")
-        if parent_stat.data_length > 0:
-            raise self._exhausted(self._mark())
-        others = contenders(children, self.kind)
-        distances = [serial_distance(c.seq, entry.seq) for c in others]
-        if any(abs(d) > self.window for d in distances):
-            note = (f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
-                    f"{entry.node}; the window is {self.window}")
-            self._set_mark(note)
-            raise self._exhausted(note)
-        before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
-        predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
-        return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
+        found = position(children, Stat.of(raw_stat), entry, self.kind, self.window)
+        if isinstance(found, Exhausted):
+            if found.note is None:
+                raise self._exhausted(self._mark())
+            self._set_mark(found.note)
+            raise self._exhausted(found.note)
+        return found
 
     def _delete(self, entry: Entry) -> bool:
         """Delete our node; True if it still existed. Never raises: a node that cannot be
