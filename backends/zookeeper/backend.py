@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -17,28 +16,26 @@ from fencing_coord.fairqueue import wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
-from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.spi import ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
 from fencing_coord.validation import INT32_MILLISECONDS
 
+from .common import ZooKeeperCommon
 from .election import LeaderWatch, read_leader
 from .grant import ZooKeeperGrant
 from .members import members
-from .monitor import Monitor
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
 from .queue import ZooKeeperQueue
-from .session import Session, SessionState, presend
+from .session import presend
 
 __all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 2181
-# Lock names whose paths a backend remembers.
-_PATH_CACHE_SIZE: Final = 4096
 
 
-class ZooKeeperBackend(ElectionBackend):
+class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
     """Locks and leader elections on ZooKeeper:
     ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
 
@@ -83,28 +80,20 @@ class ZooKeeperBackend(ElectionBackend):
         """Connect to ``hosts`` (``host:port,...``); every path is put below ``chroot``
         (``/a/b`` or empty). Raises :class:`BackendUnavailable` when no server accepts a
         session within ``timeout``."""
-        super().__init__(ttl=ttl, namespace=namespace, identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
-        self.timeout = timeout
-        #: The chroot, applied here rather than by kazoo, so that missing levels of it are
-        #: created along with our own znodes (kazoo creates only the last level).
-        self.chroot = chroot.rstrip("/")
-        self._root = f"{self.chroot}{ROOT}/{segment(namespace)}"
-        self._window = sequence_window
-        self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
-        auth = (username, password or "") if username is not None else None
-        self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
-                                randomize_hosts=randomize_hosts)
-        self._monitor = Monitor(self._session, owner=self)
+        self._prepare(hosts, chroot=chroot, ttl=ttl, namespace=namespace, identity=identity, timeout=timeout,
+                      username=username, password=password, randomize_hosts=randomize_hosts,
+                      sequence_window=sequence_window)
         self._session.start()
-        granted = self._session.negotiated_timeout
-        if abs(granted - ttl) > 0.001:
-            _log.warning("ZooKeeper granted a session timeout of %.3f s instead of the requested ttl=%.3f s "
-                         "(the server bounds it by minSessionTimeout/maxSessionTimeout); using %.3f s",
-                         granted, ttl, granted)
-        self._monitor.start()
+        self._started()
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> ZooKeeperBackend:
+        hosts, settings = cls.settings(url, options)
+        return cls(hosts, **settings)
+
+    @staticmethod
+    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The host list and the keyword arguments a ZooKeeper URL and options mean."""
         reader = OptionReader(url, options)
         common = reader.common(max_ttl=INT32_MILLISECONDS)
         randomize = reader.get("randomize_hosts", True, _parse_bool)
@@ -120,59 +109,9 @@ class ZooKeeperBackend(ElectionBackend):
                 f"{url.redacted()}: chroot /{chroot} is not a usable ZooKeeper path (an empty, '.' or '..' "
                 "segment, a character ZooKeeper refuses, or below /zookeeper)"
             )
-        return cls(hosts, chroot="/" + chroot if chroot else "", ttl=common.ttl,
-                   namespace=common.namespace, identity=common.identity,
-                   timeout=common.timeout, username=url.username, password=url.password,
-                   randomize_hosts=randomize, sequence_window=window)
-
-    # -- session information --------------------------------------------------------------
-
-    @property
-    def session_state(self) -> SessionState:
-        """The session's state now (see :class:`SessionState`)."""
-        return self._session.state
-
-    @property
-    def suspended(self) -> bool:
-        """True while the connection is lost and the session may or may not be alive: a
-        careful holder pauses its writes until this is False again."""
-        return self._session.suspended
-
-    @property
-    def session_timeout(self) -> float:
-        """The session timeout the server granted, seconds."""
-        return self._session.negotiated_timeout
-
-    @property
-    def session_id(self) -> int | None:
-        """The current session's id (None while there is none)."""
-        return self._session.session_id
-
-    @property
-    def kazoo_client(self) -> Any:
-        """The underlying ``kazoo.client.KazooClient`` (for tests and diagnostics; using
-        kazoo's recipes on this library's paths breaks its guarantees)."""
-        return self._session.client
-
-    def wait_connected(self, timeout: float | None = None) -> bool:
-        """Block until the session is connected; True if it is within ``timeout`` s."""
-        return self._session.wait_connected(timeout)
-
-    # -- paths ----------------------------------------------------------------------------
-
-    def lock_path(self, name: str) -> str:
-        """The persistent parent znode of lock ``name``: its full path on the server,
-        chroot included (as an operator would name it in ``zkCli.sh``)."""
-        path = self._lock_paths.get(name)
-        if path is None:
-            path = f"{self._root}/locks/{segment(name)}"
-            if len(self._lock_paths) < _PATH_CACHE_SIZE:
-                self._lock_paths[name] = path
-        return path
-
-    def election_path(self, name: str) -> str:
-        """The persistent parent znode of election ``name``, chroot included."""
-        return f"{self._root}/elections/{segment(name)}"
+        return hosts, {"chroot": "/" + chroot if chroot else "", "ttl": common.ttl, "namespace": common.namespace,
+                       "identity": common.identity, "timeout": common.timeout, "username": url.username,
+                       "password": url.password, "randomize_hosts": randomize, "sequence_window": window}
 
     # -- the lock SPI -----------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""What both ZooKeeper front ends (:class:`.backend.ZooKeeperBackend` and
+:class:`.aio_backend.AsyncZooKeeperBackend`) share without I/O: their set-up (paths, the
+session object, the monitor), the session's information, and where locks and elections
+live."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Final
+
+from fencing_coord.frontend import FrontEnd
+from fencing_coord.spi import ROOT
+
+from .monitor import Monitor
+from .names import DEFAULT_SEQUENCE_WINDOW, segment
+from .session import Session, SessionState
+
+__all__ = ["ZooKeeperCommon"]
+
+_log = logging.getLogger(__name__)
+
+# Lock names whose paths a backend remembers.
+_PATH_CACHE_SIZE: Final = 4096
+
+
+class ZooKeeperCommon(FrontEnd):
+    """Mixin of the ZooKeeper backends (before their template class in the bases)."""
+
+    def _prepare(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
+                 identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
+                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW) -> None:
+        """Everything but connecting: see ZooKeeperBackend."""
+        FrontEnd.__init__(self, ttl=ttl, namespace=namespace,
+                          identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
+        self.timeout = timeout
+        #: The chroot, applied here rather than by kazoo, so that missing levels of it are
+        #: created along with our own znodes (kazoo creates only the last level).
+        self.chroot = chroot.rstrip("/")
+        self._root = f"{self.chroot}{ROOT}/{segment(namespace)}"
+        self._window = sequence_window
+        self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
+        auth = (username, password or "") if username is not None else None
+        self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
+                                randomize_hosts=randomize_hosts)
+        self._monitor = Monitor(self._session, owner=self)
+
+    def _started(self) -> None:
+        """Once the session is connected: say what timeout the server granted, start
+        the monitor."""
+        granted = self._session.negotiated_timeout
+        if abs(granted - self.ttl) > 0.001:
+            _log.warning("ZooKeeper granted a session timeout of %.3f s instead of the requested ttl=%.3f s "
+                         "(the server bounds it by minSessionTimeout/maxSessionTimeout); using %.3f s",
+                         granted, self.ttl, granted)
+        self._monitor.start()
+
+    # -- session information --------------------------------------------------------------
+
+    @property
+    def session_state(self) -> SessionState:
+        """The session's state now (see :class:`SessionState`)."""
+        return self._session.state
+
+    @property
+    def suspended(self) -> bool:
+        """True while the connection is lost and the session may or may not be alive: a
+        careful holder pauses its writes until this is False again."""
+        return self._session.suspended
+
+    @property
+    def session_timeout(self) -> float:
+        """The session timeout the server granted, seconds."""
+        return self._session.negotiated_timeout
+
+    @property
+    def session_id(self) -> int | None:
+        """The current session's id (None while there is none)."""
+        return self._session.session_id
+
+    @property
+    def kazoo_client(self) -> Any:
+        """The underlying ``kazoo.client.KazooClient`` (for tests and diagnostics; using
+        kazoo's recipes on this library's paths breaks its guarantees)."""
+        return self._session.client
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the session is connected; True if it is within ``timeout`` s."""
+        return self._session.wait_connected(timeout)
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def lock_path(self, name: str) -> str:
+        """The persistent parent znode of lock ``name``: its full path on the server,
+        chroot included (as an operator would name it in ``zkCli.sh``)."""
+        path = self._lock_paths.get(name)
+        if path is None:
+            path = f"{self._root}/locks/{segment(name)}"
+            if len(self._lock_paths) < _PATH_CACHE_SIZE:
+                self._lock_paths[name] = path
+        return path
+
+    def election_path(self, name: str) -> str:
+        """The persistent parent znode of election ``name``, chroot included."""
+        return f"{self._root}/elections/{segment(name)}"
