@@ -29,6 +29,7 @@ from kazoo.client import KazooClient
 
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.config import connect, parse_url
 from fencing_coord.errors import ConfigurationError
 from fencing_coord.interface import LockBackend
@@ -131,11 +132,12 @@ def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
     client.close()
 
 
-def expire_session(target: ZooKeeperTarget, backend: LockBackend) -> int:
+def expire_session(target: ZooKeeperTarget, backend: LockBackend | AsyncZooKeeperBackend) -> int:
     """End ``backend``'s session on the server now, without waiting for its timeout:
     attach a second connection to the same session (id and password) and close it, as
-    ZooKeeper's FAQ describes. Returns the session id."""
-    assert isinstance(backend, ZooKeeperBackend)
+    ZooKeeper's FAQ describes. Returns the session id. (Blocking: from an event loop,
+    call it in a thread.)"""
+    assert isinstance(backend, ZooKeeperBackend | AsyncZooKeeperBackend)
     client_id = backend.kazoo_client.client_id
     assert client_id is not None, "the backend has no live session to expire"
     twin = KazooClient(hosts=target.hosts, client_id=client_id)
