@@ -37,7 +37,17 @@ from .errors import InvalidArgument, InvalidArgumentType, StaleTokenError
 from .stores.base import MAX_TOKEN, FencedOutcome, Store, check_store_token
 from .validation import check_name
 
-__all__ = ["MAX_TOKEN", "FencedResource", "UnfencedResource", "WriteResult"]
+__all__ = [
+    "MAX_TOKEN",
+    "FencedResource",
+    "UnfencedResource",
+    "WriteResult",
+    "check_operation",
+    "check_strict",
+    "check_value",
+    "read_value",
+    "result_of",
+]
 
 #: What a value may be given as; it is stored and returned as ``bytes``.
 Bytes = bytes | bytearray | memoryview
@@ -64,6 +74,49 @@ class WriteResult:
         return self
 
 
+def check_operation(name: object, key: object, token: object) -> str:
+    """Check a fenced operation's arguments (both front ends); the resource name."""
+    checked = check_name(name, "resource name")
+    check_name(key, "key")
+    check_store_token(token)
+    return checked
+
+
+def check_strict(store: object, kind: type, kind_name: str, strict: object) -> None:
+    """Check a resource's store (a ``kind``, called ``kind_name``) and ``strict``."""
+    if not isinstance(store, kind):
+        raise InvalidArgumentType(f"store must be a {kind_name}, not {type(store).__name__}")
+    if not isinstance(strict, bool):
+        raise InvalidArgumentType(f"strict must be a bool, not {type(strict).__name__}")
+
+
+def check_value(value: object, limit: int) -> bytes:
+    """``value`` as bytes, when it is bytes-like and at most ``limit`` bytes."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        hint = "; encode it first, e.g. value.encode()" if isinstance(value, str) else ""
+        raise InvalidArgumentType(f"value must be bytes, not {type(value).__name__}{hint}")
+    data = bytes(value)
+    if len(data) > limit:
+        raise InvalidArgument(f"value is {len(data)} bytes; the limit is {limit} bytes")
+    return data
+
+
+def result_of(outcome: FencedOutcome, token: int, strict: bool) -> WriteResult:
+    """The :class:`WriteResult` of a store's outcome for ``token``."""
+    if outcome.accepted:
+        return WriteResult(True, outcome.highest_before)
+    highest = outcome.highest_before
+    relation = "<=" if strict and token == highest else "<"
+    return WriteResult(False, highest, f"stale token {token} {relation} {highest}")
+
+
+def read_value(outcome: FencedOutcome, token: int, strict: bool) -> bytes | None:
+    """A fenced read's value; StaleTokenError when it was refused."""
+    if not outcome.accepted:
+        result_of(outcome, token, strict).raise_for_status()
+    return outcome.value
+
+
 class FencedResource:
     """Resources in ``store`` that admit only the newest lock holder's token.
 
@@ -71,10 +124,7 @@ class FencedResource:
     """
 
     def __init__(self, store: Store, strict: bool = False) -> None:
-        if not isinstance(store, Store):
-            raise InvalidArgumentType(f"store must be a fencing_coord.stores.Store, not {type(store).__name__}")
-        if not isinstance(strict, bool):
-            raise InvalidArgumentType(f"strict must be a bool, not {type(strict).__name__}")
+        check_strict(store, Store, "fencing_coord.stores.Store", strict)
         self.store = store
         self.strict = strict
 
@@ -103,10 +153,7 @@ class FencedResource:
         if token is None:
             return self.store.plain_read(check_name(name, "resource name"), check_name(key, "key"))
         name = self._check(name, key, token)
-        outcome = self.store.fenced_read(name, key, token, self.strict)
-        if not outcome.accepted:
-            self._result(outcome, token).raise_for_status()
-        return outcome.value
+        return read_value(self.store.fenced_read(name, key, token, self.strict), token, self.strict)
 
     def highest_token(self, name: str) -> int | None:
         """Return the highest token resource ``name`` has admitted, or None."""
@@ -114,29 +161,13 @@ class FencedResource:
 
     # -- helpers ----------------------------------------------------------------------
 
-    @staticmethod
-    def _check(name: object, key: object, token: object) -> str:
-        checked = check_name(name, "resource name")
-        check_name(key, "key")
-        check_store_token(token)
-        return checked
+    _check = staticmethod(check_operation)
 
     def _value(self, value: object) -> bytes:
-        if not isinstance(value, bytes | bytearray | memoryview):
-            hint = "; encode it first, e.g. value.encode()" if isinstance(value, str) else ""
-            raise InvalidArgumentType(f"value must be bytes, not {type(value).__name__}{hint}")
-        data = bytes(value)
-        limit = self.store.max_value_size
-        if len(data) > limit:
-            raise InvalidArgument(f"value is {len(data)} bytes; the limit is {limit} bytes")
-        return data
+        return check_value(value, self.store.max_value_size)
 
     def _result(self, outcome: FencedOutcome, token: int) -> WriteResult:
-        if outcome.accepted:
-            return WriteResult(True, outcome.highest_before)
-        highest = outcome.highest_before
-        relation = "<=" if self.strict and token == highest else "<"
-        return WriteResult(False, highest, f"stale token {token} {relation} {highest}")
+        return result_of(outcome, token, self.strict)
 
 
 class UnfencedResource(FencedResource):
