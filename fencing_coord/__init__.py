@@ -15,7 +15,7 @@ accepted, atomically with the write.
 
 from __future__ import annotations
 
-from . import stores
+from . import aio, stores
 from .config import BackendURL, connect, parse_url
 from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
 from .errors import (
@@ -62,6 +62,7 @@ __all__ = [
     "UnfencedResource",
     "WriteResult",
     "__version__",
+    "aio",
     "connect",
     "parse_url",
     "stores",

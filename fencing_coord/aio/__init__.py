@@ -22,14 +22,21 @@ from __future__ import annotations
 from .backend import AsyncElectionBackend, AsyncLockBackend
 from .config import AIO_ENTRY_POINT_GROUP, connect
 from .election import AsyncElection, AsyncLeadershipEvent, AsyncTerm, LeaderStream
+from .gate import AsyncFencedResource, AsyncStore
 from .signals import LoopSignal, wait_lost
+from .stores import AsyncMemoryStore, AsyncPostgresStore, AsyncSQLiteStore
 
 __all__ = [
     "AIO_ENTRY_POINT_GROUP",
     "AsyncElection",
     "AsyncElectionBackend",
+    "AsyncFencedResource",
     "AsyncLeadershipEvent",
     "AsyncLockBackend",
+    "AsyncMemoryStore",
+    "AsyncPostgresStore",
+    "AsyncSQLiteStore",
+    "AsyncStore",
     "AsyncTerm",
     "LeaderStream",
     "LoopSignal",

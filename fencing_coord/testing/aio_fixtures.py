@@ -35,7 +35,7 @@ from ..errors import NotSupported
 from ..url import parse_url
 from .fixtures import TEST_URL_ENV, BackendFixtures
 
-__all__ = ["AioCase", "AsyncBackendFixtures", "SlowCallbacks", "aio_test"]
+__all__ = ["AioCase", "AsyncBackendFixtures", "SlowCallbacks", "aio_test", "run_guarded"]
 
 S = TypeVar("S")
 
@@ -51,6 +51,35 @@ class SlowCallbacks(logging.Handler):
         message = record.getMessage()
         if message.startswith("Executing") and " took " in message:
             self.reports.append(message)
+
+
+def run_guarded(main: Callable[[], Awaitable[None]], limit: float = 0.05, runs: int = 3) -> None:
+    """Run ``main()`` in a new event loop in debug mode; fail (pytest) when a callback
+    took longer than ``limit`` seconds.
+
+    Wall-clock time also counts the moments the OS gave the CPU to another process: on a
+    loaded machine a callback that does not block can still be reported. So a test
+    whose only fault is a slow callback runs again, up to ``runs`` times in all, and
+    fails only if every run reports one (a callback that blocks does so every time)."""
+    reports: list[str] = []
+    for _ in range(runs):
+        slow = SlowCallbacks()
+        asyncio_log = logging.getLogger("asyncio")
+        asyncio_log.addHandler(slow)
+        try:
+            asyncio.run(_limited(main(), limit), debug=True)
+        finally:
+            asyncio_log.removeHandler(slow)
+        if not slow.reports:
+            return
+        reports += slow.reports
+    pytest.fail(f"the event loop was blocked (a callback took over {limit} s) in every run:\n" + "\n".join(reports),
+                pytrace=False)
+
+
+async def _limited(main: Awaitable[None], limit: float) -> None:
+    asyncio.get_running_loop().slow_callback_duration = limit
+    await main
 
 
 class AioCase:
@@ -82,36 +111,15 @@ class AioCase:
             pytest.skip(f"{type(self.fixtures).__name__}.expire() cannot end a session: {exc}")
 
     def run(self, test: Callable[[], Awaitable[None]]) -> None:
-        """Run ``test()`` in a new debug-mode loop; fail on a callback slower than the limit.
+        """Run ``test()`` in a new debug-mode loop, with :func:`run_guarded`."""
 
-        Wall-clock time also counts the moments the OS gave the CPU to another process:
-        on a loaded machine a callback that does not block can still be reported. So a
-        test whose only fault is a slow callback runs again, up to ``runs`` times in all,
-        and fails only if every run reports one (a callback that blocks does so every
-        time)."""
-        reports: list[str] = []
-        for _ in range(self.fixtures.slow_callback_runs):
-            found = self._attempt(test)
-            if not found:
-                return
-            reports += found
-        limit = self.fixtures.slow_callback_seconds
-        pytest.fail(f"the event loop was blocked (a callback took over {limit} s) in every run:\n"
-                    + "\n".join(reports), pytrace=False)
+        def attempt() -> Awaitable[None]:
+            self.made = []
+            return self._main(test())
 
-    def _attempt(self, test: Callable[[], Awaitable[None]]) -> list[str]:
-        slow = SlowCallbacks()
-        asyncio_log = logging.getLogger("asyncio")
-        asyncio_log.addHandler(slow)
-        self.made = []
-        try:
-            asyncio.run(self._main(test()), debug=True)
-        finally:
-            asyncio_log.removeHandler(slow)
-        return slow.reports
+        run_guarded(attempt, self.fixtures.slow_callback_seconds, self.fixtures.slow_callback_runs)
 
     async def _main(self, test: Awaitable[None]) -> None:
-        asyncio.get_running_loop().slow_callback_duration = self.fixtures.slow_callback_seconds
         try:
             await test
         finally:
