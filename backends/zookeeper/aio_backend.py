@@ -27,7 +27,7 @@ from fencing_coord.spi import decode_candidate, encode_candidate, narrow
 from fencing_coord.url import BackendURL
 
 from .aio_queue import AsyncZooKeeperQueue
-from .aio_session import AsyncRequests
+from .aio_session import AsyncRequests, use_loop_results
 from .backend import ZooKeeperBackend
 from .common import ZooKeeperCommon
 from .election import LeaderWatch
@@ -63,6 +63,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
     async def _connect(self) -> None:
         """Start the session without blocking the loop: kazoo connects on its thread."""
         session = self._session
+        use_loop_results(session.client)
         self._requests = AsyncRequests(session)
         connected = LoopSignal()
         session.subscribe(lambda state: connected.set() if state is SessionState.CONNECTED else None)

@@ -18,15 +18,55 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import AsyncResult
 
 from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable
 
 from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
 
-__all__ = ["AsyncRequests"]
+__all__ = ["AsyncRequests", "LoopResult", "use_loop_results"]
 
 _log = logging.getLogger(__name__)
+
+
+class LoopResult(AsyncResult):  # type: ignore[misc]  # kazoo is untyped
+    """kazoo's result of a request, which also calls ``direct()`` (if set) from the
+    thread that completes it: kazoo's connection thread. So an answer reaches the event
+    loop in one hop (``call_soon_threadsafe``), not two (rawlink callbacks go through
+    kazoo's completion thread first)."""
+
+    def __init__(self, handler: Any) -> None:
+        super().__init__(handler)
+        self.direct: Callable[[], None] | None = None
+
+    def set(self, value: Any = None) -> None:
+        super().set(value)
+        if self.direct is not None:
+            self.direct()
+
+    def set_exception(self, exception: BaseException) -> None:
+        super().set_exception(exception)
+        if self.direct is not None:
+            self.direct()
+
+    def notify(self, direct: Callable[[], None]) -> None:
+        """Call ``direct()`` once the result is ready (at once if it is)."""
+        with self._condition:
+            self.direct = direct
+            ready = self.ready()
+        if ready:
+            direct()
+
+
+def use_loop_results(client: Any) -> None:
+    """Make ``client``'s requests return :class:`LoopResult` (before it starts)."""
+    client.handler.async_result = functools.partial(LoopResult, client.handler)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
@@ -46,7 +86,7 @@ class AsyncRequests:
         self.session = session
         self.loop = asyncio.get_running_loop()
 
-    def _handed_over(self, future: asyncio.Future[Any], result: Any) -> None:
+    def _handed_over(self, future: asyncio.Future[Any], result: Any, _: Any = None) -> None:
         # kazoo's completion thread: hand the result to the loop, never block.
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self.loop.call_soon_threadsafe(_resolve, future, result)
@@ -65,14 +105,17 @@ class AsyncRequests:
             epoch = await self.connected(what, limit, last, newer_than=None)
             result = start()
             future: asyncio.Future[Any] = self.loop.create_future()
-            result.rawlink(functools.partial(self._handed_over, future))
-            if on_abandon is not None:
-                future.add_done_callback(functools.partial(_abandoned, result, on_abandon))
+            if isinstance(result, LoopResult):
+                result.notify(functools.partial(self._handed_over, future, result))
+            else:
+                result.rawlink(functools.partial(self._handed_over, future))
+            timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
+                                                                             _expire, future)
             try:
-                async with asyncio.timeout(None if limit == float("inf") else max(0.001, limit - time.monotonic())):
-                    return await asyncio.shield(future)
+                return await future
             except TimeoutError as exc:
-                future.cancel()  # on_abandon, if any, is linked to the request's end
+                if on_abandon is not None:
+                    result.rawlink(on_abandon)  # a create that completes later is undone
                 raise BackendUnavailable(f"{what}: ZooKeeper ({session.hosts}) did not answer in time") from exc
             except expected:
                 raise
@@ -83,6 +126,9 @@ class AsyncRequests:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
                 raise kazoo_error(what, exc) from exc
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
         """Wait until connected (on a connection newer than epoch ``newer_than``); the
@@ -102,7 +148,3 @@ class AsyncRequests:
                     session.remove_wakeup(changed)
         return session.epoch
 
-
-def _abandoned(result: Any, on_abandon: Callable[[Any], None], future: asyncio.Future[Any]) -> None:
-    if future.cancelled():
-        result.rawlink(on_abandon)
