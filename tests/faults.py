@@ -34,6 +34,8 @@ from fencing_coord.stores import SQLiteStore, Store
 from . import holder as holder_program
 
 HOLDER = Path(holder_program.__file__)
+#: The same holder on the asyncio API.
+AIO_HOLDER = HOLDER.with_name("aio_holder.py")
 # Bound on any single wait, so that a broken build fails instead of hanging.
 PROMPT = 60.0
 
@@ -45,8 +47,8 @@ class Holder:
     """A holder.py child process; its JSON reports arrive on a queue."""
 
     def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
-                 reports: queue.Queue[Report] | None = None) -> None:
-        argv = [sys.executable, str(HOLDER), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
+                 reports: queue.Queue[Report] | None = None, program: Path = HOLDER) -> None:
+        argv = [sys.executable, str(program), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
         if worker is not None:
             argv += ["--worker", worker]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -111,7 +113,7 @@ class PausedRun:
 
 
 def pause_holder_past_its_ttl(successor: fc.LockBackend, url: str, store_kind: str, tmp_path: Path, *,
-                              ttl: float, namespace: str) -> PausedRun:
+                              ttl: float, namespace: str, program: Path = HOLDER) -> PausedRun:
     """A holder process (``ttl``, on ``url``) acquires ``orders`` and writes ``k1``
     through a FencedResource on the store ``store_kind`` (see :func:`open_store`); it is
     SIGSTOPped while it holds the lock; ``successor`` is granted the lock (once the
@@ -124,7 +126,7 @@ def pause_holder_past_its_ttl(successor: fc.LockBackend, url: str, store_kind: s
     the successor's grant.
     """
     spec, store = open_store(store_kind, tmp_path, successor)
-    holder = Holder(url, spec, ttl=ttl, namespace=namespace)
+    holder = Holder(url, spec, ttl=ttl, namespace=namespace, program=program)
     try:
         return _pause_holder(holder, successor, FencedResource(store))
     finally:
@@ -173,7 +175,7 @@ class Workers:
     """Holder processes in ``--worker`` mode, one per URL, contending for the lock
     ``orders`` and counting in the SQLite database ``db``; their reports share one queue."""
 
-    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str) -> None:
+    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str, program: Path = HOLDER) -> None:
         self.reports: queue.Queue[Report] = queue.Queue()
         #: Every "progress" report so far, in the order they arrived.
         self.progress: list[Report] = []
@@ -181,7 +183,7 @@ class Workers:
         try:
             for url in urls:
                 self.holders.append(Holder(url, f"sqlite:{db}", ttl=ttl, namespace=namespace, worker="orders",
-                                           reports=self.reports))
+                                           reports=self.reports, program=program))
         except BaseException:
             self.close()
             raise

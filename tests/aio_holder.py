@@ -1,0 +1,123 @@
+"""tests/holder.py's lock holder, written on the asyncio API (``fencing_coord.aio``):
+the same command line, commands and reports (see holder.py), so that the fault tests
+run it in place of the blocking one.
+
+    python aio_holder.py URL --store sqlite:/path/state.db|etcd|zookeeper [--ttl 2] [--namespace NS] [--worker NAME]
+
+Standard input is read natively (``connect_read_pipe``); nothing waits in a thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import fencing_coord as fc
+from fencing_coord.aio import AsyncFencedResource, AsyncLockBackend, AsyncSQLiteStore, AsyncStore, wait_lost
+
+
+def say(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def open_store(spec: str, backend: AsyncLockBackend) -> AsyncStore:
+    if spec == "etcd":
+        from fencing_coord.backends.etcd.aio_backend import AsyncEtcdBackend
+        from fencing_coord.backends.etcd.aio_store import AsyncEtcdStore
+
+        assert isinstance(backend, AsyncEtcdBackend)
+        etcd_store: AsyncStore = AsyncEtcdStore(backend)
+        return etcd_store
+    if spec == "zookeeper":
+        from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
+        from fencing_coord.backends.zookeeper.aio_store import AsyncZooKeeperStore
+
+        assert isinstance(backend, AsyncZooKeeperBackend)
+        zookeeper_store: AsyncStore = AsyncZooKeeperStore(backend)
+        return zookeeper_store
+    kind, _, path = spec.partition(":")
+    assert kind == "sqlite", spec
+    return await AsyncSQLiteStore.open(path)
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def serve(backend: AsyncLockBackend, resource: AsyncFencedResource, lines: asyncio.StreamReader) -> None:
+    grants: dict[str, fc.Grant] = {}
+    lost_calls: list[str] = []
+
+    def on_lost(grant: fc.Grant) -> None:
+        lost_calls.append(grant.lost_reason or "")
+
+    while words := (await lines.readline()).decode().split():
+        command = words[0]
+        if command == "acquire":
+            grant = await backend.acquire(words[1], timeout=60)
+            grant.on_lost(on_lost)
+            grants[words[1]] = grant
+            say(event="acquired", token=grant.token, session=getattr(backend, "session_id", None))
+        elif command == "write":
+            name, key, value = words[1:4]
+            grant = grants[name]
+            result = await resource.write(name, key, value.encode(), token=grant.token)
+            say(event="write", accepted=result.accepted, reason=result.reason, lost=grant.lost,
+                lost_reason=grant.lost_reason)
+        elif command == "wait-lost":
+            for grant in grants.values():
+                await wait_lost(grant, 60)
+            say(event="lost", reason=lost_calls[0] if lost_calls else None, calls=len(lost_calls))
+        elif command == "exit":
+            return
+
+
+async def work(backend: AsyncLockBackend, resource: AsyncFencedResource, name: str,
+               lines: asyncio.StreamReader) -> None:
+    await lines.readline()  # "go": every worker starts at once
+    stop = asyncio.ensure_future(lines.readline())  # "stop"
+    while not stop.done():
+        try:
+            async with backend.lock(name, timeout=60) as grant:
+                raw = await resource.read(name, "counter", token=grant.token)
+                n = int(raw or b"0") + 1
+                entry = await resource.write(name, f"entry-{n}", str(grant.token).encode(), token=grant.token)
+                counter = await resource.write(name, "counter", str(n).encode(), token=grant.token)
+                if entry.accepted and counter.accepted:
+                    say(event="progress", token=grant.token, n=n)
+                else:
+                    say(event="refused", token=grant.token, n=n, reason=entry.reason or counter.reason)
+        except fc.StaleTokenError as exc:  # the fenced read was refused
+            say(event="refused", reason=str(exc))
+        except fc.BackendUnavailable as exc:  # the service is electing a leader: try again
+            say(event="unavailable", reason=str(exc))
+    say(event="done")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--ttl", type=float, default=2.0)
+    parser.add_argument("--namespace", default="faults")
+    parser.add_argument("--worker")
+    args = parser.parse_args()
+    lines = await stdin_lines()
+    backend = await fc.aio.connect(args.url, ttl=args.ttl, namespace=args.namespace)
+    async with backend, await open_store(args.store, backend) as store:
+        resource = AsyncFencedResource(store)
+        say(event="ready", identity=backend.identity, session=getattr(backend, "session_id", None))
+        if args.worker:
+            await work(backend, resource, args.worker, lines)
+        else:
+            await serve(backend, resource, lines)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
