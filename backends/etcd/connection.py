@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
-from fencing_coord.errors import BackendUnavailable, ConfigurationError
+from fencing_coord.errors import ConfigurationError
 from fencing_coord.url import BackendURL
 
-from .retry import Members, Retry
+from .retry import CHANNEL_OPTIONS, Members, Retry
 from .wire import KV, StreamEnded
 
 __all__ = ["CHANNEL_OPTIONS", "Connection", "connection_for", "readable_file"]
@@ -25,60 +25,16 @@ _log = logging.getLogger(__name__)
 
 _DEFAULT_PORT = 2379
 
-# gRPC channel settings: reconnect quickly after a member restarts (the default backoff
-# grows to two minutes), and notice a dead peer on an idle stream. etcd refuses client
-# pings more often than every 5 s (--grpc-keepalive-min-time), so ping every 10 s.
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-]
-
-
 class Connection(Members):
     """gRPC channels to the cluster's members: one in use at a time, the next one after
     a failure. Authenticates, retries what may be retried within a time budget, and
     maps gRPC errors to fencing_coord errors (chained); see :class:`.retry.Retry`."""
 
-    def __init__(self, targets: list[str], *, credentials: grpc.ChannelCredentials | None,
-                 user: str | None, password: str | None, timeout: float, label: str) -> None:
-        super().__init__(targets, timeout=timeout, label=label)
-        self.credentials = credentials
-        self.user, self.password = user, password
-        self._channels: dict[int, grpc.Channel] = {}
-        self._stubs: dict[tuple[int, str], Any] = {}
-        self._metadata: tuple[tuple[str, str], ...] = ()
-        self._closed = False
 
     # -- channels ----------------------------------------------------------------------
 
-    def _stub(self, index: int, service: str) -> Any:
-        with self._lock:
-            if self._closed:
-                raise BackendUnavailable(f"the connection to {self.label} is closed")
-            stub = self._stubs.get((index, service))
-            if stub is None:
-                channel = self._channels.get(index)
-                if channel is None:
-                    target = self.targets[index]
-                    if self.credentials is None:
-                        channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-                    else:
-                        channel = grpc.secure_channel(target, self.credentials, options=CHANNEL_OPTIONS)
-                    self._channels[index] = channel
-                stub = getattr(etcdrpc, service + "Stub")(channel)
-                self._stubs[(index, service)] = stub
-            return stub
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            channels = list(self._channels.values())
-            self._channels.clear()
-            self._stubs.clear()
-        for channel in channels:
+        for channel in self._take_channels():
             channel.close()
 
     # -- requests ----------------------------------------------------------------------

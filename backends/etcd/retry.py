@@ -7,24 +7,49 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import grpc
+from etcd3 import etcdrpc
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
 
 from .wire import RETRY_CODES, LeaseNotFound, StreamEnded, details, not_applied, status_code
 
-__all__ = ["Members", "Retry"]
+__all__ = ["CHANNEL_OPTIONS", "Members", "Retry"]
+
+# gRPC channel settings: reconnect quickly after a member restarts (the default backoff
+# grows to two minutes), and notice a dead peer on an idle stream. etcd refuses client
+# pings more often than every 5 s (--grpc-keepalive-min-time), so ping every 10 s.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+]
 
 _log = logging.getLogger(__name__)
 
 
 class Members:
-    """A cluster's member addresses and which one is in use: the next one after a
-    failure. ``timeout`` is a request's whole budget, ``attempt_timeout`` one try's."""
+    """A cluster's member addresses, which one is in use (the next one after a failure),
+    and a channel to each, made on first use from ``api`` (``grpc``, or ``grpc.aio`` for
+    the asyncio connection). ``timeout`` is a request's whole budget, ``attempt_timeout``
+    one try's."""
 
-    def __init__(self, targets: list[str], *, timeout: float, label: str) -> None:
+    #: The gRPC API channels are made with: grpc or grpc.aio.
+    api: Any = grpc
+
+    def __init__(self, targets: list[str], *, credentials: grpc.ChannelCredentials | None, user: str | None,
+                 password: str | None, timeout: float, label: str) -> None:
         self.targets = targets
+        self.credentials = credentials
+        self.user, self.password = user, password
+        self._channels: dict[int, Any] = {}
+        self._stubs: dict[tuple[int, str], Any] = {}
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._closed = False
         self.timeout = timeout
         # A single attempt may take this long before we give up on it and try again
         # (every request we retry is idempotent): long enough for a slow commit, short
@@ -43,6 +68,34 @@ class Members:
     def note_failure(self, index: int, exc: grpc.RpcError) -> None:
         if status_code(exc) in RETRY_CODES:
             self.move_on(index)
+
+    def _stub(self, index: int, service: str) -> Any:
+        """The ``etcdrpc`` stub of ``service`` on member ``index``."""
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailable(f"the connection to {self.label} is closed")
+            stub = self._stubs.get((index, service))
+            if stub is None:
+                channel = self._channels.get(index)
+                if channel is None:
+                    target = self.targets[index]
+                    if self.credentials is None:
+                        channel = self.api.insecure_channel(target, options=CHANNEL_OPTIONS)
+                    else:
+                        channel = self.api.secure_channel(target, self.credentials, options=CHANNEL_OPTIONS)
+                    self._channels[index] = channel
+                stub = getattr(etcdrpc, service + "Stub")(channel)
+                self._stubs[(index, service)] = stub
+            return stub
+
+    def _take_channels(self) -> list[Any]:
+        """Close: no new stubs; the channels to close."""
+        with self._lock:
+            self._closed = True
+            channels = list(self._channels.values())
+            self._channels.clear()
+            self._stubs.clear()
+        return channels
 
 
 class Retry:

@@ -20,8 +20,8 @@ from fencing_coord.spi import ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
 from fencing_coord.validation import INT32_MILLISECONDS
 
-from .common import ZooKeeperCommon
-from .election import LeaderWatch, read_leader
+from .common import ZooKeeperCommon, identity_of
+from .election import read_leader
 from .grant import ZooKeeperGrant
 from .members import members
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
@@ -158,7 +158,7 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         if not queued:
             return LockState(name, None, None)
         holder, *waiters = queued
-        return LockState(name, _identity(holder.data), holder.czxid, tuple(_identity(m.data) for m in waiters))
+        return LockState(name, identity_of(holder.data), holder.czxid, tuple(identity_of(m.data) for m in waiters))
 
     def _names(self) -> list[str]:
         client = self._session.client
@@ -209,15 +209,6 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
 
     def _leader(self, name: str) -> Leader | None:
         return read_leader(self._session, self.election_path(name))
-
-    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
-        self._monitor.watch_leader(watch)
-        return functools.partial(self._monitor.unwatch_leader, watch)
-
-
-def _identity(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
 
 
 def _parse_bool(value: Any) -> bool:

@@ -5,18 +5,21 @@ live."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 from fencing_coord.frontend import FrontEnd
 from fencing_coord.spi import ROOT
 
+from .election import LeaderWatch
 from .monitor import Monitor
 from .names import DEFAULT_SEQUENCE_WINDOW, segment
 from .session import Session, SessionState
 
-__all__ = ["ZooKeeperCommon"]
+__all__ = ["ZooKeeperCommon", "identity_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -103,3 +106,15 @@ class ZooKeeperCommon(FrontEnd):
     def election_path(self, name: str) -> str:
         """The persistent parent znode of election ``name``, chroot included."""
         return f"{self._root}/elections/{segment(name)}"
+
+    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        """Leader observers (both front ends): watches set from kazoo's threads, re-armed
+        by the monitor after every reconnection (see :class:`.election.LeaderWatch`)."""
+        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
+        self._monitor.watch_leader(watch)
+        return functools.partial(self._monitor.unwatch_leader, watch)
+
+
+def identity_of(data: bytes) -> str:
+    """The holder identity stored in a lock node."""
+    return data.decode("utf-8", "replace")

@@ -33,6 +33,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,27 +153,35 @@ class ZooKeeperQueue:
 
     # -- the round trips --------------------------------------------------------------------
 
+    def create_plan(self) -> tuple[str, Callable[[], Any], float]:
+        """(nonce, the create request's start, its time limit) of our node's create (both
+        front ends): ephemeral-sequential under the parent, made if missing."""
+        prefix = node_prefix(self.parent, self.kind, nonce := new_nonce())
+        start = functools.partial(self.session.client.create_async, prefix, self.data, ephemeral=True,
+                                  sequence=True, makepath=True, include_data=True)
+        return nonce, start, time.monotonic() + self.session.timeout
+
+    def late(self, result: Any) -> None:
+        """An abandoned create may still succeed: never leave its node behind."""
+        if result.successful():
+            path, stat = result.value
+            self.monitor.discard(path, int(stat.ephemeralOwner))
+
+    def created(self, path: str, stat: Any) -> Entry:
+        node = path.rsplit("/", 1)[1]
+        contender = parse_contender(node, self.kind)
+        if contender is None:  # pragma: no cover - ZooKeeper names it for us
+            raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
+        return Entry(self.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+
     def _create(self) -> Entry:
         """Create our ephemeral-sequential node under the parent (made if missing)."""
-        client = self.session.client
-        nonce = new_nonce()
-        prefix = node_prefix(self.parent, self.kind, nonce)
-        limit = time.monotonic() + self.session.timeout
-
-        def late(result: Any) -> None:
-            # The create was abandoned but may still succeed; never leave it behind.
-            if result.successful():
-                path, stat = result.value
-                self.monitor.discard(path, int(stat.ephemeralOwner))
-
+        nonce, start, limit = self.create_plan()
         while True:
             try:
-                path, stat = self.session.request(
-                    f"join the queue of {self.parent}",
-                    lambda: client.create_async(prefix, self.data, ephemeral=True, sequence=True, makepath=True,
-                                                include_data=True),
-                    budget=max(0.0, limit - time.monotonic()), idempotent=False, on_abandon=late,
-                )
+                path, stat = self.session.request(f"join the queue of {self.parent}", start,
+                                                  budget=max(0.0, limit - time.monotonic()), idempotent=False,
+                                                  on_abandon=self.late)
             except OutcomeUnknown:
                 # The connection dropped with the create in flight. On the same session the
                 # node may exist: find it by its nonce. On a new session it died with the old one.
@@ -183,11 +192,7 @@ class ZooKeeperQueue:
             except BackendUnavailable:
                 self.monitor.sweep(self.parent, nonce)
                 raise
-            node = path.rsplit("/", 1)[1]
-            contender = parse_contender(node, self.kind)
-            if contender is None:  # pragma: no cover - ZooKeeper names it for us
-                raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
-            return Entry(self.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+            return self.created(path, stat)
 
     def _find(self, nonce: str, limit: float) -> Entry | None:
         client = self.session.client
@@ -231,15 +236,20 @@ class ZooKeeperQueue:
         """Delete our node; True if it still existed. Never raises: a node that cannot be
         deleted now is handed to the monitor's janitor."""
         try:
-            self.session.request(f"withdraw {entry.path}", lambda: self.session.client.delete_async(entry.path),
-                                 expected=(NoNodeError,))
-            return True
-        except NoNodeError:
+            self.session.request(f"withdraw {entry.path}", functools.partial(self.session.client.delete_async,
+                                                                             entry.path), expected=(NoNodeError,))
+        except (NoNodeError, FencingCoordError) as exc:
+            return self.not_deleted(entry, exc)
+        return True
+
+    def not_deleted(self, entry: Entry, exc: Exception) -> bool:
+        """The delete of our node failed with ``exc``: False if it was gone already;
+        else it is handed to the janitor (deleted once connected), and True."""
+        if isinstance(exc, NoNodeError):
             return False
-        except FencingCoordError as exc:
-            _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
-            self.monitor.discard(entry.path, entry.owner)
-            return True
+        _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
+        self.monitor.discard(entry.path, entry.owner)
+        return True
 
     def _budget(self) -> float:
         # A waiter rides out a connection loss until its deadline, and at least `timeout`.

@@ -28,6 +28,7 @@ __all__ = [
     "ConfirmNode",
     "ReadNode",
     "Resource",
+    "StepRun",
     "WriteNode",
     "ZooKeeperStore",
     "confirm_request",
@@ -135,6 +136,25 @@ def fenced_steps(path: str, key: str, token: int, strict: bool,
 
 Resource = _Resource
 
+
+class StepRun:
+    """One run of :func:`fenced_steps`, for a runner: the next step, where its reply goes,
+    and the outcome once there is no next step."""
+
+    __slots__ = ("outcome", "reply", "steps")
+
+    def __init__(self, steps: Generator[Step, Any, FencedOutcome]) -> None:
+        self.steps = steps
+        self.reply: Any = None
+        self.outcome = FencedOutcome(False, None)
+
+    def next(self) -> Step | None:
+        try:
+            return self.steps.send(self.reply)
+        except StopIteration as done:
+            self.outcome = done.value
+            return None
+
 #: The kazoo failures of a compare-and-set that mean "someone else changed it first".
 CAS_FAILED: Final = (BadVersionError, NodeExistsError, NoNodeError)
 
@@ -232,21 +252,16 @@ class ZooKeeperStore(Store):
 
     def _fenced(self, resource: str, key: str, token: int, strict: bool, write: bytes | None) -> FencedOutcome:
         """One fenced operation: :func:`fenced_steps`, carried out on this session."""
-        steps = fenced_steps(self._path(resource), key, token, strict, write)
-        reply: Any = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                outcome: FencedOutcome = done.value
-                return outcome
+        run = StepRun(fenced_steps(self._path(resource), key, token, strict, write))
+        while (step := run.next()) is not None:
             match step:
                 case ReadNode(path):
-                    reply = self._read(path)
+                    run.reply = self._read(path)
                 case ConfirmNode(path, version):
-                    reply = self._confirm(path, version)
+                    run.reply = self._confirm(path, version)
                 case WriteNode(path, doc, version):
-                    reply = self._write(path, doc, version)
+                    run.reply = self._write(path, doc, version)
+        return run.outcome
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
         path = self._path(resource)
