@@ -14,7 +14,7 @@ from etcd3 import etcdrpc
 
 from fencing_coord.errors import BackendUnavailable
 
-from .connection import CHANNEL_OPTIONS, Connection
+from .connection import Connection
 from .retry import Members, Retry
 from .wire import KV, StreamEnded
 
@@ -27,37 +27,14 @@ class AsyncConnection(Members):
     """grpc.aio channels to the members of the cluster ``settings`` describes (a blocking
     :class:`Connection`, used for its settings only); one member in use at a time."""
 
-    def __init__(self, settings: Connection) -> None:
-        super().__init__(settings.targets, timeout=settings.timeout, label=settings.label)
-        self.credentials = settings.credentials
-        self.user, self.password = settings.user, settings.password
-        self._channels: dict[int, grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[int, str], Any] = {}
-        self._metadata: tuple[tuple[str, str], ...] = ()
-        self._closed = False
+    api = grpc.aio
 
-    def _stub(self, index: int, service: str) -> Any:
-        if self._closed:
-            raise BackendUnavailable(f"the connection to {self.label} is closed")
-        stub = self._stubs.get((index, service))
-        if stub is None:
-            channel = self._channels.get(index)
-            if channel is None:
-                target = self.targets[index]
-                if self.credentials is None:
-                    channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-                else:
-                    channel = grpc.aio.secure_channel(target, self.credentials, options=CHANNEL_OPTIONS)
-                self._channels[index] = channel
-            stub = self._stubs[(index, service)] = getattr(etcdrpc, service + "Stub")(channel)
-        return stub
+    def __init__(self, settings: Connection) -> None:
+        super().__init__(settings.targets, credentials=settings.credentials, user=settings.user,
+                         password=settings.password, timeout=settings.timeout, label=settings.label)
 
     async def close(self) -> None:
-        self._closed = True
-        channels = list(self._channels.values())
-        self._channels.clear()
-        self._stubs.clear()
-        for channel in channels:
+        for channel in self._take_channels():
             await channel.close()
 
     async def authenticate(self) -> None:

@@ -29,8 +29,7 @@ from fencing_coord.url import BackendURL
 from .aio_queue import AsyncZooKeeperQueue
 from .aio_session import AsyncRequests, use_loop_results
 from .backend import ZooKeeperBackend
-from .common import ZooKeeperCommon
-from .election import LeaderWatch
+from .common import ZooKeeperCommon, identity_of
 from .grant import ZooKeeperGrant
 from .members import Member
 from .names import CANDIDATE_KIND, LOCK_KIND, contenders, queue_order, unsegment
@@ -104,7 +103,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
         if not queued:
             return LockState(name, None, None)
         holder, *waiters = queued
-        return LockState(name, _identity(holder.data), holder.czxid, tuple(_identity(m.data) for m in waiters))
+        return LockState(name, identity_of(holder.data), holder.czxid, tuple(identity_of(m.data) for m in waiters))
 
     async def _names(self) -> list[str]:
         client, base = self._session.client, f"{self._root}/locks"
@@ -179,12 +178,3 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
             return None
         identity, value = decode_candidate(first[0].data, f"{parent}/{first[0].contender.node}")
         return Leader(identity, value, first[0].czxid)
-
-    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
-        self._monitor.watch_leader(watch)
-        return functools.partial(self._monitor.unwatch_leader, watch)
-
-
-def _identity(data: bytes) -> str:
-    return data.decode("utf-8", "replace")

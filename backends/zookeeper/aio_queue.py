@@ -5,6 +5,7 @@ waits on an ``exists`` watch that sets an asyncio event, not in a thread."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -12,12 +13,12 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from fencing_coord.aio.signals import LoopSignal
-from fencing_coord.errors import BackendUnavailable, FencingCoordError
+from fencing_coord.errors import FencingCoordError
 from fencing_coord.fairqueue import EntryGone
 
 from .aio_session import AsyncRequests
 from .grant import Entry, ZooKeeperGrant
-from .names import contenders, new_nonce, node_prefix, parse_contender
+from .names import contenders
 from .queue import Exhausted, ZooKeeperPlace, ZooKeeperQueue, position
 from .session import OutcomeUnknown, Stat
 
@@ -78,37 +79,21 @@ class AsyncZooKeeperQueue:
     async def _create(self) -> Entry:
         """Create our ephemeral-sequential node under the parent (made if missing)."""
         line = self.line
-        client, monitor = line.session.client, line.monitor
-        nonce = new_nonce()
-        prefix = node_prefix(line.parent, line.kind, nonce)
-        limit = time.monotonic() + line.session.timeout
-
-        def late(result: Any) -> None:
-            # The create was abandoned but may still succeed; never leave it behind.
-            if result.successful():
-                path, stat = result.value
-                monitor.discard(path, int(stat.ephemeralOwner))
-
+        nonce, start, limit = line.create_plan()
         while True:
             try:
-                path, stat = await self.requests.request(
-                    f"join the queue of {line.parent}",
-                    lambda: client.create_async(prefix, line.data, ephemeral=True, sequence=True, makepath=True,
-                                                include_data=True),
-                    budget=max(0.0, limit - time.monotonic()), idempotent=False, on_abandon=late)
+                path, stat = await self.requests.request(f"join the queue of {line.parent}", start,
+                                                         budget=max(0.0, limit - time.monotonic()), idempotent=False,
+                                                         on_abandon=line.late)
             except OutcomeUnknown:
                 found = await self._find(nonce, limit)  # our node, if the create was applied
                 if found is not None:
                     return found
                 continue
             except BaseException:  # unreachable, or cancelled with the create in flight
-                monitor.sweep(line.parent, nonce)
+                line.monitor.sweep(line.parent, nonce)
                 raise
-            node = path.rsplit("/", 1)[1]
-            contender = parse_contender(node, line.kind)
-            if contender is None:  # pragma: no cover - ZooKeeper names it for us
-                raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
-            return Entry(line.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+            return line.created(path, stat)
 
     async def _find(self, nonce: str, limit: float) -> Entry | None:
         line = self.line
@@ -157,14 +142,9 @@ class AsyncZooKeeperQueue:
     async def withdraw_entry(self, entry: Entry) -> bool:
         """Delete our node; True if it still existed. Never raises a service error: a
         node that cannot be deleted now is handed to the monitor's janitor."""
-        client = self.line.session.client
+        start = functools.partial(self.line.session.client.delete_async, entry.path)
         try:
-            await self.requests.request(f"withdraw {entry.path}", lambda: client.delete_async(entry.path),
-                                        expected=(NoNodeError,))
-            return True
-        except NoNodeError:
-            return False
-        except FencingCoordError as exc:
-            _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
-            self.line.monitor.discard(entry.path, entry.owner)
-            return True
+            await self.requests.request(f"withdraw {entry.path}", start, expected=(NoNodeError,))
+        except (NoNodeError, FencingCoordError) as exc:
+            return self.line.not_deleted(entry, exc)
+        return True

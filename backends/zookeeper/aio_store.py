@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
@@ -24,7 +23,7 @@ from .store import (
     ConfirmNode,
     ReadNode,
     Resource,
-    WriteNode,
+    StepRun,
     ZooKeeperStore,
     confirm_request,
     fenced_steps,
@@ -73,22 +72,17 @@ class AsyncZooKeeperStore(AsyncStore):
         return True
 
     async def _fenced(self, resource: str, key: str, token: int, strict: bool, write: bytes | None) -> FencedOutcome:
-        steps = fenced_steps(self._path(resource), key, token, strict, write)
-        reply: Any = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration as done:
-                outcome: FencedOutcome = done.value
-                return outcome
+        run = StepRun(fenced_steps(self._path(resource), key, token, strict, write))
+        while (step := run.next()) is not None:
             if isinstance(step, ReadNode):
-                reply = await self._read(step.path)
+                run.reply = await self._read(step.path)
             elif isinstance(step, ConfirmNode):
                 results = await self._requests.request(f"confirm {step.path}", functools.partial(
                     confirm_request, self._client, step.path, step.version))
-                reply = bool(results) and results[0] is True
-            elif isinstance(step, WriteNode):
-                reply = await self._write(step.path, step.doc, step.version)
+                run.reply = bool(results) and results[0] is True
+            else:
+                run.reply = await self._write(step.path, step.doc, step.version)
+        return run.outcome
 
     async def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         return await self._fenced(resource, key, token, strict, value)
