@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import fencing_coord as fc
 from fencing_coord.aio import AsyncFencedResource, AsyncLockBackend, AsyncSQLiteStore, AsyncStore, wait_lost
 
-
-def say(**fields: Any) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
+if TYPE_CHECKING:
+    from tests.holder import report_round, report_write, say
+else:  # run as a script: tests/ is sys.path[0]
+    from holder import report_round, report_write, say
 
 
 async def open_store(spec: str, backend: AsyncLockBackend) -> AsyncStore:
@@ -67,9 +66,7 @@ async def serve(backend: AsyncLockBackend, resource: AsyncFencedResource, lines:
         elif command == "write":
             name, key, value = words[1:4]
             grant = grants[name]
-            result = await resource.write(name, key, value.encode(), token=grant.token)
-            say(event="write", accepted=result.accepted, reason=result.reason, lost=grant.lost,
-                lost_reason=grant.lost_reason)
+            report_write(grant, await resource.write(name, key, value.encode(), token=grant.token))
         elif command == "wait-lost":
             for grant in grants.values():
                 await wait_lost(grant, 60)
@@ -89,10 +86,7 @@ async def work(backend: AsyncLockBackend, resource: AsyncFencedResource, name: s
                 n = int(raw or b"0") + 1
                 entry = await resource.write(name, f"entry-{n}", str(grant.token).encode(), token=grant.token)
                 counter = await resource.write(name, "counter", str(n).encode(), token=grant.token)
-                if entry.accepted and counter.accepted:
-                    say(event="progress", token=grant.token, n=n)
-                else:
-                    say(event="refused", token=grant.token, n=n, reason=entry.reason or counter.reason)
+                report_round(grant.token, n, entry, counter)
         except fc.StaleTokenError as exc:  # the fenced read was refused
             say(event="refused", reason=str(exc))
         except fc.BackendUnavailable as exc:  # the service is electing a leader: try again

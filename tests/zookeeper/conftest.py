@@ -18,16 +18,19 @@ out of band).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kazoo.client import KazooClient
 
 import fencing_coord as fc
+from fencing_coord.aio import AsyncLockBackend
+from fencing_coord.aio import connect as aio_connect
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
 from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.config import connect, parse_url
@@ -39,7 +42,7 @@ from fencing_coord.servers.zookeeper import (
     ZooKeeperServer,
     classpath,
 )
-from fencing_coord.testing import BackendFixtures, containers
+from fencing_coord.testing import AsyncBackendFixtures, BackendFixtures, containers
 
 #: ``make(url_suffix="", credentials=None, **options)``, see the ``make`` fixture.
 MakeZK = Callable[..., ZooKeeperBackend]
@@ -147,13 +150,13 @@ def expire_session(target: ZooKeeperTarget, backend: LockBackend | AsyncZooKeepe
     return int(client_id[0])
 
 
-class ZooKeeperFixtures(BackendFixtures):
-    """BackendFixtures on a real ZooKeeper: ``target_fixture`` names the session fixture."""
+class OnZooKeeper:
+    """Mixin of the fixture classes (blocking and async): ``target_fixture`` names the
+    session fixture providing the :class:`ZooKeeperTarget`."""
 
-    #: Name of the session fixture providing the :class:`ZooKeeperTarget`.
     target_fixture = "zk_standalone"
     #: Short sessions, so that losses the suite causes are noticed quickly.
-    ttl = 4.0
+    ttl: ClassVar[float] = 4.0
 
     @pytest.fixture(autouse=True)
     def _zk_target(self, request: pytest.FixtureRequest) -> None:
@@ -161,6 +164,10 @@ class ZooKeeperFixtures(BackendFixtures):
         # Known only once the session fixture has started the servers; the suite's tests
         # that start client processes connect them to it.
         self.backend_url = self.target.url
+
+
+class ZooKeeperFixtures(OnZooKeeper, BackendFixtures):
+    """BackendFixtures on a real ZooKeeper."""
 
     def connect(self, **options: Any) -> LockBackend:
         options.setdefault("ttl", self.ttl)
@@ -170,3 +177,16 @@ class ZooKeeperFixtures(BackendFixtures):
         """Close the backend's session from a twin connection: ZooKeeper deletes its
         ephemeral nodes at once, and the backend learns it (LOST) when it reconnects."""
         expire_session(self.target, backend)
+
+
+class AsyncZooKeeperFixtures(OnZooKeeper, AsyncBackendFixtures):
+    """AsyncBackendFixtures on a real ZooKeeper."""
+
+    async def connect(self, **options: Any) -> AsyncLockBackend:
+        options.setdefault("ttl", self.ttl)
+        return await aio_connect(self.target.url, **options)
+
+    async def expire(self, backend: AsyncLockBackend) -> None:
+        """As ZooKeeperFixtures.expire, from a thread of the test (a plain blocking kazoo
+        client would stall the loop)."""
+        await asyncio.to_thread(expire_session, self.target, backend)
