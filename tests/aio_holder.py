@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -23,21 +24,19 @@ else:  # run as a script: tests/ is sys.path[0]
     from holder import report_round, report_write, say
 
 
+# The services' own async stores, imported only when named (etcd's or ZooKeeper's client).
+_SERVICE_STORES = {
+    "etcd": "fencing_coord.backends.etcd.aio_store:AsyncEtcdStore",
+    "zookeeper": "fencing_coord.backends.zookeeper.aio_store:AsyncZooKeeperStore",
+}
+
+
 async def open_store(spec: str, backend: AsyncLockBackend) -> AsyncStore:
-    if spec == "etcd":
-        from fencing_coord.backends.etcd.aio_backend import AsyncEtcdBackend
-        from fencing_coord.backends.etcd.aio_store import AsyncEtcdStore
-
-        assert isinstance(backend, AsyncEtcdBackend)
-        etcd_store: AsyncStore = AsyncEtcdStore(backend)
-        return etcd_store
-    if spec == "zookeeper":
-        from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
-        from fencing_coord.backends.zookeeper.aio_store import AsyncZooKeeperStore
-
-        assert isinstance(backend, AsyncZooKeeperBackend)
-        zookeeper_store: AsyncStore = AsyncZooKeeperStore(backend)
-        return zookeeper_store
+    """The store a ``--store`` spec names (each store checks the backend's kind itself)."""
+    if spec in _SERVICE_STORES:
+        module, _, name = _SERVICE_STORES[spec].partition(":")
+        store: AsyncStore = getattr(importlib.import_module(module), name)(backend)
+        return store
     kind, _, path = spec.partition(":")
     assert kind == "sqlite", spec
     return await AsyncSQLiteStore.open(path)
