@@ -23,7 +23,8 @@ from fencing_coord.grant import Grant
 from fencing_coord.records import Leader, LockState
 from fencing_coord.url import BackendURL
 
-from .memory import Clock, MemoryBackend, MemoryGrant, _MemoryQueue, _Place
+from .memory import MemoryBackend, MemoryGrant, _MemoryQueue, _Place
+from .memory_options import Clock
 
 __all__ = ["AsyncMemoryBackend"]
 

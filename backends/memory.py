@@ -26,17 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fencing_coord.errors import ConfigurationError, InvalidArgument, LockLost
+from fencing_coord.errors import InvalidArgument, LockLost
 from fencing_coord.fairqueue import EntryGone, wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
 from fencing_coord.spi import ElectionBackend, narrow
-from fencing_coord.url import BackendURL, OptionReader
+from fencing_coord.url import BackendURL
+
+from .memory_options import Clock, memory_settings
 
 __all__ = ["MemoryBackend", "MemoryGrant"]
-
-Clock = Callable[[], float]
 
 # How often a waiter re-reads an injected clock: it cannot be told when a test moves it.
 _INJECTED_CLOCK_POLL = 0.01
@@ -264,19 +264,7 @@ class MemoryBackend(ElectionBackend):
         name, settings = cls.settings(url, options)
         return cls(name, **settings)
 
-    @staticmethod
-    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The table name and the keyword arguments a ``memory://`` URL and options mean."""
-        reader = OptionReader(url, options)
-        common = reader.common()
-        clock = reader.get("clock", None, _check_clock)
-        reader.finish()
-        if len(url.hosts) > 1 or (url.hosts and url.hosts[0][1] is not None) or url.path:
-            raise ConfigurationError(
-                f"{url.redacted()}: memory:// takes one table name and no port or path, e.g. memory://demo"
-            )
-        name = url.hosts[0][0] if url.hosts else ""
-        return name, {"ttl": common.ttl, "namespace": common.namespace, "identity": common.identity, "clock": clock}
+    settings = staticmethod(memory_settings)
 
     # -- the lock SPI ----------------------------------------------------------------
 
@@ -397,14 +385,3 @@ class MemoryBackend(ElectionBackend):
                 else:
                     lease.expires_at = now + self.ttl
 
-
-def _check_clock(value: Any) -> Clock:
-    if not callable(value):
-        raise TypeError(f"clock must be a zero-argument callable returning seconds, not {type(value).__name__}")
-    try:
-        reading = value()
-    except Exception as exc:
-        raise ValueError(f"calling clock() failed: {exc!r}") from exc
-    if isinstance(reading, bool) or not isinstance(reading, int | float):
-        raise TypeError(f"clock() must return seconds as a number, not {type(reading).__name__}")
-    return value  # type: ignore[no-any-return]
