@@ -23,3 +23,4 @@ bench: setup
 	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/etcd.py
 	$(BIN)/python bench/zookeeper.py
+	$(BIN)/python bench/redis_backend.py

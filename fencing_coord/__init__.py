@@ -16,6 +16,7 @@ accepted, atomically with the write.
 from __future__ import annotations
 
 from . import aio, stores
+from .bound import BoundResource
 from .config import BackendURL, connect, parse_url
 from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
 from .errors import (
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendURL",
     "BackendUnavailable",
+    "BoundResource",
     "Capabilities",
     "ConfigurationError",
     "Election",

@@ -47,6 +47,10 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "etcds": ("fencing_coord.backends.etcd:EtcdBackend", "etcd"),
     "zookeeper": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
     "zk": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "redis": ("fencing_coord.backends.redis:RedisBackend", "redis"),
+    "rediss": ("fencing_coord.backends.redis:RedisBackend", "redis"),
+    "zookeepers": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
+    "zks": ("fencing_coord.backends.zookeeper:ZooKeeperBackend", "zookeeper"),
 }
 
 

@@ -12,6 +12,12 @@ Reentrancy is per *holder context*: the thread that acquired a grant (blocking A
 the asyncio task (async API). A context that acquires a name it already holds through
 this backend object gets the same grant back (same token, hold count + 1); any other
 context of the same backend object is an ordinary contender.
+
+Metrics (:mod:`fencing_coord.observability`) are taken here too, the same for every
+backend and both front ends: acquisitions granted (with their latency) and failed (by
+reason), hold durations at release, losses (by reason, from ``on_lost``), and
+``lease_expired_while_executing``: a release (or the end of a ``lock()`` block) that
+finds its grant already lost. Reentrant acquisitions and election terms are not counted.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
+from . import observability
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
 from .grant import Grant
+from .observability import Metrics, failure_reason
 from .validation import check_name, check_timeout
 
 __all__ = ["FrontEnd", "Ticket", "deadline_after"]
@@ -45,10 +53,15 @@ class Ticket(NamedTuple):
     deadline: float | None
     reentered: Grant | None
     context: object
+    #: Where the acquisition's metrics go (None: nowhere), and when it started.
+    metrics: Metrics | None
+    started: float
 
 
 class FrontEnd:
     """The I/O-free half of a backend's public template (see the module docstring)."""
+
+    schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, ttl: float, namespace: str, identity: str) -> None:
         self.ttl = ttl
@@ -58,6 +71,9 @@ class FrontEnd:
         self._terms: dict[int, Grant] = {}
         self._held_lock = threading.Lock()
         self._closed = False
+        #: Where this backend's lock metrics go; None: the process-wide
+        #: :func:`~fencing_coord.observability.set_metrics` one, if any.
+        self.metrics: Metrics | None = None
 
     @property
     def closed(self) -> bool:
@@ -78,8 +94,24 @@ class FrontEnd:
             raise InvalidArgumentType("on_queued must be callable")
         self._check_open()
         reentered = self._reenter(name, context)
-        deadline = time.monotonic() if try_once else deadline_after(seconds)
-        return Ticket(name, seconds, deadline, reentered, context)
+        metrics = None if reentered is not None else self._metrics()
+        started = time.monotonic()
+        deadline = started if try_once else None if seconds is None else started + seconds
+        return Ticket(name, seconds, deadline, reentered, context, metrics, started)
+
+    def _acquire_failed(self, ticket: Ticket, exc: Exception) -> None:
+        """Count an acquisition that raised ``exc``."""
+        if ticket.metrics is not None:
+            ticket.metrics.acquire_failed(self.metrics_label, ticket.name, failure_reason(exc))
+
+    def _acquire_done(self, ticket: Ticket, grant: Grant | None) -> None:
+        """Count an acquisition's outcome (None: a try that found the lock taken)."""
+        metrics = ticket.metrics
+        if metrics is not None:
+            if grant is None:
+                metrics.acquire_failed(self.metrics_label, ticket.name, "busy")
+            else:
+                self._observe_grant(metrics, grant, ticket.started)
 
     def _granted(self, ticket: Ticket, grant: Grant | None, *, try_once: bool = False) -> Grant | None:
         """Book what the SPI returned: the grant, None for a try that found the lock
@@ -152,6 +184,8 @@ class FrontEnd:
             self._terms.clear()
         for grant in held:
             grant.mark_released()
+            if grant._held_since is not None:
+                self._observe_release(grant, lost=grant.lost)
         return held
 
     def _book_term(self, grant: Grant | None) -> Grant | None:
@@ -165,6 +199,35 @@ class FrontEnd:
                 return grant
         grant.mark_released()
         return grant
+
+    def _released(self, grant: Grant, held: bool) -> bool:
+        """After the SPI gave ``grant`` up (``held``: it still was): count it; ``held``."""
+        if grant._held_since is not None:
+            self._observe_release(grant, lost=not held)
+        return held
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    @property
+    def metrics_label(self) -> str:
+        """This backend's ``backend`` label: its first URL scheme (``etcd``, ``memory``)."""
+        return self.schemes[0] if self.schemes else type(self).__name__
+
+    def _metrics(self) -> Metrics | None:
+        return self.metrics if self.metrics is not None else observability._current
+
+    def _observe_grant(self, metrics: Metrics, grant: Grant, started: float) -> None:
+        now = time.monotonic()
+        grant._held_since = now
+        metrics.acquired(self.metrics_label, grant.name, now - started)
+        label = self.metrics_label
+        grant.on_lost(lambda lost: metrics.lost(label, lost.name, lost.lost_reason))
+
+    def _observe_release(self, grant: Grant, *, lost: bool) -> None:
+        """Count a grant given up (not for the reentrant releases before the last one)."""
+        metrics = self._metrics()
+        if metrics is not None and grant._held_since is not None:
+            metrics.released(self.metrics_label, grant.name, time.monotonic() - grant._held_since, lost)
 
     # -- helpers for subclasses ------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class Grant:
         "_callbacks",
         "_callbacks_done",
         "_context",
+        "_held_since",
         "_holds",
         "_lock",
         "_lost",
@@ -73,6 +74,8 @@ class Grant:
         # template sets it when it books the grant.
         self._context: object = threading.current_thread()
         self._settled_hooks: list[Callable[[], object]] = []
+        # time.monotonic() of the grant, when metrics were on (for lock_hold_duration).
+        self._held_since: float | None = None
 
     def __repr__(self) -> str:
         state = "lost" if self._lost.is_set() else "released" if self._released else "held"

@@ -13,6 +13,12 @@ object already holds *through a grant that thread acquired* gets that same grant
 undoes one acquisition and only the last one gives the lock up. Another thread of the
 same backend object is an ordinary contender and waits its turn, so one backend object
 can be shared by the threads of a process without them overlapping.
+
+Metrics (:mod:`fencing_coord.observability`) are taken here, the same for every
+backend: acquisitions granted (with their latency) and failed (by reason), hold
+durations at release, losses (by reason, from ``on_lost``), and
+``lease_expired_while_executing``: a release (or the end of a ``lock()`` block) that
+finds its grant already lost. Reentrant acquisitions and election terms are not counted.
 """
 
 from __future__ import annotations
@@ -89,16 +95,33 @@ class LockBackend(FrontEnd, ABC):
         :class:`BackendUnavailable` when the service cannot be reached.
         """
         ticket = self._ticket(name, timeout, on_queued, threading.current_thread())
-        got = ticket.reentered or self._granted(ticket, self._acquire(name, ticket.deadline, on_queued))
-        assert got is not None  # _granted raises LockTimeout rather than return None here
-        return self._kept(got)
+        if ticket.reentered is not None:
+            return ticket.reentered
+        try:
+            got = self._granted(ticket, self._acquire(name, ticket.deadline, on_queued))
+            assert got is not None  # _granted raises LockTimeout rather than return None here
+            got = self._kept(got)
+        except Exception as exc:
+            self._acquire_failed(ticket, exc)
+            raise
+        self._acquire_done(ticket, got)
+        return got
 
     def try_acquire(self, name: str) -> Grant | None:
         """Return a :class:`Grant` if ``name`` is free now, else None. Never waits
         behind a holder (it may wait for the service itself to answer)."""
         ticket = self._ticket(name, 0, None, threading.current_thread(), try_once=True)
-        got = ticket.reentered or self._granted(ticket, self._acquire(name, ticket.deadline, None), try_once=True)
-        return None if got is None else self._kept(got)
+        if ticket.reentered is not None:
+            return ticket.reentered
+        try:
+            got = self._granted(ticket, self._acquire(name, ticket.deadline, None), try_once=True)
+            if got is not None:
+                got = self._kept(got)
+        except Exception as exc:
+            self._acquire_failed(ticket, exc)
+            raise
+        self._acquire_done(ticket, got)
+        return got
 
     def renew(self, grant: Grant) -> Grant:
         """Extend the lease behind ``grant`` and return it, with the same token.
@@ -117,7 +140,7 @@ class LockBackend(FrontEnd, ABC):
         grant this backend object did not issue: only the holder may release.
         """
         booked = self._unbook(grant)
-        return self._release(grant) if booked is None else booked
+        return self._released(grant, self._release(grant)) if booked is None else booked
 
     @contextmanager
     def lock(self, name: str, timeout: float | None = None) -> Iterator[Grant]:

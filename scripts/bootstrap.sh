@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a fresh Debian/Ubuntu machine ready: the servers the demo and the tests start
-# (etcd, ZooKeeper, PostgreSQL, from the distribution's packages), a venv, the project.
+# (etcd, ZooKeeper, PostgreSQL, Redis, from the distribution's packages), a venv, the project.
 # Idempotent: skips what is already there. Usage: scripts/bootstrap.sh [VENV_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,9 @@ from fencing_coord.aio import AsyncFencedResource, AsyncLockBackend, AsyncSQLite
 
 if TYPE_CHECKING:
     from tests.holder import report_round, report_write, say
-else:  # run as a script: tests/ is sys.path[0]
+else:  # run as a script with -P (faults.Holder): tests/ goes last on sys.path, so that
+    # tests/redis cannot hide the redis client library.
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     from holder import report_round, report_write, say
 
 

@@ -48,7 +48,9 @@ class Holder:
 
     def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
                  reports: queue.Queue[Report] | None = None, program: Path = HOLDER) -> None:
-        argv = [sys.executable, str(program), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
+        # -P: the script's directory (tests/) stays off sys.path, where tests/redis would
+        # hide the redis client library.
+        argv = [sys.executable, "-P", str(program), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
         if worker is not None:
             argv += ["--worker", worker]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)

@@ -1,9 +1,9 @@
 """A lock holder in its own process, driven by the etcd and ZooKeeper fault tests.
 
-    python holder.py URL --store sqlite:/path/state.db|etcd|zookeeper [--ttl 2] [--namespace NS] [--worker NAME]
+    python holder.py URL --store sqlite:/path/state.db|etcd|zookeeper|redis [--ttl 2] [--namespace NS] [--worker NAME]
 
 ``--store`` names the store behind the holder's FencedResource: a SQLite file, or the
-coordination service of the backend itself (``etcd``, ``zookeeper``).
+coordination service of the backend itself (``etcd``, ``zookeeper``, ``redis``).
 
 Commands, one per line on stdin; every answer is one JSON object per line on stdout:
 
@@ -57,6 +57,12 @@ def open_store(spec: str, backend: fc.LockBackend) -> Store:
         assert isinstance(backend, ZooKeeperBackend)
         zookeeper_store: Store = ZooKeeperStore(backend)
         return zookeeper_store
+    if spec == "redis":
+        from fencing_coord.backends.redis import RedisBackend, RedisStore
+
+        assert isinstance(backend, RedisBackend)
+        store: Store = RedisStore(backend)
+        return store
     kind, _, path = spec.partition(":")
     assert kind == "sqlite", spec
     return SQLiteStore(path)

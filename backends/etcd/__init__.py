@@ -32,6 +32,10 @@ watch the election's prefix and re-read the oldest candidate on every event; a k
 does not hold a candidate record (another program wrote it) is reported as
 BackendUnavailable, not misread.
 
+Go's ``concurrency`` package (``etcdctl lock``/``elect``) shares these queues: given
+the prefix :meth:`EtcdBackend.lock_prefix` (no trailing ``/``) it puts
+``<prefix>/<lease-hex>`` and orders by create revision, as we do (see :mod:`.layout`).
+
 The client library. We speak the etcd v3 gRPC API with the protobuf messages and stubs
 of the ``python3-etcd3`` distribution (``etcd3.etcdrpc``), not its high-level client:
 that client cannot sort or limit a range inside a transaction, and its watcher fails

@@ -24,7 +24,7 @@ from fencing_coord.errors import FencingCoordError, LockLost
 from fencing_coord.fairqueue import await_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.records import Leader, LockState
-from fencing_coord.spi import ROOT, encode_candidate, narrow
+from fencing_coord.spi import ROOT, narrow
 from fencing_coord.url import BackendURL
 
 from .aio_connection import AsyncConnection
@@ -32,7 +32,7 @@ from .aio_queue import AsyncEtcdQueue
 from .aio_session import AsyncSession
 from .backend import EtcdBackend
 from .connection import Connection
-from .election import leader_of, leader_request, proclaim_request
+from .election import candidate_value, leader_of, leader_request, proclaim_request
 from .keys import EtcdKeys
 from .queue import EtcdGrant, Queues
 from .session import Session
@@ -49,8 +49,10 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
     schemes = ("etcd", "etcds")
     capabilities = EtcdBackend.capabilities
 
-    def __init__(self, settings: Connection, *, ttl: float, namespace: str, identity: str) -> None:
+    def __init__(self, settings: Connection, *, ttl: float, namespace: str, identity: str,
+                 raw_election_values: bool = False) -> None:
         """Not connected yet: use :meth:`open` (or ``fencing_coord.aio.connect``)."""
+        self._raw_values = raw_election_values
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = AsyncConnection(settings)
@@ -63,8 +65,8 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     @classmethod
     async def open(cls, url: BackendURL, options: dict[str, Any]) -> AsyncEtcdBackend:
-        settings, common = EtcdBackend.settings(url, options)
-        backend = cls(settings, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+        settings, arguments = EtcdBackend.settings(url, options)
+        backend = cls(settings, **arguments)
         try:
             await backend._conn.authenticate()
             lease = await backend._lease.start()
@@ -130,20 +132,21 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     async def _campaign(self, name: str, value: bytes, deadline: float | None,
                         on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        line = self._line(self._election_prefix(name), name, candidate_value(self.identity, value, self._raw_values))
         return await await_in_line(line, deadline, on_queued)
 
     async def _proclaim(self, grant: Grant, value: bytes) -> None:
         mine = narrow(grant, EtcdGrant)
         try:
-            applied = bool((await self._conn.txn(proclaim_request(mine.place, mine.holder, value))).succeeded)
+            request = proclaim_request(mine.place, mine.holder, value, self._raw_values)
+            applied = bool((await self._conn.txn(request)).succeeded)
         except LeaseNotFound:
             applied = False
         if not applied:
             self._key_deleted(mine)
 
     async def _leader(self, name: str) -> Leader | None:
-        return leader_of(await self._conn.range(leader_request(self._election_prefix(name))))
+        return leader_of(await self._conn.range(leader_request(self._election_prefix(name))), self._raw_values)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
         task = asyncio.get_running_loop().create_task(self._follow_prefix(self._election_prefix(name), notify))

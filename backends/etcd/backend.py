@@ -12,12 +12,13 @@ from fencing_coord.fairqueue import wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
-from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
-from fencing_coord.url import BackendURL, CommonOptions, OptionReader
+from fencing_coord.spi import ROOT, ElectionBackend, narrow
+from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
-from .election import proclaim, read_leader
+from .election import candidate_value, proclaim, read_leader
 from .keys import EtcdKeys
+from .layout import parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
 from .watch import PrefixWatch
@@ -53,6 +54,9 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     timeout      seconds a call may wait for etcd (retrying on other members)    5
                  before BackendUnavailable; also the connect timeout
     identity     holder identity, stored as the lock key's value                 host:pid:random
+    election_    what a candidate key holds: ``record`` (identity and value) or  record
+    values       ``raw`` (the proclaimed value only, as Go's Election stores it;
+                 see :class:`.layout.ElectionValues`)
     ca           etcds: CA bundle (PEM file) that signed the servers' certs      system roots
     cert, key    etcds: client certificate and its private key (PEM files)       none
     ============ =============================================================== =================
@@ -93,7 +97,9 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     schemes = ("etcd", "etcds")
     capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
 
-    def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str) -> None:
+    def __init__(self, conn: Connection, *, ttl: float, namespace: str, identity: str,
+                 raw_election_values: bool = False) -> None:
+        self._raw_values = raw_election_values
         lease_ttl = max(1, math.ceil(ttl))
         super().__init__(ttl=float(lease_ttl), namespace=namespace, identity=identity)
         self._conn = conn
@@ -113,19 +119,23 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
-        conn, common = cls.settings(url, options)
-        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity)
+        conn, settings = cls.settings(url, options)
+        return cls(conn, **settings)
 
     @staticmethod
-    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[Connection, CommonOptions]:
-        """The connection (not yet opened) and common options an etcd URL means."""
+    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[Connection, dict[str, Any]]:
+        """The connection (not yet opened) and the keyword arguments an etcd URL and
+        options mean."""
         reader = OptionReader(url, options)
         common = reader.common()
         ca = reader.get("ca", None, readable_file)
         cert = reader.get("cert", None, readable_file)
         key = reader.get("key", None, readable_file)
+        raw = reader.get("election_values", False, parse_election_values)
         reader.finish()
-        return connection_for(url, common.timeout, ca, cert, key), common
+        return connection_for(url, common.timeout, ca, cert, key), {
+            "ttl": common.ttl, "namespace": common.namespace, "identity": common.identity,
+            "raw_election_values": raw}
 
     # -- what operators and tests may look at ------------------------------------------------
 
@@ -188,18 +198,19 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._election_prefix(name), name, encode_candidate(self.identity, value))
+        line = self._queues.line(self._election_prefix(name), name,
+                                 candidate_value(self.identity, value, self._raw_values))
         return wait_in_line(line, deadline, on_queued)
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Raises LockLost (and marks the term lost) when the leader's key no longer has
         the term's create revision: the term is over, and a successor's key is untouched."""
         mine = narrow(grant, EtcdGrant)
-        if not proclaim(self._conn, mine.place, mine.holder, value):
+        if not proclaim(self._conn, mine.place, mine.holder, value, self._raw_values):
             self._key_deleted(mine)
 
     def _leader(self, name: str) -> Leader | None:
-        return read_leader(self._conn, self._election_prefix(name))
+        return read_leader(self._conn, self._election_prefix(name), self._raw_values)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
         watch = PrefixWatch(self._conn, self._election_prefix(name), notify,

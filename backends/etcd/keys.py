@@ -14,6 +14,7 @@ from fencing_coord.grant import Grant
 from fencing_coord.records import LockState
 from fencing_coord.spi import narrow
 
+from .layout import foreign_name, is_go
 from .queue import EtcdGrant
 from .session import Session
 from .wire import KV, MAX_TXN_OPS, range_kvs, range_op, range_request, txn
@@ -37,8 +38,15 @@ class EtcdKeys:
         return self._root + b"elections/" + name.encode() + b"/"
 
     def lock_prefix(self, name: str) -> str:
-        """The etcd key prefix under which ``name``'s contenders queue."""
-        return self._lock_prefix(name).decode()
+        """The prefix to give etcd's Go ``concurrency.NewMutex`` (or ``etcdctl lock``) so
+        that it shares lock ``name`` with us: ``/fencing-coord/<namespace>/locks/<name>``,
+        without a trailing ``/`` (Go appends it). Every contender's key is under it + ``/``."""
+        return self._lock_prefix(name)[:-1].decode()
+
+    def election_prefix(self, name: str) -> str:
+        """The prefix to give Go's ``concurrency.NewElection`` (or ``etcdctl elect``) so
+        that it campaigns in election ``name`` with us (no trailing ``/``)."""
+        return self._election_prefix(name)[:-1].decode()
 
     def _probe(self, grant: Grant) -> None:
         lease = narrow(grant, EtcdGrant).place.lease
@@ -84,9 +92,14 @@ class EtcdKeys:
         if not members:
             return LockState(name, None, None)
         head, *waiting = members
-        return LockState(name, head.value.decode(errors="replace"), head.create_revision,
-                         tuple(kv.value.decode(errors="replace") for kv in waiting))
+        return LockState(name, _holder(head), head.create_revision, tuple(_holder(kv) for kv in waiting))
 
     def _names_in(self, kvs: list[KV]) -> list[str]:
         prefix = self._root + b"locks/"
         return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
+
+
+def _holder(kv: KV) -> str:
+    """Who a lock key belongs to: our contenders store their identity; a Go
+    ``concurrency.Mutex`` (``etcdctl lock``) key holds nothing and is named after its lease."""
+    return foreign_name(kv) if is_go(kv.key) else kv.value.decode(errors="replace")

@@ -214,11 +214,13 @@ class EtcdQueue:
         timer = threading.Timer(wait, call.cancel)
         timer.daemon = True
         started = time.monotonic()
-        if not queues.session.add_waker(place.lease, call.cancel):
-            call.cancel()
-        timer.start()
         created, since = 0, 0
+        # Everything after the call exists runs under the finally that ends it: a signal
+        # handler that raises (run's SIGTERM) may interrupt even timer.start().
         try:
+            if not queues.session.add_waker(place.lease, call.cancel):
+                call.cancel()
+            timer.start()
             for response in call:
                 if response.canceled or response.compact_revision or response.events:
                     break

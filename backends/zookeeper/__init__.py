@@ -1,13 +1,14 @@
-"""``zookeeper://`` -- locks and leader elections with fencing tokens on ZooKeeper, through kazoo.
+"""``zookeeper://`` and ``zookeepers://`` (TLS) -- locks and leader elections with fencing tokens
+on ZooKeeper, through kazoo.
 
 Layout (every path below the URL's chroot)::
 
     /fencing-coord/<namespace>/locks/<name>/            persistent parent, never deleted by us
-    /fencing-coord/<namespace>/locks/<name>/lock-<nonce>-<seq>
+    /fencing-coord/<namespace>/locks/<name>/_c_<nonce>-lock-<seq>
                                                         one ephemeral-sequential node per contender;
                                                         data: the contender's identity (UTF-8)
     /fencing-coord/<namespace>/elections/<name>/        persistent parent, never deleted by us
-    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+    /fencing-coord/<namespace>/elections/<name>/_c_<nonce>-candidate__lock__<seq>
                                                         one ephemeral-sequential node per candidate;
                                                         data: fencing_coord.spi.encode_candidate
                                                         of its identity and value
@@ -16,8 +17,8 @@ Layout (every path below the URL's chroot)::
 
 The modules, one idea each:
 
-* :mod:`.names`: path segments, contender names ``<kind>-<nonce>-<seq>``, serial-number
-  arithmetic and queue order.
+* :mod:`.names`: path segments, contender names (ours, and kazoo's, Curator's and
+  ZooKeeper's recipes', which share our queues), serial-number arithmetic and queue order.
 * :mod:`.session`: the kazoo session, its states (:class:`SessionState`) and transitions,
   and ``request()``, where every request is sent, retried and its errors mapped.
 * :mod:`.queue`: the fair-queue driver (:class:`~.queue.ZooKeeperQueue`) that
@@ -28,6 +29,8 @@ The modules, one idea each:
 * :mod:`.election`: reading and watching an election's leader.
 * :mod:`.monitor`: the thread that reports lost grants, re-arms watches after a
   reconnection and deletes nodes nobody will use.
+* :mod:`.tls`: ``zookeepers://`` (its ``ca``/``cert``/``key`` options, kazoo's TLS
+  arguments) and the first connection, which reports TLS mistakes as ConfigurationError.
 * :mod:`.backend`: :class:`ZooKeeperBackend`, the SPI on top of them.
 * :mod:`.store`: :class:`ZooKeeperStore`, fenced resources in znodes.
 """

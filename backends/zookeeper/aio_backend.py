@@ -18,8 +18,7 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from fencing_coord.aio.backend import AsyncElectionBackend
-from fencing_coord.aio.signals import LoopSignal
-from fencing_coord.errors import BackendUnavailable, LockLost
+from fencing_coord.errors import LockLost
 from fencing_coord.fairqueue import await_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.records import Leader, LockState
@@ -29,12 +28,11 @@ from fencing_coord.url import BackendURL
 from .aio_queue import AsyncZooKeeperQueue
 from .aio_session import AsyncRequests, use_loop_results
 from .backend import ZooKeeperBackend
-from .common import ZooKeeperCommon, identity_of
+from .common import ZooKeeperCommon
 from .grant import ZooKeeperGrant
 from .members import Member
-from .names import CANDIDATE_KIND, LOCK_KIND, contenders, queue_order, unsegment
+from .names import CANDIDATE_KIND, LEGACY, LOCK_KIND, queue_contenders, queue_order, unsegment
 from .queue import ZooKeeperQueue
-from .session import SessionState
 
 __all__ = ["AsyncZooKeeperBackend"]
 
@@ -47,7 +45,7 @@ _MEMBERS_ATTEMPTS = 10
 class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
     """Locks and elections on ZooKeeper for asyncio; URL and options as ZooKeeperBackend."""
 
-    schemes = ("zookeeper", "zk")
+    schemes = ZooKeeperBackend.schemes
     capabilities = ZooKeeperBackend.capabilities
 
     @classmethod
@@ -60,17 +58,14 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
         return backend
 
     async def _connect(self) -> None:
-        """Start the session without blocking the loop: kazoo connects on its thread."""
+        """Start the session without blocking the loop: kazoo connects on its thread, and
+        the first connection's verdict (a TLS mistake is a ConfigurationError, an
+        unreachable ensemble BackendUnavailable: see :mod:`.tls`) is awaited on a worker
+        thread, once per backend, as the blocking backend does."""
         session = self._session
         use_loop_results(session.client)
         self._requests = AsyncRequests(session)
-        connected = LoopSignal()
-        session.subscribe(lambda state: connected.set() if state is SessionState.CONNECTED else None)
-        session.client.start_async()
-        if not await connected.wait(session.timeout):
-            session.close()
-            raise BackendUnavailable(f"no ZooKeeper server at {session.hosts} accepted a session within "
-                                     f"{session.timeout} s")
+        await asyncio.to_thread(session.start)
 
     def _line(self, kind: str, name: str, parent: str, data: bytes, deadline: float | None) -> AsyncZooKeeperQueue:
         return AsyncZooKeeperQueue(self._requests, ZooKeeperQueue(
@@ -103,7 +98,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
         if not queued:
             return LockState(name, None, None)
         holder, *waiters = queued
-        return LockState(name, identity_of(holder.data), holder.czxid, tuple(identity_of(m.data) for m in waiters))
+        return LockState(name, holder.identity, holder.czxid, tuple(m.identity for m in waiters))
 
     async def _names(self) -> list[str]:
         client, base = self._session.client, f"{self._root}/locks"
@@ -141,7 +136,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
                                                         expected=(NoNodeError,))
             except NoNodeError:
                 return []
-            wanted = queue_order(contenders(children, kind))[:count]
+            wanted = queue_order(queue_contenders(children, kind))[:count]
             reads = await asyncio.gather(*(self._requests.request(
                 f"read {parent}/{c.node}", functools.partial(client.get_async, f"{parent}/{c.node}"),
                 expected=(NoNodeError,)) for c in wanted), return_exceptions=True)
@@ -176,5 +171,8 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
         first = await self._members(parent, CANDIDATE_KIND, 1, None)
         if not first:
             return None
-        identity, value = decode_candidate(first[0].data, f"{parent}/{first[0].contender.node}")
-        return Leader(identity, value, first[0].czxid)
+        head = first[0]
+        if not head.contender.ours and head.contender.flavor != LEGACY:
+            return Leader(head.identity, head.data, head.czxid)
+        identity, value = decode_candidate(head.data, f"{parent}/{head.contender.node}")
+        return Leader(identity, value, head.czxid)

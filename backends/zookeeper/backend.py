@@ -20,13 +20,14 @@ from fencing_coord.spi import ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
 from fencing_coord.validation import INT32_MILLISECONDS
 
-from .common import ZooKeeperCommon, identity_of
+from .common import ZooKeeperCommon
 from .election import read_leader
 from .grant import ZooKeeperGrant
 from .members import members
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
 from .queue import ZooKeeperQueue
 from .session import presend
+from .tls import DEFAULT_TLS_PORT, TLS_SCHEMES, TLSOptions, pem_file, tls_options
 
 __all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
 
@@ -36,11 +37,20 @@ DEFAULT_PORT: Final = 2181
 
 
 class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
-    """Locks and leader elections on ZooKeeper:
-    ``zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]``.
+    """Locks and leader elections on ZooKeeper::
 
-    ``zk://`` is an alias. Hosts are tried in random order (``randomize_hosts``); the port
-    defaults to 2181; IPv6 hosts go in brackets. ``/chroot`` (optional) roots every path
+        zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]
+        zookeepers://[user:password@]host[:port][,...][/chroot]?ca=/path/ca.pem[&cert=/path/c.pem&key=/path/k.pem]
+
+    ``zk://`` and ``zks://`` are aliases. ``zookeepers://`` speaks TLS to the servers'
+    ``secureClientPort`` (default port 2281): ``ca`` verifies the servers' certificates (the
+    system's roots when omitted), which must name the host as the URL writes it; ``cert``
+    and ``key`` (together; an unencrypted PEM key) present a client certificate. A TLS
+    mistake (an untrusted server certificate, a client certificate refused or missing, a
+    plain client on a TLS port or the other way round) is a :class:`ConfigurationError`
+    naming TLS, not a timeout (see :mod:`.tls`). Hosts are tried in random order
+    (``randomize_hosts``); the port defaults to 2181 (2281 with TLS); IPv6 hosts go in
+    brackets. ``/chroot`` (optional) roots every path
     this backend uses at that znode, which is created if missing. ``user:password`` adds
     ZooKeeper digest credentials to the session, and every znode the backend creates then
     gets the ACL ``auth`` (all permissions for that user only); other users, anonymous
@@ -63,6 +73,9 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
                      contenders of one lock or election before it refuses with
                      TokenSpaceExhausted
                      (see :mod:`.queue`; small values are for tests)
+    ca               zookeepers: CA bundle (PEM file) that signed the servers' certs    system roots
+    cert, key        zookeepers: client certificate and its unencrypted private key     none
+                     (PEM files)
     ================ ================================================================== ================
 
     Tokens are the creation zxids of the lock and candidate nodes (see :mod:`.grant` for
@@ -71,18 +84,20 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
     to pause writes.
     """
 
-    schemes = ("zookeeper", "zk")
+    schemes = ("zookeeper", "zk", *TLS_SCHEMES)
     capabilities = Capabilities(fifo=True, injectable_clock=False, multiprocess=True)
 
     def __init__(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
                  identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
-                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW) -> None:
-        """Connect to ``hosts`` (``host:port,...``); every path is put below ``chroot``
-        (``/a/b`` or empty). Raises :class:`BackendUnavailable` when no server accepts a
-        session within ``timeout``."""
+                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW,
+                 tls: TLSOptions | None = None) -> None:
+        """Connect to ``hosts`` (``host:port,...``), over TLS with ``tls``; every path is
+        put below ``chroot`` (``/a/b`` or empty). Raises :class:`BackendUnavailable` when
+        no server accepts a session within ``timeout``, :class:`ConfigurationError` for a
+        TLS mistake."""
         self._prepare(hosts, chroot=chroot, ttl=ttl, namespace=namespace, identity=identity, timeout=timeout,
                       username=username, password=password, randomize_hosts=randomize_hosts,
-                      sequence_window=sequence_window)
+                      sequence_window=sequence_window, tls=tls)
         self._session.start()
         self._started()
 
@@ -98,10 +113,15 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         common = reader.common(max_ttl=INT32_MILLISECONDS)
         randomize = reader.get("randomize_hosts", True, _parse_bool)
         window = reader.get("sequence_window", DEFAULT_SEQUENCE_WINDOW, _parse_window)
+        ca = reader.get("ca", None, pem_file)
+        cert = reader.get("cert", None, pem_file)
+        key = reader.get("key", None, pem_file)
         reader.finish()
+        tls = tls_options(url, ca, cert, key)
         if url.username is not None and url.password is None:
             raise ConfigurationError(f"{url.redacted()}: digest credentials need user:password, not just a user")
-        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.host_list(DEFAULT_PORT))
+        default_port = DEFAULT_PORT if tls is None else DEFAULT_TLS_PORT
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in url.host_list(default_port))
         chroot = url.path.strip("/")
         parts = chroot.split("/") if chroot else []
         if any(p in ("", ".", "..") or segment(p) != p for p in parts) or parts[:1] == ["zookeeper"]:
@@ -111,7 +131,8 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
             )
         return hosts, {"chroot": "/" + chroot if chroot else "", "ttl": common.ttl, "namespace": common.namespace,
                        "identity": common.identity, "timeout": common.timeout, "username": url.username,
-                       "password": url.password, "randomize_hosts": randomize, "sequence_window": window}
+                       "password": url.password, "randomize_hosts": randomize, "sequence_window": window,
+                       "tls": tls}
 
     # -- the lock SPI -----------------------------------------------------------------------
 
@@ -158,7 +179,7 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         if not queued:
             return LockState(name, None, None)
         holder, *waiters = queued
-        return LockState(name, identity_of(holder.data), holder.czxid, tuple(identity_of(m.data) for m in waiters))
+        return LockState(name, holder.identity, holder.czxid, tuple(m.identity for m in waiters))
 
     def _names(self) -> list[str]:
         client = self._session.client

@@ -18,8 +18,9 @@ from .election import LeaderWatch
 from .monitor import Monitor
 from .names import DEFAULT_SEQUENCE_WINDOW, segment
 from .session import Session, SessionState
+from .tls import TLSOptions
 
-__all__ = ["ZooKeeperCommon", "identity_of"]
+__all__ = ["ZooKeeperCommon"]
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class ZooKeeperCommon(FrontEnd):
 
     def _prepare(self, hosts: str, *, chroot: str = "", ttl: float = 10.0, namespace: str = "default",
                  identity: str = "", timeout: float = 5.0, username: str | None = None, password: str | None = None,
-                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW) -> None:
+                 randomize_hosts: bool = True, sequence_window: int = DEFAULT_SEQUENCE_WINDOW,
+                 tls: TLSOptions | None = None) -> None:
         """Everything but connecting: see ZooKeeperBackend."""
         FrontEnd.__init__(self, ttl=ttl, namespace=namespace,
                           identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
@@ -45,7 +47,7 @@ class ZooKeeperCommon(FrontEnd):
         self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
         auth = (username, password or "") if username is not None else None
         self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
-                                randomize_hosts=randomize_hosts)
+                                randomize_hosts=randomize_hosts, tls=tls)
         self._monitor = Monitor(self._session, owner=self)
 
     def _started(self) -> None:
@@ -113,8 +115,3 @@ class ZooKeeperCommon(FrontEnd):
         watch = LeaderWatch(self._session.client, self.election_path(name), notify)
         self._monitor.watch_leader(watch)
         return functools.partial(self._monitor.unwatch_leader, watch)
-
-
-def identity_of(data: bytes) -> str:
-    """The holder identity stored in a lock node."""
-    return data.decode("utf-8", "replace")

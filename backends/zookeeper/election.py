@@ -3,9 +3,10 @@
 An election is the lock's queue recipe in the ``elections`` subtree, so a lock and an
 election of one name never meet::
 
-    /fencing-coord/<namespace>/elections/<name>/candidate-<nonce>-<seq>
+    /fencing-coord/<namespace>/elections/<name>/_c_<nonce>-candidate__lock__<seq>
 
-one ephemeral-sequential node per candidate, holding
+one ephemeral-sequential node per candidate (named so that kazoo's ``Election`` counts it,
+and ours count kazoo's), holding
 :func:`~fencing_coord.spi.encode_candidate` of its identity and value. The first candidate
 (lowest sequence number, in serial arithmetic) is the leader, and its term's token is its
 node's czxid, like a lock grant's, with every guarantee of one (its term is lost, resigned
@@ -32,7 +33,7 @@ from fencing_coord.records import Leader
 from fencing_coord.spi import decode_candidate
 
 from .members import head
-from .names import CANDIDATE_KIND, contenders, queue_order
+from .names import CANDIDATE_KIND, LEGACY, queue_contenders, queue_order
 from .session import RETRYABLE, Session
 
 __all__ = ["LeaderWatch", "read_leader"]
@@ -42,10 +43,14 @@ _log = logging.getLogger(__name__)
 
 def read_leader(session: Session, parent: str) -> Leader | None:
     """The leader of the election whose parent is ``parent``, or None. Raises
-    :class:`BackendUnavailable` when its node does not hold a candidate record."""
+    :class:`BackendUnavailable` when a node of ours does not hold a candidate record. A
+    leader of another client (kazoo's ``Election``) is named ``<flavor>:<node name>``, its
+    node's data (kazoo: its identifier) as the value."""
     first = head(session, parent, CANDIDATE_KIND)
     if first is None:
         return None
+    if not first.contender.ours and first.contender.flavor != LEGACY:
+        return Leader(first.identity, first.data, first.czxid)
     identity, value = decode_candidate(first.data, f"{parent}/{first.contender.node}")
     return Leader(identity, value, first.czxid)
 
@@ -110,7 +115,7 @@ class LeaderWatch:
         if exc is not None:
             self._failed(exc)
             return
-        ordered = queue_order(contenders(result.value, CANDIDATE_KIND))
+        ordered = queue_order(queue_contenders(result.value, CANDIDATE_KIND))
         if not ordered:
             self.notify()
             return

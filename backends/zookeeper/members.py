@@ -16,7 +16,7 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
-from .names import Contender, contenders, queue_order
+from .names import LEGACY, Contender, queue_contenders, queue_order
 from .session import Session, presend
 
 __all__ = ["Member", "head", "members"]
@@ -33,9 +33,17 @@ class Member:
     data: bytes
     czxid: int
 
+    @property
+    def identity(self) -> str:
+        """Who it is: the identity our contenders store, or for another client's node
+        ``<flavor>:<node name>`` (``kazoo:...``, ``curator:...``, ``zookeeper-recipe:...``)."""
+        if self.contender.ours or self.contender.flavor == LEGACY:
+            return self.data.decode("utf-8", "replace")
+        return f"{self.contender.flavor}:{self.contender.node}"
+
 
 def members(session: Session, parent: str, kind: str) -> list[Member]:
-    """The contenders of ``kind`` under ``parent``, in queue order, with their data
+    """The contenders under ``parent`` (ours of ``kind`` and other clients'), in queue order, with their data
     (listed again, up to 10 times, when one leaves while they are read). Two round trips."""
     return _read(session, parent, kind, count=None, attempts=_MEMBERS_ATTEMPTS)
 
@@ -62,7 +70,7 @@ def _read(session: Session, parent: str, kind: str, count: int | None, attempts:
             children = session.request(f"read the queue of {parent}", listing, expected=(NoNodeError,))
         except NoNodeError:
             return []
-        wanted = queue_order(contenders(children, kind))[:count]
+        wanted = queue_order(queue_contenders(children, kind))[:count]
         reads = [presend(functools.partial(client.get_async, f"{parent}/{c.node}")) for c in wanted]
         found = []
         for contender, read in zip(wanted, reads, strict=True):

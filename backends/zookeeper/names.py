@@ -2,10 +2,21 @@
 
 Lock and election names are escaped into one path segment (``%XX`` for ``%`` and for
 characters ZooKeeper refuses in paths, such as characters outside the Basic Multilingual
-Plane). A contender's node is ``<kind>-<nonce>-<seq>``: we name it ``<kind>-<nonce>-`` and
-ZooKeeper appends the parent's sequence counter. The ``<nonce>`` makes every node name
-unique, so a create whose answer was lost with the connection can be found again, and a
-node is never confused with a namesake in a parent recreated out of band.
+Plane). A lock contender's node is ``_c_<nonce>-lock-<seq>`` and an election candidate's
+``_c_<nonce>-candidate__lock__<seq>``: we name it up to ``<seq>`` and ZooKeeper appends
+the parent's sequence counter. The ``<nonce>`` makes every node name unique, so a create
+whose answer was lost with the connection can be found again, and a node is never
+confused with a namesake in a parent recreated out of band.
+
+Mixed fleets. The names are chosen so that other clients order our nodes by their
+sequence number: Curator's ``InterProcessMutex`` (it sorts every child by what follows
+the last ``lock-``; its own nodes are ``_c_<uuid>-lock-<seq>``), kazoo's ``Election``
+(it counts children ending in ``__lock__<seq>``), kazoo's ``Lock`` given
+``extra_lock_patterns=["-lock-"]``, and ZooKeeper's recipe ``WriteLock`` (it counts every
+child by the number after its last ``-``). In turn :func:`queue_contenders` counts their
+nodes in our queues: kazoo's ``<uuid>__lock__<seq>`` and ``__rlock__`` (a reader excludes
+a writer), Curator's ``...lock-<seq>``, the recipe's ``x-<sessionid>-<seq>``, and nodes of
+fencing-coord before this layout (``<kind>-<nonce>-<seq>``).
 
 Sequence numbers are parsed and compared as integers, never as strings (kazoo #606), in
 32-bit serial-number arithmetic (RFC 1982), so the order stays right when the parent's
@@ -25,7 +36,9 @@ from urllib.parse import unquote
 __all__ = [
     "CANDIDATE_KIND",
     "DEFAULT_SEQUENCE_WINDOW",
+    "LEGACY",
     "LOCK_KIND",
+    "OURS",
     "Contender",
     "contenders",
     "kind_words",
@@ -33,6 +46,8 @@ __all__ = [
     "node_prefix",
     "nonce_of",
     "parse_contender",
+    "parse_foreign",
+    "queue_contenders",
     "queue_order",
     "segment",
     "serial_distance",
@@ -41,17 +56,30 @@ __all__ = [
 
 #: Largest distance, in sequence numbers, tolerated between two live contenders.
 DEFAULT_SEQUENCE_WINDOW: Final = 2**30
-#: Node names of lock contenders and of election candidates: ``<kind>-<nonce>-<seq>``.
+#: Node kinds of lock contenders and of election candidates.
 LOCK_KIND: Final = "lock"
 CANDIDATE_KIND: Final = "candidate"
+#: What a contender of ours that other clients' nodes share a queue with is called.
+OURS: Final = "fencing-coord"
+#: Our contenders of the layout before this one (``<kind>-<nonce>-<seq>``).
+LEGACY: Final = "fencing-coord-legacy"
 
 _SERIAL_HALF: Final = 2**31
 _SERIAL_MOD: Final = 2**32
 _NONCE_LENGTH: Final = 16
 # What a loss reason calls a node of each kind, and what its parent belongs to.
 _KIND_WORDS: Final = {LOCK_KIND: ("lock node", "lock"), CANDIDATE_KIND: ("candidate node", "election")}
+# What comes between the kind and the sequence number, per kind (see the module docstring).
+_SEPARATOR: Final = {LOCK_KIND: "-", CANDIDATE_KIND: "__lock__"}
 # ZooKeeper appends the sequence number to the name we give.
-_CONTENDER: Final = re.compile(r"([a-z]+)-([0-9a-f]{16})-(-?[0-9]{1,10})")
+_CONTENDER: Final = re.compile(r"_c_([0-9a-f]{16})-(lock-|candidate__lock__)(-?[0-9]{1,10})")
+# Other clients' contender nodes, by flavour, tried in this order (the sequence number last).
+_FOREIGN: Final = (
+    (LEGACY, re.compile(r"(?:lock|candidate)-[0-9a-f]{16}-(-?[0-9]{10})")),
+    ("kazoo", re.compile(r".*__r?lock__(-?[0-9]{10})")),
+    ("curator", re.compile(r".*lock-(-?[0-9]{10})")),
+    ("zookeeper-recipe", re.compile(r"x--?[0-9]+-(-?[0-9]{10})")),
+)
 
 
 def segment(text: str) -> str:
@@ -83,19 +111,26 @@ def new_nonce() -> str:
 
 def node_prefix(parent: str, kind: str, nonce: str) -> str:
     """The path to create, sequentially, for a contender of ``kind`` under ``parent``."""
-    return f"{parent}/{kind}-{nonce}-"
+    return f"{parent}/_c_{nonce}-{kind}{_SEPARATOR[kind]}"
 
 
 def nonce_of(child: str) -> str | None:
-    """The nonce in a contender node's name of any kind, None if it has none."""
-    parts = child.split("-", 2)
-    return parts[1] if len(parts) > 1 else None
+    """The nonce in our contender node's name of any kind, None if it is not ours."""
+    match = _CONTENDER.fullmatch(child)
+    return None if match is None else match.group(1)
+
+
+def _kind_in(node: str) -> str | None:
+    match = _CONTENDER.fullmatch(node)
+    return None if match is None else match.group(2).split("_")[0].rstrip("-")
 
 
 def kind_words(node: str) -> tuple[str, str]:
     """What a loss reason calls ``node`` (by its kind) and what its parent belongs to:
-    ``("lock node", "lock")`` or ``("candidate node", "election")``."""
-    return _KIND_WORDS.get(node.split("-", 1)[0], ("node", "queue"))
+    ``("lock node", "lock")`` or ``("candidate node", "election")``. ``node`` may also be
+    a bare kind."""
+    kind = _kind_in(node) or node
+    return _KIND_WORDS.get(kind, ("node", "queue"))
 
 
 def serial_distance(a: int, b: int) -> int:
@@ -106,11 +141,17 @@ def serial_distance(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class Contender:
-    """One child of a queue parent that follows our naming: ``<kind>-<nonce>-<seq>``."""
+    """One contender node of a queue: ours (``flavor`` :data:`OURS`, with its nonce) or
+    another client's (``flavor`` names which; ``nonce`` empty)."""
 
     node: str
     nonce: str
     seq: int
+    flavor: str = OURS
+
+    @property
+    def ours(self) -> bool:
+        return self.flavor == OURS
 
 
 def parse_contender(child: str, kind: str) -> Contender | None:
@@ -118,17 +159,40 @@ def parse_contender(child: str, kind: str) -> Contender | None:
     ``kind``. The sequence number is ZooKeeper's ``%010d`` of a signed 32-bit int
     (``-2147483648`` after the wrap) and is parsed as an integer."""
     match = _CONTENDER.fullmatch(child)
-    if match is None or match.group(1) != kind:
+    if match is None or _kind_in(child) != kind:
         return None
     seq = int(match.group(3))
     if not -_SERIAL_HALF <= seq < _SERIAL_HALF:
         return None
-    return Contender(child, match.group(2), seq)
+    return Contender(child, match.group(1), seq)
+
+
+def parse_foreign(child: str) -> Contender | None:
+    """Another client's contender node (see the module docstring), or None."""
+    for flavor, pattern in _FOREIGN:
+        match = pattern.fullmatch(child)
+        if match is not None:
+            seq = int(match.group(1))
+            return Contender(child, "", seq, flavor) if -_SERIAL_HALF <= seq < _SERIAL_HALF else None
+    return None
 
 
 def contenders(children: Sequence[str], kind: str) -> list[Contender]:
-    """The contenders of ``kind`` among ``children`` (other children are left out)."""
+    """Our contenders of ``kind`` among ``children`` (other children are left out)."""
     return [c for c in (parse_contender(child, kind) for child in children) if c is not None]
+
+
+def queue_contenders(children: Sequence[str], kind: str) -> list[Contender]:
+    """Everyone who queues among ``children``: our contenders of ``kind`` and other
+    clients' contender nodes (kazoo, Curator, ZooKeeper's recipes, older fencing-coord)."""
+    found = []
+    for child in children:
+        contender = parse_contender(child, kind)
+        if contender is None and _CONTENDER.fullmatch(child) is None:
+            contender = parse_foreign(child)
+        if contender is not None:
+            found.append(contender)
+    return found
 
 
 def queue_order(contenders: Sequence[Contender]) -> list[Contender]:

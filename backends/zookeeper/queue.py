@@ -2,9 +2,10 @@
 :func:`fencing_coord.fairqueue.wait_in_line` runs for every lock and election.
 
 The recipe (ours, not kazoo's ``Lock``): a contender creates its ephemeral-sequential node
-``<kind>-<nonce>-<seq>`` (the parent made if missing), lists the parent's children, and
-holds the lock when no contender's sequence number precedes its own (see
-:mod:`.names` for the order); otherwise it watches only its immediate predecessor and,
+(``_c_<nonce>-lock-<seq>``; see :mod:`.names`; the parent made if missing), lists the
+parent's children, and holds the lock when no contender's sequence number precedes its
+own -- ours, and those of kazoo, Curator and ZooKeeper's recipes (see :mod:`.names` for
+the order and the names); otherwise it watches only its immediate predecessor and,
 woken, lists the children again (its own node may have vanished: it then joins the queue
 anew). An acquisition costs three round trips: create, list, and the delete of release.
 
@@ -44,7 +45,7 @@ from fencing_coord.fairqueue import EntryGone
 
 from .grant import Entry, ZooKeeperGrant
 from .monitor import Monitor
-from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, serial_distance
+from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, queue_contenders, serial_distance
 from .session import OutcomeUnknown, Stat
 
 __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
@@ -81,7 +82,7 @@ def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
         raise EntryGone(f"{entry.path} no longer exists")
     if parent_stat.data_length > 0:
         return Exhausted(None)
-    others = contenders(children, kind)
+    others = queue_contenders(children, kind)
     distances = [serial_distance(c.seq, entry.seq) for c in others]
     if any(abs(d) > window for d in distances):
         return Exhausted(f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "

@@ -23,6 +23,7 @@ own. The states (:class:`SessionState`):
 Errors of kazoo are mapped at this edge: connection loss, session expiry, timeouts ->
 :class:`BackendUnavailable` (after waiting up to ``timeout`` seconds for a reconnection);
 ``NoAuth``/``AuthFailed`` -> :class:`ConfigurationError`; all chained ``from`` the original.
+A TLS mistake met by the first connection is a ConfigurationError too (see :mod:`.tls`).
 kazoo calls state listeners and watches on its own threads; nothing here blocks them.
 """
 
@@ -52,6 +53,8 @@ from kazoo.protocol.states import KazooState
 from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
+
+from .tls import FirstConnection, TLSOptions
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 
@@ -113,7 +116,7 @@ class Session:
     where requests are sent, retried across reconnections and their errors mapped."""
 
     def __init__(self, hosts: str, *, session_timeout: float, timeout: float, auth: tuple[str, str] | None,
-                 randomize_hosts: bool) -> None:
+                 randomize_hosts: bool, tls: TLSOptions | None = None) -> None:
         self.hosts = hosts
         self.timeout = timeout
         self.requested_timeout = session_timeout
@@ -140,8 +143,11 @@ class Session:
             # Reconnect quickly (a member died; another is up); give up never.
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
             logger=_kazoo_log,
+            **(tls.kazoo_arguments() if tls is not None else {}),
         )
         self._hook_negotiated_timeout()
+        # Tells TLS mistakes apart from an unreachable ensemble at start (see .tls).
+        self._first_connection = FirstConnection(self.client, tls)
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -178,7 +184,7 @@ class Session:
 
     def start(self) -> None:
         try:
-            self.client.start(timeout=self.timeout)
+            self._first_connection.start(self.timeout)
         except KazooTimeoutError as exc:
             raise BackendUnavailable(
                 f"no ZooKeeper server at {self.hosts} accepted a session within {self.timeout} s"

@@ -79,16 +79,32 @@ class AsyncLockBackend(FrontEnd, ABC):
         contract as :meth:`LockBackend.acquire`; ``on_queued()`` is called from the
         event loop). Cancelling the waiting task withdraws it from the queue."""
         ticket = self._ticket(name, timeout, on_queued, _task())
-        got = ticket.reentered or self._granted(ticket, await self._acquire(name, ticket.deadline, on_queued))
-        assert got is not None  # _granted raises LockTimeout rather than return None here
-        return await self._kept(got)
+        if ticket.reentered is not None:
+            return ticket.reentered
+        try:
+            got = self._granted(ticket, await self._acquire(name, ticket.deadline, on_queued))
+            assert got is not None  # _granted raises LockTimeout rather than return None here
+            got = await self._kept(got)
+        except Exception as exc:
+            self._acquire_failed(ticket, exc)
+            raise
+        self._acquire_done(ticket, got)
+        return got
 
     async def try_acquire(self, name: str) -> Grant | None:
         """A :class:`Grant` if ``name`` is free now, else None; never waits behind a holder."""
         ticket = self._ticket(name, 0, None, _task(), try_once=True)
-        got = ticket.reentered or self._granted(ticket, await self._acquire(name, ticket.deadline, None),
-                                                try_once=True)
-        return None if got is None else await self._kept(got)
+        if ticket.reentered is not None:
+            return ticket.reentered
+        try:
+            got = self._granted(ticket, await self._acquire(name, ticket.deadline, None), try_once=True)
+            if got is not None:
+                got = await self._kept(got)
+        except Exception as exc:
+            self._acquire_failed(ticket, exc)
+            raise
+        self._acquire_done(ticket, got)
+        return got
 
     async def renew(self, grant: Grant) -> Grant:
         """Extend the lease behind ``grant``; same token. LockLost once it is gone."""
@@ -100,7 +116,7 @@ class AsyncLockBackend(FrontEnd, ABC):
         it was still held. Runs to its end even if the calling task is cancelled
         meanwhile (the cancellation is raised after)."""
         booked = self._unbook(grant)
-        return await complete(self._release(grant)) if booked is None else booked
+        return self._released(grant, await complete(self._release(grant))) if booked is None else booked
 
     @asynccontextmanager
     async def lock(self, name: str, timeout: float | None = None) -> AsyncIterator[Grant]:

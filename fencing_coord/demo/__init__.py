@@ -27,7 +27,7 @@ holder|successor ...``); they report what they do as JSON lines on stdout, stamp
 
 from __future__ import annotations
 
-from .report import local_servers, print_timeline, print_verdicts, run_demo
+from .report import local_servers, print_metrics, print_timeline, print_verdicts, run_demo
 from .scenario import (
     CORRUPTED,
     FIRST_VALUE,
@@ -58,6 +58,7 @@ __all__ = [
     "Outcome",
     "backend_label",
     "local_servers",
+    "print_metrics",
     "print_timeline",
     "print_verdicts",
     "run_demo",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import TextIO
 
 from ..config import connect
 from ..errors import ConfigurationError
+from ..observability import render_samples
 from .scenario import DEFAULT_TTL, Outcome, backend_label, lease_word, run_scenario
 
-__all__ = ["local_servers", "print_timeline", "print_verdicts", "run_demo"]
+__all__ = ["local_servers", "print_metrics", "print_timeline", "print_verdicts", "run_demo"]
 
 # -- the report ------------------------------------------------------------------------------
 
@@ -62,9 +64,25 @@ def print_verdicts(outcomes: Sequence[Outcome], out: TextIO) -> None:
         out.write(f"{backend}: fenced={verdicts.get('fenced', '?')} unfenced={verdicts.get('unfenced', '?')}\n")
 
 
+def print_metrics(outcomes: Sequence[Outcome], out: TextIO) -> None:
+    """Print the metrics the runs' processes recorded, per backend, summed over its runs
+    (counters added up, histograms as count, sum, min and max), named as Prometheus names
+    them (see :mod:`fencing_coord.observability`)."""
+    by_backend: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[float]]] = {}
+    for outcome in outcomes:
+        merged = by_backend.setdefault(outcome.backend, {})
+        for name, labels, values in outcome.metrics:
+            merged.setdefault((name, tuple(sorted(labels.items()))), []).extend(values)
+    for backend, merged in by_backend.items():
+        out.write(f"\nmetrics of the {backend} runs (holder and successor processes, fenced and unfenced runs):\n")
+        samples = [(name, dict(labels), values) for (name, labels), values in sorted(merged.items())]
+        for line in render_samples(samples) or ["(none recorded)"]:
+            out.write(f"  {line}\n")
+
+
 def run_demo(urls: Sequence[str], out: TextIO, *, ttl: float = DEFAULT_TTL) -> list[Outcome]:
     """Run the scenario unfenced, then fenced, on every URL, printing each run's timeline
-    as it ends, then the verdict table. Returns the outcomes
+    as it ends, then the verdict table and the metrics of the runs. Returns the outcomes
     (``all(o.expected for o in outcomes)`` is success).
 
     Raises :class:`ConfigurationError` for a URL whose backend cannot contend across
@@ -84,6 +102,7 @@ def run_demo(urls: Sequence[str], out: TextIO, *, ttl: float = DEFAULT_TTL) -> l
                 out.flush()
                 outcomes.append(outcome)
     print_verdicts(outcomes, out)
+    print_metrics(outcomes, out)
     return outcomes
 
 
@@ -99,20 +118,29 @@ def _check_url(url: str) -> None:
 
 @contextlib.contextmanager
 def local_servers(out: TextIO) -> Iterator[list[str]]:
-    """Start a single-node etcd and a standalone ZooKeeper from the binaries on PATH, yield
+    """Start a single-node etcd, a standalone ZooKeeper and, when ``redis-server`` is
+    installed, a Redis with AOF (``appendfsync always``) from the binaries on PATH; yield
     their URLs, stop them (and delete their data) on exit. Raises
     :class:`~fencing_coord.devservers.MissingSoftware`, naming the packages to install,
-    when a binary is missing."""
+    when etcd or ZooKeeper is missing (Redis is optional)."""
     from ..devservers import require_servers
     from ..servers.etcd import EtcdServer
     from ..servers.zookeeper import ZooKeeperServer
 
     require_servers(etcd=True, zookeeper=True)
+    with_redis = shutil.which("redis-server") is not None
     with contextlib.ExitStack() as stack:
-        out.write("starting local servers from the binaries on PATH: etcd (single node), ZooKeeper (standalone)\n")
+        names = "etcd (single node), ZooKeeper (standalone)" + (", Redis (AOF)" if with_redis else "")
+        out.write(f"starting local servers from the binaries on PATH: {names}\n")
         out.flush()
         etcd = stack.enter_context(EtcdServer())
         zookeeper = stack.enter_context(ZooKeeperServer())
+        urls = [etcd.url, zookeeper.url]
         out.write(f"  etcd:      {etcd.url}\n  zookeeper: {zookeeper.url}\n")
-        yield [etcd.url, zookeeper.url]
+        if with_redis:
+            from ..servers.redis import RedisServer
 
+            redis = stack.enter_context(RedisServer())
+            urls.append(redis.url)
+            out.write(f"  redis:     {redis.url}\n")
+        yield urls

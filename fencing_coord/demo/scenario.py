@@ -83,6 +83,9 @@ class Outcome:
     late_reason: str | None = None
     final_value: str | None = None
     events: list[Event] = field(default_factory=list)
+    #: What the holder and successor processes measured: ``[name, labels, values]``
+    #: (see :meth:`~fencing_coord.observability.RecordingSink.samples`).
+    metrics: list[Any] = field(default_factory=list)
 
     @property
     def resource(self) -> str:
@@ -248,6 +251,7 @@ def run_scenario(url: str, *, fenced: bool, workdir: Path, ttl: float = DEFAULT_
         # Blocks until the holder's lease/session has expired on the server.
         outcome.successor_token = collect(successor, "acquired", 4 * step)["token"]
         collect(successor, "released", step)
+        outcome.metrics.extend(collect(successor, "metrics", step)["samples"])
         successor.finish(step)
 
         holder.signal(signal.SIGCONT)
@@ -257,6 +261,7 @@ def run_scenario(url: str, *, fenced: bool, workdir: Path, ttl: float = DEFAULT_
         outcome.late_accepted = bool(late["accepted"])
         outcome.late_reason = late.get("reason")
         collect(holder, "released", step)
+        outcome.metrics.extend(collect(holder, "metrics", step)["samples"])
         holder.finish(step)
     except BaseException:
         for child in children:  # a failed or interrupted run leaves no process behind

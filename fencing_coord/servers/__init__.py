@@ -1,7 +1,7 @@
 """Local development servers started as plain processes from binaries on PATH.
 
 Used by the test fixtures, ``fencing-coord servers`` and ``fencing-coord demo``. One
-module per service (``etcd``, ``zookeeper``, ``postgres``); this module holds what
+module per service (``etcd``, ``zookeeper``, ``postgres``, ``redis``); this module holds what
 they share: free ports, a managed child process that can be paused (SIGSTOP), resumed,
 killed and restarted on its data directory, and :class:`ServerGroup`, the lifecycle and
 faults of a group of such processes on loopback (an etcd cluster, a ZooKeeper ensemble).
@@ -184,7 +184,8 @@ class ServerGroup(Generic[MemberT]):
     The lifecycle and the faults every kind of group shares; a subclass starts its
     members (:meth:`start`) and says when a restarted member serves again
     (:meth:`_wait_restarted`). ``base_dir`` (default: a new temporary directory named
-    ``<temp_prefix>...``, deleted by :meth:`stop`) holds each member's data and log.
+    ``<temp_prefix>...`` in ``temp_root`` or the system's temporary directory, deleted by
+    :meth:`stop`) holds each member's data and log.
     """
 
     #: What messages call a group, with its article ("an etcd cluster").
@@ -192,13 +193,17 @@ class ServerGroup(Generic[MemberT]):
     #: What messages call one member, before its name ("etcd member").
     member_noun: ClassVar[str] = "member"
 
-    def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str) -> None:
+    def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str,
+                 temp_root: str | Path | None = None) -> None:
         if size < 1:
             raise ConfigurationError(f"{self.group_noun} needs at least one member, not {size}")
         self.size = size
         self.ready_timeout = ready_timeout
         self._own_dir = base_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix=temp_prefix)) if base_dir is None else Path(base_dir)
+        if base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix=temp_prefix, dir=temp_root))
+        else:
+            self.base_dir = Path(base_dir)
         self.members: list[MemberT] = []
         self._started = False
 

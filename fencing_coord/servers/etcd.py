@@ -26,34 +26,15 @@ from typing import Self
 
 from ..errors import BackendUnavailable
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .tls import TLSFiles
 
 __all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer", "EtcdTLS"]
 
 INSTALL_HINT = "apt-get install etcd-server etcd-client (Debian/Ubuntu), or put an etcd release's binaries on PATH"
 
 
-@dataclass(frozen=True)
-class EtcdTLS:
-    """PEM files for serving clients over TLS: the CA that signed every certificate,
-    the servers' certificate and key, and a client certificate and key (used by the
-    readiness checks and handed to clients in :attr:`EtcdCluster.url`). With
-    ``client_cert_auth`` etcd requires clients to present a certificate."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    client_cert_auth: bool = True
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.load_cert_chain(str(self.client_cert), str(self.client_key))
-        return context
-
-    def query(self) -> str:
-        """The ``etcds://`` URL query naming these files."""
-        return f"ca={self.ca}&cert={self.client_cert}&key={self.client_key}"
+#: PEM files for serving etcd's clients over TLS (the certificates every local server uses).
+EtcdTLS = TLSFiles
 
 
 @dataclass

@@ -27,6 +27,17 @@ loses nothing, its writes are in the OS's page cache; only a machine crash would
 ``tick_ms`` defaults to 200 ms so that short session timeouts are allowed: the server
 accepts session timeouts from ``min_session_ms`` (default 2 ticks) to ``max_session_ms``
 (default 60 s) and clamps requests outside that range.
+
+With ``tls`` (:class:`~fencing_coord.servers.tls.TLSFiles`, e.g. from
+:func:`~fencing_coord.servers.tls.make_certificates`) every member also serves clients
+over TLS on a ``secureClientPort`` (Netty, PEM key and trust stores; client certificates
+required unless ``tls.client_cert_auth`` is off), and :attr:`ZooKeeperEnsemble.url` is a
+``zookeepers://`` URL of those ports naming the CA and the client certificate. The plain
+client port stays open on loopback for the readiness checks (four-letter words) and for
+out-of-band clients.
+
+    with ZooKeeperServer(tls=make_certificates(tmp)) as server:
+        backend = fc.connect(server.url)          # zookeepers://127.0.0.1:<port>?ca=...
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .tls import TLSFiles
 
 __all__ = [
     "CLASSPATH_ENV_VAR",
@@ -58,6 +70,10 @@ INSTALL_HINT = "apt-get install zookeeper default-jre-headless (Debian/Ubuntu)"
 CLASSPATH_ENV_VAR = "FENCING_COORD_ZOOKEEPER_CLASSPATH"
 DEFAULT_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+# The server connection factory that serves TLS (the default NIO one does not).
+NETTY_FACTORY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
+# Debian's zookeeper.jar manifest omits netty-codec, which the Netty factory needs.
+NETTY_CODEC_JAR = "/usr/share/java/netty-codec.jar"
 
 # Small heap and the serial collector: a test server holds a few hundred znodes, and
 # three JVMs share two cores with the tests.
@@ -110,10 +126,19 @@ class ZooKeeperMember(LoopbackMember):
     election_port: int
     data_dir: Path
     process: ManagedProcess
+    #: The TLS client port (``secureClientPort``), None without TLS.
+    secure_port: int | None = None
 
     @property
     def name(self) -> str:
         return f"zk{self.myid}"
+
+    @property
+    def secure_endpoint(self) -> str:
+        """``127.0.0.1:<secure client port>``; ConfigurationError when the member serves no TLS."""
+        if self.secure_port is None:
+            raise ConfigurationError(f"ZooKeeper member {self.name} serves no TLS port (started without tls=)")
+        return f"127.0.0.1:{self.secure_port}"
 
     def mode(self) -> str | None:
         """``leader``, ``follower`` or ``standalone`` while the server serves clients;
@@ -124,6 +149,20 @@ class ZooKeeperMember(LoopbackMember):
 
     def serving(self) -> bool:
         return self.mode() is not None
+
+    def serving_tls(self, tls: TLSFiles) -> bool:
+        """True when the TLS client port answers ``srvr`` over TLS, with the client
+        certificate of ``tls``. (The first TLS handshake of a new JVM takes seconds: a
+        member counts as ready only once it is done.)"""
+        if self.secure_port is None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.secure_port), timeout=5.0) as raw, \
+                    tls.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                sock.sendall(b"srvr")
+                return _MODE.search(sock.recv(4096)) is not None
+        except OSError:
+            return False
 
     def sessions(self) -> set[int]:
         """Ids of the sessions whose clients are connected to this member now."""
@@ -140,7 +179,8 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
     :meth:`stop`) holds each member's config, data directory and log; with ``keep_data``
     the members start on the data an earlier ensemble left there, else it is wiped.
     ``ports`` (default: free ones picked at start) are the client, quorum and
-    leader-election port of each member in turn.
+    leader-election port of each member in turn (and its TLS client port, with ``tls``).
+    With ``tls`` every member also serves clients over TLS (see the module docstring).
     """
 
     group_noun = "a ZooKeeper ensemble"
@@ -149,9 +189,11 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
                  ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False,
-                 ports: Sequence[int] | None = None, keep_data: bool = False) -> None:
+                 ports: Sequence[int] | None = None, keep_data: bool = False, tls: TLSFiles | None = None) -> None:
         super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-")
-        self.ports = self._check_ports(ports, 3)
+        self.tls = tls
+        self._per_member = 3 if tls is None else 4
+        self.ports = self._check_ports(ports, self._per_member)
         self.keep_data = keep_data
         self.tick_ms = tick_ms
         self.min_session_ms = 2 * tick_ms if min_session_ms is None else min_session_ms
@@ -167,6 +209,8 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             return self
         java = self.java or require_binary("java", INSTALL_HINT)
         cp = classpath()
+        if self.tls is not None and "netty-codec" not in cp and Path(NETTY_CODEC_JAR).exists():
+            cp += ":" + NETTY_CODEC_JAR
         self.base_dir.mkdir(parents=True, exist_ok=True)
         # A port picked free can be taken by another process before Java binds it; then
         # that member exits at once and the whole ensemble is tried again on new ports
@@ -200,12 +244,17 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     @property
     def url(self) -> str:
-        """``zookeeper://host:port,host:port,...`` listing every member."""
-        return "zookeeper://" + self.hosts
+        """``zookeeper://host:port,host:port,...`` listing every member; with TLS,
+        ``zookeepers://`` and their TLS ports, with the CA and the client certificate
+        (``?ca=...&cert=...&key=...``)."""
+        return self.url_of(*self.members)
 
     def url_of(self, *members: ZooKeeperMember, chroot: str = "") -> str:
         """A URL naming only ``members``, in that order, with an optional chroot."""
-        return "zookeeper://" + ",".join(m.endpoint for m in members) + ("/" + chroot.strip("/") if chroot else "")
+        path = "/" + chroot.strip("/") if chroot else ""
+        if self.tls is None:
+            return "zookeeper://" + ",".join(m.endpoint for m in members) + path
+        return "zookeepers://" + ",".join(m.secure_endpoint for m in members) + path + "?" + self.tls.query()
 
     # -- faults ----------------------------------------------------------------------
 
@@ -230,9 +279,9 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
         def ready() -> bool:
             self._check_running()
             modes = [m.mode() for m in self.members]
-            if self.size == 1:
-                return modes == ["standalone"]
-            return None not in modes and modes.count("leader") == 1
+            serving = modes == ["standalone"] if self.size == 1 else (
+                None not in modes and modes.count("leader") == 1)
+            return serving and (self.tls is None or all(m.serving_tls(self.tls) for m in self.members))
 
         wait_until(ready, limit, f"ZooKeeper ensemble of {self.size} in {self.base_dir}", interval=0.1)
 
@@ -240,10 +289,11 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     def _configure(self, java: str, cp: str) -> None:
         self.members = []
-        ports = self.ports or free_ports(3 * self.size)
+        per = self._per_member
+        ports = self.ports or free_ports(per * self.size)
         for i in range(self.size):
             myid = i + 1
-            client, quorum, election = ports[3 * i: 3 * i + 3]
+            client, quorum, election, *secure = ports[per * i: per * i + per]
             member_dir = self.base_dir / f"zk{myid}"
             data_dir = member_dir / "data"
             if not self.keep_data:
@@ -252,7 +302,8 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             (data_dir / "myid").write_text(f"{myid}\n")
             argv = [java, *JVM_OPTIONS, "-cp", cp, MAIN_CLASS, str(member_dir / "zoo.cfg")]
             process = ManagedProcess(argv, self.base_dir / f"zk{myid}.log", cwd=member_dir)
-            self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process))
+            self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process,
+                                                secure[0] if secure else None))
         for member in self.members:
             (member.data_dir.parent / "zoo.cfg").write_text(self._config(member))
 
@@ -280,7 +331,27 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             lines += [
                 f"server.{m.myid}=127.0.0.1:{m.quorum_port}:{m.election_port}" for m in self.members
             ]
+        if self.tls is not None:
+            lines += self._tls_config(member, self.tls)
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _tls_config(member: ZooKeeperMember, tls: TLSFiles) -> list[str]:
+        # ZooKeeper's PEM key store is one file holding the private key and its
+        # certificate chain. Keys zoo.cfg does not know become zookeeper.* system properties.
+        key_store = member.data_dir.parent / "server-keystore.pem"
+        key_store.write_bytes(tls.server_key.read_bytes() + tls.server_cert.read_bytes())
+        key_store.chmod(0o600)
+        return [
+            f"secureClientPort={member.secure_port}",
+            "secureClientPortAddress=127.0.0.1",
+            f"serverCnxnFactory={NETTY_FACTORY}",
+            f"ssl.keyStore.location={key_store}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={tls.ca}",
+            "ssl.trustStore.type=PEM",
+            f"ssl.clientAuth={'need' if tls.client_cert_auth else 'none'}",
+        ]
 
 
 
@@ -289,10 +360,11 @@ class ZooKeeperServer(ZooKeeperEnsemble):
 
     def __init__(self, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
-                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False) -> None:
+                 ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False,
+                 tls: TLSFiles | None = None) -> None:
         super().__init__(1, base_dir=base_dir, tick_ms=tick_ms, min_session_ms=min_session_ms,
                          max_session_ms=max_session_ms, ready_timeout=ready_timeout, java=java,
-                         force_sync=force_sync)
+                         force_sync=force_sync, tls=tls)
 
     @property
     def member(self) -> ZooKeeperMember:

@@ -6,6 +6,10 @@
 - ``EtcdStore`` / ``ZooKeeperStore``: in the coordination service itself; imported on
   first use from their backend modules, so importing this package never imports
   ``etcd3`` or ``kazoo``.
+- ``RedisStore``: in Redis, one Lua script per fenced operation
+  (``fencing-coord[redis]``); imported on first use from the Redis backend package.
+- :class:`S3Store`: object storage through conditional writes (``fencing-coord[s3]``);
+  imported on first use, so importing this package never imports ``boto3``.
 - :mod:`.fenced_sql`: Pattern A, fencing rows of your own SQL tables.
 
 Write your own by subclassing :class:`Store` (see :mod:`.base`).
@@ -27,6 +31,8 @@ __all__ = [
     "FencedOutcome",
     "MemoryStore",
     "PostgresStore",
+    "RedisStore",
+    "S3Store",
     "SQLiteStore",
     "Store",
     "ZooKeeperStore",
@@ -37,6 +43,8 @@ __all__ = [
 _LAZY = {
     "EtcdStore": "fencing_coord.backends.etcd",
     "ZooKeeperStore": "fencing_coord.backends.zookeeper",
+    "RedisStore": "fencing_coord.backends.redis",
+    "S3Store": "fencing_coord.stores.s3",
 }
 
 

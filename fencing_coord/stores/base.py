@@ -15,6 +15,15 @@ Arguments reach a store already validated by the resource: names and keys pass
 :func:`~fencing_coord.validation.check_name`, values are ``bytes`` of at most
 ``max_value_size``, tokens are ints in ``0 .. 2**63 - 1``.
 
+Shadow mode (see :class:`~fencing_coord.FencedResource`) asks a store for one more
+thing, :meth:`Store.gated_write` with ``shadow=True``: admitted, the write and the raise
+of the highest token are one atomic step as above; refused, the value is stored anyway
+and the highest token is left as it is. So the bookkeeping that enforce mode relies on
+is exact whatever the mode, and switching from shadow to enforce is safe at any moment.
+The base class implements it from the abstract methods (a refused ``fenced_write``, then
+``plain_write``: correct for every store, since a refused token stays refused: the
+highest token only grows); a store may do it in one step, as the stores here do.
+
 To add a store (S3 conditional writes, Redis, another database), subclass :class:`Store`
 and implement its five abstract methods; ``fencing_coord.testing`` is not needed, but
 ``tests/gate`` shows the scenarios a store should pass.
@@ -26,7 +35,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import ClassVar, NamedTuple, Self
 
-from ..errors import InvalidArgument
+from ..audit import AuditNote, AuditRow
+from ..errors import InvalidArgument, NotSupported
 from ..validation import check_token
 
 __all__ = ["MAX_TOKEN", "MAX_VALUE_SIZE", "FencedOutcome", "Store", "admits", "check_store_token"]
@@ -80,6 +90,9 @@ class Store(ABC):
 
     #: Largest value this store can hold; the resource refuses larger ones up front.
     max_value_size: ClassVar[int] = MAX_VALUE_SIZE
+    #: True when this store writes the decision of each :meth:`gated_write` given a note
+    #: to an audit table, in the decision's transaction (SQL stores opened with audit=True).
+    audit: bool = False
 
     @abstractmethod
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
@@ -96,6 +109,30 @@ class Store(ABC):
     def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         """Atomically: if ``token`` is admitted, raise the highest token to it and
         return the value; otherwise change nothing."""
+
+    def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *, shadow: bool = False,
+                    note: AuditNote | None = None) -> FencedOutcome:
+        """A fenced write as the gate's mode asks for it.
+
+        ``shadow=False``: exactly :meth:`fenced_write`. ``shadow=True``: if ``token`` is
+        admitted, store ``value`` and raise the highest token atomically (as
+        :meth:`fenced_write`); if not, store ``value`` and leave the highest token as it
+        is. Either way ``accepted`` says whether the token was admitted. ``note``: the
+        gate's side of the audit record, written with the decision by a store whose
+        :attr:`audit` is True (ignored by the others).
+        """
+        outcome = self.fenced_write(resource, key, value, token, strict)
+        if shadow and not outcome.accepted:
+            # Not one step, and it needs not be: the token was refused against the
+            # highest token then, and the highest token only grows, so it would be
+            # refused now too; storing the value now is what one step would have done.
+            self.plain_write(resource, key, value)
+        return outcome
+
+    def recent_decisions(self, resource: str, limit: int = 20) -> list[AuditRow]:
+        """The latest ``limit`` decisions on ``resource`` from the audit table, newest
+        first. Raises :class:`NotSupported` for a store that keeps no audit table."""
+        raise NotSupported(f"{self!r} keeps no audit table (open a SQL store with audit=True)")
 
     @abstractmethod
     def plain_write(self, resource: str, key: str, value: bytes) -> None:

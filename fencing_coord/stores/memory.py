@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from ..audit import AuditNote
 from .base import FencedOutcome, Store, admits
 
 __all__ = ["MemoryStore"]
@@ -34,6 +35,14 @@ class MemoryStore(Store):
         with self._mutex:
             entry, before, admitted = self._admit(resource, token, strict)
             if admitted:
+                entry.values[key] = value
+            return FencedOutcome(admitted, before)
+
+    def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *, shadow: bool = False,
+                    note: AuditNote | None = None) -> FencedOutcome:
+        with self._mutex:
+            entry, before, admitted = self._admit(resource, token, strict)
+            if admitted or shadow:
                 entry.values[key] = value
             return FencedOutcome(admitted, before)
 

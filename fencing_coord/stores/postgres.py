@@ -16,6 +16,20 @@ choose another)::
         PRIMARY KEY (resource, key)
     );
 
+With ``audit=True`` it also keeps the decisions of gated writes (see
+:mod:`fencing_coord.stores.sql`)::
+
+    CREATE TABLE fc_audit (
+        id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),
+        resource text NOT NULL, key text NOT NULL, token bigint, highest bigint,
+        decision text NOT NULL, mode text NOT NULL, holder text
+    );
+    CREATE INDEX fc_audit_resource ON fc_audit (resource, id);
+
+An audited write runs the write's statement, then (when refused) reads the highest
+token, then inserts the decision, in one transaction: the refused statement left the
+resource's row locked, so the highest token read is the one that refused it.
+
 A fenced write is one statement: an ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
 <admission rule>`` on the resource's row, whose ``RETURNING`` feeds the value's upsert in
 the same statement. PostgreSQL locks the resource's row and re-checks the rule against
@@ -41,11 +55,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..audit import AuditNote, decision_of
 from ..errors import ConfigurationError, InvalidArgumentType
 from ..validation import check_positive_seconds
 from .base import FencedOutcome
 from .dberrors import mapped_db_errors
-from .sql import SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
+from .sql import INSERT_AUDIT, SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
 
 if TYPE_CHECKING:
     import psycopg
@@ -75,6 +90,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fc_value (resource text NOT NULL, key text NOT NULL, value bytea NOT NULL,"
     " PRIMARY KEY (resource, key))",
 )
+_AUDIT_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS fc_audit (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),"
+    " resource text NOT NULL, key text NOT NULL, token bigint, highest bigint, decision text NOT NULL,"
+    " mode text NOT NULL, holder text)",
+    "CREATE INDEX IF NOT EXISTS fc_audit_resource ON fc_audit (resource, id)",
+)
 
 # Admit the token on the resource's row (insert it, or update it under the row lock);
 # returns one row, the highest token before, when admitted, and no row when refused.
@@ -91,6 +112,15 @@ _FENCED_WRITE = f"""
     put AS (
         INSERT INTO fc_value (resource, key, value)
         SELECT %(resource)s, %(key)s, %(value)s FROM gate
+        ON CONFLICT (resource, key) DO UPDATE SET value = EXCLUDED.value
+    )
+    SELECT previous_token FROM gate
+"""
+# Shadow mode: the same admission, and the value stored whatever it decides.
+_SHADOW_WRITE = f"""
+    WITH gate AS ({_GATE}),
+    put AS (
+        INSERT INTO fc_value (resource, key, value) VALUES (%(resource)s, %(key)s, %(value)s)
         ON CONFLICT (resource, key) DO UPDATE SET value = EXCLUDED.value
     )
     SELECT previous_token FROM gate
@@ -112,9 +142,12 @@ class PostgresStore(SQLStore):
     the one in force (None: no limit).
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: float | None = None) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: float | None = None, audit: bool = False) -> None:
         if not isinstance(dsn, str):
             raise InvalidArgumentType(f"dsn must be a str, not {type(dsn).__name__}")
+        if not isinstance(audit, bool):
+            raise InvalidArgumentType(f"audit must be a bool, not {type(audit).__name__}")
+        self.audit = audit
         try:
             import psycopg
         except ImportError as exc:
@@ -131,7 +164,7 @@ class PostgresStore(SQLStore):
         self._mutex = threading.Lock()
         self._closed = False
         with self._connection() as conn, conn.transaction():
-            for statement in _SCHEMA:
+            for statement in _SCHEMA + (_AUDIT_SCHEMA if audit else ()):
                 conn.execute(statement, (_SCHEMA_LOCK,) if "%s" in statement else None)
 
     def close(self) -> None:
@@ -149,6 +182,26 @@ class PostgresStore(SQLStore):
             if row is not None:
                 return FencedOutcome(True, row[0])
             return FencedOutcome(False, self._highest(conn, resource))
+
+    def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *, shadow: bool = False,
+                    note: AuditNote | None = None) -> FencedOutcome:
+        if not shadow and (note is None or not self.audit):
+            return self.fenced_write(resource, key, value, token, strict)
+        params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
+        statement = _SHADOW_WRITE if shadow else _FENCED_WRITE
+        with self._connection() as conn:
+            if note is None or not self.audit:
+                row = conn.execute(statement, params).fetchone()
+                return FencedOutcome(True, row[0]) if row is not None else FencedOutcome(
+                    False, self._highest(conn, resource))
+            with conn.transaction():
+                row = conn.execute(statement, params).fetchone()
+                outcome = FencedOutcome(True, row[0]) if row is not None else FencedOutcome(
+                    False, self._highest(conn, resource))
+                conn.execute(_pg(INSERT_AUDIT), (resource, key, token, outcome.highest_before,
+                                                 decision_of(outcome.accepted, shadow).value, str(note.mode),
+                                                 note.holder))
+            return outcome
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "token": token, "strict": strict}

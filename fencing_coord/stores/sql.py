@@ -13,6 +13,12 @@ highest token only grows, and both were read at the same instant. Only a token a
 the highest one takes the store's locking path (:meth:`SQLStore._raise_and_read`), so
 repeated fenced reads by one holder cost one plain ``SELECT``.
 
+Opened with ``audit=True``, a store also keeps ``fc_audit`` (one row per decision of a
+gated write, inserted in the transaction that took the decision: id, at, resource, key,
+token, highest, decision, mode, holder); :meth:`SQLStore.recent_decisions` reads it
+back. Writes without a token and the gate's ``off`` mode take no decision in the store
+and are audited in the log only (:mod:`fencing_coord.audit`), as are fenced reads.
+
 Every statement is parameterized; names, keys and values never become SQL text.
 """
 
@@ -21,6 +27,8 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+from ..audit import AuditRow
+from ..errors import InvalidArgument, InvalidArgumentType
 from .base import FencedOutcome, Store, admits
 from .dberrors import mapped_db_errors
 
@@ -38,6 +46,13 @@ SELECT_SNAPSHOT = (
 UPSERT_VALUE = (
     "INSERT INTO fc_value (resource, key, value) VALUES (?, ?, ?)"
     " ON CONFLICT (resource, key) DO UPDATE SET value = excluded.value"
+)
+INSERT_AUDIT = (
+    "INSERT INTO fc_audit (resource, key, token, highest, decision, mode, holder) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+SELECT_AUDIT = (
+    "SELECT at, resource, key, token, highest, decision, mode, holder FROM fc_audit"
+    " WHERE resource = ? ORDER BY id DESC LIMIT ?"
 )
 
 
@@ -72,6 +87,17 @@ class SQLStore(Store):
         with mapped_db_errors(self.what):
             rows = self._query(SELECT_VALUE, (resource, key))
         return _as_bytes(rows[0][0]) if rows else None
+
+    def recent_decisions(self, resource: str, limit: int = 20) -> list[AuditRow]:
+        if not self.audit:
+            return super().recent_decisions(resource, limit)
+        if type(limit) is not int:
+            raise InvalidArgumentType(f"limit must be an int, not {type(limit).__name__}")
+        if limit < 1:
+            raise InvalidArgument(f"limit must be >= 1, got {limit}")
+        with mapped_db_errors(self.what):
+            rows = self._query(SELECT_AUDIT, (resource, limit))
+        return [AuditRow(at if isinstance(at, str) else at.isoformat(), *rest) for at, *rest in rows]
 
     def highest_token(self, resource: str) -> int | None:
         with mapped_db_errors(self.what):

@@ -13,6 +13,17 @@ Schema, created on first use (``CREATE TABLE IF NOT EXISTS``)::
         PRIMARY KEY (resource, key)
     ) WITHOUT ROWID;
 
+With ``audit=True`` it also keeps the decisions of gated writes (see
+:mod:`fencing_coord.stores.sql`)::
+
+    CREATE TABLE fc_audit (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        resource TEXT NOT NULL, key TEXT NOT NULL, token INTEGER, highest INTEGER,
+        decision TEXT NOT NULL, mode TEXT NOT NULL, holder TEXT
+    );
+    CREATE INDEX fc_audit_resource ON fc_audit (resource, id);
+
 The database is switched to WAL mode (readers never block the writer). A fenced
 operation is one ``BEGIN IMMEDIATE`` transaction: it takes the database's write lock
 first, then reads the highest token, applies the admission rule and writes, so writers
@@ -32,11 +43,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..audit import AuditNote, decision_of
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..validation import check_positive_seconds
 from .base import FencedOutcome, admits
 from .dberrors import mapped_db_errors, outcome_unknown
-from .sql import SELECT_HIGHEST, SELECT_VALUE, UPSERT_VALUE, SQLStore
+from .sql import INSERT_AUDIT, SELECT_HIGHEST, SELECT_VALUE, UPSERT_VALUE, SQLStore
 
 __all__ = ["SQLiteStore"]
 
@@ -44,6 +56,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fc_resource (name TEXT PRIMARY KEY, highest_token INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS fc_value (resource TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (resource, key)) WITHOUT ROWID",
+)
+_AUDIT_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS fc_audit (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), resource TEXT NOT NULL, key TEXT NOT NULL,"
+    " token INTEGER, highest INTEGER, decision TEXT NOT NULL, mode TEXT NOT NULL, holder TEXT)",
+    "CREATE INDEX IF NOT EXISTS fc_audit_resource ON fc_audit (resource, id)",
 )
 _SET_HIGHEST = (
     "INSERT INTO fc_resource (name, highest_token) VALUES (?, ?)"
@@ -65,17 +83,22 @@ class SQLiteStore(SQLStore):
     ``timeout``: seconds to wait for another process's write lock before raising
     :class:`BackendUnavailable`. ``synchronous``: SQLite's durability setting, ``"FULL"``
     (each commit reaches the disk) or ``"NORMAL"`` (faster; in WAL mode a power loss may
-    undo the last commits, never reorder them). Each process opens its own store on the
+    undo the last commits, never reorder them). ``audit``: keep the ``fc_audit`` table of
+    decisions (see above). Each process opens its own store on the
     file; one store object may be shared by the threads of a process.
     Raises :class:`ConfigurationError` when the file cannot be used as a database.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "FULL",
+                 audit: bool = False) -> None:
         if not isinstance(path, str | os.PathLike):
             raise InvalidArgumentType(f"path must be a str or os.PathLike, not {type(path).__name__}")
         seconds = check_positive_seconds(timeout, "timeout")
         if synchronous not in _SYNCHRONOUS:
             raise InvalidArgument(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}")
+        if not isinstance(audit, bool):
+            raise InvalidArgumentType(f"audit must be a bool, not {type(audit).__name__}")
+        self.audit = audit
         self.path = os.fspath(path)
         self.what = f"SQLite store {self.path}"
         # One connection, used under a mutex: SQLite serializes writers anyway.
@@ -86,7 +109,7 @@ class SQLiteStore(SQLStore):
                 self._conn.execute(f"PRAGMA synchronous = {synchronous}")
                 _enable_wal(self._conn, time.monotonic() + seconds)
                 with self._transaction() as conn:
-                    for statement in _SCHEMA:
+                    for statement in _SCHEMA + (_AUDIT_SCHEMA if audit else ()):
                         conn.execute(statement)
             except BaseException:
                 self._conn.close()
@@ -108,6 +131,25 @@ class SQLiteStore(SQLStore):
             before, admitted = self._admit(conn, resource, token, strict)
             if admitted:
                 conn.execute(UPSERT_VALUE, (resource, key, value))
+            return FencedOutcome(admitted, before)
+
+    def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *, shadow: bool = False,
+                    note: AuditNote | None = None) -> FencedOutcome:
+        audited = note is not None and self.audit
+        if not audited:
+            if not shadow:
+                return self.fenced_write(resource, key, value, token, strict)
+            if not strict:  # the same holder again: admitted in either mode (see fenced_write)
+                with mapped_db_errors(self.what), self._mutex:
+                    if self._conn.execute(_WRITE_IF_CURRENT, (resource, key, value, resource, token)).rowcount == 1:
+                        return FencedOutcome(True, token)
+        with mapped_db_errors(self.what), self._transaction() as conn:
+            before, admitted = self._admit(conn, resource, token, strict)
+            if admitted or shadow:
+                conn.execute(UPSERT_VALUE, (resource, key, value))
+            if note is not None and audited:
+                conn.execute(INSERT_AUDIT, (resource, key, token, before, decision_of(admitted, shadow).value,
+                                            str(note.mode), note.holder))
             return FencedOutcome(admitted, before)
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:

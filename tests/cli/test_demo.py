@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from fencing_coord.servers import port_open
 
 from .helpers import cli as run_cli
 
-EXPECTED_LINES = ("etcd: fenced=refused unfenced=corrupted", "zookeeper: fenced=refused unfenced=corrupted")
-VERDICT_ROW = re.compile(r"^(etcd|zookeeper)\s+(fenced|unfenced)\s+(\d+)\s+(\d+)\s+(accepted|refused)\s+(.+?)\s+(\w+)$")
+VERDICT_ROW = re.compile(
+    r"^(etcd|zookeeper|redis)\s+(fenced|unfenced)\s+(\d+)\s+(\d+)\s+(accepted|refused)\s+(.+?)\s+(\w+)$"
+)
 
 
 def verdict_rows(stdout: str) -> dict[tuple[str, str], tuple[int, int, str, str, str]]:
@@ -29,11 +31,11 @@ def verdict_rows(stdout: str) -> dict[tuple[str, str], tuple[int, int, str, str,
     return rows
 
 
-def check_demo_output(stdout: str) -> None:
-    for line in EXPECTED_LINES:
-        assert line in stdout.splitlines(), stdout
+def check_demo_output(stdout: str, backends: tuple[str, ...] = ("etcd", "zookeeper")) -> None:
+    for backend in backends:
+        assert f"{backend}: fenced=refused unfenced=corrupted" in stdout.splitlines(), stdout
     rows = verdict_rows(stdout)
-    assert set(rows) == {(b, r) for b in ("etcd", "zookeeper") for r in ("fenced", "unfenced")}, stdout
+    assert set(rows) == {(b, r) for b in backends for r in ("fenced", "unfenced")}, stdout
     for (_backend, resource), (holder, successor, late, final, verdict) in rows.items():
         assert holder < successor  # the successor's grant has the larger token
         if resource == "fenced":
@@ -41,7 +43,7 @@ def check_demo_output(stdout: str) -> None:
         else:
             assert (late, final, verdict) == ("accepted", "holder (stale)", "corrupted")
     # Every run's timeline shows the pause and the resumption.
-    assert stdout.count("SIGSTOP holder") == stdout.count("SIGCONT holder") == 4
+    assert stdout.count("SIGSTOP holder") == stdout.count("SIGCONT holder") == 2 * len(backends)
 
 
 @pytest.mark.etcd
@@ -52,10 +54,11 @@ def test_demo_starts_its_own_servers_and_shows_fenced_refused_unfenced_corrupted
     """The README's first command: no URL, servers from the binaries on PATH."""
     result = run_cli("demo", timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
-    check_demo_output(result.stdout)
+    with_redis = shutil.which("redis-server") is not None
+    check_demo_output(result.stdout, ("etcd", "zookeeper", "redis") if with_redis else ("etcd", "zookeeper"))
     # The servers it started are gone when it returns.
-    ports = re.findall(r"^\s+(?:etcd|zookeeper):\s+\w+://127\.0\.0\.1:(\d+)$", result.stdout, re.MULTILINE)
-    assert len(ports) == 2, result.stdout
+    ports = re.findall(r"^\s+(?:etcd|zookeeper|redis):\s+\w+://127\.0\.0\.1:(\d+)$", result.stdout, re.MULTILINE)
+    assert len(ports) == (3 if with_redis else 2), result.stdout
     assert not any(port_open("127.0.0.1", int(port)) for port in ports)
 
 

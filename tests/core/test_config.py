@@ -138,6 +138,7 @@ def test_our_schemes_are_registered_as_entry_points() -> None:
 
     names = {ep.name for ep in entry_points(group=config.ENTRY_POINT_GROUP)}
     assert {"memory", "etcd", "etcds", "zookeeper"} <= names
+    assert set(config._BUILTIN) <= names  # every scheme we know from source is registered too
 
 
 def test_backend_is_a_context_manager_that_closes() -> None:

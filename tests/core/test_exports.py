@@ -8,6 +8,7 @@ import fencing_coord.testing
 EXPECTED = {
     "BackendURL",
     "aio",
+    "BoundResource",
     "stores",
     "WriteResult",
     "UnfencedResource",
@@ -66,8 +67,10 @@ def test_core_does_not_import_backend_libraries() -> None:
     import sys
 
     code = (
-        "import sys, fencing_coord, fencing_coord.testing, fencing_coord.stores, fencing_coord.aio;"
-        "bad = [m for m in ('etcd3', 'kazoo', 'grpc', 'psycopg') if m in sys.modules];"
+        "import sys, fencing_coord, fencing_coord.testing, fencing_coord.stores, fencing_coord.aio,"
+        " fencing_coord.observability, fencing_coord.metrics;"
+        "bad = [m for m in ('etcd3', 'kazoo', 'grpc', 'psycopg', 'prometheus_client', 'opentelemetry')"
+        " if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

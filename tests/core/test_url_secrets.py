@@ -85,6 +85,11 @@ ROWS: dict[str, Row] = {
         f"etcd://bob:s3@{MARK}@127.0.0.1:{CLOSED}?timeout=0.5", fc.BackendUnavailable
     ),
     "zookeeper unreachable": Row(f"zookeeper://{CREDS}127.0.0.1:{CLOSED}?timeout=0.5", fc.BackendUnavailable),
+    "zookeeper:// with TLS options": Row(f"zookeeper://{CREDS}h?ca=/etc/hostname"),
+    "zookeepers:// key without cert": Row(f"zookeepers://{CREDS}h?key=/etc/hostname"),
+    "zookeepers:// ca not PEM": Row(f"zookeepers://{CREDS}h?ca=/etc/hostname"),
+    "zookeepers:// unreadable ca": Row(f"zookeepers://{CREDS}h?ca=/nonexistent/ca.pem"),
+    "zookeepers unreachable": Row(f"zookeepers://{CREDS}127.0.0.1:{CLOSED}?timeout=0.5", fc.BackendUnavailable),
 }
 
 

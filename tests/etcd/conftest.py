@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from fencing_coord.aio import connect as aio_connect
 from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.config import parse_url
 from fencing_coord.interface import LockBackend
+from fencing_coord.servers import tls
 from fencing_coord.servers.etcd import INSTALL_HINT, EtcdCluster, EtcdMember, EtcdServer, EtcdTLS
 from fencing_coord.testing import AsyncBackendFixtures, BackendFixtures, containers
 
@@ -153,22 +153,8 @@ class AsyncEtcdFixtures(OnEtcd, AsyncBackendFixtures):
 
 def make_certificates(directory: Path) -> EtcdTLS:
     """A throwaway CA, and a server and a client certificate it signed, for 127.0.0.1
-    (with the openssl command line tool; the test is skipped without it)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    (:func:`fencing_coord.servers.tls.make_certificates`; the test is skipped without
+    the openssl command)."""
+    if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not on PATH (needed to make test certificates)")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=fencing-coord test CA")
-    for who in ("server", "client"):
-        (directory / f"{who}.ext").write_text(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
-        )
-        run("req", *ec, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}")
-        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{who}.pem", "-days", "2", "-extfile", f"{who}.ext")
-    return EtcdTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key",
-                   directory / "client.pem", directory / "client.key")
+    return tls.make_certificates(directory)

@@ -16,6 +16,7 @@ on a pipe, so the interleaving is the same on every run.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import multiprocessing.context
@@ -86,20 +87,43 @@ class ProxyStore(Store):
 @dataclass(frozen=True)
 class StoreSpec:
     """How to open one store, in this process or another: ``kind`` is ``memory``,
-    ``sqlite`` or ``postgres``; ``target`` is a manager proxy (memory; None for a
-    process-local MemoryStore), a file path (sqlite) or a DSN (postgres)."""
+    ``sqlite``, ``postgres``, ``redis`` or ``s3``; ``target`` is a manager proxy (memory;
+    None for a process-local MemoryStore), a file path (sqlite), a DSN (postgres), a URL
+    (redis) or ``(endpoint, bucket, prefix)`` (s3)."""
 
     kind: str
     target: Any = None
 
     def open(self) -> Store:
+        if self.kind == "s3":
+            return open_s3_store(*self.target)
         if self.kind == "memory":
             return MemoryStore() if self.target is None else ProxyStore(self.target)
         if self.kind == "sqlite":
             return SQLiteStore(self.target)
         if self.kind == "postgres":
             return PostgresStore(self.target)
+        if self.kind == "redis":
+            from fencing_coord.stores import RedisStore  # imports redis-py only when used
+
+            store: Store = RedisStore(self.target)
+            return store
         raise ValueError(f"unknown store kind {self.kind!r}")
+
+
+@functools.cache
+def _s3_session() -> Any:
+    """One boto3 session per process: it caches the service models a client loads."""
+    from fencing_coord.servers.moto_s3 import MotoS3Server
+
+    return MotoS3Server().session()
+
+
+def open_s3_store(endpoint: str, bucket: str, prefix: str) -> Store:
+    """An S3Store on the test session's moto server."""
+    from fencing_coord.stores.s3 import S3Store
+
+    return S3Store(bucket, prefix=prefix, endpoint_url=endpoint, session=_s3_session())
 
 
 # -- interleaved writers --------------------------------------------------------------

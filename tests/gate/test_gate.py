@@ -1,4 +1,4 @@
-"""The gate's contract, scenario by scenario, on every store (memory, SQLite, PostgreSQL)."""
+"""The gate's contract, scenario by scenario, on every store (memory, SQLite, PostgreSQL, Redis)."""
 
 from __future__ import annotations
 

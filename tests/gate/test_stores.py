@@ -143,7 +143,8 @@ def test_postgres_broken_connection_is_unavailable_then_replaced(postgres_dsn: s
 
 def test_store_package_imports_no_coordination_client() -> None:
     code = ("import sys, fencing_coord.stores, fencing_coord.gate;"
-            " print(sorted(m for m in ('etcd3', 'kazoo', 'psycopg') if m in sys.modules))")
+            " print(sorted(m for m in ('etcd3', 'kazoo', 'psycopg', 'redis', 'boto3', 'botocore')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -151,7 +152,9 @@ def test_store_package_imports_no_coordination_client() -> None:
 def test_unknown_store_attribute() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchStore'"):
         stores.NoSuchStore  # noqa: B018
-    assert {"EtcdStore", "ZooKeeperStore", "MemoryStore", "SQLiteStore", "PostgresStore"} <= set(stores.__all__)
+    expected = {"EtcdStore", "ZooKeeperStore", "MemoryStore", "SQLiteStore", "PostgresStore", "RedisStore", "S3Store"}
+    assert expected <= set(stores.__all__)
+    assert stores.S3Store.__module__ == "fencing_coord.stores.s3"
 
 
 @pytest.mark.postgres

@@ -4,6 +4,9 @@
   ``FENCING_COORD_TESTCONTAINERS=1``, a container (skipped with the reason when no Docker
   engine is reachable).
 - ``zk_ensemble``: three servers on loopback forming an ensemble.
+- ``zk_tls``: a standalone server that also serves TLS on its ``secureClientPort`` and
+  requires client certificates (a throwaway CA in a temporary directory); its ``url`` is
+  the ``zookeepers://`` one, its ``hosts`` the plain port (for out-of-band clients).
 
 Servers run with ``tickTime`` 200 ms, so sessions may be as short as 0.4 s. Each test
 gets a fresh namespace (``BackendFixtures.namespace``, or ``namespace`` here for tests
@@ -36,6 +39,7 @@ from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.config import connect, parse_url
 from fencing_coord.errors import ConfigurationError
 from fencing_coord.interface import LockBackend
+from fencing_coord.servers.tls import make_certificates
 from fencing_coord.servers.zookeeper import (
     INSTALL_HINT,
     ZooKeeperEnsemble,
@@ -58,6 +62,9 @@ class ZooKeeperTarget:
 
     @property
     def hosts(self) -> str:
+        """The plain client ports (of a TLS server too: out-of-band clients use those)."""
+        if self.ensemble is not None:
+            return self.ensemble.hosts
         return ",".join(f"{h}:{p}" for h, p in parse_url(self.url).host_list(2181))
 
     def raw_client(self, **kwargs: Any) -> Any:
@@ -96,6 +103,17 @@ def zk_ensemble() -> Iterator[ZooKeeperTarget]:
     require_zookeeper()
     with ZooKeeperEnsemble(size=3) as ensemble:
         yield ZooKeeperTarget(ensemble.url, ensemble)
+
+
+@pytest.fixture(scope="session")
+def zk_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperTarget]:
+    """A standalone ZooKeeper server with a TLS client port that requires client
+    certificates, for the whole session (``ensemble.tls``: its certificates)."""
+    require_zookeeper()
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not on PATH (needed to make test certificates)")
+    with ZooKeeperServer(tls=make_certificates(tmp_path_factory.mktemp("zk-certs"))) as server:
+        yield ZooKeeperTarget(server.url, server)
 
 
 @pytest.fixture

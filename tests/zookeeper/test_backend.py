@@ -37,7 +37,7 @@ NONCE = "0123456789abcdef"
 
 
 def _node(seq: int) -> str:
-    return f"lock-{NONCE}-{seq:010d}"
+    return f"_c_{NONCE}-lock-{seq:010d}"
 
 
 def test_sequence_numbers_are_integers_in_serial_order_across_the_wrap() -> None:
@@ -58,7 +58,7 @@ def test_sequence_numbers_are_integers_in_serial_order_across_the_wrap() -> None
 
 
 def test_widths_do_not_matter_to_the_order() -> None:
-    small, large = Contender(_node(9), NONCE, 9), Contender(f"lock-{NONCE}-10", NONCE, 10)
+    small, large = Contender(_node(9), NONCE, 9), Contender(f"_c_{NONCE}-lock-10", NONCE, 10)
     assert queue_order([large, small]) == [small, large]
 
 

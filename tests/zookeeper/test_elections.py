@@ -65,12 +65,13 @@ def test_candidate_nodes_hold_identity_and_value_and_the_token_is_their_czxid(
     parent = backend.election_path("scheduler")
     assert parent == f"/fencing-coord/{namespace}/elections/scheduler"
     [node] = operator.get_children(parent)
-    assert node.startswith("candidate-")
+    assert node.startswith("_c_")
+    assert "-candidate__lock__" in node
     data, stat = operator.get(f"{parent}/{node}")
     assert data == b"6:node:ahttp://a:8080"
     assert stat.czxid == term.token != lock.token
     assert stat.ephemeralOwner == backend.session_id
-    assert [n.startswith("lock-") for n in operator.get_children(backend.lock_path("scheduler"))] == [True]
+    assert [("-lock-" in n) for n in operator.get_children(backend.lock_path("scheduler"))] == [True]
     seen.wait_for(Leader("node:a", b"http://a:8080", term.token))
 
     # proclaim rewrites the node: same czxid (token), new data, and observers are told.
