@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench chaos
 
 setup:
 	scripts/bootstrap.sh $(VENV)
@@ -24,3 +24,11 @@ bench: setup
 	$(BIN)/python bench/etcd.py
 	$(BIN)/python bench/zookeeper.py
 	$(BIN)/python bench/redis_backend.py
+
+## The fault campaign on both backends (README "Fault campaign"); as root it adds partitions.
+## make chaos CHAOS_SECONDS=1800 CHAOS_SEED=7 for the long campaign.
+CHAOS_SECONDS ?= 300
+CHAOS_SEED ?= 1
+chaos: setup
+	$(BIN)/python -m fencing_coord.testing.chaos --backend etcd --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)
+	$(BIN)/python -m fencing_coord.testing.chaos --backend zookeeper --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)

@@ -287,6 +287,9 @@ class MemoryBackend(ElectionBackend):
             self._leases.pop(id(mine), None)
             return self._table.remove(mine.queue, mine.entry)
 
+    def _forget(self, grant: Grant) -> None:
+        self._release(grant)  # no I/O here: the table is in this process
+
     def _describe(self, name: str) -> LockState:
         with self._table.mutex:
             queue = self._table.queues.get(("lock", self.namespace, name))

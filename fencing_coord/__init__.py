@@ -15,7 +15,11 @@ accepted, atomically with the write.
 
 from __future__ import annotations
 
-from . import aio, stores
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import stores
 from .bound import BoundResource
 from .config import BackendURL, connect, parse_url
 from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
@@ -35,7 +39,16 @@ from .errors import (
 from .gate import FencedResource, UnfencedResource, WriteResult
 from .interface import Capabilities, Grant, LockBackend, LockState
 
+if TYPE_CHECKING:
+    from . import aio
+
 __version__ = "0.1.0"
+
+# A library never writes to stderr by itself: without this handler, Python's last-resort
+# handler would print our warnings (a lease lost, a session timeout the server lowered)
+# in a program that configured no logging. A program that configures logging sees them
+# through its own handlers as before.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "BackendURL",
@@ -69,3 +82,11 @@ __all__ = [
     "parse_url",
     "stores",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio API is imported when first named (``fc.aio``): asyncio and the async
+    # stores would cost every blocking program's import.
+    if name == "aio":
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, FencingCoordError
 from .interface import LockBackend
 from .url import BackendURL, CommonOptions, OptionReader, parse_url
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -30,6 +32,7 @@ __all__ = [
     "CommonOptions",
     "OptionReader",
     "connect",
+    "load_backend_class",
     "load_scheme",
     "parse_url",
     "scrubbed",
@@ -55,10 +58,19 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
 
 
 def _entry_point(scheme: str, group: str) -> EntryPoint | None:
+    from importlib.metadata import entry_points  # tens of ms: only for schemes not our own
+
     for ep in entry_points(group=group):
         if ep.name == scheme:
             return ep
     return None
+
+
+def load_backend_class(scheme: str, url: str) -> type[LockBackend]:
+    """The :class:`LockBackend` subclass serving ``scheme`` (its module imported).
+    Raises :class:`ConfigurationError` naming the known schemes, or the extra to install;
+    ``url`` (redacted) is for the messages."""
+    return _load_backend_class(scheme, url)
 
 
 def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:
@@ -72,9 +84,13 @@ def load_scheme(scheme: str, url: str, group: str, builtin_schemes: dict[str, tu
     """The object (a backend class) that entry-point ``group`` (else ``builtin_schemes``:
     scheme -> ("module:attribute", extra)) names for ``scheme``; ConfigurationError,
     naming the extra to install, when it cannot be loaded."""
-    ep = _entry_point(scheme, group)
     builtin = builtin_schemes.get(scheme)
+    # Our own schemes are registered as entry points with the same targets; resolving
+    # them directly spares every connect the scan of the installed distributions.
+    ep = _entry_point(scheme, group) if builtin is None else None
     if ep is None and builtin is None:
+        from importlib.metadata import entry_points
+
         known = sorted({ep.name for ep in entry_points(group=group)} | set(builtin_schemes))
         raise ConfigurationError(
             f"{url!r}: no backend for scheme {scheme!r}; known schemes: {', '.join(known)}. "

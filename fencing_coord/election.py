@@ -223,15 +223,19 @@ class Election:
         return Term(self, grant)
 
     def leader(self) -> Leader | None:
-        """Return the current :class:`Leader`, or None when nobody campaigns."""
+        """Return the current :class:`Leader`, or None when nobody campaigns. Raises
+        :class:`InvalidArgument` once the backend is closed."""
+        self.backend._check_open()
         return self.backend._leader(self.name)
 
     def observe(self, fn: Callable[[Leader | None], object]) -> ObserverHandle:
         """Call ``fn(leader)`` with the current leader, then on every change, in order,
         from one background thread. Tokens of successive leaders only increase; a
-        leader seen once is not reported again. Returns a handle with ``stop()``."""
+        leader seen once is not reported again. Returns a handle with ``stop()``.
+        Raises :class:`InvalidArgument` once the backend is closed."""
         if not callable(fn):
             raise InvalidArgumentType(f"observe needs a callable, not {type(fn).__name__}")
+        self.backend._check_open()
         return _Observer(self, fn).start()
 
     def run(self, fn: Callable[[LeadershipEvent], T], timeout: float | None = None, value: bytes = b"") -> T:
@@ -286,6 +290,8 @@ class _Observer:
             try:
                 leader = self.election.leader()
             except Exception:
+                if self.election.backend.closed:
+                    return  # nothing more to observe (every later read raises "closed")
                 _log.exception("reading the leader of %r failed; retrying", self.election.name)
                 # The change that woke us may have been the last one: read again soon.
                 if not self.stopped.wait(_RETRY_AFTER_FAILURE):

@@ -157,13 +157,18 @@ class FrontEnd:
 
     def _unbook(self, grant: object) -> bool | None:
         """Undo one acquisition of ``grant`` in the book: True when that was not the last
-        hold (nothing more to do), False when it was already released, None when the
-        backend must now give the lock up (the SPI's ``_release``)."""
+        hold (nothing more to do); False when it was already released, or is known lost
+        (its ``lost`` is True, the backend's local rule included: the SPI's ``_forget``
+        has dropped it, no request made); None when the backend must now give the lock
+        up (the SPI's ``_release``, whose answer goes to :meth:`_released`)."""
         mine = self._check_own(grant)
+        # Reading ``lost`` runs the backend's local check (its probe), outside our lock.
+        probed_lost = mine.lost
         with self._held_lock:
             if mine.released:
                 return False
-            if mine._holds > 1 and not mine.lost:
+            known_lost = probed_lost or mine._lost.is_set()
+            if mine._holds > 1 and not known_lost:
                 mine._holds -= 1
                 return True
             mine.mark_released()
@@ -171,6 +176,17 @@ class FrontEnd:
             if self._held.get(key) is mine:
                 del self._held[key]
             self._terms.pop(id(mine), None)
+        if known_lost:
+            self._forget(mine)
+            return self._released(mine, False)
+        return None
+
+    def _forget(self, grant: Grant) -> None:
+        """Drop what the backend keeps for ``grant``, released after it was known lost.
+
+        Called instead of the SPI's ``_release``, by both front ends: no request, no
+        blocking, no ``await`` (whatever is left on the service goes with the
+        lease/session, or in the background). Optional; the default does nothing."""
         return None
 
     def _close_book(self) -> list[Grant] | None:
@@ -217,11 +233,7 @@ class FrontEnd:
         return self.metrics if self.metrics is not None else observability._current
 
     def _observe_grant(self, metrics: Metrics, grant: Grant, started: float) -> None:
-        now = time.monotonic()
-        grant._held_since = now
-        metrics.acquired(self.metrics_label, grant.name, now - started)
-        label = self.metrics_label
-        grant.on_lost(lambda lost: metrics.lost(label, lost.name, lost.lost_reason))
+        observability.observe_grant(metrics, self.metrics_label, grant, started)
 
     def _observe_release(self, grant: Grant, *, lost: bool) -> None:
         """Count a grant given up (not for the reentrant releases before the last one)."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from .errors import InvalidArgumentType
+from .validation import check_timeout
 
 __all__ = ["Grant", "LostCallback"]
 
@@ -114,10 +115,15 @@ class Grant:
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until the grant is lost and the callbacks registered before the loss
-        have returned; True if that happened within ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        have returned; True if that happened within ``timeout`` seconds.
+
+        ``timeout`` follows :func:`~fencing_coord.validation.check_timeout`: None, or a
+        number >= 0; a finite one above ``MAX_SECONDS`` waits forever, like None. Raises
+        :class:`InvalidArgument`/:class:`InvalidArgumentType` for anything else."""
+        seconds = check_timeout(timeout)
+        deadline = None if seconds is None else time.monotonic() + seconds
         if not self.lost:  # lets a lazily-checking backend (memory) notice first
-            self._lost.wait(timeout)
+            self._lost.wait(seconds)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self._lost.is_set() and self._callbacks_done.wait(remaining)
 

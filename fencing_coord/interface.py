@@ -28,14 +28,13 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import NotSupported
 from .frontend import FrontEnd
 from .grant import Grant
-from .records import LockState
+from .records import Capabilities, LockState
 from .url import BackendURL
 from .validation import check_name
 
@@ -45,19 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do beyond the core contract; the conformance suite skips
-    tests of a capability a backend lacks, with the reason given here."""
-
-    #: Waiters are granted the lock in arrival order.
-    fifo: bool = True
-    #: Leases are measured on a clock the caller injects (expiry tested without sleeping).
-    injectable_clock: bool = False
-    #: Other processes can contend (the service is outside this process).
-    multiprocess: bool = True
 
 
 class LockBackend(FrontEnd, ABC):
@@ -135,9 +121,19 @@ class LockBackend(FrontEnd, ABC):
     def release(self, grant: Grant) -> bool:
         """Undo one acquisition of ``grant``; give the lock up on the last one.
 
-        Returns True if the grant was still held, False when it had expired, been
-        taken over or already been released. Raises :class:`InvalidArgument` for a
-        grant this backend object did not issue: only the holder may release.
+        Three answers, the same on every backend:
+
+        * True only when the service confirmed that the lock was still held until this
+          release gave it up (or, for an inner reentrant hold, the grant is still held);
+        * False at once, without a request, for a grant already known lost (its
+          ``lost`` is True, the backend's local rule included) or already released;
+        * :class:`BackendUnavailable` when the service cannot tell within the
+          ``timeout`` option: the grant counts as released all the same, and the
+          backend gives its place up in the background once the service answers (or
+          the lease/session ends it).
+
+        Raises :class:`InvalidArgument` for a grant this backend object did not issue:
+        only the holder may release.
         """
         booked = self._unbook(grant)
         return self._released(grant, self._release(grant)) if booked is None else booked
@@ -220,7 +216,11 @@ class LockBackend(FrontEnd, ABC):
 
     @abstractmethod
     def _release(self, grant: Grant) -> bool:
-        """Give up ``grant``'s place; True if it was still the holder."""
+        """Give up ``grant``'s place. True only when the service confirmed that it was
+        still the holder; False when the service says it was not; raise
+        :class:`BackendUnavailable` when that cannot be told (a request not answered
+        in time, or a retried delete that found nothing: the first attempt may have
+        been the one that deleted it), after arranging the deletion in the background."""
 
     @abstractmethod
     def _describe(self, name: str) -> LockState:

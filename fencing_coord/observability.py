@@ -33,12 +33,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import BackendUnavailable, InvalidArgument, InvalidArgumentType, LockTimeout
+
+if TYPE_CHECKING:
+    from .grant import Grant
 
 __all__ = [
     "CRITICAL_WRITE_WITHOUT_TOKEN",
@@ -60,6 +64,7 @@ __all__ = [
     "RecordingSink",
     "current_metrics",
     "failure_reason",
+    "observe_grant",
     "render_samples",
     "set_metrics",
 ]
@@ -375,3 +380,12 @@ def render_samples(samples: Iterable[tuple[str, dict[str, str], list[float]]]) -
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def observe_grant(metrics: Metrics, label: str, grant: Grant, started: float) -> None:
+    """Count a grant made (its acquire latency since ``started``), start its hold time,
+    and count its loss if it is ever lost."""
+    now = time.monotonic()
+    grant._held_since = now
+    metrics.acquired(label, grant.name, now - started)
+    grant.on_lost(lambda lost: metrics.lost(label, lost.name, lost.lost_reason))

@@ -1,11 +1,11 @@
-"""The plain values the API returns about a lock or an election: :class:`LockState`,
-:class:`Leader`."""
+"""The plain values the API returns about a lock or an election (:class:`LockState`,
+:class:`Leader`) and about a backend (:class:`Capabilities`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Leader", "LockState"]
+__all__ = ["Capabilities", "Leader", "LockState"]
 
 
 @dataclass(frozen=True)
@@ -25,3 +25,16 @@ class Leader:
     identity: str
     value: bytes
     token: int
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the core contract; the conformance suite skips
+    tests of a capability a backend lacks, with the reason given here."""
+
+    #: Waiters are granted the lock in arrival order.
+    fifo: bool = True
+    #: Leases are measured on a clock the caller injects (expiry tested without sleeping).
+    injectable_clock: bool = False
+    #: Other processes can contend (the service is outside this process).
+    multiprocess: bool = True

@@ -25,8 +25,6 @@ identity    holder identity shown to other clients     host:pid:random
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -210,7 +208,9 @@ class CommonOptions:
 
 
 def _default_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    import socket  # at connect, not at ``import fencing_coord``
+
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class OptionReader:

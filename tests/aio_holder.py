@@ -69,6 +69,11 @@ async def serve(backend: AsyncLockBackend, resource: AsyncFencedResource, lines:
             name, key, value = words[1:4]
             grant = grants[name]
             report_write(grant, await resource.write(name, key, value.encode(), token=grant.token))
+        elif command == "release":
+            try:
+                say(event="released", released=await backend.release(grants.pop(words[1])), error=None)
+            except fc.FencingCoordError as exc:  # e.g. BackendUnavailable: the outcome is unknown
+                say(event="released", released=None, error=type(exc).__name__)
         elif command == "wait-lost":
             for grant in grants.values():
                 await wait_lost(grant, 60)

@@ -47,10 +47,15 @@ class Holder:
     """A holder.py child process; its JSON reports arrive on a queue."""
 
     def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
-                 reports: queue.Queue[Report] | None = None, program: Path = HOLDER) -> None:
+                 reports: queue.Queue[Report] | None = None, program: Path = HOLDER,
+                 prefix: Sequence[str] = ()) -> None:
+        """``prefix`` runs the process under a command (``ip netns exec NS`` puts it in a
+        network namespace; that execs the program, so the pid stays the holder's).
+        ``program``: the holder script (``aio_holder.py`` for the asyncio API)."""
         # -P: the script's directory (tests/) stays off sys.path, where tests/redis would
         # hide the redis client library.
-        argv = [sys.executable, "-P", str(program), url, "--store", store, "--ttl", str(ttl), "--namespace", namespace]
+        argv = [*prefix, sys.executable, "-P", str(program), url, "--store", store, "--ttl", str(ttl),
+                "--namespace", namespace]
         if worker is not None:
             argv += ["--worker", worker]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -154,6 +159,7 @@ def _pause_holder(holder: Holder, successor: fc.LockBackend, resource: FencedRes
     holder.send("write orders k1 late-holder")
     late = holder.expect("write")
     assert late["accepted"] is False
+    assert late["lost"] is True, f"the resumed holder wrote without seeing its grant lost: {late}"
     assert late["reason"] == f"stale token {old_token} < {grant.token}"
     holder.send("wait-lost")
     lost = holder.expect("lost")
@@ -175,17 +181,20 @@ def each_member_first(members: Sequence[M]) -> list[list[M]]:
 
 class Workers:
     """Holder processes in ``--worker`` mode, one per URL, contending for the lock
-    ``orders`` and counting in the SQLite database ``db``; their reports share one queue."""
+    ``orders`` and counting in the SQLite database ``db``; their reports share one queue.
+    ``prefixes`` (one per URL) run each under a command, as :class:`Holder`'s ``prefix``."""
 
-    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str, program: Path = HOLDER) -> None:
+    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str, program: Path = HOLDER,
+                 prefixes: Sequence[Sequence[str]] | None = None) -> None:
         self.reports: queue.Queue[Report] = queue.Queue()
         #: Every "progress" report so far, in the order they arrived.
         self.progress: list[Report] = []
         self.holders: list[Holder] = []
         try:
-            for url in urls:
+            for i, url in enumerate(urls):
+                prefix = prefixes[i] if prefixes is not None else ()
                 self.holders.append(Holder(url, f"sqlite:{db}", ttl=ttl, namespace=namespace, worker="orders",
-                                           reports=self.reports, program=program))
+                                           reports=self.reports, program=program, prefix=prefix))
         except BaseException:
             self.close()
             raise

@@ -10,6 +10,8 @@ Commands, one per line on stdin; every answer is one JSON object per line on std
 ``acquire NAME``          -> {"event": "acquired", "token": t, "session": id}
 ``write NAME KEY VALUE``  -> {"event": "write", "accepted": b, "reason": r, "lost": b, "lost_reason": r}
 ``wait-lost``             -> {"event": "lost", "reason": r, "calls": n}  (once on_lost ran)
+``release NAME``          -> {"event": "released", "released": b, "error": null}  (what release() returned;
+                             released null and the exception's class name when it raised)
 ``exit``                  -> the process ends
 
 ``session`` (also in the first report, ``ready``) is the backend's session id where it
@@ -97,6 +99,11 @@ def serve(backend: fc.LockBackend, resource: FencedResource) -> None:
             name, key, value = words[1:4]
             grant = grants[name]
             report_write(grant, resource.write(name, key, value.encode(), token=grant.token))
+        elif command == "release":
+            try:
+                say(event="released", released=backend.release(grants.pop(words[1])), error=None)
+            except fc.FencingCoordError as exc:  # e.g. BackendUnavailable: the outcome is unknown
+                say(event="released", released=None, error=type(exc).__name__)
         elif command == "wait-lost":
             lost.wait(60)
             say(event="lost", reason=lost_calls[0] if lost_calls else None, calls=len(lost_calls))

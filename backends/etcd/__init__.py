@@ -46,10 +46,13 @@ The modules, one idea each: :mod:`.wire` (requests, responses, what an error mea
 :mod:`.connection` (members, retries, budgets), :mod:`.session` (the lease and its
 keepalive thread), :mod:`.queue` (the fair queue's driver and :class:`EtcdGrant`),
 :mod:`.election` (candidate records, the leader), :mod:`.watch` (observers' prefix
-watch), :mod:`.backend` (:class:`EtcdBackend`: options and semantics) and :mod:`.store`
-(:class:`EtcdStore`, :func:`owner_guard`).
+watch), :mod:`.heldkeys` (the held keys' watch), :mod:`.backend` (:class:`EtcdBackend`:
+options and semantics) and :mod:`.store` (:class:`EtcdStore`, :func:`owner_guard`).
+:mod:`.grpc_logs`, imported first, keeps gRPC's C core from writing its own log lines to
+stderr.
 """
 
+from . import grpc_logs  # noqa: F401  (first: before anything imports grpc)
 from .backend import EtcdBackend
 from .queue import EtcdGrant
 from .store import EtcdStore, owner_guard

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,8 +69,10 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         settings, arguments = EtcdBackend.settings(url, options)
         backend = cls(settings, **arguments)
         try:
+            # Connecting is one call: logging in and the lease share the timeout.
+            stop = time.monotonic() + settings.timeout
             await backend._conn.authenticate()
-            lease = await backend._lease.start()
+            lease = await backend._lease.start(budget=max(0.0, stop - time.monotonic()))
         except BaseException:
             await backend._conn.close()
             raise
@@ -82,14 +85,15 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         lease = self._session.current()
         return None if lease is None else lease.id
 
-    def _line(self, prefix: bytes, name: str, value: bytes) -> AsyncEtcdQueue:
-        return AsyncEtcdQueue(self._lease, self._queues.line(prefix, name, value))
+    def _line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> AsyncEtcdQueue:
+        """The driver of one wait until ``deadline`` (its requests end by then)."""
+        return AsyncEtcdQueue(self._lease, self._queues.line(prefix, name, value, deadline), self._queues)
 
     # -- the lock SPI ------------------------------------------------------------------------
 
     async def _acquire(self, name: str, deadline: float | None,
                        on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._line(self._lock_prefix(name), name, self.identity.encode())
+        line = self._line(self._lock_prefix(name), name, self.identity.encode(), deadline)
         return await await_in_line(line, deadline, on_queued)
 
     async def _renew(self, grant: Grant) -> None:
@@ -104,15 +108,23 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     async def _check_held_keys(self) -> None:
         """From the keepalive task, every ttl/3: report grants whose key was deleted out
-        of band as lost (see EtcdBackend._check_held_keys)."""
+        of band as lost. (The blocking backend watches its held keys from a thread,
+        :mod:`.heldkeys`; here they are read once a round, one transaction per 128.)"""
         for chunk, request in self._held_key_reads(self._live_grants()):
             self._report_deleted(chunk, await self._conn.txn(request))
 
     async def _release(self, grant: Grant) -> bool:
+        """One delete, never retried once it may have been applied (see
+        EtcdBackend._release): True when it deleted our key, False when it was gone,
+        BackendUnavailable when etcd did not answer (deleted in the background)."""
         place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = await self._line(place.prefix, grant.name, b"").withdraw(place)
+        held = await self._line(place.prefix, grant.name, b"", None).withdraw(place, idempotent=False)
         return held and place.lease.dead is None
+
+    def _forget(self, grant: Grant) -> None:
+        # Known lost: its lease is gone or its key was deleted. Nothing to ask etcd.
+        self._session.unbind(narrow(grant, EtcdGrant).place.lease, grant)
 
     async def _describe(self, name: str) -> LockState:
         prefix = self._lock_prefix(name)
@@ -132,7 +144,8 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     async def _campaign(self, name: str, value: bytes, deadline: float | None,
                         on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._line(self._election_prefix(name), name, candidate_value(self.identity, value, self._raw_values))
+        line = self._line(self._election_prefix(name), name, candidate_value(self.identity, value, self._raw_values),
+                          deadline)
         return await await_in_line(line, deadline, on_queued)
 
     async def _proclaim(self, grant: Grant, value: bytes) -> None:

@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 from etcd3 import etcdrpc
 
-from fencing_coord.errors import BackendUnavailable
+from fencing_coord.errors import InvalidArgument
 
 from .connection import Connection
 from .retry import Members, Retry
@@ -37,12 +37,13 @@ class AsyncConnection(Members):
         for channel in self._take_channels():
             await channel.close()
 
-    async def authenticate(self) -> None:
-        """Log in with the URL's user and password (no-op without them)."""
+    async def authenticate(self, budget: float | None = None) -> None:
+        """Log in with the URL's user and password (no-op without them), within
+        ``budget`` seconds (default: the ``timeout`` option)."""
         if self.user is None:
             return
         request = etcdrpc.AuthenticateRequest(name=self.user, password=self.password or "")
-        response = await self.call("Auth", "Authenticate", request, authenticating=True)
+        response = await self.call("Auth", "Authenticate", request, budget=budget, authenticating=True)
         self._metadata = (("token", str(response.token)),)
 
     async def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
@@ -61,7 +62,7 @@ class AsyncConnection(Members):
                 self._check_closed_meanwhile()
                 raise
             if pause is None:
-                await self.authenticate()
+                await self.authenticate(budget=retry.left())
             else:
                 await asyncio.sleep(pause)
 
@@ -88,17 +89,18 @@ class AsyncConnection(Members):
                 if call is not None:
                     call.cancel()
             if pause is None:
-                await self.authenticate()
+                await self.authenticate(budget=retry.left())
             else:
                 await asyncio.sleep(pause)
 
     def _check_closed_meanwhile(self) -> None:
         """A call ended in CancelledError: grpc's answer to ``close()`` cancelling the
         calls of its channels. Unless the task itself is being cancelled, that is the
-        connection being closed: BackendUnavailable."""
+        connection being closed: InvalidArgument, as for a call after close (the
+        blocking connection's rule)."""
         task = asyncio.current_task()
         if self._closed and (task is None or task.cancelling() == 0):
-            raise BackendUnavailable(f"{self.label}: the connection is closed")
+            raise InvalidArgument(f"{self.label}: the backend is closed")
 
     async def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Any:
         return await self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)

@@ -9,11 +9,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 import grpc
 import grpc.aio
+from etcd3 import etcdrpc
 
 from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable, InvalidArgument
@@ -21,7 +21,8 @@ from fencing_coord.fairqueue import EntryGone
 
 from .aio_connection import AsyncConnection
 from .aio_session import AsyncSession
-from .queue import EtcdGrant, EtcdQueue, Place, Queues, look_result, watch_requests
+from .places import EtcdGrant, LineRequests, Place
+from .queue import Queues
 from .wire import LeaseNotFound, status_code
 
 __all__ = ["AsyncEtcdQueue"]
@@ -34,25 +35,28 @@ class AsyncEtcdQueue:
 
     __slots__ = ("conn", "line", "queues", "session")
 
-    def __init__(self, session: AsyncSession, line: EtcdQueue) -> None:
+    def __init__(self, session: AsyncSession, line: LineRequests, queues: Queues) -> None:
         self.session = session
         self.conn: AsyncConnection = session.conn
         self.line = line
-        self.queues: Queues = line.queues
+        self.queues = queues
 
     async def enqueue(self, exclusive: bool) -> Place | None:
         self._check_open()
-        book = self.session.book
-        lease = await self.session.lease()
-        key, slot = self.line.new_key(lease)
+        book, line = self.session.book, self.line
+        lease = await self.session.lease(line.budget.request())
+        slot = book.take_slot(lease)
+        key = line.new_key(lease, slot)
         asked = time.monotonic()
         try:
             if exclusive:
-                response = await self.conn.txn(self.line.put_if_empty_request(key, lease))
-                place = self.line.put_if_empty_result(response, key, lease, slot)
+                response = await self.conn.txn(line.put_if_empty_request(key, lease), budget=line.budget.request())
+                place = line.put_if_empty_result(response, key, lease, slot)
             else:
-                response = await self.conn.txn(self.line.put_last_request(key, lease))
-                place = await self._placed(self.line.put_last_result(response, key, lease, slot))
+                response = await self.conn.txn(line.put_last_request(key, lease), budget=line.budget.request())
+                place = line.put_last_result(response, key, lease, slot)
+                if place is not None and line.to_look(place):
+                    place = await self._look(place)
         except LeaseNotFound as exc:
             book.vanished(lease, asked)  # before our keepalive told us: start over
             raise EntryGone(key.decode()) from exc
@@ -69,21 +73,14 @@ class AsyncEtcdQueue:
         self._check_lease(place)
         return place
 
-    async def _placed(self, place: Place | None) -> Place | None:
-        """A place whose key an earlier attempt put: look where it stands."""
-        if place is None or place.first or place.seen:
-            return place
-        predecessor, seen, present = await self._look(place)
-        return replace(place, predecessor=predecessor, seen=seen) if present else None
-
     async def look(self, place: Place) -> Place:
         self._check_open()
-        predecessor, seen, present = await self._look(place)
-        if not present:
+        found = self.line.granted_by_event(place) or await self._look(place)
+        if found is None:
             self.session.book.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
-        self._check_lease(place)
-        return replace(place, predecessor=predecessor, seen=seen)
+        self._check_lease(found)
+        return found
 
     async def wait(self, place: Place, deadline: float | None) -> None:
         """Until the predecessor or our own key may have been deleted since
@@ -125,12 +122,12 @@ class AsyncEtcdQueue:
 
     async def _follow(self, call: Any, place: Place) -> None:
         """Read the watch stream until something may have changed."""
-        for request in watch_requests(place):
+        for request in self.line.watch_requests(place):
             await call.write(request)
         created, since = 0, 0
         while True:
             response = await call.read()
-            if response is grpc.aio.EOF or response.canceled or response.compact_revision or response.events:
+            if response is grpc.aio.EOF or self.line.watched(place, response):
                 return
             if response.created:
                 created += 1
@@ -138,17 +135,18 @@ class AsyncEtcdQueue:
                 if created == 2 and since > place.seen:
                     # Written to since we looked: both watches are in place now, so
                     # one more look cannot miss a deletion.
-                    before, _, present = await self._look(place)
-                    if not present or before != place.predecessor:
+                    now = await self._look(place)
+                    if now is None or now.predecessor != place.predecessor:
                         return
 
-    async def withdraw(self, place: Place) -> bool:
-        """Delete ``place``'s key; True if it still existed. If etcd cannot be reached,
-        it is deleted in the background and BackendUnavailable raised."""
-        from etcd3 import etcdrpc
-
+    async def withdraw(self, place: Place, *, idempotent: bool = True) -> bool:
+        """Delete ``place``'s key; True if it still existed. If etcd cannot be reached
+        within the wait's withdrawal budget, it is deleted in the background and
+        BackendUnavailable raised. Not ``idempotent``: never sent again once it may
+        have been applied (see :meth:`.queue.Queues.withdraw`)."""
         try:
-            response = await self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key))
+            response = await self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key),
+                                            budget=self.line.budget.withdrawal(), idempotent=idempotent)
         except BackendUnavailable:
             self.session.book.delete_later(place.key)
             raise
@@ -166,8 +164,9 @@ class AsyncEtcdQueue:
         self.session.book.delete_later(place.key)
         raise EntryGone(place.key.decode())
 
-    async def _look(self, place: Place) -> tuple[bytes | None, int, bool]:
-        return look_result(await self.conn.txn(self.line.look_request(place)), place)
+    async def _look(self, place: Place) -> Place | None:
+        line = self.line
+        return line.look_result(await self.conn.txn(line.look_request(place), budget=line.budget.request()), place)
 
     def _check_lease(self, place: Place) -> None:
         """EntryGone (our key deleted in the background) if our lease has died meanwhile."""

@@ -35,8 +35,9 @@ class AsyncSession:
         #: Called from the keepalive task after each confirmed keepalive.
         self.after_keepalive: Callable[[], object] | None = None
 
-    async def start(self) -> Lease:
-        lease = await self.lease()
+    async def start(self, budget: float | None = None) -> Lease:
+        """Grant the first lease (within ``budget`` seconds) and start the keepalive task."""
+        lease = await self.lease(budget)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"fencing-coord-etcd-{self.label}")
         return lease
 
@@ -88,17 +89,22 @@ class AsyncSession:
                 except Exception:  # etcd unreachable right now: the next round tries again
                     _log.debug("%s: checking held keys failed", self.label, exc_info=True)
 
-    async def _drain(self) -> None:
+    async def _drain(self, stop: float | None = None) -> None:
+        """As :meth:`Session._drain`: what is left when ``stop`` passes stays listed."""
         for job in self.book.pending_cleanup():
+            budget = self.book.cleanup_budget(job, stop)
+            if budget is None:
+                continue
             service, method, request = cleanup_request(job)
             try:
-                await self.conn.call(service, method, request, budget=1.0)
+                await self.conn.call(service, method, request, budget=budget)
             except Exception as exc:
                 self.book.cleanup_failed(job, exc)
 
     async def close(self, budget: float) -> None:
         """Stop the keepalive, wake every waiter, revoke the lease (deleting every key
-        bound to it, held or queued)."""
+        bound to it, held or queued); all within ``budget`` seconds."""
+        stop = time.monotonic() + budget
         lease = self.book.shut()
         if self._task is not None:
             self._task.cancel()
@@ -107,8 +113,8 @@ class AsyncSession:
         if lease is not None:
             service, method, request = cleanup_request(RevokeLease(lease.id))
             try:
-                await self.conn.call(service, method, request, budget=budget)
+                await self.conn.call(service, method, request, budget=max(0.0, stop - time.monotonic()))
             except FencingCoordError as exc:
                 self.book.revoke_failed(lease, exc)
-        await self._drain()
+        await self._drain(stop)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
 from .election import candidate_value, proclaim, read_leader
+from .heldkeys import HeldKeys
 from .keys import EtcdKeys
 from .layout import parse_election_values
 from .queue import EtcdGrant, Queues
@@ -80,9 +83,9 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     * A waiter whose key vanishes while it waits (its lease expired: etcd issues
       #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
     * A held key deleted out of band (an operator's ``etcdctl del``) is noticed within
-      ttl/3 (the keepalive also reads the held keys every round) or by ``renew``: the
+      a round trip (one watch stream per backend watches every held key) or by ``renew``: the
       grant is marked lost ("lock key deleted"). Revoking the lease breaks every lock of
-      a backend at once (also noticed within ttl/3).
+      a backend at once (noticed by the keepalive within ttl/3, or by the watch).
     * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
       the key in the background once etcd answers; ``close`` revokes the lease, which
       deletes every key of this backend at once.
@@ -105,11 +108,15 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
         self._session = Session(conn, lease_ttl, conn.label)
-        self._session.after_keepalive = self._check_held_keys
+        self._held_keys = HeldKeys(conn, deleted=self._held_key_deleted, check=self._check_held_keys, label=conn.label)
+        self._session.after_keepalive = self._held_keys.keepalive_round
         try:
+            # Connecting is one call: logging in and the lease share the timeout.
+            stop = time.monotonic() + conn.timeout
             conn.authenticate()
-            lease = self._session.start()
+            lease = self._session.start(budget=max(0.0, stop - time.monotonic()))
         except BaseException:
+            self._held_keys.close()
             conn.close()
             raise
         self.ttl = float(lease.ttl)
@@ -154,8 +161,14 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     # -- the lock SPI ----------------------------------------------------------------------
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
-        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode())
-        return wait_in_line(line, deadline, on_queued)
+        line = self._queues.line(self._lock_prefix(name), name, self.identity.encode(), deadline)
+        return self._watched(wait_in_line(line, deadline, on_queued))
+
+    def _watched(self, grant: EtcdGrant | None) -> EtcdGrant | None:
+        """Watch a new grant's key until its release (see :mod:`.heldkeys`)."""
+        if grant is not None:
+            self._held_keys.add(grant)
+        return grant
 
     def _renew(self, grant: Grant) -> None:
         mine = narrow(grant, EtcdGrant)
@@ -167,19 +180,41 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
             raise
         self._renewed(mine, [] if lease.dead is not None else self._conn.range(range_request(mine.place.key)))
 
-    def _check_held_keys(self) -> None:
-        """From the keepalive thread, every ttl/3: report a grant whose key was deleted
-        out of band while its lease lives (an operator's ``etcdctl del``) as lost, as
-        ZooKeeper's node watches do, instead of waiting for the holder's next renew.
-        One read of every held key per round, only while something is held."""
-        for chunk, request in self._held_key_reads(self._live_grants()):
+    def _held_key_deleted(self, grant: EtcdGrant) -> None:
+        """From the held keys' watch: ``grant``'s key was deleted (out of band, or with
+        its lease). Reported lost as ZooKeeper's node watches do, without a renew. One
+        keepalive first tells the two apart: a lease that is gone is reported as such."""
+        if grant.released:
+            return
+        with contextlib.suppress(LockLost):
+            self._session.renew(grant.place.lease)
+            self._key_deleted(grant)
+
+    def _check_held_keys(self, held: list[EtcdGrant]) -> None:
+        """Read the keys of ``held`` (when their watch was re-created) and report those
+        deleted while their lease lives as lost. One transaction per 128 keys."""
+        for chunk, request in self._held_key_reads(held):
             self._report_deleted(chunk, self._conn.txn(request))
 
     def _release(self, grant: Grant) -> bool:
-        place = narrow(grant, EtcdGrant).place
+        """One delete, never retried once it may have been applied: a retry that found
+        the key gone could not tell our first attempt from a loss. True when it deleted
+        the key (bound to our live lease, so the lock was held until then); False when
+        the key was gone; BackendUnavailable when etcd did not answer (the key is then
+        deleted in the background)."""
+        mine = narrow(grant, EtcdGrant)
+        place = mine.place
+        self._held_keys.remove(mine)
         self._session.unbind(place.lease, grant)
-        held = self._queues.withdraw(place)
+        held = self._queues.withdraw(place, idempotent=False)
         return held and place.lease.dead is None
+
+    def _forget(self, grant: Grant) -> None:
+        # Known lost: its lease is gone (revoked in the background) or its key was
+        # deleted out of band. Nothing to ask etcd.
+        mine = narrow(grant, EtcdGrant)
+        self._held_keys.remove(mine)
+        self._session.unbind(mine.place.lease, grant)
 
     def _describe(self, name: str) -> LockState:
         return self._state(name, self._queues.members(self._lock_prefix(name)))
@@ -189,6 +224,7 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
         return self._names_in(self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True)))
 
     def _close(self, held: list[Grant]) -> None:
+        self._held_keys.close()
         try:
             self._session.close(self._conn.timeout)
         finally:
@@ -199,8 +235,8 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._election_prefix(name), name,
-                                 candidate_value(self.identity, value, self._raw_values))
-        return wait_in_line(line, deadline, on_queued)
+                                 candidate_value(self.identity, value, self._raw_values), deadline)
+        return self._watched(wait_in_line(line, deadline, on_queued))
 
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Raises LockLost (and marks the term lost) when the leader's key no longer has

@@ -6,6 +6,8 @@ grpc leaves the package."""
 from __future__ import annotations
 
 import logging
+import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +21,7 @@ from fencing_coord.url import BackendURL
 from .retry import CHANNEL_OPTIONS, Members, Retry
 from .wire import KV, StreamEnded
 
-__all__ = ["CHANNEL_OPTIONS", "Connection", "connection_for", "readable_file"]
+__all__ = ["CHANNEL_OPTIONS", "Connection", "check_pem", "connection_for", "readable_file"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,12 +41,13 @@ class Connection(Members):
 
     # -- requests ----------------------------------------------------------------------
 
-    def authenticate(self) -> None:
-        """Log in with the URL's user and password (no-op without them)."""
+    def authenticate(self, budget: float | None = None) -> None:
+        """Log in with the URL's user and password (no-op without them), within
+        ``budget`` seconds (default: the ``timeout`` option)."""
         if self.user is None:
             return
         request = etcdrpc.AuthenticateRequest(name=self.user, password=self.password or "")
-        response = self.call("Auth", "Authenticate", request, authenticating=True)
+        response = self.call("Auth", "Authenticate", request, budget=budget, authenticating=True)
         self._metadata = (("token", str(response.token)),)
 
     def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
@@ -91,7 +94,7 @@ class Connection(Members):
             except (ValueError, StreamEnded, grpc.RpcError) as exc:
                 pause = retry.failed(index, exc)
             if pause is None:
-                self.authenticate()
+                self.authenticate(budget=retry.left())
             else:
                 time.sleep(pause)
 
@@ -125,6 +128,27 @@ def readable_file(value: Any) -> bytes:
         raise ValueError(f"cannot read {value!r}: {exc.strerror}") from exc
 
 
+_PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----")
+
+
+def check_pem(label: str, ca: bytes | None, cert: bytes | None, key: bytes | None) -> None:
+    """Raise :class:`ConfigurationError` unless ``ca`` and ``cert`` hold PEM certificates
+    and ``key`` a PEM private key. Checked before gRPC sees them: given anything else,
+    gRPC writes its own error lines to stderr and then fails as if the server were
+    unreachable (a retryable BackendUnavailable, for a mistake no retry mends)."""
+    for option, data in (("ca", ca), ("cert", cert)):
+        if data is None:
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+        except (ValueError, ssl.SSLError):  # UnicodeDecodeError is a ValueError
+            raise ConfigurationError(
+                f"{label}: {option}= is not a PEM file of certificates (-----BEGIN CERTIFICATE----- ...)"
+            ) from None
+    if key is not None and not _PEM_KEY.search(key):
+        raise ConfigurationError(f"{label}: key= is not a PEM private key (-----BEGIN PRIVATE KEY----- ...)")
+
+
 def connection_for(url: BackendURL, timeout: float, ca: bytes | None, cert: bytes | None,
                 key: bytes | None) -> Connection:
     if url.path:
@@ -135,6 +159,7 @@ def connection_for(url: BackendURL, timeout: float, ca: bytes | None, cert: byte
     if url.scheme == "etcds":
         if (cert is None) != (key is None):
             raise ConfigurationError(f"{url.redacted()}: give both cert= and key= for a client certificate, or neither")
+        check_pem(url.redacted(), ca, cert, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
     elif ca is not None or cert is not None or key is not None:
         raise ConfigurationError(f"{url.redacted()}: ca=, cert= and key= need TLS; use etcds://")

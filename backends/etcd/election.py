@@ -19,7 +19,7 @@ from fencing_coord.spi import decode_candidate, encode_candidate
 
 from .connection import Connection
 from .layout import foreign_name, is_go
-from .queue import Place
+from .places import Place
 from .wire import KV, LeaseNotFound, compare, prefix_end, put, range_request, txn
 
 __all__ = ["candidate_value", "leader_of", "leader_request", "proclaim", "proclaim_request", "read_leader"]

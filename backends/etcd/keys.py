@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fencing_coord.errors import LockLost
@@ -15,7 +16,7 @@ from fencing_coord.records import LockState
 from fencing_coord.spi import narrow
 
 from .layout import foreign_name, is_go
-from .queue import EtcdGrant
+from .places import EtcdGrant
 from .session import Session
 from .wire import KV, MAX_TXN_OPS, range_kvs, range_op, range_request, txn
 
@@ -74,7 +75,7 @@ class EtcdKeys:
             self._key_deleted(grant)
 
     @staticmethod
-    def _held_key_reads(grants: list[Grant]) -> list[tuple[list[EtcdGrant], Any]]:
+    def _held_key_reads(grants: Sequence[Grant]) -> list[tuple[list[EtcdGrant], Any]]:
         """Transactions reading every held key (at most MAX_TXN_OPS each), per chunk."""
         held = [narrow(grant, EtcdGrant) for grant in grants]
         chunks = [held[start:start + MAX_TXN_OPS] for start in range(0, len(held), MAX_TXN_OPS)]

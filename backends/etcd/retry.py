@@ -59,6 +59,11 @@ class Members:
         self._lock = threading.Lock()
         self._current = 0
 
+    @property
+    def current_member(self) -> int:
+        """The index (in ``targets``) of the member requests go to now."""
+        return self._current
+
     def move_on(self, index: int) -> None:
         """Move on from member ``index`` (if it is still the one in use)."""
         with self._lock:
@@ -73,7 +78,7 @@ class Members:
         """The ``etcdrpc`` stub of ``service`` on member ``index``."""
         with self._lock:
             if self._closed:
-                raise BackendUnavailable(f"the connection to {self.label} is closed")
+                raise InvalidArgument(f"{self.label}: the backend is closed")
             stub = self._stubs.get((index, service))
             if stub is None:
                 channel = self._channels.get(index)
@@ -118,6 +123,10 @@ class Retry:
         """(member index, seconds) of the next try."""
         return self.members._current, max(0.05, min(self.stop - time.monotonic(), self.members.attempt_timeout))
 
+    def left(self) -> float:
+        """Seconds left of the request's budget (for logging in again within it)."""
+        return max(0.0, self.stop - time.monotonic())
+
     def failed(self, index: int, exc: Exception) -> float | None:
         """The try on member ``index`` raised ``exc``: seconds to pause before the next
         try, None to log in again first (then try at once); else raise the mapped error."""
@@ -126,7 +135,7 @@ class Retry:
             if "closed channel" not in str(exc):
                 raise exc
             # close() ran meanwhile (grpc: "Cannot invoke RPC on closed channel!").
-            raise BackendUnavailable(f"{label}: the connection is closed") from exc
+            raise InvalidArgument(f"{label}: the backend is closed") from exc
         if isinstance(exc, StreamEnded):
             self.members.move_on(index)
             if time.monotonic() + self.pause >= self.stop:

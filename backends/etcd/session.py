@@ -75,8 +75,9 @@ class Session:
         self.after_keepalive: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"fencing-coord-etcd-keepalive-{label}", daemon=True)
 
-    def start(self) -> Lease:
-        lease = self.lease()
+    def start(self, budget: float | None = None) -> Lease:
+        """Grant the first lease (within ``budget`` seconds) and start the keepalive."""
+        lease = self.lease(budget)
         self._thread.start()
         return lease
 
@@ -260,14 +261,29 @@ class Session:
             return True
         return False
 
-    def _drain(self) -> None:
-        """Carry out the deletions and revocations that could not be done at the time."""
+    def _drain(self, stop: float | None = None) -> None:
+        """Carry out the deletions and revocations that could not be done at the time
+        (those left when ``time.monotonic()`` reaches ``stop`` stay for the next time)."""
         for job in self.pending_cleanup():
+            budget = self.cleanup_budget(job, stop)
+            if budget is None:
+                continue
             service, method, request = cleanup_request(job)
             try:
-                self.conn.call(service, method, request, budget=1.0)
+                self.conn.call(service, method, request, budget=budget)
             except Exception as exc:
                 self.cleanup_failed(job, exc)
+
+    def cleanup_budget(self, job: Cleanup, stop: float | None) -> float | None:
+        """Seconds ``job`` may take (at most 1); None once ``stop`` passed: it is kept
+        for the next time."""
+        if stop is None:
+            return 1.0
+        left = stop - time.monotonic()
+        if left <= 0:
+            self._cleanup.put(job)
+            return None
+        return min(1.0, left)
 
     def pending_cleanup(self) -> list[Cleanup]:
         """The deletions and revocations waiting for etcd to answer (taken off the list)."""
@@ -289,16 +305,18 @@ class Session:
 
     def close(self, budget: float) -> None:
         """Stop the keepalive, wake every waiter, revoke the lease (deleting every key
-        bound to it, held or queued)."""
+        bound to it, held or queued); all within ``budget`` seconds."""
+        stop = time.monotonic() + budget
         lease = self.shut()
         if self._thread.is_alive():
-            self._thread.join(budget)
+            self._thread.join(max(0.0, stop - time.monotonic()))
         if lease is not None:
             try:
-                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id), budget=budget)
+                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id),
+                               budget=max(0.0, stop - time.monotonic()))
             except FencingCoordError as exc:
                 self.revoke_failed(lease, exc)
-        self._drain()
+        self._drain(stop)
 
     def shut(self) -> Lease | None:
         """The first half of closing: no more keepalives, every waiter woken; returns the

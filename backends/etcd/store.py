@@ -17,7 +17,7 @@ from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome, Store
 
 from .backend import EtcdBackend
-from .queue import EtcdGrant
+from .places import EtcdGrant
 from .wire import compare, put, range_kvs, range_op, range_request, txn
 
 __all__ = ["EtcdStore", "fenced_outcome", "fenced_request", "owner_guard", "prepare_request", "resource_keys",

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
 from fencing_coord.aio.backend import AsyncElectionBackend
-from fencing_coord.errors import LockLost
+from fencing_coord.errors import BackendUnavailable, LockLost
 from fencing_coord.fairqueue import await_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.records import Leader, LockState
@@ -87,11 +88,26 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
             raise LockLost(f"{mine!r} is lost: {self._monitor.lost(mine)}")
 
     async def _release(self, grant: Grant) -> bool:
-        mine = narrow(grant, ZooKeeperGrant)
-        if not self._monitor.forget(mine) or mine.lost:
+        """One delete, with the blocking backend's answers (ZooKeeperBackend._release)."""
+        mine = self._releasing(grant)
+        if mine is None:
             return False
-        queue = self._line(LOCK_KIND, mine.name, mine.entry.parent, b"", None)
-        return await queue.withdraw_entry(mine.entry)
+        path = mine.entry.path
+        attempts = 0
+
+        def delete() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._session.client.delete_async(path)
+
+        try:
+            await self._requests.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
+            return True
+        except NoNodeError:
+            return self._release_found_nothing(mine, attempts)
+        except BackendUnavailable:
+            self._release_unanswered(mine)
+            raise
 
     async def _describe(self, name: str) -> LockState:
         queued = await self._members(self.lock_path(name), LOCK_KIND, None, _MEMBERS_ATTEMPTS)
@@ -113,11 +129,12 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
                 if stat is not None and int(stat.numChildren) > 0]
 
     async def _close(self, held: list[Grant]) -> None:
+        stop = time.monotonic() + self.timeout  # close is one call: one timeout in all
         self._monitor.stop()
         # Ending the session deletes every ephemeral node of ours in one step; kazoo's
-        # stop waits for its connection thread, briefly.
-        await asyncio.to_thread(self._session.close)
-        await asyncio.to_thread(self._monitor.join, self.timeout)
+        # stop waits for its connection thread, at most the timeout (see Session.close).
+        await asyncio.to_thread(self._session.close, self.timeout)
+        await asyncio.to_thread(self._monitor.join, max(0.0, stop - time.monotonic()))
 
     async def _members(self, parent: str, kind: str, count: int | None, attempts: int | None) -> list[Member]:
         """As :func:`.members._read`: a synced listing, then the data of the contenders

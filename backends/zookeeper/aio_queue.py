@@ -108,7 +108,8 @@ class AsyncZooKeeperQueue:
         for contender in contenders(children, line.kind):
             if contender.nonce == nonce:
                 path = f"{line.parent}/{contender.node}"
-                stat = await self.requests.request(f"stat {path}", lambda: client.exists_async(path))  # noqa: B023
+                stat = await self.requests.request(f"stat {path}", lambda: client.exists_async(path),  # noqa: B023
+                                                   budget=max(0.0, limit - time.monotonic()))
                 if stat is not None:
                     return Entry(line.parent, contender.node, contender.seq, int(stat.czxid),
                                  int(stat.ephemeralOwner))
@@ -144,7 +145,8 @@ class AsyncZooKeeperQueue:
         node that cannot be deleted now is handed to the monitor's janitor."""
         start = functools.partial(self.line.session.client.delete_async, entry.path)
         try:
-            await self.requests.request(f"withdraw {entry.path}", start, expected=(NoNodeError,))
+            await self.requests.request(f"withdraw {entry.path}", start, budget=self.line.budget.withdrawal(),
+                                        expected=(NoNodeError,))
         except (NoNodeError, FencingCoordError) as exc:
             return self.line.not_deleted(entry, exc)
         return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -151,10 +152,16 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
             raise LockLost(f"{mine!r} is lost: {self._monitor.lost(mine)}")
 
     def _release(self, grant: Grant) -> bool:
-        mine = narrow(grant, ZooKeeperGrant)
-        path = mine.entry.path
-        if not self._monitor.forget(mine) or mine.lost:
+        """One delete. True when it deleted our node (ephemeral, so our session and the
+        lock lived until then); False when the node was already gone; BackendUnavailable
+        when ZooKeeper did not answer in time (the node is deleted once connected, or
+        dies with the session), or when the delete had to be sent again after a lost
+        connection and found the node gone: the first attempt may have deleted it, or
+        the node may have been lost before, which cannot be told apart."""
+        mine = self._releasing(grant)
+        if mine is None:
             return False
+        path = mine.entry.path
         attempts = 0
 
         def delete() -> Any:
@@ -166,13 +173,10 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
             self._session.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
             return True
         except NoNodeError:
-            # On a retry, our first delete may have gone through before the connection dropped.
-            return attempts > 1 and self._session.session_id == mine.entry.owner
-        except BackendUnavailable as exc:
-            _log.warning("releasing %r: %s; its node will be deleted once connected (or dies with the session)",
-                         mine, exc)
-            self._monitor.discard(path, mine.entry.owner)
-            return True
+            return self._release_found_nothing(mine, attempts)
+        except BackendUnavailable:
+            self._release_unanswered(mine)
+            raise
 
     def _describe(self, name: str) -> LockState:
         queued = members(self._session, self.lock_path(name), LOCK_KIND)
@@ -198,12 +202,13 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         return names
 
     def _close(self, held: list[Grant]) -> None:
+        stop = time.monotonic() + self.timeout  # close is one call: one timeout in all
         self._monitor.stop()
         try:
             # Ending the session deletes every ephemeral node of ours in one step.
-            self._session.close()
+            self._session.close(self.timeout)
         finally:
-            self._monitor.join(self.timeout)
+            self._monitor.join(max(0.0, stop - time.monotonic()))
 
     # -- the election capability (see :mod:`.election`) -------------------------------------
 

@@ -11,10 +11,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
+from fencing_coord.errors import BackendUnavailable
 from fencing_coord.frontend import FrontEnd
-from fencing_coord.spi import ROOT
+from fencing_coord.grant import Grant
+from fencing_coord.spi import ROOT, narrow
 
 from .election import LeaderWatch
+from .grant import ZooKeeperGrant
 from .monitor import Monitor
 from .names import DEFAULT_SEQUENCE_WINDOW, segment
 from .session import Session, SessionState
@@ -115,3 +118,35 @@ class ZooKeeperCommon(FrontEnd):
         watch = LeaderWatch(self._session.client, self.election_path(name), notify)
         self._monitor.watch_leader(watch)
         return functools.partial(self._monitor.unwatch_leader, watch)
+
+    # -- release: what its answers mean (both front ends send one delete) ------------------
+
+    def _forget(self, grant: Grant) -> None:
+        # Known lost: the monitor already dooms a node the session may still own.
+        self._monitor.forget(narrow(grant, ZooKeeperGrant))
+
+    def _releasing(self, grant: Grant) -> ZooKeeperGrant | None:
+        """The grant whose node the release is to delete; None when the monitor dropped
+        it (it is being reported lost): the release is then False, with no request."""
+        mine = narrow(grant, ZooKeeperGrant)
+        return mine if self._monitor.forget(mine) else None
+
+    @staticmethod
+    def _release_found_nothing(mine: ZooKeeperGrant, attempts: int) -> bool:
+        """The release delete of ``mine``, sent ``attempts`` times, found no node: False
+        when sent once (it was gone); BackendUnavailable when it was sent again after a
+        lost connection: the first attempt may have deleted it, or the node may have
+        been lost before, which cannot be told apart."""
+        if attempts > 1:
+            raise BackendUnavailable(
+                f"release {mine.name!r}: the connection dropped with the delete of {mine.entry.path} in flight, "
+                "and the node is gone now; whether the lock was still held until then cannot be told"
+            ) from None
+        return False
+
+    def _release_unanswered(self, mine: ZooKeeperGrant) -> None:
+        """ZooKeeper did not answer the release delete: the node is deleted once
+        connected (or dies with the session); the caller raises BackendUnavailable."""
+        _log.debug("releasing %r: no answer; its node will be deleted once connected (or dies with the "
+                   "session)", mine)
+        self._monitor.discard(mine.entry.path, mine.entry.owner)

@@ -3,8 +3,10 @@
 It reports a grant lost as soon as it can know: its node deleted out of band (a watch on
 the node of every grant held for more than 50 ms, so an out-of-band deletion is reported
 within about 0.1 s without a renew; grants given up sooner never pay for a watch: a
-request, and an event when they are released), its session expired (LOST), or no
-connection for a whole session timeout (the session is then presumed expired). It also
+request, and an event when they are released), its session expired (LOST), or nothing
+heard from the server for a whole session timeout (the session is then presumed expired;
+checked on every read of ``grant.lost`` too, so a process resumed after a pause sees it
+at once). It also
 deletes nodes of ours that nobody will use (the janitor's work: creates that completed
 after their caller gave up, withdrawals that failed, nodes of grants presumed lost while
 the session lived on) and sets the watches of grants and leader observers again on every
@@ -158,9 +160,10 @@ class Monitor:
         return reason
 
     def probe(self, grant: Grant) -> None:
-        """Reading ``grant.lost``: make the presumption exact even if the thread is late."""
-        if self.session.suspended_at is not None:
-            self._presume_lost()
+        """Reading ``grant.lost``: apply the local rule now (a clock check, no request),
+        so the first look after a pause of this process already says lost, before kazoo's
+        threads or this monitor's have run."""
+        self._presume_lost()
 
     def _changed(self, grant: ZooKeeperGrant) -> None:
         self._tasks.put(Verify(grant))
@@ -253,9 +256,9 @@ class Monitor:
         """How long the thread may block: until the live grants must be presumed lost,
         or the next tick while grants are live (None: until a task arrives)."""
         waits = []
-        suspended_at = self.session.suspended_at
-        if suspended_at is not None and self._live:
-            waits.append(max(0.0, suspended_at + self.session.negotiated_timeout - time.monotonic()))
+        heard_at = self.session.heard_at
+        if heard_at is not None and self._live:
+            waits.append(max(0.0, heard_at + self.session.negotiated_timeout - time.monotonic()))
         if self._ticking:
             waits.append(_ARM_DELAY)
         return min(waits) if waits else None
@@ -342,17 +345,23 @@ class Monitor:
                                  expected=(NoNodeError,))
 
     def _presume_lost(self) -> None:
-        """After a whole session timeout without a connection, the server has expired the
-        session (or will before we can reach it): report every grant lost now."""
-        suspended_at = self.session.suspended_at
-        if suspended_at is None or time.monotonic() < suspended_at + self.session.negotiated_timeout:
+        """The local rule (etcd's too): when the server has not heard from us for a whole
+        session timeout, it has expired the session (or will before we can reach it),
+        and a successor may hold our locks: report every grant lost now. Whether the
+        connection looks up or not does not matter (this process may just have been
+        paused). Nodes the session may still own are deleted as soon as it can."""
+        heard_at = self.session.heard_at
+        if heard_at is None or time.monotonic() < heard_at + self.session.negotiated_timeout:
             return
         with self._mutex:
             lost = list(self._live.values())
             self._live.clear()
             for grant in lost:
                 self._doomed[grant.entry.path] = grant.entry.owner
-        reason = (f"session presumed expired: no connection to ZooKeeper for the whole session timeout "
+        if not lost:
+            return
+        self._tasks.put(_TIDY)  # the session may have lived on: give the nodes up
+        reason = (f"session presumed expired: nothing heard from ZooKeeper for the whole session timeout "
                   f"({self.session.negotiated_timeout:g} s)")
         for grant in lost:
             if grant.mark_lost(reason):

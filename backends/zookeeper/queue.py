@@ -40,6 +40,7 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from fencing_coord.deadlines import RequestBudget
 from fencing_coord.errors import BackendUnavailable, FencingCoordError, TokenSpaceExhausted
 from fencing_coord.fairqueue import EntryGone
 
@@ -95,9 +96,10 @@ def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
 class ZooKeeperQueue:
     """The queue driver of one acquisition or campaign (see :mod:`fencing_coord.fairqueue`):
     contender nodes of ``kind`` under ``parent``, holding ``data``; the grant is ``name``'s,
-    held by ``holder``. ``deadline`` bounds how long a connection loss is ridden out."""
+    held by ``holder``. ``deadline`` bounds every request, a connection loss ridden out
+    included (see :mod:`fencing_coord.deadlines`)."""
 
-    __slots__ = ("data", "deadline", "holder", "kind", "monitor", "name", "parent", "session", "window")
+    __slots__ = ("budget", "data", "deadline", "holder", "kind", "monitor", "name", "parent", "session", "window")
 
     def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
                  data: bytes, deadline: float | None) -> None:
@@ -110,6 +112,7 @@ class ZooKeeperQueue:
         self.holder = holder
         self.data = data
         self.deadline = deadline
+        self.budget = RequestBudget.until(deadline, self.session.timeout)
 
     def enqueue(self, exclusive: bool) -> ZooKeeperPlace:
         """Create our node and list the queue (two round trips). Never refuses early: a
@@ -160,7 +163,7 @@ class ZooKeeperQueue:
         prefix = node_prefix(self.parent, self.kind, nonce := new_nonce())
         start = functools.partial(self.session.client.create_async, prefix, self.data, ephemeral=True,
                                   sequence=True, makepath=True, include_data=True)
-        return nonce, start, time.monotonic() + self.session.timeout
+        return nonce, start, time.monotonic() + self.budget.request()
 
     def late(self, result: Any) -> None:
         """An abandoned create may still succeed: never leave its node behind."""
@@ -206,7 +209,8 @@ class ZooKeeperQueue:
         for contender in contenders(children, self.kind):
             if contender.nonce == nonce:
                 path = f"{self.parent}/{contender.node}"
-                stat = self.session.request(f"stat {path}", functools.partial(client.exists_async, path))
+                stat = self.session.request(f"stat {path}", functools.partial(client.exists_async, path),
+                                            budget=max(0.0, limit - time.monotonic()))
                 if stat is not None:
                     return Entry(self.parent, contender.node, contender.seq, int(stat.czxid),
                                  int(stat.ephemeralOwner))
@@ -238,7 +242,8 @@ class ZooKeeperQueue:
         deleted now is handed to the monitor's janitor."""
         try:
             self.session.request(f"withdraw {entry.path}", functools.partial(self.session.client.delete_async,
-                                                                             entry.path), expected=(NoNodeError,))
+                                                                             entry.path),
+                                 budget=self.budget.withdrawal(), expected=(NoNodeError,))
         except (NoNodeError, FencingCoordError) as exc:
             return self.not_deleted(entry, exc)
         return True
@@ -253,10 +258,10 @@ class ZooKeeperQueue:
         return True
 
     def _budget(self) -> float:
-        # A waiter rides out a connection loss until its deadline, and at least `timeout`.
-        if self.deadline is None:
-            return float("inf")
-        return max(self.session.timeout, self.deadline - time.monotonic())
+        # A waiter rides out a connection loss until its deadline (without one, for as
+        # long as it takes); never beyond it.
+        waiting = self.budget.waiting()
+        return float("inf") if waiting is None else waiting
 
     # -- the exhausted mark -----------------------------------------------------------------
 

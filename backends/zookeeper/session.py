@@ -9,12 +9,15 @@ own. The states (:class:`SessionState`):
   ensemble member in turn. Grants are kept (reconnecting to another member within the
   session timeout keeps the session, the nodes and so the grants), but their holders
   cannot know whether a successor has been granted: a careful holder pauses writes while
-  ``backend.suspended`` is True (the fenced resource protects it regardless). If the
-  connection stays lost for a whole (negotiated) session timeout, the server has most
-  likely expired the session (it does once it has not heard from the client for that
-  long), and a successor may hold the lock: the monitor reports every grant lost
-  ("session presumed expired"); if the session turns out to have survived (the server
-  itself was unreachable or stopped), their nodes are deleted when the connection comes back.
+  ``backend.suspended`` is True (the fenced resource protects it regardless).
+* The local rule, whatever the state: once the server has not heard from this client for
+  a whole (negotiated) session timeout (:attr:`Session.heard_at`: the send time of the
+  last request or ping it answered), it has most likely expired the session (it does once
+  it has not heard from the client for that long), and a successor may hold the lock: the
+  monitor reports every grant lost ("session presumed expired"), at the latest on the
+  first read of ``grant.lost`` (after a pause of this process, before any request); if
+  the session turns out to have survived (the server itself was unreachable or stopped),
+  their nodes are deleted once connected.
 * LOST: the server expired the session (or the client learns so on reconnecting): every
   grant is reported lost ("session expired") and its ``on_lost`` callbacks run once.
   kazoo then opens a new session, which later acquisitions use; waiters queue again on it.
@@ -54,13 +57,13 @@ from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
 
+from .kazoo_hooks import bound_handshakes, kazoo_logger, stamp_replies
 from .tls import FirstConnection, TLSOptions
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 
 _log = logging.getLogger(__name__)
-# kazoo's own messages, under ours.
-_kazoo_log = _log.getChild("kazoo")
+
 
 #: kazoo failures after which the same request may succeed on a newer connection.
 RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
@@ -142,12 +145,14 @@ class Session:
             randomize_hosts=randomize_hosts,
             # Reconnect quickly (a member died; another is up); give up never.
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
-            logger=_kazoo_log,
+            logger=kazoo_logger(_log),
             **(tls.kazoo_arguments() if tls is not None else {}),
         )
         self._hook_negotiated_timeout()
         # Tells TLS mistakes apart from an unreachable ensemble at start (see .tls).
         self._first_connection = FirstConnection(self.client, tls)
+        self._hook_replies()
+        bound_handshakes(self.client, self.timeout)
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
@@ -182,6 +187,32 @@ class Session:
 
         connection._connect = connect  # type: ignore[union-attr]
 
+    def _hook_replies(self) -> None:
+        # The local rule of a paused holder needs the last time the server certainly
+        # heard from us: the send time of the newest request (a ping included) it has
+        # answered, or of the handshake that (re)established the session (see
+        # kazoo_hooks.stamp_replies). Without the hooks (another kazoo), the time a lost
+        # connection was noticed stands in.
+        self._answered_at: float | None = None
+        self._replies_hooked = stamp_replies(self.client, self._answered)
+        if not self._replies_hooked:
+            _log.debug("kazoo's connection lacks _submit/_read_header/_connect; a grant is presumed lost "
+                       "a session timeout after a lost connection is noticed")
+
+    def _answered(self, asked: float) -> None:
+        if self._answered_at is None or asked > self._answered_at:
+            self._answered_at = asked
+
+    @property
+    def heard_at(self) -> float | None:
+        """The last ``time.monotonic()`` at which the server certainly heard from this
+        client (None before the first session). A server expires a session it has not
+        heard from for the session timeout, so once ``heard_at + negotiated_timeout``
+        has passed the session may be gone, whatever the connection's state says."""
+        if self._replies_hooked:
+            return self._answered_at
+        return self.suspended_at
+
     def start(self) -> None:
         try:
             self._first_connection.start(self.timeout)
@@ -193,11 +224,24 @@ class Session:
             raise BackendUnavailable(f"connecting to ZooKeeper at {self.hosts} failed: {exc!r}") from exc
         self._negotiated.wait(self.timeout)
 
-    def close(self) -> None:
+    def close(self, budget: float | None = None) -> None:
+        """End the session: ZooKeeper deletes its ephemeral nodes at once. Waits at most
+        ``budget`` seconds (default: the ``timeout`` option) for the server to confirm:
+        kazoo's stop waits for an answer to its Close, which a hung server never sends,
+        until its pings time out (2/3 of the session timeout). Past the budget, the
+        client stops in the background and the server expires the session."""
         with self.cond:
             self.closed = True
             self.cond.notify_all()
             self._wake_all()
+        stopper = threading.Thread(target=self._stop_client, name="fencing-coord-zookeeper-close", daemon=True)
+        stopper.start()
+        stopper.join(self.timeout if budget is None else budget)
+        if stopper.is_alive():
+            _log.debug("ZooKeeper (%s) did not confirm the end of the session in time; it ends in the background, "
+                       "or expires on the server", self.hosts)
+
+    def _stop_client(self) -> None:
         try:
             self.client.stop()
         finally:

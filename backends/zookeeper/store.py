@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from fencing_coord.errors import ConfigurationError, InvalidArgument
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument
 from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome, Store, admits
 
@@ -233,9 +233,21 @@ class ZooKeeperStore(Store):
             return True
         except CAS_FAILED:
             return False
-        except OutcomeUnknown:
-            current, _ = self._read(path)
-            return write_id in current.writes
+        except OutcomeUnknown as exc:
+            current, now = self._read(path)
+            if write_id in current.writes:
+                return True
+            # Our conditional write could only have made version + 1 (or 0, a create). The
+            # node lists its last _RECENT_WRITES write ids: while no more writes than that
+            # followed, our id's absence proves ours was not applied; beyond, it proves
+            # nothing, and the caller must not be told refused (nor accepted).
+            followed = -1 if now is None else now - (-1 if version is None else version)
+            if followed <= _RECENT_WRITES:
+                return False
+            raise BackendUnavailable(
+                f"write to {path}: the connection dropped with the write in flight and {followed} writes "
+                "followed before it could be checked; its outcome is unknown"
+            ) from exc
 
     def _confirm(self, path: str, version: int) -> bool:
         """True if ``path`` is still at ``version``, asked through the leader (a check

@@ -112,9 +112,12 @@ class AsyncLockBackend(FrontEnd, ABC):
         return grant
 
     async def release(self, grant: Grant) -> bool:
-        """Undo one acquisition of ``grant``; give the lock up on the last one. True if
-        it was still held. Runs to its end even if the calling task is cancelled
-        meanwhile (the cancellation is raised after)."""
+        """Undo one acquisition of ``grant``; give the lock up on the last one. The
+        blocking API's three answers: True only when the service confirmed the lock was
+        still held; False at once, without a request, for a grant known lost or already
+        released; :class:`BackendUnavailable` when the service cannot tell (the grant
+        counts as released all the same). Runs to its end even if the calling task is
+        cancelled meanwhile (the cancellation is raised after)."""
         booked = self._unbook(grant)
         return self._released(grant, await complete(self._release(grant))) if booked is None else booked
 
@@ -178,7 +181,9 @@ class AsyncLockBackend(FrontEnd, ABC):
     async def _renew(self, grant: Grant) -> None: ...
 
     @abstractmethod
-    async def _release(self, grant: Grant) -> bool: ...
+    async def _release(self, grant: Grant) -> bool:
+        """As :meth:`LockBackend._release`: True only when confirmed, False when the
+        service says it was not held, BackendUnavailable when it cannot tell."""
 
     @abstractmethod
     async def _describe(self, name: str) -> LockState: ...

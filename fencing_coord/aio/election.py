@@ -83,13 +83,18 @@ class AsyncElection:
         return AsyncTerm(self, grant)
 
     async def leader(self) -> Leader | None:
-        """The current :class:`Leader`, or None when nobody campaigns."""
+        """The current :class:`Leader`, or None when nobody campaigns. Raises
+        :class:`InvalidArgument` once the backend is closed."""
+        self.backend._check_open()
         return await self.backend._leader(self.name)
 
     def observe(self) -> LeaderStream:
         """The leaders, as an async iterator: the current one (or None) first, then every
         change, in order; tokens only increase. ``async with election.observe() as
-        leaders: async for leader in leaders: ...`` (or call ``aclose()``) stops it."""
+        leaders: async for leader in leaders: ...`` (or call ``aclose()``) stops it.
+        Raises :class:`InvalidArgument` once the backend is closed; a stream whose
+        backend closes ends."""
+        self.backend._check_open()
         return LeaderStream(self)
 
     async def run(self, fn: Callable[[AsyncLeadershipEvent], Awaitable[T]], timeout: float | None = None,
@@ -148,6 +153,8 @@ class LeaderStream:
                 changed.set()  # the next __anext__ reads again
                 raise
             except Exception:
+                if self.election.backend.closed:
+                    break  # nothing more to observe (every later read raises "closed")
                 _log.exception("reading the leader of %r failed; retrying", self.election.name)
                 await asyncio.sleep(_RETRY_AFTER_FAILURE)
                 changed.set()

@@ -6,22 +6,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import ENV_VAR, connect
+from ..config import ENV_VAR, OptionReader, connect, load_backend_class, parse_url
+from ..deadlines import TRY_ONCE
 from ..errors import ConfigurationError
 from ..interface import LockBackend
 
 __all__ = [
     "add_connection_options",
+    "connect_timeout",
     "open_backend",
     "paragraph",
     "positive_seconds",
+    "process_started",
     "seconds",
 ]
+
+# The connect timeout of a backend URL that does not set one (OptionReader.common's).
+_DEFAULT_TIMEOUT = 5.0
+#: Seconds kept, of a command's --timeout, for reporting a failed connect and exiting.
+_EXIT_RESERVE = 0.4
 
 
 @contextlib.contextmanager
@@ -44,6 +54,36 @@ def open_backend(args: argparse.Namespace, **extra: Any) -> Iterator[LockBackend
         if args.namespace is None:
             args.namespace = backend.namespace
         yield backend
+
+
+def process_started() -> float:
+    """The ``time.monotonic()`` at which this process started (Linux: from /proc; where
+    that cannot be read, now)."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            # Field 22, start time in clock ticks after boot; the name field may hold spaces.
+            started = int(stat.read().rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+            age = float(uptime.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return now
+    return now - min(max(0.0, age), 60.0)
+
+
+def connect_timeout(args: argparse.Namespace, deadline: float) -> float:
+    """The ``timeout`` option for connecting so that the command can report a failure
+    and exit by ``deadline``: what is left once the backend's module is loaded (less
+    :data:`_EXIT_RESERVE`, at least :data:`~fencing_coord.deadlines.TRY_ONCE`), and
+    never more than the URL's own ``timeout``. Raises :class:`ConfigurationError` as
+    ``connect`` would for a bad URL (the keyword must not hide it)."""
+    url = args.url or os.environ.get(ENV_VAR)
+    if not url:
+        return TRY_ONCE  # open_backend says what is missing
+    parsed = parse_url(url)
+    own = OptionReader(parsed, {}).seconds("timeout", _DEFAULT_TIMEOUT)
+    load_backend_class(parsed.scheme, parsed.redacted())  # its imports (grpc: ~1 s) count too
+    left = max(TRY_ONCE, deadline - _EXIT_RESERVE - time.monotonic())
+    return math.floor(min(left, own) * 100) / 100
 
 
 def seconds(text: str) -> float:

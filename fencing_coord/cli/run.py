@@ -12,16 +12,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..errors import FencingCoordError, InvalidArgument, LockTimeout
 from ..interface import Grant, LockBackend
 from .exits import EXIT_LOST, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, PROG, RUN_EXIT_CODES_HELP, report
-from .options import add_connection_options, open_backend, paragraph, seconds
-from .signals import SignalInbox, raise_on_signals
+from .options import add_connection_options, connect_timeout, open_backend, paragraph, process_started, seconds
+from .signals import SignalInbox, Terminated
 from .tether import start_tethered
 
 __all__ = ["add_parser", "cmd_run"]
+
+# Seconds to wait for the acquiring thread once its backend is closed (it ends at once).
+_WORKER_GRACE = 5.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,7 +48,8 @@ def add_parser(subparsers: Any) -> None:
     add_connection_options(run, ttl=True)
     run.add_argument("--lock", required=True, metavar="NAME", help="the lock to hold")
     run.add_argument("--timeout", type=seconds, metavar="S",
-                     help="give up (exit 75) after waiting S seconds for the lock (default: wait forever)")
+                     help="give up after S seconds without the lock (exit 75), or without the server (exit "
+                          "69), counted from the start of this command (default: wait forever)")
     run.add_argument("--grace", type=seconds, default=10.0, metavar="S",
                      help="seconds between SIGTERM (lock lost, or SIGINT/SIGTERM passed on) and SIGKILL (default: 10)")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
@@ -68,22 +73,66 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         command = command[1:]
     if not command:
         raise InvalidArgument("run needs a command to run: fencing-coord run --url URL --lock NAME -- CMD [ARGS...]")
-    with open_backend(args) as backend:
-        # Stopped while waiting (systemd, kill): leave the queue at once, by closing the
-        # session, rather than leave a waiter behind until its lease expires.
-        with raise_on_signals(signal.SIGTERM, signal.SIGHUP):
-            try:
-                grant = backend.acquire(
-                    args.lock, timeout=args.timeout, on_queued=lambda: _waiting_notice(backend, args.lock)
-                )
-            except LockTimeout as exc:
-                raise LockTimeout(f"{exc}: {_holder_of(backend, args.lock)}") from exc
+    # --timeout bounds everything before CMD starts, connecting included, from the start
+    # of this process (its imports can take a while on a loaded machine).
+    deadline = None if args.timeout is None else process_started() + args.timeout
+    extra = {} if deadline is None else {"timeout": connect_timeout(args, deadline)}
+    with open_backend(args, **extra) as backend:
+        try:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            grant = _acquire_until_signalled(backend, args.lock, wait,
+                                             on_queued=lambda: _waiting_notice(backend, args.lock))
+        except LockTimeout as exc:
+            # In the user's terms: --timeout, not what was left of it after connecting.
+            raise LockTimeout(f"lock {args.lock!r} not acquired within {args.timeout:g} s: "
+                              f"{_holder_of(backend, args.lock)}") from exc
         try:
             return _run_holding(grant, command, args.grace)
         finally:
             # False when the lock was lost; the backend's close then ends the session.
             with contextlib.suppress(FencingCoordError):
                 backend.release(grant)
+
+
+def _acquire_until_signalled(backend: LockBackend, name: str, timeout: float | None,
+                             on_queued: Callable[[], object]) -> Grant:
+    """``backend.acquire`` on a helper thread, while this (the main) thread waits for it,
+    for SIGTERM or SIGHUP (stopped while waiting: systemd, kill), or for Ctrl-C. Then the
+    backend is closed, which withdraws the waiter at once (rather than leave it queued
+    until its lease expires), and :class:`Terminated` (or KeyboardInterrupt) is raised.
+
+    The signals never interrupt the client library: a signal handler that raised while a
+    gRPC call was in flight left that call behind, and closing its channel then waited for
+    it forever (grpc#19973): ``run`` hung instead of exiting."""
+    outcome: list[Grant | BaseException] = []
+    with _Wakeup() as wakeup:
+
+        def work() -> None:
+            try:
+                outcome.append(backend.acquire(name, timeout=timeout, on_queued=on_queued))
+            except BaseException as exc:  # handed to the main thread, which raises it
+                outcome.append(exc)
+            finally:
+                wakeup.set()
+
+        worker = threading.Thread(target=work, name="fencing-coord-run-acquire", daemon=True)
+        inbox = SignalInbox(wakeup.write_fd)
+        try:
+            with inbox.collecting(signal.SIGTERM, signal.SIGHUP):
+                worker.start()
+                while not outcome:
+                    wakeup.wait(None)
+                    received = inbox.take()
+                    if received:
+                        raise Terminated(received[0])
+        except BaseException:  # Terminated, or KeyboardInterrupt (Ctrl-C)
+            backend.close()  # the waiter raises "closed" and ends
+            worker.join(_WORKER_GRACE)
+            raise
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _waiting_notice(backend: LockBackend, name: str) -> None:

@@ -1,6 +1,7 @@
-"""Signal handling of ``fencing-coord run``: while it waits for its lock, SIGTERM and
-SIGHUP end it (:class:`Terminated`); while its command runs, SIGINT, SIGTERM and SIGHUP
-are collected (:class:`SignalInbox`) for run's loop to act on."""
+"""Signal handling of ``fencing-coord run``: signals are collected
+(:class:`SignalInbox`) for run's loops to act on, never raised where they land. While
+it waits for its lock, SIGTERM and SIGHUP end it (:class:`Terminated`); while its
+command runs, SIGINT, SIGTERM and SIGHUP are passed on."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import signal
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["SignalInbox", "Terminated", "raise_on_signals"]
+__all__ = ["SignalInbox", "Terminated"]
 
 
 class Terminated(Exception):
-    """SIGTERM or SIGHUP arrived while ``run`` waited for its lock."""
+    """SIGTERM or SIGHUP arrived while ``run`` waited for its lock (raised by run's own
+    loop, never by a signal handler)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum} while waiting for the lock")
@@ -32,21 +34,16 @@ def _signals_handled_by(handler: Callable[[int, FrameType | None], None], *sigs:
             signal.signal(sig, old)
 
 
-def raise_on_signals(*sigs: signal.Signals) -> contextlib.AbstractContextManager[None]:
-    """Turn ``sigs`` into :class:`Terminated` in the main thread while the block runs."""
-
-    def terminate(signum: int, _frame: FrameType | None) -> None:
-        raise Terminated(signum)
-
-    return _signals_handled_by(terminate, *sigs)
-
-
 class SignalInbox:
     """Signals that arrived while :meth:`collecting` ran, in order, for a loop to act on.
 
     The handler only records the signal and writes a byte to ``wake_fd``, so that a loop
     blocked reading the other end of that pipe wakes up; it takes no lock and raises
-    nothing, so it is safe wherever the main thread is interrupted.
+    nothing, so it is safe wherever the main thread is interrupted. ``wake_fd`` (non-
+    blocking) is also the interpreter's wakeup fd meanwhile: a signal that the kernel
+    delivers to another thread (gRPC's, kazoo's) runs the handler only once the main
+    thread is back in Python, which a loop blocked in ``select`` with no timeout never
+    is; the byte the C-level handler writes wakes it.
     """
 
     def __init__(self, wake_fd: int) -> None:
@@ -61,7 +58,16 @@ class SignalInbox:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wake_fd, b"s")
 
-        return _signals_handled_by(collect, *sigs)
+        @contextlib.contextmanager
+        def collecting() -> Iterator[None]:
+            with _signals_handled_by(collect, *sigs):
+                previous = signal.set_wakeup_fd(self._wake_fd, warn_on_full_buffer=False)
+                try:
+                    yield
+                finally:
+                    signal.set_wakeup_fd(previous)
+
+        return collecting()
 
     def take(self) -> list[int]:
         """The signals received since the last call, oldest first."""

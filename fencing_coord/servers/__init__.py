@@ -23,10 +23,13 @@ from types import TracebackType
 from typing import ClassVar, Generic, Protocol, Self, TypeVar
 
 from ..errors import BackendUnavailable, ConfigurationError
+from .netns import LOOPBACK, Placement
 
 __all__ = [
+    "LOOPBACK",
     "LoopbackMember",
     "ManagedProcess",
+    "Placement",
     "ServerGroup",
     "free_port",
     "free_ports",
@@ -152,15 +155,22 @@ class ManagedProcess:
 
 class LoopbackMember:
     """A mixin for the dataclass of a group's member, which declares these fields: the
-    member serves clients on ``client_port`` of 127.0.0.1 from ``process``."""
+    member serves clients on ``client_port`` of its placement's host (127.0.0.1 unless
+    it was placed in a network namespace) from ``process``."""
 
     client_port: int
     process: ManagedProcess
+    placement: Placement
+
+    @property
+    def host(self) -> str:
+        """The address the member binds and advertises."""
+        return self.placement.host
 
     @property
     def endpoint(self) -> str:
-        """``127.0.0.1:<client port>``, as it appears in a backend URL."""
-        return f"127.0.0.1:{self.client_port}"
+        """``<host>:<client port>``, as it appears in a backend URL."""
+        return f"{self.placement.host}:{self.client_port}"
 
     def running(self) -> bool:
         return self.process.running()
@@ -186,6 +196,9 @@ class ServerGroup(Generic[MemberT]):
     (:meth:`_wait_restarted`). ``base_dir`` (default: a new temporary directory named
     ``<temp_prefix>...`` in ``temp_root`` or the system's temporary directory, deleted by
     :meth:`stop`) holds each member's data and log.
+    ``placements`` (default: every member on 127.0.0.1 in this process's network) says
+    where each member runs: the address it binds and advertises and the network
+    namespace its process is started in (see :mod:`fencing_coord.servers.netns`).
     """
 
     #: What messages call a group, with its article ("an etcd cluster").
@@ -194,10 +207,14 @@ class ServerGroup(Generic[MemberT]):
     member_noun: ClassVar[str] = "member"
 
     def __init__(self, size: int, *, base_dir: str | Path | None, ready_timeout: float, temp_prefix: str,
-                 temp_root: str | Path | None = None) -> None:
+                 temp_root: str | Path | None = None, placements: Sequence[Placement] | None = None) -> None:
         if size < 1:
             raise ConfigurationError(f"{self.group_noun} needs at least one member, not {size}")
+        if placements is not None and len(placements) != size:
+            raise ConfigurationError(f"{self.group_noun} of {size} needs {size} placements, not {len(placements)}")
         self.size = size
+        #: Where each member runs (its address and network namespace), in member order.
+        self.placements: list[Placement] = list(placements) if placements is not None else [LOOPBACK] * size
         self.ready_timeout = ready_timeout
         self._own_dir = base_dir is None
         if base_dir is None:
@@ -267,13 +284,16 @@ class ServerGroup(Generic[MemberT]):
         """Return once a member that :meth:`restart` started again serves clients."""
         raise NotImplementedError
 
-    def _find_member(self, predicate: Callable[[MemberT], bool], timeout: float, what: str) -> MemberT:
-        """The first running member for which ``predicate`` holds, waiting up to
-        ``timeout`` s for one; BackendUnavailable naming ``what`` after that."""
+    def _find_member(self, predicate: Callable[[MemberT], bool], timeout: float, what: str,
+                     among: Sequence[MemberT] | None = None) -> MemberT:
+        """The first running member (of ``among``, default all) for which ``predicate``
+        holds, waiting up to ``timeout`` s for one; BackendUnavailable naming ``what``
+        after that."""
         found: list[MemberT] = []
+        candidates = self.members if among is None else among
 
         def look() -> bool:
-            for member in self.members:
+            for member in candidates:
                 if member.process.running() and predicate(member):
                     found[:] = [member]
                     return True

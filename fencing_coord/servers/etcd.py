@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .netns import LOOPBACK, Placement
 from .tls import TLSFiles
 
 __all__ = ["INSTALL_HINT", "EtcdCluster", "EtcdMember", "EtcdServer", "EtcdTLS"]
@@ -47,15 +48,16 @@ class EtcdMember(LoopbackMember):
     data_dir: Path
     process: ManagedProcess
     tls: EtcdTLS | None = None
+    placement: Placement = LOOPBACK
 
     @property
     def client_url(self) -> str:
         scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.client_port}"
+        return f"{scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     def status(self, timeout: float = 2.0) -> dict[str, object]:
         """This member's ``/v3/maintenance/status`` as a dict; BackendUnavailable if it
@@ -63,19 +65,25 @@ class EtcdMember(LoopbackMember):
         request = urllib.request.Request(
             self.client_url + "/v3/maintenance/status", data=b"{}", headers={"Content-Type": "application/json"}
         )
-        try:
+        def ask() -> dict[str, object]:
             with urllib.request.urlopen(request, timeout=timeout, context=self._ssl()) as response:
                 body: dict[str, object] = json.load(response)
                 return body
+
+        try:
+            return self.placement.probe(ask)
         except (OSError, ValueError) as exc:
             raise BackendUnavailable(f"etcd member {self.name} ({self.endpoint}) does not answer: {exc}") from exc
 
     def healthy(self) -> bool:
         """True when the member answers ``/health`` with ``{"health": "true"}`` (it has
         a leader and serves linearizable requests)."""
-        try:
+        def ask() -> bool:
             with urllib.request.urlopen(self.client_url + "/health", timeout=2.0, context=self._ssl()) as response:
                 return bool(json.load(response).get("health") == "true")
+
+        try:
+            return self.placement.probe(ask)
         except (OSError, ValueError):
             return False
 
@@ -90,15 +98,21 @@ class EtcdCluster(ServerGroup[EtcdMember]):
     temporary directory, deleted by :meth:`stop`) holds each member's data directory and
     log; a member whose data directory exists starts on that data. ``ports`` (default:
     free ones picked at start) are the client and peer port of each member in turn.
-    ``extra_args`` are appended to every member's command line.
+    ``extra_args`` are appended to every member's command line. ``placements``
+    puts members in network namespaces (see :class:`ServerGroup`); TLS members stay on
+    loopback (the test certificates name 127.0.0.1).
     """
 
     group_noun = "an etcd cluster"
     member_noun = "etcd member"
 
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, extra_args: tuple[str, ...] = (),
-                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None, ports: Sequence[int] | None = None) -> None:
-        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-etcd-")
+                 ready_timeout: float = 30.0, tls: EtcdTLS | None = None, ports: Sequence[int] | None = None,
+                 placements: Sequence[Placement] | None = None) -> None:
+        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-etcd-",
+                         placements=placements)
+        if tls is not None and any(p != LOOPBACK for p in self.placements):
+            raise ConfigurationError("an etcd cluster with TLS runs on loopback only (no placements)")
         self.extra_args = extra_args
         self.tls = tls
         self.ports = self._check_ports(ports, 2)
@@ -113,7 +127,8 @@ class EtcdCluster(ServerGroup[EtcdMember]):
         self.base_dir.mkdir(parents=True, exist_ok=True)
         ports = self.ports or free_ports(2 * self.size)
         names = [f"m{i}" for i in range(self.size)]
-        initial = ",".join(f"{n}=http://127.0.0.1:{ports[2 * i + 1]}" for i, n in enumerate(names))
+        hosts = [p.host for p in self.placements]
+        initial = ",".join(f"{n}=http://{hosts[i]}:{ports[2 * i + 1]}" for i, n in enumerate(names))
         token = f"fencing-coord-{self.base_dir.name}"
         scheme = "http" if self.tls is None else "https"
         tls_args: list[str] = []
@@ -123,22 +138,22 @@ class EtcdCluster(ServerGroup[EtcdMember]):
             if self.tls.client_cert_auth:
                 tls_args.append("--client-cert-auth")
         for i, name in enumerate(names):
-            client, peer = ports[2 * i], ports[2 * i + 1]
+            client, peer, host = ports[2 * i], ports[2 * i + 1], hosts[i]
             data_dir = self.base_dir / name
             argv = [
                 binary, "--name", name, "--data-dir", str(data_dir),
-                "--listen-client-urls", f"{scheme}://127.0.0.1:{client}",
-                "--advertise-client-urls", f"{scheme}://127.0.0.1:{client}",
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--listen-client-urls", f"{scheme}://{host}:{client}",
+                "--advertise-client-urls", f"{scheme}://{host}:{client}",
+                "--listen-peer-urls", f"http://{host}:{peer}",
+                "--initial-advertise-peer-urls", f"http://{host}:{peer}",
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", token,
                 "--logger", "zap", "--log-level", "warn",
                 *tls_args,
                 *self.extra_args,
             ]
-            process = ManagedProcess(argv, self.base_dir / f"{name}.log")
-            self.members.append(EtcdMember(name, client, peer, data_dir, process, self.tls))
+            process = ManagedProcess(self.placements[i].command(argv), self.base_dir / f"{name}.log")
+            self.members.append(EtcdMember(name, client, peer, data_dir, process, self.tls, self.placements[i]))
         self._started = True
         try:
             for member in self.members:
@@ -169,8 +184,10 @@ class EtcdCluster(ServerGroup[EtcdMember]):
 
     # -- faults ----------------------------------------------------------------------
 
-    def leader(self, timeout: float = 30.0) -> EtcdMember:
-        """The member that is leader now (waits up to ``timeout`` s for an election)."""
+    def leader(self, timeout: float = 30.0, among: Sequence[EtcdMember] | None = None) -> EtcdMember:
+        """The member that is leader now (waits up to ``timeout`` s for an election);
+        with ``among``, only those members count (e.g. the majority side of a partition,
+        while a cut-off old leader may still believe it leads)."""
 
         def leads(member: EtcdMember) -> bool:
             try:
@@ -180,7 +197,7 @@ class EtcdCluster(ServerGroup[EtcdMember]):
             header = status.get("header")
             return isinstance(header, dict) and status.get("leader") == header.get("member_id")
 
-        return self._find_member(leads, timeout, "an etcd leader")
+        return self._find_member(leads, timeout, "an etcd leader", among)
 
     def _wait_restarted(self, member: EtcdMember) -> None:
         """A restarted member serves again once it is healthy."""

@@ -30,6 +30,7 @@ from typing import Literal, Self
 
 from ..errors import ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .netns import LOOPBACK, Placement
 from .tls import TLSFiles
 
 __all__ = ["INSTALL_HINT", "RedisMember", "RedisServer", "RedisTLS", "command"]
@@ -72,6 +73,8 @@ class RedisMember(LoopbackMember):
     data_dir: Path
     process: ManagedProcess
     tls: RedisTLS | None = None
+    #: Redis members always run on loopback in this process's network.
+    placement: Placement = LOOPBACK
 
     def serving(self) -> bool:
         """True when the server answers PING with PONG (not while it loads its AOF)."""

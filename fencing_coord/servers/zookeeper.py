@@ -53,6 +53,7 @@ from typing import Self
 
 from ..errors import BackendUnavailable, ConfigurationError
 from . import LoopbackMember, ManagedProcess, ServerGroup, free_ports, require_binary, wait_until
+from .netns import LOOPBACK, Placement
 from .tls import TLSFiles
 
 __all__ = [
@@ -128,6 +129,7 @@ class ZooKeeperMember(LoopbackMember):
     process: ManagedProcess
     #: The TLS client port (``secureClientPort``), None without TLS.
     secure_port: int | None = None
+    placement: Placement = LOOPBACK
 
     @property
     def name(self) -> str:
@@ -140,11 +142,15 @@ class ZooKeeperMember(LoopbackMember):
             raise ConfigurationError(f"ZooKeeper member {self.name} serves no TLS port (started without tls=)")
         return f"127.0.0.1:{self.secure_port}"
 
+    def ask(self, word: str, timeout: float = 1.0) -> bytes | None:
+        """This member's answer to four-letter word ``word`` (sent from inside its
+        network namespace when it has one), or None when it does not answer."""
+        return self.placement.probe(lambda: four_letter_word(self.client_port, word, self.host, timeout))
+
     def mode(self) -> str | None:
         """``leader``, ``follower`` or ``standalone`` while the server serves clients;
         None while it does not (starting, electing, stopped, paused)."""
-        answer = four_letter_word(self.client_port, "srvr", timeout=1.0)
-        match = _MODE.search(answer or b"")
+        match = _MODE.search(self.ask("srvr") or b"")
         return match.group(1).decode() if match else None
 
     def serving(self) -> bool:
@@ -166,7 +172,7 @@ class ZooKeeperMember(LoopbackMember):
 
     def sessions(self) -> set[int]:
         """Ids of the sessions whose clients are connected to this member now."""
-        answer = four_letter_word(self.client_port, "cons", timeout=1.0) or b""
+        answer = self.ask("cons") or b""
         return {int(sid, 16) for sid in _SESSION.findall(answer)}
 
 
@@ -181,6 +187,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
     ``ports`` (default: free ones picked at start) are the client, quorum and
     leader-election port of each member in turn (and its TLS client port, with ``tls``).
     With ``tls`` every member also serves clients over TLS (see the module docstring).
+    ``placements`` puts members in network namespaces (see :class:`ServerGroup`).
     """
 
     group_noun = "a ZooKeeper ensemble"
@@ -189,8 +196,10 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, tick_ms: int = 200,
                  min_session_ms: int | None = None, max_session_ms: int = 60_000,
                  ready_timeout: float = 60.0, java: str | None = None, force_sync: bool = False,
-                 ports: Sequence[int] | None = None, keep_data: bool = False, tls: TLSFiles | None = None) -> None:
-        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-")
+                 ports: Sequence[int] | None = None, keep_data: bool = False, tls: TLSFiles | None = None,
+                 placements: Sequence[Placement] | None = None) -> None:
+        super().__init__(size, base_dir=base_dir, ready_timeout=ready_timeout, temp_prefix="fencing-coord-zk-",
+                         placements=placements)
         self.tls = tls
         self._per_member = 3 if tls is None else 4
         self.ports = self._check_ports(ports, self._per_member)
@@ -258,10 +267,11 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
 
     # -- faults ----------------------------------------------------------------------
 
-    def leader(self, timeout: float = 30.0) -> ZooKeeperMember:
+    def leader(self, timeout: float = 30.0, among: Sequence[ZooKeeperMember] | None = None) -> ZooKeeperMember:
         """The member that leads now (the server itself when standalone); waits up to
-        ``timeout`` s for an election."""
-        return self._find_member(lambda m: m.mode() in ("leader", "standalone"), timeout, "a ZooKeeper leader")
+        ``timeout`` s for an election. With ``among``, only those members count."""
+        return self._find_member(lambda m: m.mode() in ("leader", "standalone"), timeout, "a ZooKeeper leader",
+                                 among)
 
     def followers(self) -> list[ZooKeeperMember]:
         """The members that serve as followers now."""
@@ -301,9 +311,10 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             data_dir.mkdir(parents=True, exist_ok=True)
             (data_dir / "myid").write_text(f"{myid}\n")
             argv = [java, *JVM_OPTIONS, "-cp", cp, MAIN_CLASS, str(member_dir / "zoo.cfg")]
-            process = ManagedProcess(argv, self.base_dir / f"zk{myid}.log", cwd=member_dir)
+            placement = self.placements[i]
+            process = ManagedProcess(placement.command(argv), self.base_dir / f"zk{myid}.log", cwd=member_dir)
             self.members.append(ZooKeeperMember(myid, client, quorum, election, data_dir, process,
-                                                secure[0] if secure else None))
+                                                secure[0] if secure else None, placement))
         for member in self.members:
             (member.data_dir.parent / "zoo.cfg").write_text(self._config(member))
 
@@ -315,7 +326,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
             f"syncLimit={max(5, 2_000 // self.tick_ms)}",
             f"dataDir={member.data_dir}",
             f"clientPort={member.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={member.host}",
             f"minSessionTimeout={self.min_session_ms}",
             f"maxSessionTimeout={self.max_session_ms}",
             "admin.enableServer=false",
@@ -329,7 +340,7 @@ class ZooKeeperEnsemble(ServerGroup[ZooKeeperMember]):
         ]
         if self.size > 1:
             lines += [
-                f"server.{m.myid}=127.0.0.1:{m.quorum_port}:{m.election_port}" for m in self.members
+                f"server.{m.myid}={m.host}:{m.quorum_port}:{m.election_port}" for m in self.members
             ]
         if self.tls is not None:
             lines += self._tls_config(member, self.tls)

@@ -37,6 +37,16 @@ its newest committed version, so concurrent writers on any connection are serial
 on that row and a stale one is refused. ``previous_token`` exists so that this single
 statement can report the token it replaced.
 
+Writers of a token equal to the highest (a holder writing again under its grant) do not
+need the row exclusively: they first try ``SELECT ... FOR SHARE`` on the resource's row,
+with the rule ``highest_token = token`` in its ``WHERE``, and upsert the value from it
+in the same statement. Any number of such writers hold the share lock at once; a writer
+raising the token needs the row exclusively, so it waits until they commit (and they
+wait for it: PostgreSQL re-checks the ``WHERE`` against the raised row, which then no
+longer matches, and the writer falls back to the admission statement, which refuses).
+The store tries this path only when its last admission on that resource was of the
+same token (a hint; a miss costs one statement and falls back).
+
 A fenced read whose token is above the highest takes two statements: the same admission
 statement raises the token (and commits), then one ``SELECT`` reads the highest token
 and the value in one snapshot. That snapshot contains every write committed before the
@@ -127,6 +137,26 @@ _SHADOW_WRITE = f"""
 """
 
 
+# The shared path for a token equal to the highest (see the module docstring): one row,
+# the highest token, when written; no row when the token is not the highest (or strict).
+_EQUAL_WRITE = """
+    WITH gate AS (
+        SELECT highest_token FROM fc_resource
+        WHERE name = %(resource)s AND highest_token = %(token)s::bigint AND NOT %(strict)s
+        FOR SHARE
+    ),
+    put AS (
+        INSERT INTO fc_value (resource, key, value)
+        SELECT %(resource)s, %(key)s, %(value)s FROM gate
+        ON CONFLICT (resource, key) DO UPDATE SET value = EXCLUDED.value
+    )
+    SELECT highest_token FROM gate
+"""
+
+#: How many resources' last admitted tokens a store remembers (a hint, see above).
+_REMEMBERED = 1024
+
+
 class PostgresStore(SQLStore):
     """Resources in the PostgreSQL database at ``dsn`` (a libpq URL or key=value string).
 
@@ -162,6 +192,9 @@ class PostgresStore(SQLStore):
         self.connect_timeout: float | None = self._settle_connect_timeout(connect_timeout)
         self._idle: list[psycopg.Connection[Any]] = []
         self._mutex = threading.Lock()
+        #: Per resource, the token this store last saw admitted: when a write brings the
+        #: same token, it tries the shared path first.
+        self._last_admitted: dict[str, int] = {}
         self._closed = False
         with self._connection() as conn, conn.transaction():
             for statement in _SCHEMA + (_AUDIT_SCHEMA if audit else ()):
@@ -178,8 +211,13 @@ class PostgresStore(SQLStore):
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
         with self._connection(writing=True) as conn:
+            if not strict and self._last_admitted.get(resource) == token:
+                row = conn.execute(_EQUAL_WRITE, params).fetchone()
+                if row is not None:
+                    return FencedOutcome(True, row[0])
             row = conn.execute(_FENCED_WRITE, params).fetchone()
             if row is not None:
+                self._remember(resource, token)
                 return FencedOutcome(True, row[0])
             return FencedOutcome(False, self._highest(conn, resource))
 
@@ -202,6 +240,12 @@ class PostgresStore(SQLStore):
                                                  decision_of(outcome.accepted, shadow).value, str(note.mode),
                                                  note.holder))
             return outcome
+
+    def _remember(self, resource: str, token: int) -> None:
+        """Note that ``token`` was admitted on ``resource`` (the hint for the shared path)."""
+        if len(self._last_admitted) >= _REMEMBERED and resource not in self._last_admitted:
+            self._last_admitted.clear()
+        self._last_admitted[resource] = token
 
     def _raise_and_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         params = {"resource": resource, "token": token, "strict": strict}

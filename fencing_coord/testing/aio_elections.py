@@ -9,7 +9,7 @@ import pytest
 
 from ..aio.backend import AsyncLockBackend
 from ..aio.election import AsyncLeadershipEvent, AsyncTerm, LeaderStream
-from ..errors import InvalidArgumentType, LockLost, LockTimeout
+from ..errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
 from ..gate import FencedResource
 from ..records import Leader
 from ..stores.memory import MemoryStore
@@ -134,3 +134,19 @@ class AsyncElectionConformance:
 
         assert await backend.election("scheduler").run(job, timeout=PROMPT) is False
         assert resource.read("jobs", "k") == b"new"
+
+    @aio_test
+    async def test_an_election_of_a_closed_backend_is_invalid_argument(self, aio: AioCase) -> None:
+        backend = await aio.make()
+        election = backend.election("scheduler")
+        term = await election.campaign(timeout=PROMPT)
+        await backend.close()
+        with pytest.raises(InvalidArgument, match="closed"):
+            await election.leader()
+        with pytest.raises(InvalidArgument, match="closed"):
+            election.observe()
+        with pytest.raises(InvalidArgument, match="closed"):
+            await election.campaign(timeout=0)
+        assert term.resigned
+        with pytest.raises(LockLost):
+            await term.proclaim(b"late")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from ..aio.signals import wait_lost
 from ..errors import InvalidArgument, LockLost, LockTimeout
 from ..grant import Grant
 from .aio_fixtures import AioCase, aio_test
-from .expiry import PROMPT
+from .expiry import AT_ONCE, PROMPT
 
 __all__ = ["AsyncLockConformance", "queued_acquire"]
 
@@ -280,3 +281,49 @@ class AsyncLockConformance:
         assert calls == [old]
         again = await backend.acquire("payments", timeout=PROMPT)
         assert not again.lost, "the client did not recover from its expired session"
+
+    @aio_test
+    async def test_release_of_a_lost_grant_is_false_at_once(self, aio: AioCase) -> None:
+        """As the blocking suite's: a grant known lost is released without asking the
+        service (False, at once, final), and the successor is untouched."""
+        backend, other = await aio.clients(2)
+        grant = await backend.acquire("orders", timeout=PROMPT)
+        fired: list[Grant] = []
+        grant.on_lost(fired.append)
+        await aio.expire(backend)
+        taken = await other.acquire("orders", timeout=PROMPT)
+        assert await wait_lost(grant, PROMPT)
+        started = time.monotonic()
+        assert await backend.release(grant) is False
+        took = time.monotonic() - started
+        assert took < AT_ONCE, f"releasing a grant known lost took {took:.2f} s"
+        assert grant.released
+        assert await backend.release(grant) is False
+        assert fired == [grant]
+        assert (await other.describe("orders")).token == taken.token, "the lost grant's release touched the successor"
+
+    # -- a closed backend ---------------------------------------------------------------------
+
+    @aio_test
+    async def test_calls_after_close_are_invalid_argument(self, aio: AioCase) -> None:
+        backend = await aio.make()
+        grant = await backend.acquire("orders", timeout=PROMPT)
+        await backend.close()
+        failures = []
+        for what, call in (("acquire", lambda: backend.acquire("orders", timeout=0)),
+                           ("try_acquire", lambda: backend.try_acquire("orders")),
+                           ("describe", lambda: backend.describe("orders")),
+                           ("locks", lambda: backend.locks())):
+            try:
+                await call()
+            except InvalidArgument as exc:
+                if "closed" not in str(exc):
+                    failures.append(f"{what}: InvalidArgument without 'closed': {exc}")
+            except Exception as exc:  # reported below, with every other call's outcome
+                failures.append(f"{what}: {type(exc).__name__}: {exc}")
+            else:
+                failures.append(f"{what}: no exception")
+        assert not failures, "calls after close() must raise InvalidArgument ('closed'):\n" + "\n".join(failures)
+        with pytest.raises(LockLost):
+            await backend.renew(grant)
+        assert await backend.release(grant) is False

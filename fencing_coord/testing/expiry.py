@@ -4,6 +4,7 @@ session ends on the server (the ``expire_session`` fixture ends it on demand).""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,10 +12,12 @@ import pytest
 from ..errors import LockLost
 from ..interface import Grant, LockBackend
 
-__all__ = ["PROMPT", "LeaseExpiryConformance"]
+__all__ = ["AT_ONCE", "PROMPT", "LeaseExpiryConformance"]
 
 # Generous bound for "this should happen promptly" waits; never reached when it works.
 PROMPT = 30.0
+#: Seconds within which a call that needs no request must return.
+AT_ONCE = 0.5
 
 
 class LeaseExpiryConformance:
@@ -65,6 +68,26 @@ class LeaseExpiryConformance:
         fired = threading.Event()
         grant.on_lost(lambda g: fired.set())
         assert fired.wait(PROMPT)
+
+    def test_release_of_a_lost_grant_is_false_at_once(
+        self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]
+    ) -> None:
+        """A grant known lost is released without asking the service: False, at once,
+        and the release is final (no loss reported later, a second release is False)."""
+        grant = backend.acquire("orders", timeout=PROMPT)
+        fired: list[Grant] = []
+        grant.on_lost(fired.append)
+        expire_session(backend)
+        taken = other.acquire("orders", timeout=PROMPT)
+        assert grant.wait_lost(PROMPT)
+        started = time.monotonic()
+        assert backend.release(grant) is False
+        took = time.monotonic() - started
+        assert took < AT_ONCE, f"releasing a grant known lost took {took:.2f} s"
+        assert grant.released
+        assert backend.release(grant) is False
+        assert fired == [grant]
+        assert other.describe("orders").token == taken.token, "the lost grant's release touched the successor"
 
     def test_renew_after_expiry_raises_lock_lost(
         self, backend: LockBackend, other: LockBackend, expire_session: Callable[[LockBackend], None]

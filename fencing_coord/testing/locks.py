@@ -21,8 +21,10 @@ from ..errors import (
     LockTimeout,
 )
 from ..interface import Grant, LockBackend
+from .closed import ClosedBackendConformance
 from .expiry import PROMPT, LeaseExpiryConformance
 from .fixtures import MakeBackend
+from .pause import PausedHolderConformance
 
 __all__ = ["LockBackendConformance"]
 
@@ -46,7 +48,7 @@ def _queued_acquire(
     return _start(lambda: client.acquire(name, timeout, on_queued=queued.set)), queued
 
 
-class LockBackendConformance(LeaseExpiryConformance):
+class LockBackendConformance(LeaseExpiryConformance, PausedHolderConformance, ClosedBackendConformance):
     """Mixin: the lock contract, against fixtures ``backend``, ``other``,
     ``make_backend`` and ``expire_session`` (see BackendFixtures)."""
 

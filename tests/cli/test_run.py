@@ -174,3 +174,25 @@ def test_sigterm_while_waiting_leaves_the_queue_at_once(etcd_url: str, namespace
         # Its place in the queue went with it, not 30 s later when its lease would expire.
         assert other.describe("queue") == LockState("queue", grant.holder, grant.token, ())
     assert not (tmp_path / "env.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_waiting_never_hangs_run(etcd_url: str, namespace: str, sig: signal.Signals) -> None:
+    """Sent as soon as run says it waits, so it lands while gRPC calls are in flight. A
+    signal handler raising in there left a call behind, and closing the channel waited
+    for it forever (grpc#19973); a signal the kernel gave another thread did not wake
+    run's wait. Several tries, since where the signal lands is a matter of timing."""
+    expected = 128 + int(sig) if sig != signal.SIGINT else cli.EXIT_INTERRUPTED
+    for attempt in range(6):
+        with connect(etcd_url, namespace=namespace, ttl=30) as other, other.lock("queue"):
+            proc = start_cli("run", "--url", etcd_url, "--namespace", namespace, "--lock", "queue", "--ttl", "30",
+                             "--", sys.executable, "-c", "pass")
+            try:
+                assert proc.stderr is not None
+                assert "waiting for lock" in proc.stderr.readline()
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=15)
+            finally:
+                proc.kill()
+            assert proc.returncode == expected, (attempt, err)
+            assert other.describe("queue").waiters == (), attempt

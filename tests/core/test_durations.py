@@ -12,6 +12,7 @@ import pytest
 
 import fencing_coord as fc
 from fencing_coord.config import OptionReader, parse_url
+from fencing_coord.testing import FakeClock
 from fencing_coord.validation import INT32_MILLISECONDS, MAX_SECONDS, check_positive_seconds, check_timeout
 
 HUGE: list[Any] = [10**400, -(10**400), 1e300, MAX_SECONDS + 1, 10**5000]
@@ -76,3 +77,27 @@ def test_acquire_and_campaign_with_a_huge_timeout_wait(timeout: float) -> None:
         assert got[0].token > grant.token
         term = waiter.election("leader").campaign(timeout=timeout)
         assert not term.lost
+
+
+@pytest.mark.parametrize("timeout", [1e300, 10**400], ids=["1e300", "10**400"])
+def test_wait_lost_with_a_huge_timeout_waits_like_none(timeout: float) -> None:
+    """Grant.wait_lost reads its timeout like acquire does: beyond MAX_SECONDS it waits
+    forever (no raw OverflowError from threading)."""
+    clock = FakeClock()
+    with fc.connect("memory://durations-lost", ttl=5, clock=clock) as backend:
+        grant = backend.acquire("job", timeout=0)
+        answer: list[bool] = []
+        waiting = threading.Thread(target=lambda: answer.append(grant.wait_lost(timeout)))
+        waiting.start()
+        clock.advance(5)
+        backend.describe("job")  # settles the expired lease: the grant is lost
+        waiting.join(10)
+        assert answer == [True]
+
+
+@pytest.mark.parametrize("timeout", [-1, math.nan, math.inf, "1", True])
+def test_wait_lost_refuses_a_bad_timeout(timeout: Any) -> None:
+    with fc.connect("memory://durations-lost") as backend:
+        grant = backend.acquire("job", timeout=0)
+        with pytest.raises((fc.InvalidArgument, fc.InvalidArgumentType), match="timeout"):
+            grant.wait_lost(timeout)

@@ -4,7 +4,10 @@ the URL is read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,7 +18,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 
-from .conftest import EtcdTarget, revoke, rpc_counts
+from .conftest import EtcdTarget, make_certificates, revoke, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
@@ -155,6 +158,31 @@ def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: C
     assert len(waiters) * 2 <= spent["Txn"] <= len(waiters) * 3, spent
 
 
+def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """The holder's delete is the whole handoff: the waiter, whose predecessor was the
+    holder, is granted on the DELETE event with no request of its own."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    member = etcd_single.cluster.members[0]
+    holder, waiter = connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    watches = rpc_counts(member)["Watch"]
+    queued = threading.Event()
+    future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    deadline = time.monotonic() + PROMPT
+    while rpc_counts(member)["Watch"] < watches + 1:  # the waiter's watch stream is open
+        assert time.monotonic() < deadline, "the waiter never watched"
+        time.sleep(0.01)  # polling the server's counters: no event tells of it
+    before = _kv_calls(etcd_single)
+    holder.release(grant)
+    taken = future.result(PROMPT)
+    assert _delta(before, _kv_calls(etcd_single)) == {"DeleteRange": 1}
+    assert taken.token > grant.token
+    assert waiter.describe("orders").holder == waiter.identity
+    waiter.release(taken)
+
+
 # -- a waiter's own lease dies ----------------------------------------------------------------------
 
 
@@ -220,6 +248,49 @@ def test_a_deleted_key_is_reported_lost_without_a_renew(etcd_single: EtcdTarget,
     assert backend.renew(kept) is kept
 
 
+def test_keepalive_rounds_read_no_held_key(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """Held keys are watched, not polled: while 50 locks are held, three keepalive
+    rounds cost etcd no KV request at all (they used to read every held key)."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    member = etcd_single.cluster.members[0]
+    backend = connect()
+    grants = [backend.acquire(f"lock-{i}", timeout=PROMPT) for i in range(50)]
+    before = rpc_counts(member)
+    deadline = time.monotonic() + PROMPT
+    while rpc_counts(member)["LeaseKeepAlive"] < before["LeaseKeepAlive"] + 3:  # a round per second at ttl 3
+        assert time.monotonic() < deadline, "no keepalive rounds"
+        time.sleep(0.05)  # polling the server's counters: no event tells of a round
+    after = rpc_counts(member)
+    assert {m: after[m] - before[m] for m in ("Txn", "Range")} == {"Txn": 0, "Range": 0}
+    assert not any(grant.lost for grant in grants)
+
+
+def test_a_deleted_key_is_reported_lost_in_a_round_trip(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """The watch reports an operator's delete long before a keepalive round would."""
+    backend = connect(ttl=30)  # keepalive rounds every 10 s: the report cannot come from one
+    grant = backend.acquire("orders", timeout=PROMPT)
+    told = threading.Event()
+    grant.on_lost(lambda _grant: told.set())
+    client = etcd_single.client()
+    try:
+        client.delete_prefix(backend.lock_prefix("orders"))
+    finally:
+        client.close()
+    assert told.wait(5.0), "the loss was not reported by the watch"
+    assert grant.lost_reason == "lock key deleted"
+
+
+def test_a_revoked_lease_is_reported_as_such_by_the_watch(etcd_single: EtcdTarget, connect: Connect) -> None:
+    backend = connect(ttl=30)
+    grant = backend.acquire("orders", timeout=PROMPT)
+    told = threading.Event()
+    grant.on_lost(lambda _grant: told.set())
+    revoke(etcd_single, backend)
+    assert told.wait(5.0), "the loss was not reported by the watch"
+    assert grant.lost_reason == "lease revoked"
+
+
 # -- owner_guard ------------------------------------------------------------------------------------
 
 
@@ -272,6 +343,27 @@ def test_bad_urls_say_what_to_fix(tmp_path: Path, url: str, message: str) -> Non
     pem.write_text("not really a certificate")
     with pytest.raises(fc.ConfigurationError, match=message):
         fc.connect(url.format(pem=pem))
+
+
+@pytest.mark.parametrize("option", ["ca", "cert", "key"])
+def test_tls_files_that_are_not_pem_are_configuration_errors_before_grpc_sees_them(
+    tmp_path: Path, option: str
+) -> None:
+    """Not a retryable BackendUnavailable 5 s later, and not gRPC's own error lines on
+    stderr ("Could not load any root certificate", ...): the files are checked first."""
+    from fencing_coord.servers import free_port
+
+    tls = make_certificates(tmp_path)
+    files = {"ca": tls.ca, "cert": tls.client_cert, "key": tls.client_key}
+    bad = files[option] = tmp_path / "bad.pem"
+    bad.write_bytes(b"\x00\x01 neither PEM nor text")
+    url = f"etcds://127.0.0.1:{free_port()}?" + "&".join(f"{name}={path}" for name, path in files.items())
+    code = ("import sys, fencing_coord as fc\n"
+            "try:\n    fc.connect(sys.argv[1], timeout=1)\n"
+            "except fc.ConfigurationError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60)
+    assert f"{option}= is not a PEM" in result.stdout, (result.stdout, result.stderr)
+    assert result.stderr == ""
 
 
 def test_nothing_listening_is_backend_unavailable() -> None:

@@ -7,7 +7,9 @@
     (a) and (b) run with holder processes on the blocking API and on the asyncio API
     (tests/holder.py, tests/aio_holder.py);
 (c) a single node is killed and restarted on its data dir: later tokens are larger;
-(d) the lease is revoked out of band (etcdctl): ``lost`` fires, the next token is larger.
+(d) the lease is revoked out of band (etcdctl): ``lost`` fires, the next token is larger;
+(e) the server stops answering: a release it cannot answer is BackendUnavailable, and
+    the release of a grant known lost is False at once, without a request.
 
 Nothing here sleeps to synchronise: every wait is on a process's report, a lock grant
 or an ``on_lost`` event (with a generous bound only so that a broken build fails
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +163,29 @@ def test_lease_revoked_out_of_band(etcd_single: EtcdTarget, namespace: str) -> N
         assert again.token > taken.token
         assert backend.lease_id not in (None, lease_id)
         assert not again.lost
+
+
+# -- (e) ----------------------------------------------------------------------------------------
+
+
+def test_release_on_a_silent_server_is_unknown_or_false_once_lost(namespace: str) -> None:
+    require_etcd_binary()
+    with EtcdServer() as server, fc.connect(server.url, ttl=2, timeout=1, namespace=namespace) as backend:
+        unanswered = backend.acquire("orders", timeout=PROMPT)
+        doomed = backend.acquire("payments", timeout=PROMPT)
+        server.pause(server.member)
+        try:
+            started = time.monotonic()
+            with pytest.raises(fc.BackendUnavailable):
+                backend.release(unanswered)  # etcd cannot say whether it was still held
+            assert time.monotonic() - started < 1.5
+            assert unanswered.released
+            # No keepalive confirmed for a whole TTL: the grant is known lost, and its
+            # release says so at once instead of waiting for etcd.
+            assert doomed.wait_lost(PROMPT)
+            started = time.monotonic()
+            assert backend.release(doomed) is False
+            took = time.monotonic() - started
+            assert took < 0.5, f"the release of a grant known lost took {took:.2f} s"
+        finally:
+            server.resume(server.member)

@@ -6,7 +6,9 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import grpc
 import pytest
 
 import fencing_coord as fc
@@ -140,3 +142,55 @@ def test_store_needs_an_etcd_backend() -> None:
         EtcdStore(memory)
     with pytest.raises(fc.ConfigurationError, match="etcd://"):
         EtcdStore("memory://store")
+
+
+class _ReplyLost(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+    """What grpc raises when the connection drops after a request was sent (a grpc.Call
+    with status UNAVAILABLE)."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "Socket closed"
+
+
+grpc.Call.register(_ReplyLost)
+
+
+def test_a_write_whose_reply_was_lost_is_outcome_unknown(backend: EtcdBackend,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2's audit. The write's transaction reaches etcd and is applied, but
+    its reply is lost with the connection (raised at grpc's edge after the real call):
+    the store must say neither accepted nor refused, but BackendUnavailable ("may have
+    been applied"), and must not send the write again."""
+    store = EtcdStore(backend)
+    resource = FencedResource(store)
+    resource.write("orders", "k", b"before", token=3).raise_for_status()
+    conn = backend._conn
+    real_stub = conn._stub
+    sent: list[object] = []
+
+    class _Stub:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(self.inner, name)
+            if name != "Txn":
+                return method
+
+            def txn(request: Any, **kwargs: Any) -> Any:
+                method(request, **kwargs)  # applied by the real server
+                sent.append(request)
+                raise _ReplyLost()
+
+            return txn
+
+    monkeypatch.setattr(conn, "_stub", lambda index, service: _Stub(real_stub(index, service)))
+    with pytest.raises(fc.BackendUnavailable, match="may have been applied"):
+        resource.write("orders", "k", b"after", token=5)
+    monkeypatch.undo()
+    assert len(sent) == 1, "a write whose outcome was unknown was sent again"
+    assert resource.read("orders", "k") == b"after"  # it was in fact applied
+    assert resource.highest_token("orders") == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +89,21 @@ def test_untrusted_server_certificate_is_refused(secured: EtcdServer, tmp_path: 
     url = _as(secured, "app:secret").replace(f"ca={secured.tls.ca}", f"ca={other_ca}")
     with pytest.raises(fc.BackendUnavailable):
         fc.connect(url, timeout=1)
+
+
+def test_an_untrusted_server_certificate_writes_nothing_on_stderr(secured: EtcdServer, tmp_path: Path) -> None:
+    """gRPC's C core logged "Handshake failed ... CERTIFICATE_VERIFY_FAILED" on stderr at
+    every reconnection attempt; the library says it once, in its exception."""
+    assert secured.tls is not None
+    other_ca = make_certificates(tmp_path).ca
+    url = _as(secured, "app:secret").replace(f"ca={secured.tls.ca}", f"ca={other_ca}")
+    code = ("import sys, fencing_coord as fc\n"
+            "try:\n    fc.connect(sys.argv[1], timeout=1)\n"
+            "except fc.BackendUnavailable:\n    print('unavailable')\n")
+    library = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60)
+    assert library.stdout == "unavailable\n", library.stderr
+    assert library.stderr == ""
+    command = subprocess.run([sys.executable, "-m", "fencing_coord.cli", "status", "--url", url + "&timeout=1"],
+                             capture_output=True, text=True, timeout=60)
+    assert command.stderr.startswith("fencing-coord: error: ")
+    assert len(command.stderr.splitlines()) == 1, command.stderr

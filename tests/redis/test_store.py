@@ -118,3 +118,33 @@ def test_unreachable_is_unavailable_and_keeps_the_password() -> None:
     with pytest.raises(fc.BackendUnavailable) as info:
         RedisStore(f"redis://:sekrit@127.0.0.1:{free_port()}?timeout=0.5")
     assert "sekrit" not in str(info.value)
+
+
+def test_a_write_whose_reply_was_lost_is_outcome_unknown(redis_server: RedisServer, namespace: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 2's audit. The check-and-set script runs on the server, but its reply
+    is lost with the connection (raised at redis-py's edge after the real call): the store
+    must say neither accepted nor refused, but BackendUnavailable, and must not run the
+    script again."""
+    import redis
+
+    import fencing_coord.backends.redis.connection as connection
+
+    with RedisStore(f"{redis_server.url}?namespace={namespace}") as store:
+        resource = FencedResource(store)
+        resource.write("orders", "k", b"before", token=3).raise_for_status()
+        real_evalsha = connection.evalsha
+        sent: list[str] = []
+
+        def evalsha(client: Any, script: Any, keys: Any, argv: Any) -> Any:
+            real_evalsha(client, script, keys, argv)  # run by the real server
+            sent.append(script.name)
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+        monkeypatch.setattr(connection, "evalsha", evalsha)
+        with pytest.raises(fc.BackendUnavailable):
+            resource.write("orders", "k", b"after", token=5)
+        monkeypatch.undo()
+        assert len(sent) == 1, "a write whose outcome was unknown was sent again"
+        assert resource.read("orders", "k") == b"after"  # it was in fact applied
+        assert resource.highest_token("orders") == 5

@@ -1,0 +1,104 @@
+"""What a fresh process pays before its first grant: ``import fencing_coord`` alone, and
+import + connect + first grant against python3-etcd3 and kazoo.
+
+    python bench/startup.py [--rounds 15] [--only etcd,zookeeper]
+
+Every figure is taken in a new Python process (``sys.executable -c``), timed inside it
+from before its first import to after its first grant (the interpreter's own start is
+the same for every kind and is left out). The kinds run once per round, the order
+rotating; figures are medians over the rounds, ratios the medians of the per-round
+ratios. Targets (issue 13): ``import fencing_coord`` <= 30 ms; ours <= 1.2x the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import subprocess
+import sys
+import uuid
+
+import _common  # bench/_common.py: this script's directory is on sys.path
+
+from fencing_coord.config import parse_url
+from fencing_coord.servers.etcd import EtcdServer
+from fencing_coord.servers.zookeeper import ZooKeeperServer
+
+_TIMED = """
+import time
+_start, _cpu = time.perf_counter(), time.process_time()
+{code}
+print(time.perf_counter() - _start, time.process_time() - _cpu)
+"""
+
+IMPORT = "import fencing_coord"
+OURS = ("import fencing_coord as fc\n"
+        "backend = fc.connect({url!r}, namespace={namespace!r})\n"
+        "backend.acquire('first', timeout=10)")
+ETCD3 = ("import etcd3\n"
+         "client = etcd3.client(host={host!r}, port={port})\n"
+         "assert client.lock({name!r}, ttl=30).acquire(timeout=10)")
+KAZOO = ("from kazoo.client import KazooClient\n"
+         "client = KazooClient(hosts='{host}:{port}')\n"
+         "client.start(timeout=10)\n"
+         "assert client.Lock('/bench/{name}').acquire(timeout=10)")
+
+
+def timed(code: str) -> tuple[float, float]:
+    """Run ``code`` in a new interpreter; the seconds it took from its first import on,
+    wall and CPU (the CPU time is what a loaded machine disturbs least)."""
+    out = subprocess.run([sys.executable, "-c", _TIMED.format(code=code)], check=True, capture_output=True,
+                         text=True).stdout
+    wall, cpu = out.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
+
+
+def seconds(code: str) -> float:
+    return timed(code)[0]
+
+
+def fresh(template: str, **fields: object) -> float:
+    """Each run on its own lock and namespace, so that no run waits for another's leftovers."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    return seconds(template.format(namespace=name, name=name, **fields))
+
+
+def compare(service: str, url: str, peer: str, peer_code: str, rounds: int) -> int:
+    host, port = parse_url(url).host_list(2379 if service == "etcd" else 2181)[0]
+    per_round = _common.interleaved({
+        "ours": functools.partial(fresh, OURS, url=url),
+        peer: functools.partial(fresh, peer_code, host=host, port=port),
+    }, rounds)
+    print(f"\n{service}: import + connect + first grant, new process each ({rounds} rounds)")
+    for kind, values in per_round.items():
+        print(f"  {kind:<8} {statistics.median(values) * 1e3:8.1f} ms")
+    return _common.print_ratios([
+        (f"{service}: {peer} / ours (>= 1/1.2 = ours <= 1.2x {peer})",
+         _common.paired_ratio(per_round[peer], per_round["ours"]), 1 / 1.2),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", default="etcd,zookeeper")
+    args = parser.parse_args(argv)
+    imports = [timed(IMPORT) for _ in range(args.rounds)]
+    wall = statistics.median(w for w, _ in imports) * 1e3
+    imported = statistics.median(c for _, c in imports) * 1e3
+    print(f"import fencing_coord: {imported:.1f} ms CPU, {wall:.1f} ms wall (medians of {args.rounds} new"
+          f" processes; target <= 30 ms) {'ok' if imported <= 30 else 'MISSED'}")
+    missed = int(imported > 30)
+    only = set(args.only.split(","))
+    if "etcd" in only:
+        with EtcdServer() as server:
+            missed += compare("etcd", server.url, "etcd3", ETCD3, args.rounds)
+    if "zookeeper" in only:
+        with ZooKeeperServer() as server:
+            missed += compare("zookeeper", server.url, "kazoo", KAZOO, args.rounds)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

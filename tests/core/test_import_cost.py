@@ -1,0 +1,39 @@
+"""``import fencing_coord`` stays cheap: it imports no backend, no client library, no SQL
+store and no package metadata; connecting to one of our own schemes scans no metadata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+#: Top-level modules that must not be imported by ``import fencing_coord`` alone.
+HEAVY = ("etcd3", "grpc", "kazoo", "redis", "psycopg", "boto3", "sqlite3", "importlib.metadata", "socket", "uuid")
+
+
+def _modules_after(code: str) -> set[str]:
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_import_loads_no_backend_client_library_or_sql_store() -> None:
+    loaded = _modules_after("import fencing_coord")
+    assert not [m for m in loaded if m.startswith("fencing_coord.backends")]
+    assert not [m for m in loaded if m in HEAVY or m.split(".")[0] in HEAVY]
+    assert "fencing_coord.stores.sqlite" not in loaded
+    assert "fencing_coord.stores.postgres" not in loaded
+
+
+def test_sql_stores_are_still_importable_by_name() -> None:
+    import fencing_coord.stores as stores
+    from fencing_coord.stores.postgres import PostgresStore
+    from fencing_coord.stores.sqlite import SQLiteStore
+
+    assert stores.SQLiteStore is SQLiteStore
+    assert stores.PostgresStore is PostgresStore
+
+
+def test_connecting_to_our_own_scheme_scans_no_package_metadata() -> None:
+    loaded = _modules_after("import fencing_coord as fc\nfc.connect('memory://x').close()")
+    assert "importlib.metadata" not in loaded
