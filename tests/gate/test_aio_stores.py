@@ -5,6 +5,7 @@ admission rules as the blocking gate, on a debug-mode loop that no store may blo
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -37,24 +38,27 @@ def open_store(request: pytest.FixtureRequest, sqlite_path: str) -> OpenStore:
 
 def test_admission_rules(open_store: OpenStore) -> None:
     async def main() -> None:
+        # A new name per run: run_guarded runs main again after a slow callback, on the
+        # same database.
+        name = f"orders-{uuid.uuid4().hex[:8]}"
         async with await open_store() as store:
             resource = AsyncFencedResource(store)
-            assert await resource.highest_token("orders") is None
-            assert (await resource.write("orders", "k", b"v7", token=7)).accepted
-            refused = await resource.write("orders", "k", b"v5", token=5)
+            assert await resource.highest_token(name) is None
+            assert (await resource.write(name, "k", b"v7", token=7)).accepted
+            refused = await resource.write(name, "k", b"v5", token=5)
             assert not refused.accepted
             assert refused.reason == "stale token 5 < 7"
-            assert (await resource.write("orders", "k", b"again", token=7)).accepted  # one grant writes again
-            assert await resource.read("orders", "k") == b"again"
-            assert await resource.read("orders", "k", token=9) == b"again"  # a fenced read raises the token
-            assert await resource.highest_token("orders") == 9
+            assert (await resource.write(name, "k", b"again", token=7)).accepted  # one grant writes again
+            assert await resource.read(name, "k") == b"again"
+            assert await resource.read(name, "k", token=9) == b"again"  # a fenced read raises the token
+            assert await resource.highest_token(name) == 9
             with pytest.raises(StaleTokenError):
-                await resource.read("orders", "k", token=8)
-            assert not (await resource.write("orders", "k", b"late", token=8)).accepted
-            assert await resource.read("orders", "missing", token=9) is None
+                await resource.read(name, "k", token=8)
+            assert not (await resource.write(name, "k", b"late", token=8)).accepted
+            assert await resource.read(name, "missing", token=9) is None
             strict = AsyncFencedResource(store, strict=True)
-            assert not (await strict.write("orders", "k", b"same", token=9)).accepted
-            assert (await strict.write("orders", "k", b"next", token=10)).accepted
+            assert not (await strict.write(name, "k", b"same", token=9)).accepted
+            assert (await strict.write(name, "k", b"next", token=10)).accepted
             await store.plain_write("unfenced", "k", b"x")
             assert await store.plain_read("unfenced", "k") == b"x"
 
@@ -63,14 +67,15 @@ def test_admission_rules(open_store: OpenStore) -> None:
 
 def test_concurrent_writers_leave_the_highest_token(open_store: OpenStore) -> None:
     async def main() -> None:
+        name = f"jobs-{uuid.uuid4().hex[:8]}"  # a new name per run (see test_admission_rules)
         async with await open_store() as store:
             resource = AsyncFencedResource(store)
-            results = await asyncio.gather(*(resource.write("jobs", "k", str(t).encode(), token=t)
+            results = await asyncio.gather(*(resource.write(name, "k", str(t).encode(), token=t)
                                              for t in range(1, 21)))
             accepted = [t for t, result in zip(range(1, 21), results, strict=True) if result.accepted]
             assert 20 in accepted
-            assert await resource.read("jobs", "k") == b"20"
-            assert await resource.highest_token("jobs") == 20
+            assert await resource.read(name, "k") == b"20"
+            assert await resource.highest_token(name) == 20
 
     run_guarded(main)
 
