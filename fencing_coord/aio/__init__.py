@@ -22,12 +22,13 @@ from __future__ import annotations
 from .backend import AsyncElectionBackend, AsyncLockBackend
 from .config import AIO_ENTRY_POINT_GROUP, connect
 from .election import AsyncElection, AsyncLeadershipEvent, AsyncTerm, LeaderStream
-from .gate import AsyncFencedResource, AsyncStore
+from .gate import AsyncBoundResource, AsyncFencedResource, AsyncStore
 from .signals import LoopSignal, wait_lost
 from .stores import AsyncMemoryStore, AsyncPostgresStore, AsyncSQLiteStore
 
 __all__ = [
     "AIO_ENTRY_POINT_GROUP",
+    "AsyncBoundResource",
     "AsyncElection",
     "AsyncElectionBackend",
     "AsyncFencedResource",

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from ..audit import AuditNote
 from ..errors import ConfigurationError, InvalidArgumentType
 from ..stores.base import FencedOutcome
 from ..stores.dberrors import mapped_db_errors
@@ -55,6 +56,10 @@ class AsyncMemoryStore(AsyncStore):
     async def highest_token(self, resource: str) -> int | None:
         return self.sync.highest_token(resource)
 
+    async def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *,
+                          shadow: bool = False, note: AuditNote | None = None) -> FencedOutcome:
+        return self.sync.gated_write(resource, key, value, token, strict, shadow=shadow, note=note)
+
 
 class AsyncSQLiteStore(AsyncStore):
     """Resources in a SQLite file, through :class:`SQLiteStore` on the store's own worker
@@ -62,6 +67,7 @@ class AsyncSQLiteStore(AsyncStore):
 
     def __init__(self, sync: SQLiteStore, worker: ThreadPoolExecutor) -> None:
         self.sync = sync
+        self.audit = sync.audit
         self._worker = worker
 
     @classmethod
@@ -98,6 +104,14 @@ class AsyncSQLiteStore(AsyncStore):
     async def highest_token(self, resource: str) -> int | None:
         highest: int | None = await self._run(self.sync.highest_token, resource)
         return highest
+
+    async def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *,
+                          shadow: bool = False, note: AuditNote | None = None) -> FencedOutcome:
+        """The blocking store's one-step gated write (its audit table too, if opened
+        with ``audit=True``)."""
+        outcome: FencedOutcome = await self._run(partial(self.sync.gated_write, resource, key, value, token, strict,
+                                                         shadow=shadow, note=note))
+        return outcome
 
     async def close(self) -> None:
         await self._run(self.sync.close)
