@@ -29,7 +29,7 @@ from fencing_coord.spi import ROOT, narrow
 from fencing_coord.url import BackendURL
 
 from .aio_connection import AsyncConnection
-from .aio_queue import AsyncEtcdQueue
+from .aio_queue import AsyncEtcdQueue, delete_key
 from .aio_session import AsyncSession
 from .backend import EtcdBackend
 from .connection import Connection
@@ -119,7 +119,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         BackendUnavailable when etcd did not answer (deleted in the background)."""
         place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = await self._line(place.prefix, grant.name, b"", None).withdraw(place, idempotent=False)
+        held = await delete_key(self._lease, place, None, idempotent=False)
         return held and place.lease.dead is None
 
     def _forget(self, grant: Grant) -> None:

@@ -25,7 +25,7 @@ from .places import EtcdGrant, LineRequests, Place
 from .queue import Queues
 from .wire import LeaseNotFound, status_code
 
-__all__ = ["AsyncEtcdQueue"]
+__all__ = ["AsyncEtcdQueue", "delete_key"]
 
 _log = logging.getLogger(__name__)
 
@@ -139,19 +139,9 @@ class AsyncEtcdQueue:
                     if now is None or now.predecessor != place.predecessor:
                         return
 
-    async def withdraw(self, place: Place, *, idempotent: bool = True) -> bool:
-        """Delete ``place``'s key; True if it still existed. If etcd cannot be reached
-        within the wait's withdrawal budget, it is deleted in the background and
-        BackendUnavailable raised. Not ``idempotent``: never sent again once it may
-        have been applied (see :meth:`.queue.Queues.withdraw`)."""
-        try:
-            response = await self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key),
-                                            budget=self.line.budget.withdrawal(), idempotent=idempotent)
-        except BackendUnavailable:
-            self.session.book.delete_later(place.key)
-            raise
-        self.session.book.free_slot(place.lease, place.slot)
-        return int(response.deleted) > 0
+    async def withdraw(self, place: Place) -> bool:
+        """Delete ``place``'s key within the wait's withdrawal budget (see :func:`delete_key`)."""
+        return await delete_key(self.session, place, self.line.budget.withdrawal())
 
     def claim(self, place: Place) -> EtcdGrant:
         """Bind a grant to ``place``'s lease (no request), so it is marked lost with it."""
@@ -177,3 +167,18 @@ class AsyncEtcdQueue:
     def _check_open(self) -> None:
         if self.queues.owner.closed:
             raise InvalidArgument(f"{self.queues.owner!r} is closed")
+
+
+async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True) -> bool:
+    """Delete ``place``'s key; True if it still existed. If etcd cannot be reached within
+    ``budget`` (None: the ``timeout`` option), it is deleted in the background and
+    BackendUnavailable raised. Not ``idempotent``: never sent again once it may have been
+    applied (see :meth:`.queue.Queues.withdraw`)."""
+    try:
+        response = await session.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key),
+                                           budget=budget, idempotent=idempotent)
+    except BackendUnavailable:
+        session.book.delete_later(place.key)
+        raise
+    session.book.free_slot(place.lease, place.slot)
+    return int(response.deleted) > 0

@@ -28,7 +28,7 @@ from fencing_coord.grant import Grant
 from .session import Lease
 from .wire import compare, prefix_end, put, range_kvs, range_op, range_request, txn
 
-__all__ = ["EtcdGrant", "LineRequests", "Place"]
+__all__ = ["EtcdGrant", "LineRequests", "Place", "QueueReads"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,16 +70,28 @@ class EtcdGrant(Grant):
         self.place = place
 
 
+class QueueReads:
+    """The reads of one queue that every wait in it sends unchanged (built once per
+    queue: a protobuf message costs microseconds to build)."""
+
+    __slots__ = ("count_all", "end", "newest_two")
+
+    def __init__(self, prefix: bytes) -> None:
+        self.end = prefix_end(prefix)
+        self.newest_two = range_op(range_request(prefix, self.end, limit=2, newest_first=True, by_create=True))
+        self.count_all = range_op(etcdrpc.RangeRequest(key=prefix, range_end=self.end, count_only=True))
+
+
 class LineRequests:
     """The requests of one wait in the queue under ``prefix`` (whose keys hold
     ``value``), what their answers mean, and the wait's :class:`RequestBudget`."""
 
-    def __init__(self, prefix: bytes, newest_two: Any, name: str, value: bytes, budget: RequestBudget) -> None:
+    def __init__(self, prefix: bytes, reads: QueueReads, name: str, value: bytes, budget: RequestBudget) -> None:
         self.budget = budget
         self.prefix = prefix
-        self.end = prefix_end(prefix)
-        self.newest_two = newest_two
-        self.count_all = range_op(etcdrpc.RangeRequest(key=prefix, range_end=self.end, count_only=True))
+        self.end = reads.end
+        self.newest_two = reads.newest_two
+        self.count_all = reads.count_all
         self.name = name
         self.value = value
         #: The place whose predecessor, the holder, the wait saw deleted: the next look

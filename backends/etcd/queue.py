@@ -26,9 +26,9 @@ from fencing_coord.fairqueue import EntryGone
 from fencing_coord.frontend import FrontEnd
 from fencing_coord.grant import Grant
 
-from .places import EtcdGrant, LineRequests, Place
+from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
-from .wire import KV, LeaseNotFound, prefix_end, range_op, range_request, status_code
+from .wire import KV, LeaseNotFound, prefix_end, range_request, status_code
 
 __all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
 
@@ -47,18 +47,22 @@ class Queues:
         self.probe = probe
         #: A silent wait is re-checked at least this often (see EtcdQueue.wait).
         self.recheck_interval = recheck_interval
-        self._newest_two: dict[bytes, Any] = {}
+        self._reads: dict[bytes, QueueReads] = {}
 
     def line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> EtcdQueue:
         """The driver for one wait in the queue under ``prefix``, whose keys hold
         ``value``, until ``deadline`` (its requests end by then: :mod:`fencing_coord.deadlines`)."""
-        newest_two = self._newest_two.get(prefix)
-        if newest_two is None:
-            if len(self._newest_two) >= 1024:
-                self._newest_two.clear()
-            newest_two = self._newest_two[prefix] = range_op(
-                range_request(prefix, prefix_end(prefix), limit=2, newest_first=True, by_create=True))
-        return EtcdQueue(self, prefix, newest_two, name, value, RequestBudget.until(deadline, self.conn.timeout))
+        budget = RequestBudget.until(deadline, self.conn.timeout)
+        return EtcdQueue(self, prefix, self.reads(prefix), name, value, budget)
+
+    def reads(self, prefix: bytes) -> QueueReads:
+        """The unchanging reads of the queue under ``prefix`` (kept for 1,024 queues)."""
+        reads = self._reads.get(prefix)
+        if reads is None:
+            if len(self._reads) >= 1024:
+                self._reads.clear()
+            reads = self._reads[prefix] = QueueReads(prefix)
+        return reads
 
     def withdraw(self, place: Place, budget: float | None = None, *, idempotent: bool = True) -> bool:
         """Delete ``place``'s key; True if it still existed. (A plain delete is exact:
@@ -87,9 +91,9 @@ class EtcdQueue(LineRequests):
     disposes of its key and reports :class:`EntryGone`: the algorithm enqueues again
     with the session's next lease."""
 
-    def __init__(self, queues: Queues, prefix: bytes, newest_two: Any, name: str, value: bytes,
+    def __init__(self, queues: Queues, prefix: bytes, reads: QueueReads, name: str, value: bytes,
                  budget: RequestBudget) -> None:
-        super().__init__(prefix, newest_two, name, value, budget)
+        super().__init__(prefix, reads, name, value, budget)
         self.queues = queues
         #: etcd failed a request of this wait: a withdraw then gets one short try before
         #: the background takes over, rather than a whole further timeout.
