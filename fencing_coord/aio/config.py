@@ -25,6 +25,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "etcds": ("fencing_coord.backends.etcd.aio_backend:AsyncEtcdBackend", "etcd"),
     "zookeeper": ("fencing_coord.backends.zookeeper.aio_backend:AsyncZooKeeperBackend", "zookeeper"),
     "zk": ("fencing_coord.backends.zookeeper.aio_backend:AsyncZooKeeperBackend", "zookeeper"),
+    "zookeepers": ("fencing_coord.backends.zookeeper.aio_backend:AsyncZooKeeperBackend", "zookeeper"),
+    "zks": ("fencing_coord.backends.zookeeper.aio_backend:AsyncZooKeeperBackend", "zookeeper"),
 }
 
 
