@@ -89,25 +89,14 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
 
     async def _release(self, grant: Grant) -> bool:
         """One delete, with the blocking backend's answers (ZooKeeperBackend._release)."""
-        mine = self._releasing(grant)
-        if mine is None:
+        delete = self._releasing(grant)
+        if delete is None:
             return False
-        path = mine.entry.path
-        attempts = 0
-
-        def delete() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return self._session.client.delete_async(path)
-
         try:
-            await self._requests.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
-            return True
-        except NoNodeError:
-            return self._release_found_nothing(mine, attempts)
-        except BackendUnavailable:
-            self._release_unanswered(mine)
-            raise
+            await self._requests.request(f"release {delete.grant.name!r}", delete, expected=(NoNodeError,))
+        except (NoNodeError, BackendUnavailable) as exc:
+            return self._release_failed(delete, exc)
+        return True
 
     async def _describe(self, name: str) -> LockState:
         queued = await self._members(self.lock_path(name), LOCK_KIND, None, _MEMBERS_ATTEMPTS)

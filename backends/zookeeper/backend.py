@@ -158,25 +158,14 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         dies with the session), or when the delete had to be sent again after a lost
         connection and found the node gone: the first attempt may have deleted it, or
         the node may have been lost before, which cannot be told apart."""
-        mine = self._releasing(grant)
-        if mine is None:
+        delete = self._releasing(grant)
+        if delete is None:
             return False
-        path = mine.entry.path
-        attempts = 0
-
-        def delete() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return self._session.client.delete_async(path)
-
         try:
-            self._session.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
-            return True
-        except NoNodeError:
-            return self._release_found_nothing(mine, attempts)
-        except BackendUnavailable:
-            self._release_unanswered(mine)
-            raise
+            self._session.request(f"release {delete.grant.name!r}", delete, expected=(NoNodeError,))
+        except (NoNodeError, BackendUnavailable) as exc:
+            return self._release_failed(delete, exc)
+        return True
 
     def _describe(self, name: str) -> LockState:
         queued = members(self._session, self.lock_path(name), LOCK_KIND)

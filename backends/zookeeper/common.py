@@ -23,7 +23,7 @@ from .names import DEFAULT_SEQUENCE_WINDOW, segment
 from .session import Session, SessionState
 from .tls import TLSOptions
 
-__all__ = ["ZooKeeperCommon"]
+__all__ = ["ReleaseDelete", "ZooKeeperCommon"]
 
 _log = logging.getLogger(__name__)
 
@@ -125,28 +125,46 @@ class ZooKeeperCommon(FrontEnd):
         # Known lost: the monitor already dooms a node the session may still own.
         self._monitor.forget(narrow(grant, ZooKeeperGrant))
 
-    def _releasing(self, grant: Grant) -> ZooKeeperGrant | None:
-        """The grant whose node the release is to delete; None when the monitor dropped
-        it (it is being reported lost): the release is then False, with no request."""
+    def _releasing(self, grant: Grant) -> ReleaseDelete | None:
+        """The one delete that releases ``grant``; None when the monitor dropped the grant
+        (it is being reported lost): the release is then False, with no request."""
         mine = narrow(grant, ZooKeeperGrant)
-        return mine if self._monitor.forget(mine) else None
+        if not self._monitor.forget(mine):
+            return None
+        return ReleaseDelete(mine, functools.partial(self._session.client.delete_async, mine.entry.path))
 
-    @staticmethod
-    def _release_found_nothing(mine: ZooKeeperGrant, attempts: int) -> bool:
-        """The release delete of ``mine``, sent ``attempts`` times, found no node: False
-        when sent once (it was gone); BackendUnavailable when it was sent again after a
-        lost connection: the first attempt may have deleted it, or the node may have
-        been lost before, which cannot be told apart."""
-        if attempts > 1:
-            raise BackendUnavailable(
-                f"release {mine.name!r}: the connection dropped with the delete of {mine.entry.path} in flight, "
-                "and the node is gone now; whether the lock was still held until then cannot be told"
-            ) from None
-        return False
-
-    def _release_unanswered(self, mine: ZooKeeperGrant) -> None:
-        """ZooKeeper did not answer the release delete: the node is deleted once
-        connected (or dies with the session); the caller raises BackendUnavailable."""
+    def _release_failed(self, delete: ReleaseDelete, exc: Exception) -> bool:
+        """The release ``delete`` failed with ``exc`` (NoNodeError or BackendUnavailable).
+        No node, sent once: False (it was gone). No node after it was sent again on a new
+        connection: BackendUnavailable, since the first attempt may have deleted it or the
+        node may have been lost before, which cannot be told apart. No answer:
+        BackendUnavailable (re-raised), the node deleted once connected (or it dies with
+        the session)."""
+        mine = delete.grant
+        if not isinstance(exc, BackendUnavailable):
+            if delete.sent > 1:
+                raise BackendUnavailable(
+                    f"release {mine.name!r}: the connection dropped with the delete of {mine.entry.path} in "
+                    "flight, and the node is gone now; whether the lock was still held until then cannot be told"
+                ) from None
+            return False
         _log.debug("releasing %r: no answer; its node will be deleted once connected (or dies with the "
                    "session)", mine)
         self._monitor.discard(mine.entry.path, mine.entry.owner)
+        raise exc
+
+
+class ReleaseDelete:
+    """The start of a release's delete request, counting how often it was sent (a delete
+    sent again after a lost connection cannot tell our first attempt from a loss)."""
+
+    __slots__ = ("grant", "sent", "start")
+
+    def __init__(self, grant: ZooKeeperGrant, start: Callable[[], Any]) -> None:
+        self.grant = grant
+        self.start = start
+        self.sent = 0
+
+    def __call__(self) -> Any:
+        self.sent += 1
+        return self.start()
