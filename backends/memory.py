@@ -13,6 +13,9 @@ so a test moves the clock to expire a lease without sleeping.
 
 Options: the common ones (``ttl``, ``namespace``, ``timeout``, ``identity``) and
 ``clock`` (keyword only: a zero-argument callable returning seconds).
+
+The asyncio front end (:mod:`.aio_memory`) drives this same table: a blocking and an
+async client of one ``NAME`` contend with each other.
 """
 
 from __future__ import annotations
@@ -21,19 +24,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from fencing_coord.errors import ConfigurationError, InvalidArgument, LockLost
+from fencing_coord.errors import InvalidArgument, LockLost
 from fencing_coord.fairqueue import EntryGone, wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
 from fencing_coord.spi import ElectionBackend, narrow
-from fencing_coord.url import BackendURL, OptionReader
+from fencing_coord.url import BackendURL
+
+from .memory_options import Clock, memory_settings
 
 __all__ = ["MemoryBackend", "MemoryGrant"]
-
-Clock = Callable[[], float]
 
 # How often a waiter re-reads an injected clock: it cannot be told when a test moves it.
 _INJECTED_CLOCK_POLL = 0.01
@@ -48,13 +51,22 @@ class _Lease:
         return self.clock() >= self.expires_at
 
 
+class Wake(Protocol):
+    """How a waiting contender is woken (a threading.Event, or an asyncio one that any
+    thread may set): set from any thread under the table's mutex, never blocking."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 @dataclass(eq=False)
 class _Entry:
     """One contender in a queue; the first entry holds once it has a lease."""
 
     identity: str
     value: bytes
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: Wake = field(default_factory=threading.Event)
     grant: MemoryGrant | None = None
     lease: _Lease | None = None
 
@@ -76,9 +88,9 @@ class MemoryGrant(Grant):
 
     __slots__ = ("entry", "queue")
 
-    def __init__(self, name: str, token: int, holder: str, *, owner: MemoryBackend, queue: _Queue,
-                 entry: _Entry) -> None:
-        super().__init__(name, token, holder, owner=owner, probe=owner._probe)
+    def __init__(self, name: str, token: int, holder: str, *, owner: object, probe: Callable[[Grant], None],
+                 queue: _Queue, entry: _Entry) -> None:
+        super().__init__(name, token, holder, owner=owner, probe=probe)
         self.queue = queue
         self.entry = entry
 
@@ -143,19 +155,21 @@ def _table(name: str) -> _Table:
 class _MemoryQueue:
     """The queue driver of one lock or election (see :mod:`fencing_coord.fairqueue`)."""
 
-    def __init__(self, backend: MemoryBackend, key: _Key, value: bytes) -> None:
+    def __init__(self, backend: MemoryBackend, key: _Key, value: bytes,
+                 wake: Callable[[], Wake] = threading.Event) -> None:
         self.backend = backend
         self.table = backend._table
         self.queue = self.table.queues.setdefault(key, _Queue())
         self.key = key
         self.value = value
+        self.wake = wake
 
     def enqueue(self, exclusive: bool) -> _Place | None:
         with self.table.mutex:
             self.table.settle(self.queue)
             if exclusive and self.queue.entries:
                 return None
-            entry = _Entry(self.backend.identity, self.value)
+            entry = _Entry(self.backend.identity, self.value, self.wake())
             self.queue.entries.append(entry)
             self.backend._waiting.add(entry)
             return _Place(entry, self.queue.entries[0] is entry)
@@ -170,7 +184,12 @@ class _MemoryQueue:
             return _Place(place.entry, self.queue.entries[0] is place.entry)
 
     def wait(self, place: _Place, deadline: float | None) -> None:
-        place.entry.wake.wait(self._wait_for(deadline))
+        wake = place.entry.wake
+        assert isinstance(wake, threading.Event)  # the blocking front end's
+        wake.wait(self.wait_for(deadline))
+        self.woken(place)
+
+    def woken(self, place: _Place) -> None:
         with self.table.mutex:
             place.entry.wake.clear()  # look() reads the state under the same mutex next
 
@@ -184,15 +203,15 @@ class _MemoryQueue:
         with self.table.mutex:
             backend._waiting.discard(place.entry)
             self.table.counter += 1
-            grant = MemoryGrant(self.key[2], self.table.counter, backend.identity, owner=backend, queue=self.queue,
-                                entry=place.entry)
+            grant = MemoryGrant(self.key[2], self.table.counter, backend.identity, owner=backend.front,
+                                probe=backend._probe, queue=self.queue, entry=place.entry)
             place.entry.grant = grant
             place.entry.lease = _Lease(backend._clock, backend._clock() + backend.ttl)
             backend._leases[id(grant)] = grant
             self.table.changed(self.queue)
             return grant
 
-    def _wait_for(self, deadline: float | None) -> float | None:
+    def wait_for(self, deadline: float | None) -> float | None:
         """How long a waiter may sleep before something it cannot be told of happens."""
         waits: list[float] = []
         if deadline is not None:
@@ -221,15 +240,20 @@ class MemoryBackend(ElectionBackend):
         namespace: str = "default",
         identity: str = "memory-client",
         clock: Clock | None = None,
+        front: object = None,
     ) -> None:
+        """``front``: the object that issues this backend's grants (their ``owner``),
+        when it is not this one: the asyncio front end (:mod:`.aio_memory`), which then
+        renews the leases itself."""
         super().__init__(ttl=ttl, namespace=namespace, identity=identity)
+        self.front = self if front is None else front
         self._table = _table(table_name)
         self._clock: Clock = clock if clock is not None else time.monotonic
         self._leases: dict[int, MemoryGrant] = {}  # grants whose lease this backend keeps
         self._waiting: set[_Entry] = set()  # woken by close(), which withdraws them
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
-        if clock is None:
+        if clock is None and front is None:
             self._keepalive = threading.Thread(
                 target=self._renew_loop, name="fencing-coord-memory-keepalive", daemon=True
             )
@@ -237,16 +261,10 @@ class MemoryBackend(ElectionBackend):
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> MemoryBackend:
-        reader = OptionReader(url, options)
-        common = reader.common()
-        clock = reader.get("clock", None, _check_clock)
-        reader.finish()
-        if len(url.hosts) > 1 or (url.hosts and url.hosts[0][1] is not None) or url.path:
-            raise ConfigurationError(
-                f"{url.redacted()}: memory:// takes one table name and no port or path, e.g. memory://demo"
-            )
-        name = url.hosts[0][0] if url.hosts else ""
-        return cls(name, ttl=common.ttl, namespace=common.namespace, identity=common.identity, clock=clock)
+        name, settings = cls.settings(url, options)
+        return cls(name, **settings)
+
+    settings = staticmethod(memory_settings)
 
     # -- the lock SPI ----------------------------------------------------------------
 
@@ -355,25 +373,18 @@ class MemoryBackend(ElectionBackend):
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
-            with self._table.mutex:
-                now = self._clock()
-                for key, grant in list(self._leases.items()):
-                    lease = grant.entry.lease
-                    if lease is None or lease.expired():
-                        # Paused past the TTL (GC, SIGSTOP): too late to renew; report it now.
-                        del self._leases[key]
-                        self._table.settle(grant.queue)
-                    else:
-                        lease.expires_at = now + self.ttl
+            self.renew_leases()
 
+    def renew_leases(self) -> None:
+        """Extend every lease this backend keeps (the keepalive, every ttl/3)."""
+        with self._table.mutex:
+            now = self._clock()
+            for key, grant in list(self._leases.items()):
+                lease = grant.entry.lease
+                if lease is None or lease.expired():
+                    # Paused past the TTL (GC, SIGSTOP): too late to renew; report it now.
+                    del self._leases[key]
+                    self._table.settle(grant.queue)
+                else:
+                    lease.expires_at = now + self.ttl
 
-def _check_clock(value: Any) -> Clock:
-    if not callable(value):
-        raise TypeError(f"clock must be a zero-argument callable returning seconds, not {type(value).__name__}")
-    try:
-        reading = value()
-    except Exception as exc:
-        raise ValueError(f"calling clock() failed: {exc!r}") from exc
-    if isinstance(reading, bool) or not isinstance(reading, int | float):
-        raise TypeError(f"clock() must return seconds as a number, not {type(reading).__name__}")
-    return value  # type: ignore[no-any-return]

@@ -40,7 +40,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from . import stores
+    from . import aio, stores
     from .bound import BoundResource
     from .config import BackendURL, connect, parse_url
     from .election import Election, Leader, LeadershipEvent, ObserverHandle, Term
@@ -82,6 +82,7 @@ __all__ = [
     "UnfencedResource",
     "WriteResult",
     "__version__",
+    "aio",
     "connect",
     "parse_url",
     "stores",
@@ -114,8 +115,9 @@ _HOME = {
 if not TYPE_CHECKING:  # mypy sees the imports above; an unknown name stays an error for it
 
     def __getattr__(name: str) -> Any:
-        if name == "stores":
-            return importlib.import_module(".stores", __name__)
+        if name in ("aio", "stores"):
+            # asyncio and the async stores would cost every blocking program's import.
+            return importlib.import_module(f".{name}", __name__)
         home = _HOME.get(name)
         if home is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

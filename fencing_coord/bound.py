@@ -19,27 +19,28 @@ from .stores.base import check_store_token
 from .validation import check_name
 
 if TYPE_CHECKING:
-    from .election import Term
+    from .election import TermView
     from .gate import Bytes, FencedResource, WriteResult
     from .interface import Grant
 
 __all__ = ["BoundResource", "fence_of"]
 
 
-def fence_of(holder: Grant | Term, resource: str | None = None) -> tuple[int, str]:
+def fence_of(holder: Grant | TermView, resource: str | None = None) -> tuple[int, str]:
     """Return ``(token, resource name)`` for ``holder``.
 
     ``holder`` is a :class:`~fencing_coord.Grant` (resource name: the lock's name) or a
-    :class:`~fencing_coord.Term` (the election's name); ``resource`` overrides the name.
+    :class:`~fencing_coord.Term` or an asyncio term (the election's name); ``resource``
+    overrides the name.
     Raises :class:`InvalidArgumentType`/:class:`InvalidArgument` for anything else, a
     token that does not fit a store, or a bad name.
     """
-    from .election import Term
+    from .election import TermView
     from .interface import Grant
 
     if isinstance(holder, Grant):
         token, name = holder.token, holder.name
-    elif isinstance(holder, Term):
+    elif isinstance(holder, TermView):
         token, name = holder.token, holder.election.name
     else:
         raise InvalidArgumentType(f"expected a Grant or a Term, not {type(holder).__name__}")

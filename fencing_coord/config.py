@@ -13,7 +13,9 @@ and the common options are in :mod:`fencing_coord.url`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, FencingCoordError
@@ -31,7 +33,10 @@ __all__ = [
     "OptionReader",
     "connect",
     "load_backend_class",
+    "load_scheme",
     "parse_url",
+    "scrubbed",
+    "url_or_env",
 ]
 
 ENTRY_POINT_GROUP = "fencing_coord.backends"
@@ -52,10 +57,10 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _entry_point(scheme: str) -> EntryPoint | None:
+def _entry_point(scheme: str, group: str) -> EntryPoint | None:
     from importlib.metadata import entry_points  # tens of ms: only for schemes not our own
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(group=group):
         if ep.name == scheme:
             return ep
     return None
@@ -69,17 +74,27 @@ def load_backend_class(scheme: str, url: str) -> type[LockBackend]:
 
 
 def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:
-    builtin = _BUILTIN.get(scheme)
+    cls = load_scheme(scheme, url, ENTRY_POINT_GROUP, _BUILTIN)
+    if not (isinstance(cls, type) and issubclass(cls, LockBackend)):
+        raise ConfigurationError(f"entry point {scheme!r} of {ENTRY_POINT_GROUP} is not a LockBackend subclass")
+    return cls
+
+
+def load_scheme(scheme: str, url: str, group: str, builtin_schemes: dict[str, tuple[str, str | None]]) -> object:
+    """The object (a backend class) that entry-point ``group`` (else ``builtin_schemes``:
+    scheme -> ("module:attribute", extra)) names for ``scheme``; ConfigurationError,
+    naming the extra to install, when it cannot be loaded."""
+    builtin = builtin_schemes.get(scheme)
     # Our own schemes are registered as entry points with the same targets; resolving
     # them directly spares every connect the scan of the installed distributions.
-    ep = _entry_point(scheme) if builtin is None else None
+    ep = _entry_point(scheme, group) if builtin is None else None
     if ep is None and builtin is None:
         from importlib.metadata import entry_points
 
-        known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_BUILTIN))
+        known = sorted({ep.name for ep in entry_points(group=group)} | set(builtin_schemes))
         raise ConfigurationError(
             f"{url!r}: no backend for scheme {scheme!r}; known schemes: {', '.join(known)}. "
-            f"A third-party backend registers its scheme in the {ENTRY_POINT_GROUP!r} entry-point group."
+            f"A third-party backend registers its scheme in the {group!r} entry-point group."
         )
     target = ep.value if ep is not None else builtin[0]  # type: ignore[index]
     extra = builtin[1] if builtin is not None else None
@@ -93,8 +108,6 @@ def _load_backend_class(scheme: str, url: str) -> type[LockBackend]:
         else:
             hint = f"install the package that provides the {scheme!r} backend"
         raise ConfigurationError(f"{scheme}:// needs a library that is not installed ({exc}); run: {hint}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, LockBackend)):
-        raise ConfigurationError(f"entry point {scheme!r} -> {target} is not a LockBackend subclass")
     return cls
 
 
@@ -106,20 +119,33 @@ def connect(url: str | None = None, **options: Any) -> LockBackend:
     scheme, a missing extra or a bad option (the message says what to fix), and
     :class:`BackendUnavailable` when the service cannot be reached in ``timeout``.
     """
+    parsed = parse_url(url_or_env(url))
+    cls = _load_backend_class(parsed.scheme, parsed.redacted())
+    with scrubbed(parsed):
+        return cls.from_url(parsed, options)
+
+
+def url_or_env(url: str | None) -> str:
+    """``url``, or ``$FENCING_COORD_URL`` when it is None (ConfigurationError if unset)."""
     if url is None:
         url = os.environ.get(ENV_VAR)
         if not url:
             raise ConfigurationError(f"no backend URL given and ${ENV_VAR} is not set; e.g. connect('etcd://127.0.0.1:2379')")
-    parsed = parse_url(url)
-    cls = _load_backend_class(parsed.scheme, parsed.redacted())
+    return url
+
+
+@contextlib.contextmanager
+def scrubbed(url: BackendURL) -> Iterator[None]:
+    """Run the block (a backend's construction); whatever it raises leaves without
+    ``url``'s password, and a ValueError or TypeError becomes ConfigurationError."""
     try:
-        return cls.from_url(parsed, options)
+        yield
     except FencingCoordError as exc:
-        _scrub_chain(exc, parsed)
+        _scrub_chain(exc, url)
         raise
     except (ValueError, TypeError) as exc:
-        _scrub_chain(exc, parsed)
-        raise ConfigurationError(parsed.scrub(f"{parsed.redacted()}: {exc}")) from exc
+        _scrub_chain(exc, url)
+        raise ConfigurationError(url.scrub(f"{url.redacted()}: {exc}")) from exc
 
 
 def _scrub_chain(exc: BaseException, url: BackendURL) -> None:

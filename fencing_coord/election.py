@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
+from .frontend import deadline_after
 from .records import Leader
 from .validation import check_timeout
 
@@ -30,7 +30,18 @@ if TYPE_CHECKING:
     from .grant import Grant
     from .spi import ElectionBackend
 
-__all__ = ["MAX_VALUE_SIZE", "Election", "Leader", "LeadershipEvent", "ObserverHandle", "Term"]
+__all__ = [
+    "MAX_VALUE_SIZE",
+    "Election",
+    "Leader",
+    "LeaderFilter",
+    "LeadershipEvent",
+    "ObserverHandle",
+    "Term",
+    "TermView",
+    "campaign_deadline",
+    "not_elected",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -51,15 +62,24 @@ def _check_value(value: object) -> bytes:
     return value
 
 
-class Term:
-    """One term of leadership. A context manager: leaving the block resigns.
+def campaign_deadline(timeout: object, value: object, on_queued: object) -> tuple[float | None, bytes, float | None]:
+    """Check a campaign's arguments (both front ends): ``(seconds, value, deadline)``."""
+    seconds = check_timeout(timeout)
+    checked = _check_value(value)
+    if on_queued is not None and not callable(on_queued):
+        raise InvalidArgumentType("on_queued must be callable")
+    return seconds, checked, deadline_after(seconds)
 
-    ``token`` is larger than every earlier term's token of this election. ``lost``
-    turns True (and ``on_lost`` callbacks run once, in the background) when the
-    lease/session behind the term is gone; a resignation is not a loss.
-    """
 
-    def __init__(self, election: Election, grant: Grant) -> None:
+def not_elected(name: str, seconds: float | None) -> LockTimeout:
+    return LockTimeout(f"not elected leader of {name!r} within {seconds} s")
+
+
+class TermView:
+    """What a term is, whichever front end won it: its grant's token and loss state.
+    (:class:`Term` and ``fencing_coord.aio.AsyncTerm`` add resign and proclaim.)"""
+
+    def __init__(self, election: ElectionName, grant: Grant) -> None:
         self.election = election
         self.grant = grant
 
@@ -80,11 +100,62 @@ class Term:
     def resigned(self) -> bool:
         return self.grant.released
 
-    def on_lost(self, fn: Callable[[Term], object]) -> None:
+    def on_lost(self, fn: Callable[[Any], object]) -> None:
         """Call ``fn(term)`` once, from a background thread, when the term is lost."""
         if not callable(fn):
             raise InvalidArgumentType(f"on_lost needs a callable, not {type(fn).__name__}")
         self.grant.on_lost(lambda _grant: fn(self))
+
+    def _proclaimable(self, value: object) -> bytes:
+        """``value`` checked, when the term may still proclaim; LockLost once it is over."""
+        checked = _check_value(value)
+        if self.grant.released or self.grant.lost:
+            raise LockLost(f"term {self.token} of election {self.election.name!r} is over")
+        return checked
+
+    def __repr__(self) -> str:
+        holder = self.grant.holder
+        return f"{type(self).__name__}(election={self.election.name!r}, token={self.token}, holder={holder!r})"
+
+
+class ElectionName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class LeaderFilter:
+    """Which leaders an observer reports (both front ends): the first reading, then
+    every change; never a term older than one already reported."""
+
+    __slots__ = ("first", "highest", "last")
+
+    def __init__(self) -> None:
+        self.first = True
+        self.last: Leader | None = None
+        self.highest = -1
+
+    def news(self, leader: Leader | None) -> bool:
+        """True when ``leader`` is to be reported (and is then remembered)."""
+        if leader is not None and leader.token < self.highest:
+            return False
+        if not self.first and leader == self.last:
+            return False
+        self.first = False
+        self.last = leader
+        if leader is not None:
+            self.highest = max(self.highest, leader.token)
+        return True
+
+
+class Term(TermView):
+    """One term of leadership. A context manager: leaving the block resigns.
+
+    ``token`` is larger than every earlier term's token of this election. ``lost``
+    turns True (and ``on_lost`` callbacks run once, in the background) when the
+    lease/session behind the term is gone; a resignation is not a loss.
+    """
+
+    election: Election
 
     def wait_lost(self, timeout: float | None = None) -> bool:
         """Block until the term is lost; True if it was within ``timeout`` seconds."""
@@ -93,10 +164,7 @@ class Term:
     def proclaim(self, value: bytes) -> None:
         """Advertise ``value`` as the leader's value, within this term (same token).
         Raises :class:`LockLost` when the term is already over."""
-        value = _check_value(value)
-        if self.grant.released or self.grant.lost:
-            raise LockLost(f"term {self.token} of election {self.election.name!r} is over")
-        self.election.backend._proclaim(self.grant, value)
+        self.election.backend._proclaim(self.grant, self._proclaimable(value))
 
     def resign(self) -> bool:
         """End the term; True if it was still held. Idempotent."""
@@ -109,9 +177,6 @@ class Term:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.resign()
-
-    def __repr__(self) -> str:
-        return f"Term(election={self.election.name!r}, token={self.token}, holder={self.grant.holder!r})"
 
 
 class LeadershipEvent(threading.Event):
@@ -151,14 +216,10 @@ class Election:
         candidacy is withdrawn), :class:`BackendUnavailable` when the service cannot be
         reached.
         """
-        seconds = check_timeout(timeout)
-        value = _check_value(value)
-        if on_queued is not None and not callable(on_queued):
-            raise InvalidArgumentType("on_queued must be callable")
-        deadline = None if seconds is None else time.monotonic() + seconds
+        seconds, value, deadline = campaign_deadline(timeout, value, on_queued)
         grant = self.backend._start_term(self.name, value, deadline, on_queued)
         if grant is None:
-            raise LockTimeout(f"not elected leader of {self.name!r} within {seconds} s")
+            raise not_elected(self.name, seconds)
         return Term(self, grant)
 
     def leader(self) -> Leader | None:
@@ -220,9 +281,7 @@ class _Observer:
             self.thread.join()
 
     def _loop(self) -> None:
-        last: Leader | None = None
-        highest = -1
-        first = True
+        reported = LeaderFilter()
         while True:
             self.changed.wait()
             self.changed.clear()
@@ -238,13 +297,7 @@ class _Observer:
                 if not self.stopped.wait(_RETRY_AFTER_FAILURE):
                     self.changed.set()
                 continue
-            # Never report a term older than one already reported.
-            if leader is not None and leader.token < highest:
-                continue
-            if first or leader != last:
-                first = False
-                last = leader
-                highest = max(highest, leader.token) if leader is not None else highest
+            if reported.news(leader):
                 try:
                     self.fn(leader)
                 except Exception:

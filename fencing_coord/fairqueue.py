@@ -12,18 +12,37 @@ The algorithm is written once, without I/O (Curator's ``LockInternals`` and etcd
 :class:`Step` requests and receives their results. A backend supplies a
 :class:`QueueDriver` that carries them out against its service; :func:`wait_in_line` runs
 the steps on a blocking driver, and an asyncio runner can run the same steps on a driver
-whose methods are coroutines.
+whose methods are coroutines (:func:`await_in_line`, for :mod:`fencing_coord.aio`).
+
+Cancellation (asyncio). The algorithm treats a ``CancelledError`` thrown into a waiting
+step like any other error: the entry is withdrawn. :func:`await_in_line` carries that
+withdrawal out to the end even if the task is cancelled again meanwhile. ``claim`` of an
+async driver is a plain method (binding a grant to a lease or session needs no round
+trip), so between the look that finds the caller first and the grant reaching the
+caller there is no await at which a cancellation could fall: a cancellation either
+withdraws the entry (held or not) or comes after the caller has the grant.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-__all__ = ["EntryGone", "Place", "QueueDriver", "Step", "queue_steps", "wait_in_line"]
+__all__ = [
+    "AsyncQueueDriver",
+    "EntryGone",
+    "Place",
+    "QueueDriver",
+    "Step",
+    "await_in_line",
+    "complete",
+    "queue_steps",
+    "wait_in_line",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +91,22 @@ class QueueDriver(Protocol[P, R]):
     def claim(self, place: P) -> R:
         """Turn a first place into the result (a grant); EntryGone if it no longer can be."""
         ...
+
+
+class AsyncQueueDriver(Protocol[P, R]):
+    """:class:`QueueDriver` for asyncio: the same contract, with coroutine methods
+    (``wait`` suspends the task; no thread waits). ``claim`` stays a plain method: it
+    must not await (see the module docstring)."""
+
+    async def enqueue(self, exclusive: bool) -> P | None: ...
+
+    async def look(self, place: P) -> P: ...
+
+    async def wait(self, place: P, deadline: float | None) -> None: ...
+
+    async def withdraw(self, place: P) -> object: ...
+
+    def claim(self, place: P) -> R: ...
 
 
 StepKind = Literal["enqueue", "look", "wait", "withdraw", "claim", "queued"]
@@ -127,6 +162,29 @@ def queue_steps(deadline: float | None, clock: Callable[[], float] = time.monoto
             raise
 
 
+class _Run:
+    """One run of :func:`queue_steps`, for a runner: the next step to carry out, and
+    where its reply or error goes."""
+
+    __slots__ = ("error", "reply", "result", "steps")
+
+    def __init__(self, deadline: float | None) -> None:
+        self.steps = queue_steps(deadline)
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def next(self) -> Step | None:
+        """The next step, or None once the algorithm returned (``result``) or raised."""
+        try:
+            step = self.steps.send(self.reply) if self.error is None else self.steps.throw(self.error)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+        self.reply, self.error = None, None
+        return step
+
+
 def wait_in_line(
     driver: QueueDriver[P, R], deadline: float | None, on_queued: Callable[[], object] | None = None
 ) -> R | None:
@@ -135,21 +193,61 @@ def wait_in_line(
     Returns the claimed result (a grant), or None once ``deadline`` passed (the entry
     withdrawn). Exceptions of the driver and of ``on_queued`` propagate after the entry
     was withdrawn."""
-    steps = queue_steps(deadline)
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
+    run = _Run(deadline)
+    while (step := run.next()) is not None:
         try:
-            step = steps.send(reply) if error is None else steps.throw(error)
-        except StopIteration as done:
-            result: R | None = done.value
-            return result
-        reply, error = None, None
-        try:
-            if step.kind == "queued":
-                if on_queued is not None:
-                    on_queued()
-            else:
-                reply = getattr(driver, step.kind)(*step.args)
+            if step.kind != "queued":
+                run.reply = getattr(driver, step.kind)(*step.args)
+            elif on_queued is not None:
+                on_queued()
         except BaseException as exc:  # handed to the algorithm, which withdraws and re-raises
-            error = exc
+            run.error = exc
+    result: R | None = run.result
+    return result
+
+
+async def await_in_line(
+    driver: AsyncQueueDriver[P, R], deadline: float | None, on_queued: Callable[[], object] | None = None
+) -> R | None:
+    """Run the algorithm on an asyncio ``driver``: the calling task waits in line.
+
+    Returns and raises as :func:`wait_in_line`. A cancellation of the task while it
+    waits withdraws the entry (carried to completion through further cancellations,
+    see :func:`complete`) and then propagates."""
+    run = _Run(deadline)
+    while (step := run.next()) is not None:
+        try:
+            if step.kind == "withdraw":
+                run.reply = await complete(driver.withdraw(*step.args))
+            elif step.kind == "claim":
+                run.reply = driver.claim(*step.args)
+            elif step.kind != "queued":
+                run.reply = await getattr(driver, step.kind)(*step.args)
+            elif on_queued is not None:
+                on_queued()
+        except BaseException as exc:  # CancelledError included: the algorithm withdraws first
+            run.error = exc
+    result: R | None = run.result
+    return result
+
+
+T = TypeVar("T")
+
+
+async def complete(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even when the awaiting task is cancelled meanwhile (a
+    withdrawal or a release must not be cut in half), then raise that cancellation;
+    else return its result or raise its error."""
+    task = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if not task.done():
+                cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled() and task.exception() is not None:
+            _log.debug("%r failed after a cancellation", work, exc_info=task.exception())
+        raise cancelled
+    return task.result()

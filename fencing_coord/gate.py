@@ -44,99 +44,73 @@ else raises :class:`InvalidArgumentType` (a ``TypeError``) or :class:`InvalidArg
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import audit, observability
-from .audit import AuditNote, Decision, decision_of
 from .bound import BoundResource, fence_of
-from .errors import InvalidArgument, InvalidArgumentType, StaleTokenError
+from .decisions import (
+    GateRules,
+    WriteResult,
+    check_operation,
+    check_value,
+    read_value,
+    result_of,
+    run_steps,
+)
+from .errors import InvalidArgumentType
 from .observability import Metrics
-from .rollout import GateMode, Rollout
-from .stores.base import MAX_TOKEN, FencedOutcome, Store, check_store_token
+from .rollout import GateMode
+from .stores.base import MAX_TOKEN, Store
 from .validation import check_name
 
 if TYPE_CHECKING:
-    from .election import Term
+    from .election import TermView
     from .interface import Grant
 
-__all__ = ["MAX_TOKEN", "FencedResource", "GateMode", "UnfencedResource", "WriteResult"]
+__all__ = [
+    "MAX_TOKEN",
+    "FencedResource",
+    "GateMode",
+    "UnfencedResource",
+    "WriteResult",
+    "check_operation",
+    "check_strict",
+    "check_value",
+    "read_value",
+    "result_of",
+]
 
 #: What a value may be given as; it is stored and returned as ``bytes``.
 Bytes = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """The outcome of :meth:`FencedResource.write`.
-
-    ``accepted``: the value was stored. ``highest_token``: the highest token the
-    resource had admitted before this write (None if none; when refused, the token that
-    refused it or a later, larger one). ``reason``: None, or why it was refused
-    (``"stale token 7 < 9"``). ``shadow_refusal``: for a write let through because the
-    gate does not enforce on this resource (shadow mode, a canary's other resources),
-    why enforce mode would have refused it; else None.
-    """
-
-    accepted: bool
-    highest_token: int | None
-    reason: str | None = None
-    shadow_refusal: str | None = None
-
-    def raise_for_status(self) -> WriteResult:
-        """Return ``self`` if accepted; raise :class:`StaleTokenError` if refused."""
-        if not self.accepted:
-            raise StaleTokenError(self.reason or "write refused")
-        return self
+def check_strict(store: object, kind: type, kind_name: str, strict: object) -> None:
+    """Check a resource's store (a ``kind``, called ``kind_name``) and ``strict``."""
+    if not isinstance(store, kind):
+        raise InvalidArgumentType(f"store must be a {kind_name}, not {type(store).__name__}")
+    if not isinstance(strict, bool):
+        raise InvalidArgumentType(f"strict must be a bool, not {type(strict).__name__}")
 
 
-class FencedResource:
+class FencedResource(GateRules):
     """Resources in ``store`` that admit only the newest lock holder's token.
 
     Thread-safe (as safe as its store: across processes for SQLite and PostgreSQL).
     ``mode``, ``canary``, ``canary_fraction`` and ``require_token``: see the module doc
     (:meth:`set_mode` changes the mode later). ``metrics``: where this resource's
     decisions are counted (None: the process-wide one, see
-    :func:`~fencing_coord.observability.set_metrics`).
+    :func:`~fencing_coord.observability.set_metrics`). The decisions themselves are
+    :class:`~fencing_coord.decisions.GateRules`', shared with the asyncio gate.
     """
+
+    store: Store
 
     def __init__(self, store: Store, strict: bool = False, *, mode: GateMode | str = GateMode.ENFORCE,
                  canary: Iterable[str] = (), canary_fraction: float = 0.0, require_token: bool = False,
                  metrics: Metrics | None = None) -> None:
         if not isinstance(store, Store):
             raise InvalidArgumentType(f"store must be a fencing_coord.stores.Store, not {type(store).__name__}")
-        for what, flag in (("strict", strict), ("require_token", require_token)):
-            if not isinstance(flag, bool):
-                raise InvalidArgumentType(f"{what} must be a bool, not {type(flag).__name__}")
-        if metrics is not None and not isinstance(metrics, Metrics):
-            raise InvalidArgumentType(f"metrics must be a fencing_coord.observability.Metrics or None, not "
-                                      f"{type(metrics).__name__}")
         self.store = store
-        self.strict = strict
-        self.require_token = require_token
-        self.metrics = metrics
-        self._rollout = Rollout.of(mode, canary, canary_fraction)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.store!r}, strict={self.strict}, mode={self.mode.value!r})"
-
-    @property
-    def mode(self) -> GateMode:
-        """The gate's mode; assigning one is :meth:`set_mode` with no canary settings."""
-        return self._rollout.mode
-
-    @mode.setter
-    def mode(self, mode: GateMode | str) -> None:
-        self.set_mode(mode)
-
-    def set_mode(self, mode: GateMode | str, *, canary: Iterable[str] = (), canary_fraction: float = 0.0) -> None:
-        """Switch to ``mode`` (with its canary settings) for every later operation; see
-        :meth:`Rollout.of <fencing_coord.rollout.Rollout.of>` for what it raises."""
-        self._rollout = Rollout.of(mode, canary, canary_fraction)
-
-    def enforces(self, name: str) -> bool:
-        """True when a stale token on resource ``name`` is refused in the current mode."""
-        return self._rollout.enforces(check_name(name, "resource name"))
+        self._configure(strict, mode, canary, canary_fraction, require_token, metrics)
 
     def write(self, name: str, key: str, value: Bytes, *, token: int, holder: str | None = None) -> WriteResult:
         """Store ``value`` under ``name``/``key`` if ``token`` is admitted.
@@ -148,25 +122,7 @@ class FencedResource:
         :class:`BackendUnavailable` when the store cannot be reached (the write may or
         may not have happened; reading ``highest_token`` tells).
         """
-        name = self._check(name, key, token, holder)
-        data = self._value(value)
-        rollout = self._rollout
-        metrics = self.metrics if self.metrics is not None else observability._current
-        if rollout.mode is GateMode.ENFORCE and metrics is None and not self.store.audit and not audit.enabled():
-            return self._result(self.store.fenced_write(name, key, data, token, self.strict), token)
-        if rollout.mode is GateMode.OFF:
-            self.store.plain_write(name, key, data)
-            self._decided(metrics, "write", name, key, token, None, Decision.UNCHECKED, holder, rollout.mode)
-            return WriteResult(True, None)
-        shadow = not rollout.enforces(name)
-        note = AuditNote(rollout.mode, holder) if self.store.audit else None
-        outcome = self.store.gated_write(name, key, data, token, self.strict, shadow=shadow, note=note)
-        self._decided(metrics, "write", name, key, token, outcome.highest_before,
-                      decision_of(outcome.accepted, shadow), holder, rollout.mode)
-        result = self._result(outcome, token)
-        if shadow and not result.accepted:
-            return WriteResult(True, result.highest_token, None, result.reason)
-        return result
+        return run_steps(self._write_steps(name, key, value, token, holder), self.store)
 
     def write_without_token(self, name: str, key: str, value: Bytes, *, holder: str | None = None) -> WriteResult:
         """A write that carries no token (a path not yet fenced): counted in
@@ -174,25 +130,7 @@ class FencedResource:
         it is refused where the gate enforces (and let through, as a would-be refusal,
         where it shadows); otherwise, and in ``off`` mode, stored unfenced: the highest
         token is neither checked nor changed. Raises as :meth:`write`."""
-        name = self._check(name, key, 0, holder)
-        data = self._value(value)
-        rollout = self._rollout
-        reason = f"no token: resource {name!r} requires one (require_token=True)"
-        if rollout.mode is GateMode.OFF:
-            decision = Decision.UNCHECKED
-        elif not self.require_token:
-            decision = Decision.NO_TOKEN
-        else:
-            decision = Decision.REFUSED if rollout.enforces(name) else Decision.WOULD_REFUSE
-        if decision is not Decision.REFUSED:
-            self.store.plain_write(name, key, data)
-        metrics = self.metrics if self.metrics is not None else observability._current
-        if metrics is not None:
-            metrics.write_without_token(name)
-        self._decided(metrics, "write", name, key, None, None, decision, holder, rollout.mode)
-        if decision is Decision.REFUSED:
-            return WriteResult(False, None, reason)
-        return WriteResult(True, None, None, reason if decision is Decision.WOULD_REFUSE else None)
+        return run_steps(self._write_without_token_steps(name, key, value, holder), self.store)
 
     def read(self, name: str, key: str, *, token: int | None = None, holder: str | None = None) -> bytes | None:
         """Return the value under ``name``/``key``, or None if there is none.
@@ -203,74 +141,17 @@ class FencedResource:
         the gate does not enforce, a read that would be refused returns the value (and
         is counted and audited as a would-be refusal); ``off`` reads plainly.
         """
-        if token is None:
-            return self.store.plain_read(check_name(name, "resource name"), check_name(key, "key"))
-        name = self._check(name, key, token, holder)
-        rollout = self._rollout
-        metrics = self.metrics if self.metrics is not None else observability._current
-        if rollout.mode is GateMode.ENFORCE and metrics is None and not audit.enabled():
-            outcome = self.store.fenced_read(name, key, token, self.strict)
-            if not outcome.accepted:
-                self._result(outcome, token).raise_for_status()
-            return outcome.value
-        if rollout.mode is GateMode.OFF:
-            self._decided(metrics, "read", name, key, token, None, Decision.UNCHECKED, holder, rollout.mode)
-            return self.store.plain_read(name, key)
-        shadow = not rollout.enforces(name)
-        outcome = self.store.fenced_read(name, key, token, self.strict)
-        self._decided(metrics, "read", name, key, token, outcome.highest_before,
-                      decision_of(outcome.accepted, shadow), holder, rollout.mode)
-        if outcome.accepted:
-            return outcome.value
-        if not shadow:
-            self._result(outcome, token).raise_for_status()
-        # Refused, then read: still correct, the token stays refused (see Store.gated_write).
-        return self.store.plain_read(name, key)
+        return run_steps(self._read_steps(name, key, token, holder), self.store)
 
     def highest_token(self, name: str) -> int | None:
         """Return the highest token resource ``name`` has admitted, or None."""
         return self.store.highest_token(check_name(name, "resource name"))
 
-    def bind(self, holder: Grant | Term, resource: str | None = None) -> BoundResource:
+    def bind(self, holder: Grant | TermView, resource: str | None = None) -> BoundResource:
         """Return this resource's ``resource`` (default: the grant's lock name, or the
         term's election name) with ``holder``'s token filled into every call."""
         token, name = fence_of(holder, resource)
         return BoundResource(self, token, name)
-
-    # -- helpers ----------------------------------------------------------------------
-
-    @staticmethod
-    def _check(name: object, key: object, token: object, holder: object = None) -> str:
-        checked = check_name(name, "resource name")
-        check_name(key, "key")
-        check_store_token(token)
-        if holder is not None and not isinstance(holder, str):
-            raise InvalidArgumentType(f"holder must be a str or None, not {type(holder).__name__}")
-        return checked
-
-    def _value(self, value: object) -> bytes:
-        if not isinstance(value, bytes | bytearray | memoryview):
-            hint = "; encode it first, e.g. value.encode()" if isinstance(value, str) else ""
-            raise InvalidArgumentType(f"value must be bytes, not {type(value).__name__}{hint}")
-        data = bytes(value)
-        limit = self.store.max_value_size
-        if len(data) > limit:
-            raise InvalidArgument(f"value is {len(data)} bytes; the limit is {limit} bytes")
-        return data
-
-    def _decided(self, metrics: Metrics | None, operation: str, name: str, key: str, token: int | None,
-                 highest: int | None, decision: Decision, holder: str | None, mode: GateMode) -> None:
-        """Count and audit one decision."""
-        if metrics is not None:
-            metrics.gate_decision(name, mode, decision, token, highest)
-        audit.log_decision(operation, name, key, token, highest, decision, mode, holder)
-
-    def _result(self, outcome: FencedOutcome, token: int) -> WriteResult:
-        if outcome.accepted:
-            return WriteResult(True, outcome.highest_before)
-        highest = outcome.highest_before
-        relation = "<=" if self.strict and token == highest else "<"
-        return WriteResult(False, highest, f"stale token {token} {relation} {highest}")
 
 
 class UnfencedResource(FencedResource):

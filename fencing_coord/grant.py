@@ -36,6 +36,7 @@ class Grant:
     __slots__ = (
         "_callbacks",
         "_callbacks_done",
+        "_context",
         "_done_event",
         "_held_since",
         "_holds",
@@ -45,7 +46,7 @@ class Grant:
         "_lost_reason",
         "_probe",
         "_released",
-        "_thread",
+        "_settled_hooks",
         "holder",
         "name",
         "owner",
@@ -81,8 +82,12 @@ class Grant:
         self._holds = 1
         # time.monotonic() of the grant, when metrics were on (for lock_hold_duration).
         self._held_since: float | None = None
-        # The Thread object, not its ident: CPython reuses idents of finished threads.
-        self._thread = threading.current_thread()
+        # Who acquired it, for the reentrancy rule: the Thread object (not its ident:
+        # CPython reuses idents of finished threads), or the asyncio task; the backend's
+        # template sets it when it books the grant.
+        self._context: object = threading.current_thread()
+        #: Called once the callbacks are done (asyncio's wait_lost); made when needed.
+        self._settled_hooks: list[Callable[[], object]] | None = None
 
     def __repr__(self) -> str:
         state = "lost" if self._lost else "released" if self._released else "held"
@@ -146,6 +151,19 @@ class Grant:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return done_event.wait(remaining)
 
+    def _when_settled(self, notify: Callable[[], object]) -> None:
+        """Call ``notify()`` once the grant is lost and the callbacks registered before
+        the loss have returned (at once if that has happened), from whichever thread
+        gets there; it must not block. How ``fencing_coord.aio.wait_lost`` waits
+        without a thread of its own."""
+        with self._lock:
+            if not self._callbacks_done:
+                if self._settled_hooks is None:
+                    self._settled_hooks = []
+                self._settled_hooks.append(notify)
+                return
+        notify()
+
     # -- for backends ---------------------------------------------------------------
 
     def mark_lost(self, reason: str) -> bool:
@@ -187,7 +205,10 @@ class Grant:
                     with self._lock:
                         self._callbacks_done = True
                         done_event = self._done_event
+                        hooks, self._settled_hooks = self._settled_hooks or [], None
                     if done_event is not None:
                         done_event.set()
+                    for notify in hooks:
+                        notify()
 
         threading.Thread(target=run, name=f"fencing-coord-on-lost-{self.name}", daemon=True).start()

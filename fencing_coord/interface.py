@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import observability
-from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout, NotSupported
+from .errors import NotSupported
+from .frontend import FrontEnd
 from .grant import Grant
-from .observability import Metrics, failure_reason
 from .records import Capabilities, LockState
 from .url import BackendURL
-from .validation import check_name, check_timeout
+from .validation import check_name
 
 if TYPE_CHECKING:
     from .election import Election
@@ -48,7 +46,7 @@ __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]
 _log = logging.getLogger(__name__)
 
 
-class LockBackend(ABC):
+class LockBackend(FrontEnd, ABC):
     """One client session with a coordination service, shared by every lock it holds.
 
     Obtain one with :func:`fencing_coord.connect`. Thread-safe. Use it as a context
@@ -58,18 +56,6 @@ class LockBackend(ABC):
     #: URL schemes this class serves (documentation; registration is by entry point).
     schemes: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[Capabilities] = Capabilities()
-
-    def __init__(self, *, ttl: float, namespace: str, identity: str) -> None:
-        self.ttl = ttl
-        self.namespace = namespace
-        self.identity = identity
-        self._held: dict[tuple[str, threading.Thread], Grant] = {}
-        self._terms: dict[int, Grant] = {}
-        self._held_lock = threading.Lock()
-        self._closed = False
-        #: Where this backend's lock metrics go; None: the process-wide
-        #: :func:`~fencing_coord.observability.set_metrics` one, if any.
-        self.metrics: Metrics | None = None
 
     @classmethod
     @abstractmethod
@@ -94,54 +80,34 @@ class LockBackend(ABC):
         timeout passes (the caller's place in the queue is withdrawn),
         :class:`BackendUnavailable` when the service cannot be reached.
         """
-        check_name(name)
-        seconds = check_timeout(timeout)
-        if on_queued is not None and not callable(on_queued):
-            raise InvalidArgumentType("on_queued must be callable")
-        self._check_open()
-        reentered = self._reenter(name)
-        if reentered is not None:
-            return reentered
-        metrics = self._metrics()
-        started = time.monotonic()
-        deadline = None if seconds is None else started + seconds
+        ticket = self._ticket(name, timeout, on_queued, threading.current_thread())
+        if ticket.reentered is not None:
+            return ticket.reentered
         try:
-            grant = self._acquire(name, deadline, on_queued)
-            if grant is None:
-                raise LockTimeout(f"lock {name!r} not acquired within {seconds} s")
-            grant = self._remember(grant)
+            got = self._granted(ticket, self._acquire(name, ticket.deadline, on_queued))
+            assert got is not None  # _granted raises LockTimeout rather than return None here
+            got = self._kept(got)
         except Exception as exc:
-            if metrics is not None:
-                metrics.acquire_failed(self.metrics_label, name, failure_reason(exc))
+            self._acquire_failed(ticket, exc)
             raise
-        if metrics is not None:
-            observability.observe_grant(metrics, self.metrics_label, grant, started)
-        return grant
+        self._acquire_done(ticket, got)
+        return got
 
     def try_acquire(self, name: str) -> Grant | None:
         """Return a :class:`Grant` if ``name`` is free now, else None. Never waits
         behind a holder (it may wait for the service itself to answer)."""
-        check_name(name)
-        self._check_open()
-        reentered = self._reenter(name)
-        if reentered is not None:
-            return reentered
-        metrics = self._metrics()
-        started = time.monotonic()
+        ticket = self._ticket(name, 0, None, threading.current_thread(), try_once=True)
+        if ticket.reentered is not None:
+            return ticket.reentered
         try:
-            grant = self._acquire(name, started, None)
-            if grant is not None:
-                grant = self._remember(grant)
+            got = self._granted(ticket, self._acquire(name, ticket.deadline, None), try_once=True)
+            if got is not None:
+                got = self._kept(got)
         except Exception as exc:
-            if metrics is not None:
-                metrics.acquire_failed(self.metrics_label, name, failure_reason(exc))
+            self._acquire_failed(ticket, exc)
             raise
-        if metrics is not None:
-            if grant is None:
-                metrics.acquire_failed(self.metrics_label, name, "busy")
-            else:
-                observability.observe_grant(metrics, self.metrics_label, grant, started)
-        return grant
+        self._acquire_done(ticket, got)
+        return got
 
     def renew(self, grant: Grant) -> Grant:
         """Extend the lease behind ``grant`` and return it, with the same token.
@@ -149,12 +115,7 @@ class LockBackend(ABC):
         Raises :class:`LockLost` when the grant is already lost or released, and
         :class:`InvalidArgument` for a grant this backend object did not issue.
         """
-        self._check_own(grant)
-        if grant.released:
-            raise LockLost(f"{grant!r} was released")
-        if grant.lost:
-            raise LockLost(f"{grant!r} was lost: {grant.lost_reason}")
-        self._renew(grant)
+        self._renew(self._check_renewable(grant))
         return grant
 
     def release(self, grant: Grant) -> bool:
@@ -174,29 +135,8 @@ class LockBackend(ABC):
         Raises :class:`InvalidArgument` for a grant this backend object did not issue:
         only the holder may release.
         """
-        self._check_own(grant)
-        # Reading ``lost`` runs the backend's local check (its probe), outside our lock.
-        probed_lost = grant.lost
-        with self._held_lock:
-            if grant.released:
-                return False
-            known_lost = probed_lost or grant._lost
-            if grant._holds > 1 and not known_lost:
-                grant._holds -= 1
-                return True
-            grant.mark_released()
-            key = (grant.name, grant._thread)
-            if self._held.get(key) is grant:
-                del self._held[key]
-            self._terms.pop(id(grant), None)
-        if known_lost:
-            self._forget(grant)
-            held = False
-        else:
-            held = self._release(grant)
-        if grant._held_since is not None:
-            self._observe_release(grant, lost=not held)
-        return held
+        booked = self._unbook(grant)
+        return self._released(grant, self._release(grant)) if booked is None else booked
 
     @contextmanager
     def lock(self, name: str, timeout: float | None = None) -> Iterator[Grant]:
@@ -238,26 +178,13 @@ class LockBackend(ABC):
         Threads of this backend still waiting in ``acquire`` or ``campaign`` are
         withdrawn from the queue and raise :class:`InvalidArgument` ("closed").
         Idempotent."""
-        with self._held_lock:
-            if self._closed:
-                return
-            self._closed = True
-            held = list(self._held.values()) + list(self._terms.values())
-            self._held.clear()
-            self._terms.clear()
-        for grant in held:
-            grant.mark_released()
-            if grant._held_since is not None:
-                self._observe_release(grant, lost=grant.lost)
+        held = self._close_book()
+        if held is None:
+            return
         try:
             self._close(held)
         except Exception:
             _log.exception("closing %r failed", self)
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
 
     def __enter__(self) -> LockBackend:
         return self
@@ -269,9 +196,6 @@ class LockBackend(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} identity={self.identity!r} namespace={self.namespace!r}>"
 
     # -- the SPI a backend implements ------------------------------------------------
 
@@ -298,14 +222,6 @@ class LockBackend(ABC):
         in time, or a retried delete that found nothing: the first attempt may have
         been the one that deleted it), after arranging the deletion in the background."""
 
-    def _forget(self, grant: Grant) -> None:
-        """Drop what the backend keeps for ``grant``, released after it was known lost.
-
-        Called instead of :meth:`_release`: no request, no blocking (whatever is left
-        on the service goes with the lease/session, or in the background). Optional;
-        the default does nothing."""
-        return None
-
     @abstractmethod
     def _describe(self, name: str) -> LockState:
         """Return the holder, token and waiters of ``name``."""
@@ -318,79 +234,27 @@ class LockBackend(ABC):
         """Names of the locks in this namespace with a holder or waiters (optional)."""
         raise NotSupported(f"{type(self).__name__} cannot list its locks")
 
-    # -- metrics --------------------------------------------------------------------------
-
-    @property
-    def metrics_label(self) -> str:
-        """This backend's ``backend`` label: its first URL scheme (``etcd``, ``memory``)."""
-        return self.schemes[0] if self.schemes else type(self).__name__
-
-    def _metrics(self) -> Metrics | None:
-        return self.metrics if self.metrics is not None else observability._current
-
-    def _observe_release(self, grant: Grant, *, lost: bool) -> None:
-        """Count a grant given up (not for the reentrant releases before the last one)."""
-        metrics = self._metrics()
-        if metrics is not None and grant._held_since is not None:
-            metrics.released(self.metrics_label, grant.name, time.monotonic() - grant._held_since, lost)
-
     # -- helpers for subclasses ------------------------------------------------------
 
-    def _live_grants(self) -> list[Grant]:
-        """The grants (locks and election terms) this backend holds now: neither
-        released nor known lost. For backends' background checks."""
-        with self._held_lock:
-            grants = [*self._held.values(), *self._terms.values()]
-        return [grant for grant in grants if not grant.released and not grant.lost]
+    def _kept(self, grant: Grant) -> Grant:
+        """``grant``, unless close() raced with its acquisition: then it is given back."""
+        if grant.released:
+            self._give_back(grant)
+            raise self._closed_meanwhile(grant.name)
+        return grant
 
     def _adopt_term(self, name: str, grant: Grant | None) -> Grant | None:
         """Keep a newly won election term (resigned by :meth:`close`); a term won while
         the backend was being closed is given back and InvalidArgument raised."""
-        if grant is None:
-            return None
-        with self._held_lock:
-            if not self._closed:
-                self._terms[id(grant)] = grant
-                return grant
-        self._give_back(grant)
-        raise InvalidArgument(f"{self!r} was closed while campaigning in {name!r}")
-
-    def _reenter(self, name: str) -> Grant | None:
-        with self._held_lock:
-            grant = self._held.get((name, threading.current_thread()))
-            if grant is None:
-                return None
-            if grant.lost or grant.released:
-                del self._held[(name, grant._thread)]
-                return None
-            grant._holds += 1
-            return grant
-
-    def _remember(self, grant: Grant) -> Grant:
-        with self._held_lock:
-            if not self._closed:
-                self._held[(grant.name, grant._thread)] = grant
-                return grant
-        self._give_back(grant)
-        raise InvalidArgument(f"{self!r} was closed while {grant.name!r} was being acquired")
+        term = self._book_term(grant)
+        if term is not None and term.released:
+            self._give_back(term)
+            raise self._closed_meanwhile(name, "campaigning")
+        return term
 
     def _give_back(self, grant: Grant) -> None:
         """Release a grant that close() raced with: nobody else would ever release it."""
-        grant.mark_released()
         try:
             self._release(grant)
         except Exception:
             _log.exception("releasing %r after close failed", grant)
-
-    def _check_own(self, grant: object) -> None:
-        if not isinstance(grant, Grant):
-            raise InvalidArgumentType(f"expected a Grant, not {type(grant).__name__}")
-        if grant.owner is not self:
-            raise InvalidArgument(
-                f"{grant!r} was issued to {grant.holder!r}, not to {self.identity!r}: "
-                "only the holder may renew or release it"
-            )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise InvalidArgument(f"{self!r} is closed")

@@ -34,6 +34,8 @@ from fencing_coord.stores import SQLiteStore, Store
 from . import holder as holder_program
 
 HOLDER = Path(holder_program.__file__)
+#: The same holder on the asyncio API.
+AIO_HOLDER = HOLDER.with_name("aio_holder.py")
 # Bound on any single wait, so that a broken build fails instead of hanging.
 PROMPT = 60.0
 
@@ -45,12 +47,14 @@ class Holder:
     """A holder.py child process; its JSON reports arrive on a queue."""
 
     def __init__(self, url: str, store: str, *, ttl: float, namespace: str, worker: str | None = None,
-                 reports: queue.Queue[Report] | None = None, prefix: Sequence[str] = ()) -> None:
+                 reports: queue.Queue[Report] | None = None, program: Path = HOLDER,
+                 prefix: Sequence[str] = ()) -> None:
         """``prefix`` runs the process under a command (``ip netns exec NS`` puts it in a
-        network namespace; that execs the program, so the pid stays the holder's)."""
+        network namespace; that execs the program, so the pid stays the holder's).
+        ``program``: the holder script (``aio_holder.py`` for the asyncio API)."""
         # -P: the script's directory (tests/) stays off sys.path, where tests/redis would
         # hide the redis client library.
-        argv = [*prefix, sys.executable, "-P", str(HOLDER), url, "--store", store, "--ttl", str(ttl),
+        argv = [*prefix, sys.executable, "-P", str(program), url, "--store", store, "--ttl", str(ttl),
                 "--namespace", namespace]
         if worker is not None:
             argv += ["--worker", worker]
@@ -116,7 +120,7 @@ class PausedRun:
 
 
 def pause_holder_past_its_ttl(successor: fc.LockBackend, url: str, store_kind: str, tmp_path: Path, *,
-                              ttl: float, namespace: str) -> PausedRun:
+                              ttl: float, namespace: str, program: Path = HOLDER) -> PausedRun:
     """A holder process (``ttl``, on ``url``) acquires ``orders`` and writes ``k1``
     through a FencedResource on the store ``store_kind`` (see :func:`open_store`); it is
     SIGSTOPped while it holds the lock; ``successor`` is granted the lock (once the
@@ -129,7 +133,7 @@ def pause_holder_past_its_ttl(successor: fc.LockBackend, url: str, store_kind: s
     the successor's grant.
     """
     spec, store = open_store(store_kind, tmp_path, successor)
-    holder = Holder(url, spec, ttl=ttl, namespace=namespace)
+    holder = Holder(url, spec, ttl=ttl, namespace=namespace, program=program)
     try:
         return _pause_holder(holder, successor, FencedResource(store))
     finally:
@@ -180,7 +184,7 @@ class Workers:
     ``orders`` and counting in the SQLite database ``db``; their reports share one queue.
     ``prefixes`` (one per URL) run each under a command, as :class:`Holder`'s ``prefix``."""
 
-    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str,
+    def __init__(self, urls: Sequence[str], db: Path, *, ttl: float, namespace: str, program: Path = HOLDER,
                  prefixes: Sequence[Sequence[str]] | None = None) -> None:
         self.reports: queue.Queue[Report] = queue.Queue()
         #: Every "progress" report so far, in the order they arrived.
@@ -190,7 +194,7 @@ class Workers:
             for i, url in enumerate(urls):
                 prefix = prefixes[i] if prefixes is not None else ()
                 self.holders.append(Holder(url, f"sqlite:{db}", ttl=ttl, namespace=namespace, worker="orders",
-                                           reports=self.reports, prefix=prefix))
+                                           reports=self.reports, program=program, prefix=prefix))
         except BaseException:
             self.close()
             raise

@@ -36,7 +36,7 @@ import threading
 from typing import Any
 
 import fencing_coord as fc
-from fencing_coord.gate import FencedResource
+from fencing_coord.gate import FencedResource, WriteResult
 from fencing_coord.stores import SQLiteStore, Store
 
 
@@ -98,9 +98,7 @@ def serve(backend: fc.LockBackend, resource: FencedResource) -> None:
         elif command == "write":
             name, key, value = words[1:4]
             grant = grants[name]
-            result = resource.write(name, key, value.encode(), token=grant.token)
-            say(event="write", accepted=result.accepted, reason=result.reason, lost=grant.lost,
-                lost_reason=grant.lost_reason)
+            report_write(grant, resource.write(name, key, value.encode(), token=grant.token))
         elif command == "release":
             try:
                 say(event="released", released=backend.release(grants.pop(words[1])), error=None)
@@ -111,6 +109,18 @@ def serve(backend: fc.LockBackend, resource: FencedResource) -> None:
             say(event="lost", reason=lost_calls[0] if lost_calls else None, calls=len(lost_calls))
         elif command == "exit":
             return
+
+
+def report_round(token: int, n: int, entry: WriteResult, counter: WriteResult) -> None:
+    """Report one worker round: both writes accepted (progress), or refused."""
+    if entry.accepted and counter.accepted:
+        say(event="progress", token=token, n=n)
+    else:
+        say(event="refused", token=token, n=n, reason=entry.reason or counter.reason)
+
+
+def report_write(grant: fc.Grant, result: WriteResult) -> None:
+    say(event="write", accepted=result.accepted, reason=result.reason, lost=grant.lost, lost_reason=grant.lost_reason)
 
 
 def work(backend: fc.LockBackend, resource: FencedResource, name: str) -> None:
@@ -131,10 +141,7 @@ def work(backend: fc.LockBackend, resource: FencedResource, name: str) -> None:
                 n = int(raw or b"0") + 1
                 entry = resource.write(name, f"entry-{n}", str(grant.token).encode(), token=grant.token)
                 counter = resource.write(name, "counter", str(n).encode(), token=grant.token)
-                if entry.accepted and counter.accepted:
-                    say(event="progress", token=grant.token, n=n)
-                else:
-                    say(event="refused", token=grant.token, n=n, reason=entry.reason or counter.reason)
+                report_round(grant.token, n, entry, counter)
         except fc.StaleTokenError as exc:  # the fenced read was refused
             say(event="refused", reason=str(exc))
         except fc.BackendUnavailable as exc:  # the service is electing a leader: try again

@@ -20,18 +20,19 @@ from fencing_coord.url import BackendURL, OptionReader
 from .connection import Connection, connection_for, readable_file
 from .election import candidate_value, proclaim, read_leader
 from .heldkeys import HeldKeys
-from .layout import foreign_name, is_go, parse_election_values
+from .keys import EtcdKeys
+from .layout import parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
 from .watch import PrefixWatch
-from .wire import KV, MAX_TXN_OPS, prefix_end, range_kvs, range_op, range_request, txn
+from .wire import prefix_end, range_request
 
 __all__ = ["EtcdBackend"]
 
 _log = logging.getLogger(__name__)
 
 
-class EtcdBackend(ElectionBackend):
+class EtcdBackend(EtcdKeys, ElectionBackend):
     """Locks on etcd v3 with fencing tokens from etcd's revisions.
 
     URL grammar::
@@ -125,6 +126,13 @@ class EtcdBackend(ElectionBackend):
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
+        conn, settings = cls.settings(url, options)
+        return cls(conn, **settings)
+
+    @staticmethod
+    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[Connection, dict[str, Any]]:
+        """The connection (not yet opened) and the keyword arguments an etcd URL and
+        options mean."""
         reader = OptionReader(url, options)
         common = reader.common()
         ca = reader.get("ca", None, readable_file)
@@ -132,9 +140,9 @@ class EtcdBackend(ElectionBackend):
         key = reader.get("key", None, readable_file)
         raw = reader.get("election_values", False, parse_election_values)
         reader.finish()
-        conn = connection_for(url, common.timeout, ca, cert, key)
-        return cls(conn, ttl=common.ttl, namespace=common.namespace, identity=common.identity,
-                   raw_election_values=raw)
+        return connection_for(url, common.timeout, ca, cert, key), {
+            "ttl": common.ttl, "namespace": common.namespace, "identity": common.identity,
+            "raw_election_values": raw}
 
     # -- what operators and tests may look at ------------------------------------------------
 
@@ -150,21 +158,7 @@ class EtcdBackend(ElectionBackend):
         """The members this backend talks to, as host:port."""
         return tuple(self._conn.targets)
 
-    def lock_prefix(self, name: str) -> str:
-        """The prefix to give etcd's Go ``concurrency.NewMutex`` (or ``etcdctl lock``) so
-        that it shares lock ``name`` with us: ``/fencing-coord/<namespace>/locks/<name>``,
-        without a trailing ``/`` (Go appends it). Every contender's key is under it + ``/``."""
-        return self._lock_prefix(name)[:-1].decode()
-
-    def election_prefix(self, name: str) -> str:
-        """The prefix to give Go's ``concurrency.NewElection`` (or ``etcdctl elect``) so
-        that it campaigns in election ``name`` with us (no trailing ``/``)."""
-        return self._election_prefix(name)[:-1].decode()
-
     # -- the lock SPI ----------------------------------------------------------------------
-
-    def _lock_prefix(self, name: str) -> bytes:
-        return self._root + b"locks/" + name.encode() + b"/"
 
     def _acquire(self, name: str, deadline: float | None, on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._queues.line(self._lock_prefix(name), name, self.identity.encode(), deadline)
@@ -176,12 +170,6 @@ class EtcdBackend(ElectionBackend):
             self._held_keys.add(grant)
         return grant
 
-    def _probe(self, grant: Grant) -> None:
-        lease = narrow(grant, EtcdGrant).place.lease
-        reason = self._session.check(lease)
-        if reason is not None:
-            grant.mark_lost(reason)
-
     def _renew(self, grant: Grant) -> None:
         mine = narrow(grant, EtcdGrant)
         lease = mine.place.lease
@@ -190,11 +178,7 @@ class EtcdBackend(ElectionBackend):
         except LockLost:
             mine.mark_lost(lease.dead or "lease lost")
             raise
-        if lease.dead is not None:
-            mine.mark_lost(lease.dead)
-            raise LockLost(f"{mine!r} was lost: {lease.dead}")
-        if not any(kv.create_revision == mine.place.revision for kv in self._conn.range(range_request(mine.place.key))):
-            self._key_deleted(mine)
+        self._renewed(mine, [] if lease.dead is not None else self._conn.range(range_request(mine.place.key)))
 
     def _held_key_deleted(self, grant: EtcdGrant) -> None:
         """From the held keys' watch: ``grant``'s key was deleted (out of band, or with
@@ -209,23 +193,8 @@ class EtcdBackend(ElectionBackend):
     def _check_held_keys(self, held: list[EtcdGrant]) -> None:
         """Read the keys of ``held`` (when their watch was re-created) and report those
         deleted while their lease lives as lost. One transaction per 128 keys."""
-        for start in range(0, len(held), MAX_TXN_OPS):
-            chunk = held[start:start + MAX_TXN_OPS]
-            response = self._conn.txn(txn(success=[range_op(range_request(grant.place.key)) for grant in chunk]))
-            for grant, op in zip(chunk, response.responses, strict=True):
-                if not grant.released and not any(kv.create_revision == grant.place.revision for kv in range_kvs(op)):
-                    with contextlib.suppress(LockLost):
-                        self._key_deleted(grant)
-
-    def _key_deleted(self, grant: EtcdGrant) -> None:
-        """``grant``'s key is gone while its lease lives (deleted out of band): mark the
-        grant lost and raise LockLost. The key's slot stays taken until ``release``, so
-        that its delete cannot hit a newer key of the same name."""
-        place = grant.place
-        self._session.unbind(place.lease, grant)
-        kind = "lock" if place.prefix.startswith(self._root + b"locks/") else "election"
-        grant.mark_lost(f"{kind} key deleted")
-        raise LockLost(f"{grant!r} was lost: its key {place.key.decode()} was deleted")
+        for chunk, request in self._held_key_reads(held):
+            self._report_deleted(chunk, self._conn.txn(request))
 
     def _release(self, grant: Grant) -> bool:
         """One delete, never retried once it may have been applied: a retry that found
@@ -248,16 +217,11 @@ class EtcdBackend(ElectionBackend):
         self._session.unbind(mine.place.lease, grant)
 
     def _describe(self, name: str) -> LockState:
-        members = self._queues.members(self._lock_prefix(name))
-        if not members:
-            return LockState(name, None, None)
-        head, *waiting = members
-        return LockState(name, _holder(head), head.create_revision, tuple(_holder(kv) for kv in waiting))
+        return self._state(name, self._queues.members(self._lock_prefix(name)))
 
     def _names(self) -> list[str]:
         prefix = self._root + b"locks/"
-        kvs = self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True))
-        return sorted({kv.key[len(prefix):].split(b"/", 1)[0].decode() for kv in kvs})
+        return self._names_in(self._conn.range(range_request(prefix, prefix_end(prefix), keys_only=True)))
 
     def _close(self, held: list[Grant]) -> None:
         self._held_keys.close()
@@ -267,9 +231,6 @@ class EtcdBackend(ElectionBackend):
             self._conn.close()
 
     # -- the election capability ----------------------------------------------------------
-
-    def _election_prefix(self, name: str) -> bytes:
-        return self._root + b"elections/" + name.encode() + b"/"
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
@@ -291,9 +252,3 @@ class EtcdBackend(ElectionBackend):
         watch = PrefixWatch(self._conn, self._election_prefix(name), notify,
                             recheck_interval=self._recheck_interval, closed=lambda: self.closed)
         return watch.start()
-
-
-def _holder(kv: KV) -> str:
-    """Who a lock key belongs to: our contenders store their identity; a Go
-    ``concurrency.Mutex`` (``etcdctl lock``) key holds nothing and is named after its lease."""
-    return foreign_name(kv) if is_go(kv.key) else kv.value.decode(errors="replace")

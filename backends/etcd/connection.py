@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,94 +15,28 @@ from typing import Any
 import grpc
 from etcd3 import etcdrpc
 
-from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
+from fencing_coord.errors import ConfigurationError
 from fencing_coord.url import BackendURL
 
-from .wire import KV, RETRY_CODES, LeaseNotFound, StreamEnded, details, not_applied, status_code
+from .retry import CHANNEL_OPTIONS, Members, Retry
+from .wire import KV, StreamEnded
 
-__all__ = ["Connection", "check_pem", "connection_for", "readable_file"]
+__all__ = ["CHANNEL_OPTIONS", "Connection", "check_pem", "connection_for", "readable_file"]
 
 _log = logging.getLogger(__name__)
 
 _DEFAULT_PORT = 2379
 
-# gRPC channel settings: reconnect quickly after a member restarts (the default backoff
-# grows to two minutes), and notice a dead peer on an idle stream. etcd refuses client
-# pings more often than every 5 s (--grpc-keepalive-min-time), so ping every 10 s.
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-]
-
-
-class Connection:
+class Connection(Members):
     """gRPC channels to the cluster's members: one in use at a time, the next one after
     a failure. Authenticates, retries what may be retried within a time budget, and
-    maps gRPC errors to fencing_coord errors (chained)."""
+    maps gRPC errors to fencing_coord errors (chained); see :class:`.retry.Retry`."""
 
-    def __init__(self, targets: list[str], *, credentials: grpc.ChannelCredentials | None,
-                 user: str | None, password: str | None, timeout: float, label: str) -> None:
-        self.targets = targets
-        self.timeout = timeout
-        # A single attempt may take this long before we give up on it and try again
-        # (every request we retry is idempotent): long enough for a slow commit, short
-        # enough to leave a paused or leaderless member within the caller's budget.
-        self.attempt_timeout = max(1.0, timeout / 2)
-        self.label = label
-        self._credentials = credentials
-        self._user, self._password = user, password
-        self._lock = threading.Lock()
-        self._channels: dict[int, grpc.Channel] = {}
-        self._stubs: dict[tuple[int, str], Any] = {}
-        self._current = 0
-        self._metadata: tuple[tuple[str, str], ...] = ()
-        self._closed = False
 
     # -- channels ----------------------------------------------------------------------
 
-    def _stub(self, index: int, service: str) -> Any:
-        with self._lock:
-            if self._closed:
-                raise InvalidArgument(f"{self.label}: the backend is closed")
-            stub = self._stubs.get((index, service))
-            if stub is None:
-                channel = self._channels.get(index)
-                if channel is None:
-                    target = self.targets[index]
-                    if self._credentials is None:
-                        channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-                    else:
-                        channel = grpc.secure_channel(target, self._credentials, options=_CHANNEL_OPTIONS)
-                    self._channels[index] = channel
-                stub = getattr(etcdrpc, service + "Stub")(channel)
-                self._stubs[(index, service)] = stub
-            return stub
-
-    @property
-    def current_member(self) -> int:
-        """The index (in ``targets``) of the member requests go to now."""
-        return self._current
-
-    def move_on(self, index: int) -> None:
-        """Move on from member ``index`` (if it is still the one in use)."""
-        with self._lock:
-            if self._current == index:
-                self._current = (index + 1) % len(self.targets)
-
-    def note_failure(self, index: int, exc: grpc.RpcError) -> None:
-        if status_code(exc) in RETRY_CODES:
-            self.move_on(index)
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            channels = list(self._channels.values())
-            self._channels.clear()
-            self._stubs.clear()
-        for channel in channels:
+        for channel in self._take_channels():
             channel.close()
 
     # -- requests ----------------------------------------------------------------------
@@ -111,9 +44,9 @@ class Connection:
     def authenticate(self, budget: float | None = None) -> None:
         """Log in with the URL's user and password (no-op without them), within
         ``budget`` seconds (default: the ``timeout`` option)."""
-        if self._user is None:
+        if self.user is None:
             return
-        request = etcdrpc.AuthenticateRequest(name=self._user, password=self._password or "")
+        request = etcdrpc.AuthenticateRequest(name=self.user, password=self.password or "")
         response = self.call("Auth", "Authenticate", request, budget=budget, authenticating=True)
         self._metadata = (("token", str(response.token)),)
 
@@ -153,51 +86,17 @@ class Connection:
 
     def _retry(self, invoke: Callable[[int, float], Any], what: str, budget: float | None,
                idempotent: bool, authenticating: bool) -> Any:
-        stop = time.monotonic() + (self.timeout if budget is None else budget)
-        pause = 0.02
-        reauthenticated = False
+        retry = Retry(self, what, budget, idempotent=idempotent, authenticating=authenticating)
         while True:
-            index = self._current
-            attempt = max(0.05, min(stop - time.monotonic(), self.attempt_timeout))
+            index, seconds = retry.attempt()
             try:
-                return invoke(index, attempt)
-            except ValueError as exc:
-                if "closed channel" not in str(exc):
-                    raise
-                # close() ran meanwhile (grpc: "Cannot invoke RPC on closed channel!").
-                raise InvalidArgument(f"{self.label}: the backend is closed") from exc
-            except StreamEnded as exc:
-                self.move_on(index)
-                if time.monotonic() + pause >= stop:
-                    raise BackendUnavailable(f"{self.label}: etcd did not answer {what}: {exc}") from exc
-            except grpc.RpcError as exc:
-                code, text = status_code(exc), details(exc)
-                if code == grpc.StatusCode.NOT_FOUND and "lease not found" in text:
-                    raise LeaseNotFound(text) from exc
-                if "invalid auth token" in text and not authenticating and not reauthenticated:
-                    # Simple tokens expire after a while without requests; log in again.
-                    reauthenticated = True
-                    self.authenticate(budget=max(0.0, stop - time.monotonic()))
-                    continue
-                if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
-                    code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
-                    and ("auth" in text or "user name" in text)
-                ):
-                    raise ConfigurationError(
-                        f"{self.label}: etcd refused {what} ({text}); check the user, password "
-                        "and their permissions on the /fencing-coord/ prefix"
-                    ) from exc
-                if "too large" in text or "larger than max" in text:
-                    raise InvalidArgument(f"{self.label}: etcd refused {what} as too large: {text}") from exc
-                if code not in RETRY_CODES:
-                    raise FencingCoordError(f"{self.label}: etcd {what} failed: {code} {text}") from exc
-                self.note_failure(index, exc)
-                retry = idempotent or not_applied(exc)
-                if not retry or time.monotonic() + pause >= stop:
-                    unknown = "" if retry else " (it may have been applied)"
-                    raise BackendUnavailable(f"{self.label}: etcd did not answer {what}{unknown}: {text}") from exc
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+                return invoke(index, seconds)
+            except (ValueError, StreamEnded, grpc.RpcError) as exc:
+                pause = retry.failed(index, exc)
+            if pause is None:
+                self.authenticate(budget=retry.left())
+            else:
+                time.sleep(pause)
 
     def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Any:
         return self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)

@@ -12,16 +12,17 @@ the ``election_values=raw`` option our keys hold the raw value too.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fencing_coord.records import Leader
 from fencing_coord.spi import decode_candidate, encode_candidate
 
 from .connection import Connection
 from .layout import foreign_name, is_go
-from .queue import Place
+from .places import Place
 from .wire import KV, LeaseNotFound, compare, prefix_end, put, range_request, txn
 
-__all__ = ["candidate_value", "proclaim", "read_leader"]
+__all__ = ["candidate_value", "leader_of", "leader_request", "proclaim", "proclaim_request", "read_leader"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,23 +38,34 @@ def read_leader(conn: Connection, prefix: bytes, raw: bool = False) -> Leader | 
     ``concurrency`` candidate (and, when ``raw``, any candidate) is named after its
     lease, with its key's value as the value. Raises BackendUnavailable when a key of
     ours does not hold a candidate record (and not ``raw``)."""
-    kvs = conn.range(range_request(prefix, prefix_end(prefix), limit=1, by_create=True))
-    return _leader_of(kvs[0], raw) if kvs else None
+    return leader_of(conn.range(leader_request(prefix)), raw)
 
 
 def proclaim(conn: Connection, place: Place, identity: str, value: bytes, raw: bool = False) -> bool:
     """Advertise ``value`` on the leader's key at ``place``: one transaction that re-puts
     the key, with its lease, only if it still has the term's create revision (so a
     deposed leader never overwrites a successor's key). False when it no longer has."""
-    request = txn([compare(place.key, "create", "==", place.revision)],
-                  [put(place.key, candidate_value(identity, value, raw), place.lease.id)])
     try:
-        return bool(conn.txn(request).succeeded)
+        return bool(conn.txn(proclaim_request(place, identity, value, raw)).succeeded)
     except LeaseNotFound:
         return False
 
 
-def _leader_of(kv: KV, raw: bool) -> Leader:
+def leader_request(prefix: bytes) -> Any:
+    return range_request(prefix, prefix_end(prefix), limit=1, by_create=True)
+
+
+def proclaim_request(place: Place, identity: str, value: bytes, raw: bool = False) -> Any:
+    return txn([compare(place.key, "create", "==", place.revision)],
+               [put(place.key, candidate_value(identity, value, raw), place.lease.id)])
+
+
+def leader_of(kvs: list[KV], raw: bool = False) -> Leader | None:
+    """The leader the answer to :func:`leader_request` names, or None (see
+    :func:`read_leader` for ``raw`` and Go candidates)."""
+    if not kvs:
+        return None
+    kv = kvs[0]
     if raw or is_go(kv.key):
         return Leader(foreign_name(kv), kv.value, kv.create_revision)
     identity, value = decode_candidate(kv.value, f"etcd key {kv.key.decode(errors='replace')}")

@@ -29,7 +29,7 @@ from etcd3 import etcdrpc
 from fencing_coord.errors import FencingCoordError
 
 from .connection import Connection
-from .queue import EtcdGrant
+from .places import EtcdGrant
 from .wire import status_code
 
 __all__ = ["HeldKeys"]

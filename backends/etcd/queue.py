@@ -3,13 +3,8 @@
 
 Every contender puts its own key ``<prefix><lease-hex>-<slot>`` bound to its backend's
 lease and never re-puts it; the key with the lowest create revision is first. Each
-contender watches only the key just before its own (its predecessor). The round trips:
-``enqueue`` is one transaction (put our key, read the queue's two newest keys: the
-second newest is our predecessor), or with ``exclusive`` one transaction that puts only
-if the queue is empty; ``look`` is one transaction (our key, our predecessor); ``wait``
-holds one watch stream on two keys; ``withdraw`` is one delete. Both transactions also
-count the keys older than ours: when the predecessor was the only one (the holder), its
-DELETE event alone makes us first, and the handoff costs the waiter no request at all.
+contender watches only the key just before its own (its predecessor). The requests and
+what their answers mean are in :mod:`.places`, shared with the asyncio driver.
 """
 
 from __future__ import annotations
@@ -20,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -29,59 +23,23 @@ from etcd3 import etcdrpc
 from fencing_coord.deadlines import RequestBudget
 from fencing_coord.errors import BackendUnavailable, InvalidArgument
 from fencing_coord.fairqueue import EntryGone
+from fencing_coord.frontend import FrontEnd
 from fencing_coord.grant import Grant
-from fencing_coord.interface import LockBackend
 
+from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
-from .wire import KV, LeaseNotFound, compare, prefix_end, put, range_kvs, range_op, range_request, status_code, txn
+from .wire import KV, LeaseNotFound, prefix_end, range_request, status_code
 
 __all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
 
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Place:
-    """A contender's place in a queue: its key, that key's create revision (the token),
-    the lease the key is bound to and the key name's slot; and what it last saw: the key
-    of its predecessor (None: first) and the revision it read at."""
-
-    key: bytes
-    revision: int
-    lease: Lease
-    slot: int
-    predecessor: bytes | None = None
-    seen: int = 0
-    #: At ``seen`` the predecessor was the only key older than ours (the holder): once
-    #: it is deleted nobody precedes us, since no key created later can be older.
-    head_before: bool = False
-
-    @property
-    def first(self) -> bool:
-        return self.predecessor is None
-
-    @property
-    def prefix(self) -> bytes:
-        """The prefix of the queue this place is in."""
-        return self.key[: self.key.rindex(b"/") + 1]
-
-
-class EtcdGrant(Grant):
-    """A grant of the etcd backend: the place (key, create revision, lease) it holds."""
-
-    __slots__ = ("place",)
-
-    def __init__(self, name: str, token: int, holder: str, *, owner: LockBackend,
-                 probe: Callable[[Grant], None], place: Place) -> None:
-        super().__init__(name, token, holder, owner=owner, probe=probe)
-        self.place = place
-
-
 class Queues:
     """What the queues of one backend share: the session whose lease their keys are bound
     to, the backend that grants come from, and each queue's requests (which never change)."""
 
-    def __init__(self, session: Session, owner: LockBackend, probe: Callable[[Grant], None], *,
+    def __init__(self, session: Session, owner: FrontEnd, probe: Callable[[Grant], None], *,
                  recheck_interval: float) -> None:
         self.session = session
         self.conn = session.conn
@@ -89,18 +47,22 @@ class Queues:
         self.probe = probe
         #: A silent wait is re-checked at least this often (see EtcdQueue.wait).
         self.recheck_interval = recheck_interval
-        self._newest_two: dict[bytes, Any] = {}
+        self._reads: dict[bytes, QueueReads] = {}
 
     def line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> EtcdQueue:
         """The driver for one wait in the queue under ``prefix``, whose keys hold
         ``value``, until ``deadline`` (its requests end by then: :mod:`fencing_coord.deadlines`)."""
-        newest_two = self._newest_two.get(prefix)
-        if newest_two is None:
-            if len(self._newest_two) >= 1024:
-                self._newest_two.clear()
-            newest_two = self._newest_two[prefix] = range_op(
-                range_request(prefix, prefix_end(prefix), limit=2, newest_first=True, by_create=True))
-        return EtcdQueue(self, prefix, newest_two, name, value, RequestBudget.until(deadline, self.conn.timeout))
+        budget = RequestBudget.until(deadline, self.conn.timeout)
+        return EtcdQueue(self, prefix, self.reads(prefix), name, value, budget)
+
+    def reads(self, prefix: bytes) -> QueueReads:
+        """The unchanging reads of the queue under ``prefix`` (kept for 1,024 queues)."""
+        reads = self._reads.get(prefix)
+        if reads is None:
+            if len(self._reads) >= 1024:
+                self._reads.clear()
+            reads = self._reads[prefix] = QueueReads(prefix)
+        return reads
 
     def withdraw(self, place: Place, budget: float | None = None, *, idempotent: bool = True) -> bool:
         """Delete ``place``'s key; True if it still existed. (A plain delete is exact:
@@ -123,28 +85,19 @@ class Queues:
         return self.conn.range(range_request(prefix, prefix_end(prefix), by_create=True))
 
 
-class EtcdQueue:
+class EtcdQueue(LineRequests):
     """The :class:`~fencing_coord.fairqueue.QueueDriver` of one wait in one queue (see
-    the module docstring for its requests). A contender whose lease dies while it waits
+    :mod:`.places` for its requests). A contender whose lease dies while it waits
     disposes of its key and reports :class:`EntryGone`: the algorithm enqueues again
     with the session's next lease."""
 
-    def __init__(self, queues: Queues, prefix: bytes, newest_two: Any, name: str, value: bytes,
+    def __init__(self, queues: Queues, prefix: bytes, reads: QueueReads, name: str, value: bytes,
                  budget: RequestBudget) -> None:
+        super().__init__(prefix, reads, name, value, budget)
         self.queues = queues
-        self.budget = budget
-        self.prefix = prefix
-        self.end = prefix_end(prefix)
-        self.newest_two = newest_two
-        self.count_all = range_op(etcdrpc.RangeRequest(key=prefix, range_end=self.end, count_only=True))
-        self.name = name
-        self.value = value
         #: etcd failed a request of this wait: a withdraw then gets one short try before
         #: the background takes over, rather than a whole further timeout.
         self._failing = False
-        #: The place whose predecessor, the holder, ``wait`` saw deleted: ``look`` then
-        #: needs no request (we are first).
-        self._head_left: Place | None = None
 
     # -- the QueueDriver -------------------------------------------------------------------
 
@@ -153,7 +106,7 @@ class EtcdQueue:
         session = self.queues.session
         lease = session.lease(self.budget.request())
         slot = session.take_slot(lease)
-        key = self.prefix + f"{lease.id:x}-{slot}".encode()
+        key = self.new_key(lease, slot)
         asked = time.monotonic()
         try:
             place = self._put_if_empty(key, lease, slot) if exclusive else self._put_last(key, lease, slot)
@@ -181,19 +134,12 @@ class EtcdQueue:
 
     def look(self, place: Place) -> Place:
         self._check_open()
-        if self._head_left is place:
-            # Granted from the watch event itself. (Our key's own watch shares the stream;
-            # a deletion of our key before ``seen`` that it did not report is caught by
-            # the held key's watch, which starts after ``seen``.)
-            self._head_left = None
-            self._check_lease(place)
-            return replace(place, predecessor=None, head_before=False)
-        predecessor, seen, present, head_before = self._look(place)
-        if not present:
+        found = self.granted_by_event(place) or self._look(place)
+        if found is None:
             self.queues.session.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
-        self._check_lease(place)
-        return replace(place, predecessor=predecessor, seen=seen, head_before=head_before)
+        self._check_lease(found)
+        return found
 
     def wait(self, place: Place, deadline: float | None) -> None:
         """Block until the predecessor or our own key may have been deleted since
@@ -203,13 +149,8 @@ class EtcdQueue:
             return
         queues = self.queues
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Watch from "now", not from seen + 1: etcd serves a watch that starts in the
-        # past from a catch-up loop that runs every 100 ms, which under contention
-        # would add tens of milliseconds to every handoff. What was deleted between
-        # ``seen`` and the watch's creation is caught by looking again (below).
-        for key in (place.predecessor, place.key):
-            requests.put(etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-                key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])))
+        for request in self.watch_requests(place):
+            requests.put(request)
 
         def stream() -> Iterator[Any]:
             while (request := requests.get()) is not None:
@@ -236,10 +177,7 @@ class EtcdQueue:
                 call.cancel()
             timer.start()
             for response in call:
-                if response.events and place.head_before and not response.compact_revision and all(
-                        bytes(event.kv.key) == place.predecessor for event in response.events):
-                    self._head_left = place
-                if response.canceled or response.compact_revision or response.events:
+                if self.watched(place, response):
                     break
                 if response.created:
                     created += 1
@@ -247,8 +185,8 @@ class EtcdQueue:
                     if created == 2 and since > place.seen:
                         # Written to since we looked: both watches are in place now,
                         # so one more look cannot miss a deletion.
-                        before, _, present, _ = self._look(place)
-                        if not present or before != place.predecessor:
+                        now = self._look(place)
+                        if now is None or now.predecessor != place.predecessor:
                             break
         except grpc.RpcError as exc:
             if status_code(exc) != grpc.StatusCode.CANCELLED:
@@ -281,64 +219,30 @@ class EtcdQueue:
     def _put_last(self, key: bytes, lease: Lease, slot: int) -> Place | None:
         """Put our key; return our place (with our predecessor), or None if the key
         vanished already."""
-        response = self.queues.conn.txn(txn(
-            [compare(key, "create", "==", 0)],
-            [put(key, self.value, lease.id), self.newest_two, self.count_all],
-            # A retry of a put that was applied after all: find our key instead. (Only
-            # this request can have made it: a slot is reused only once its key is gone.)
-            [range_op(range_request(key))],
-        ), budget=self.budget.request())
-        if response.succeeded:
-            newest = response.responses[1].response_range.kvs
-            revision = int(response.header.revision)
-            head_before = int(response.responses[2].response_range.count) == 2  # the holder and us
-            return Place(key, revision, lease, slot, bytes(newest[1].key) if len(newest) > 1 else None, revision,
-                         head_before)
-        mine = range_kvs(response.responses[0])
-        if mine:
-            place = Place(key, mine[0].create_revision, lease, slot)
-            predecessor, seen, present, head_before = self._look(place)
-            if present:
-                return replace(place, predecessor=predecessor, seen=seen, head_before=head_before)
-        self.queues.session.free_slot(lease, slot)
-        return None
+        response = self.queues.conn.txn(self.put_last_request(key, lease), budget=self.budget.request())
+        found = self.put_last_result(response, key, lease, slot)
+        if found is not None and self.to_look(found):
+            found = self._look(found)
+        if found is None:
+            self.queues.session.free_slot(lease, slot)
+        return found
 
     def _put_if_empty(self, key: bytes, lease: Lease, slot: int) -> Place | None:
         """Put our key only if nobody holds or waits: one transaction, nothing to undo."""
-        response = self.queues.conn.txn(txn(
-            [compare(self.prefix, "version", "==", 0, range_end=self.end)],
-            [put(key, self.value, lease.id)],
-            [range_op(range_request(key))],
-        ), budget=self.budget.request())
-        if response.succeeded:
-            return Place(key, int(response.header.revision), lease, slot)
-        mine = range_kvs(response.responses[0])
-        if mine:
-            # An earlier attempt of this request was applied after all, when the queue
-            # was empty: our key is first.
-            return Place(key, mine[0].create_revision, lease, slot)
-        self.queues.session.free_slot(lease, slot)
-        return None
+        response = self.queues.conn.txn(self.put_if_empty_request(key, lease), budget=self.budget.request())
+        found = self.put_if_empty_result(response, key, lease, slot)
+        if found is None:
+            self.queues.session.free_slot(lease, slot)
+        return found
 
-    def _look(self, place: Place) -> tuple[bytes | None, int, bool, bool]:
-        """(our predecessor's key or None, the revision read at, whether our key still
-        exists, whether the predecessor is the only key older than ours)."""
-        older = max(1, place.revision - 1)
+    def _look(self, place: Place) -> Place | None:
+        """``place`` as etcd shows it now (see :meth:`look_result`)."""
         try:
-            response = self.queues.conn.txn(txn(success=[
-                range_op(range_request(place.key)),
-                range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
-                                       max_create_revision=older)),
-                range_op(etcdrpc.RangeRequest(key=self.prefix, range_end=self.end, count_only=True,
-                                              max_create_revision=older)),
-            ]), budget=self.budget.request())
+            response = self.queues.conn.txn(self.look_request(place), budget=self.budget.request())
         except BackendUnavailable:
             self._failing = True
             raise
-        mine = [kv for kv in range_kvs(response.responses[0]) if kv.create_revision == place.revision]
-        before = range_kvs(response.responses[1])
-        head_before = int(response.responses[2].response_range.count) == 1
-        return (before[0].key if before else None), int(response.header.revision), bool(mine), head_before
+        return self.look_result(response, place)
 
     def _check_lease(self, place: Place) -> None:
         """EntryGone (after disposing of our key) if our lease has died meanwhile."""

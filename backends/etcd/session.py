@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from etcd3 import etcdrpc
 
@@ -19,7 +20,7 @@ from fencing_coord.grant import Grant
 from .connection import Connection
 from .wire import LeaseNotFound
 
-__all__ = ["Cleanup", "DeleteKey", "Lease", "RevokeLease", "Session"]
+__all__ = ["Cleanup", "DeleteKey", "Lease", "RevokeLease", "Session", "cleanup_request"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,14 +100,26 @@ class Session:
                 if self._lease is not None and self._lease.dead is None:
                     return self._lease
             sent = time.monotonic()
-            response = self.conn.call("Lease", "LeaseGrant", etcdrpc.LeaseGrantRequest(TTL=self.requested_ttl),
-                                      budget=budget)
-            if response.error:
-                raise BackendUnavailable(f"{self.label}: etcd refused a lease: {response.error}")
-            fresh = Lease(int(response.ID), int(response.TTL), sent + int(response.TTL))
-            with self._lock:
-                self._lease = fresh
-            return fresh
+            response = self.conn.call("Lease", "LeaseGrant", self.grant_request(), budget=budget)
+            return self.install(response, sent)
+
+    def grant_request(self) -> Any:
+        return etcdrpc.LeaseGrantRequest(TTL=self.requested_ttl)
+
+    def install(self, response: Any, sent: float) -> Lease:
+        """Make the lease of a LeaseGrant answer (to a request sent at ``sent``) the live one."""
+        if response.error:
+            raise BackendUnavailable(f"{self.label}: etcd refused a lease: {response.error}")
+        fresh = Lease(int(response.ID), int(response.TTL), sent + int(response.TTL))
+        with self._lock:
+            self._lease = fresh
+        return fresh
+
+    def live(self) -> Lease | None:
+        """The lease in use, when it is still alive (no request)."""
+        with self._lock:
+            lease = self._lease
+        return lease if lease is not None and self.check(lease) is None else None
 
     def current(self) -> Lease | None:
         with self._lock:
@@ -179,11 +192,12 @@ class Session:
             raise LockLost(f"lease {lease.id:x} is gone: {lease.dead}")
         sent = time.monotonic()
         ttl = self.conn.keepalive(lease.id)
-        self._confirm(lease, sent, ttl)
+        self.confirm(lease, sent, ttl)
         if lease.dead is not None:
             raise LockLost(f"lease {lease.id:x} is gone: {lease.dead}")
 
-    def _confirm(self, lease: Lease, sent: float, ttl: int) -> None:
+    def confirm(self, lease: Lease, sent: float, ttl: int) -> None:
+        """A keepalive sent at ``sent`` was answered with ``ttl`` (<= 0: the lease is gone)."""
         if ttl > 0:
             lease.confirmed_until = max(lease.confirmed_until, sent + ttl)
         else:
@@ -223,8 +237,7 @@ class Session:
                 self._stop.wait(0.5)
                 self._drain()
                 continue
-            period = lease.ttl / 3
-            if self._stop.wait(max(0.0, min(period, lease.confirmed_until - lease.ttl + period - time.monotonic()))):
+            if self._stop.wait(self.until_keepalive(lease)):
                 return
             if lease.dead is not None:
                 continue
@@ -232,14 +245,10 @@ class Session:
             try:
                 ttl = self.conn.keepalive(lease.id, budget=max(0.1, lease.confirmed_until - sent))
             except Exception as exc:  # whatever it was, this thread must go on
-                if not isinstance(exc, FencingCoordError):
-                    _log.exception("%s: keepalive of lease %x failed", self.label, lease.id)
-                if time.monotonic() >= lease.confirmed_until:
-                    self.lose(lease, f"lease expired: etcd confirmed no keepalive for {lease.ttl} s ({exc})")
-                else:
+                if not self.keepalive_failed(lease, exc):
                     self._stop.wait(0.1)
                 continue
-            self._confirm(lease, sent, ttl)
+            self.confirm(lease, sent, ttl)
             self._drain()
             if self.after_keepalive is not None:
                 try:
@@ -247,34 +256,81 @@ class Session:
                 except Exception:  # etcd unreachable right now: the next round tries again
                     _log.debug("%s: checking held keys failed", self.label, exc_info=True)
 
+    def until_keepalive(self, lease: Lease) -> float:
+        """Seconds until ``lease``'s next keepalive is due (every ttl/3)."""
+        period = lease.ttl / 3
+        return max(0.0, min(period, lease.confirmed_until - lease.ttl + period - time.monotonic()))
+
+    def keepalive_failed(self, lease: Lease, exc: Exception) -> bool:
+        """A keepalive of ``lease`` failed with ``exc``; True when that lost the lease
+        (no keepalive confirmed for a whole TTL). Logs what is not a mapped error."""
+        if not isinstance(exc, FencingCoordError):
+            _log.error("%s: keepalive of lease %x failed", self.label, lease.id, exc_info=exc)
+        if time.monotonic() >= lease.confirmed_until:
+            self.lose(lease, f"lease expired: etcd confirmed no keepalive for {lease.ttl} s ({exc})")
+            return True
+        return False
+
     def _drain(self, stop: float | None = None) -> None:
         """Carry out the deletions and revocations that could not be done at the time
         (those left when ``time.monotonic()`` reaches ``stop`` stay for the next time)."""
-        retry: list[Cleanup] = []
-        while stop is None or time.monotonic() < stop:
+        for job in self.pending_cleanup():
+            budget = self.cleanup_budget(job, stop)
+            if budget is None:
+                continue
+            service, method, request = cleanup_request(job)
             try:
-                job = self._cleanup.get_nowait()
-            except queue.Empty:
-                break
-            budget = 1.0 if stop is None else min(1.0, max(0.0, stop - time.monotonic()))
-            try:
-                if isinstance(job, RevokeLease):
-                    self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=job.id), budget=budget)
-                else:
-                    self.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=job.key), budget=budget)
-            except LeaseNotFound:
-                pass
-            except (ConfigurationError, InvalidArgument) as exc:  # will never succeed
-                _log.warning("%s: giving up on %r: %s", self.label, job, exc)
-            except Exception:  # etcd still unreachable (or closing): next time
-                retry.append(job)
-        for job in retry:
+                self.conn.call(service, method, request, budget=budget)
+            except Exception as exc:
+                self.cleanup_failed(job, exc)
+
+    def cleanup_budget(self, job: Cleanup, stop: float | None) -> float | None:
+        """Seconds ``job`` may take (at most 1); None once ``stop`` passed: it is kept
+        for the next time."""
+        if stop is None:
+            return 1.0
+        left = stop - time.monotonic()
+        if left <= 0:
             self._cleanup.put(job)
+            return None
+        return min(1.0, left)
+
+    def pending_cleanup(self) -> list[Cleanup]:
+        """The deletions and revocations waiting for etcd to answer (taken off the list)."""
+        jobs: list[Cleanup] = []
+        while True:
+            try:
+                jobs.append(self._cleanup.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def cleanup_failed(self, job: Cleanup, exc: Exception) -> None:
+        """``job`` failed with ``exc``: keep it for next time unless it never can succeed."""
+        if isinstance(exc, LeaseNotFound):
+            return
+        if isinstance(exc, ConfigurationError | InvalidArgument):  # will never succeed
+            _log.warning("%s: giving up on %r: %s", self.label, job, exc)
+            return
+        self._cleanup.put(job)  # etcd still unreachable (or closing): next time
 
     def close(self, budget: float) -> None:
         """Stop the keepalive, wake every waiter, revoke the lease (deleting every key
         bound to it, held or queued); all within ``budget`` seconds."""
         stop = time.monotonic() + budget
+        lease = self.shut()
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, stop - time.monotonic()))
+        if lease is not None:
+            try:
+                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id),
+                               budget=max(0.0, stop - time.monotonic()))
+            except FencingCoordError as exc:
+                self.revoke_failed(lease, exc)
+        self._drain(stop)
+
+    def shut(self) -> Lease | None:
+        """The first half of closing: no more keepalives, every waiter woken; returns the
+        lease to revoke (marked dead), if any."""
         with self._lock:
             self._stop.set()
             lease, self._lease = self._lease, None
@@ -282,17 +338,19 @@ class Session:
             self._wakers.clear()
         for wake in wakers:
             wake()
-        if self._thread.is_alive():
-            self._thread.join(max(0.0, stop - time.monotonic()))
         if lease is not None:
             lease.dead = "session closed"
             lease.grants.clear()
-            try:
-                self.conn.call("Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=lease.id),
-                               budget=max(0.0, stop - time.monotonic()))
-            except LeaseNotFound:
-                pass
-            except FencingCoordError:
-                _log.warning("%s: could not revoke lease %x at close; its keys expire in %d s",
-                             self.label, lease.id, lease.ttl)
-        self._drain(stop)
+        return lease
+
+    def revoke_failed(self, lease: Lease, exc: FencingCoordError) -> None:
+        if not isinstance(exc, LeaseNotFound):
+            _log.warning("%s: could not revoke lease %x at close; its keys expire in %d s",
+                         self.label, lease.id, lease.ttl)
+
+
+def cleanup_request(job: Cleanup) -> tuple[str, str, Any]:
+    """(service, method, request) that carries ``job`` out."""
+    if isinstance(job, RevokeLease):
+        return "Lease", "LeaseRevoke", etcdrpc.LeaseRevokeRequest(ID=job.id)
+    return "KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=job.key)

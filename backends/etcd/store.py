@@ -17,10 +17,11 @@ from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome, Store
 
 from .backend import EtcdBackend
-from .queue import EtcdGrant
+from .places import EtcdGrant
 from .wire import compare, put, range_kvs, range_op, range_request, txn
 
-__all__ = ["EtcdStore", "owner_guard"]
+__all__ = ["EtcdStore", "fenced_outcome", "fenced_request", "owner_guard", "prepare_request", "resource_keys",
+           "token_key_gone"]
 
 _log = logging.getLogger(__name__)
 
@@ -85,12 +86,11 @@ class EtcdStore(Store):
             raise InvalidArgumentType(f"EtcdStore needs an EtcdBackend or an etcd:// URL, not {kind}")
         self._conn = self._backend._conn
         self._root = f"{ROOT}/{namespace or self._backend.namespace}/resources/".encode()
-        #: Resources whose token key this store has seen exist (see _prepare).
+        #: Resources whose token key this store has seen exist (see prepare_request).
         self._ready: set[str] = set()
 
     def _keys(self, resource: str, key: str | None = None) -> tuple[bytes, bytes]:
-        base = self._root + quote(resource, safe="").encode() + b"/"
-        return base + b"token", base + b"data/" + (key or "").encode()
+        return resource_keys(self._root, resource, key)
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
         return self._fenced(resource, key, token, strict, put(self._keys(resource, key)[1], value))
@@ -99,36 +99,16 @@ class EtcdStore(Store):
         return self._fenced(resource, key, token, strict, range_op(range_request(self._keys(resource, key)[1])))
 
     def _fenced(self, resource: str, key: str, token: int, strict: bool, operation: Any) -> FencedOutcome:
-        token_key, _ = self._keys(resource, key)
-        mine = _token_bytes(token)
-        # Admitted when highest < token (strict) or highest <= token, i.e. < token + 1.
-        # An empty value (no token admitted yet) is below every bound.
-        bound = mine if strict else _token_bytes(token + 1)
-        request = txn(
-            [compare(token_key, "value", "<", bound)],
-            [range_op(range_request(token_key)), put(token_key, mine), operation],
-            [range_op(range_request(token_key))],
-        )
-        is_read = operation.WhichOneof("request") == "request_range"
+        token_key, request, is_read = fenced_request(self._keys(resource, key)[0], token, strict, operation)
         for _ in range(2):
             if resource not in self._ready:
-                self._prepare(token_key)
+                self._conn.txn(prepare_request(token_key))
                 self._ready.add(resource)
-            response = self._conn.txn(request, idempotent=is_read)
-            before = range_kvs(response.responses[0])
-            if before:
-                highest = int(before[0].value) if before[0].value else None
-                if not response.succeeded:
-                    return FencedOutcome(False, highest)
-                return FencedOutcome(True, highest, _read_value(response.responses[2]) if is_read else None)
+            outcome = fenced_outcome(self._conn.txn(request, idempotent=is_read), is_read)
+            if outcome is not None:
+                return outcome
             self._ready.discard(resource)  # the token key was deleted behind our back
-        raise FencingCoordError(f"the token key {token_key.decode()} of resource {resource!r} keeps disappearing")
-
-    def _prepare(self, token_key: bytes) -> None:
-        """Create the resource's token key, empty (no token admitted yet), unless it
-        exists: etcd cannot compare the value of a missing key, and a second branch
-        for "missing" would carry the written value twice in one request."""
-        self._conn.txn(txn([compare(token_key, "create", "==", 0)], [put(token_key, b"")]))
+        raise token_key_gone(token_key, resource)
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
         self._conn.call("KV", "Put", etcdrpc.PutRequest(key=self._keys(resource, key)[1], value=value))
@@ -144,6 +124,49 @@ class EtcdStore(Store):
     def close(self) -> None:
         if self._owned:
             self._backend.close()
+
+
+def resource_keys(root: bytes, resource: str, key: str | None = None) -> tuple[bytes, bytes]:
+    """(token key, value key) of ``resource`` (and ``key``) under ``root``."""
+    base = root + quote(resource, safe="").encode() + b"/"
+    return base + b"token", base + b"data/" + (key or "").encode()
+
+
+def fenced_request(token_key: bytes, token: int, strict: bool, operation: Any) -> tuple[bytes, Any, bool]:
+    """(token key, the one transaction of a fenced ``operation``, whether it is a read)."""
+    mine = _token_bytes(token)
+    # Admitted when highest < token (strict) or highest <= token, i.e. < token + 1.
+    # An empty value (no token admitted yet) is below every bound.
+    bound = mine if strict else _token_bytes(token + 1)
+    request = txn(
+        [compare(token_key, "value", "<", bound)],
+        [range_op(range_request(token_key)), put(token_key, mine), operation],
+        [range_op(range_request(token_key))],
+    )
+    return token_key, request, operation.WhichOneof("request") == "request_range"
+
+
+def prepare_request(token_key: bytes) -> Any:
+    """Create the resource's token key, empty (no token admitted yet), unless it exists:
+    etcd cannot compare the value of a missing key, and a second branch for "missing"
+    would carry the written value twice in one request."""
+    return txn([compare(token_key, "create", "==", 0)], [put(token_key, b"")])
+
+
+def fenced_outcome(response: Any, is_read: bool) -> FencedOutcome | None:
+    """The outcome of :func:`fenced_request`'s answer; None when the token key is gone
+    (prepare it again)."""
+    before = range_kvs(response.responses[0])
+    if not before:
+        return None
+    highest = int(before[0].value) if before[0].value else None
+    if not response.succeeded:
+        return FencedOutcome(False, highest)
+    return FencedOutcome(True, highest, _read_value(response.responses[2]) if is_read else None)
+
+
+def token_key_gone(token_key: bytes, resource: str) -> FencingCoordError:
+    return FencingCoordError(f"the token key {token_key.decode()} of resource {resource!r} keeps disappearing")
 
 
 def _read_value(response_op: Any) -> bytes | None:

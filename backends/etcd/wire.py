@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import grpc.aio
 from etcd3 import etcdrpc
 
 from fencing_coord.errors import LockLost
@@ -129,13 +130,13 @@ class StreamEnded(Exception):
 
 
 def details(exc: grpc.RpcError) -> str:
-    """The server's text of a gRPC error."""
-    text = exc.details() if isinstance(exc, grpc.Call) else None
+    """The server's text of a gRPC error (of the blocking or the asyncio API)."""
+    text = exc.details() if isinstance(exc, grpc.Call | grpc.aio.AioRpcError) else None
     return str(text or exc)
 
 
 def status_code(exc: grpc.RpcError) -> grpc.StatusCode | None:
-    return exc.code() if isinstance(exc, grpc.Call) else None
+    return exc.code() if isinstance(exc, grpc.Call | grpc.aio.AioRpcError) else None
 
 
 def not_applied(exc: grpc.RpcError) -> bool:

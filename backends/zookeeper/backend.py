@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -18,17 +17,17 @@ from fencing_coord.fairqueue import wait_in_line
 from fencing_coord.grant import Grant
 from fencing_coord.interface import Capabilities
 from fencing_coord.records import Leader, LockState
-from fencing_coord.spi import ROOT, ElectionBackend, encode_candidate, narrow
+from fencing_coord.spi import ElectionBackend, encode_candidate, narrow
 from fencing_coord.url import BackendURL, OptionReader
 from fencing_coord.validation import INT32_MILLISECONDS
 
-from .election import LeaderWatch, read_leader
+from .common import ZooKeeperCommon
+from .election import read_leader
 from .grant import ZooKeeperGrant
 from .members import members
-from .monitor import Monitor
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
 from .queue import ZooKeeperQueue
-from .session import Session, SessionState, presend
+from .session import presend
 from .tls import DEFAULT_TLS_PORT, TLS_SCHEMES, TLSOptions, pem_file, tls_options
 
 __all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
@@ -36,11 +35,9 @@ __all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 2181
-# Lock names whose paths a backend remembers.
-_PATH_CACHE_SIZE: Final = 4096
 
 
-class ZooKeeperBackend(ElectionBackend):
+class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
     """Locks and leader elections on ZooKeeper::
 
         zookeeper://[user:password@]host[:port][,host[:port]...][/chroot][?options]
@@ -99,28 +96,20 @@ class ZooKeeperBackend(ElectionBackend):
         put below ``chroot`` (``/a/b`` or empty). Raises :class:`BackendUnavailable` when
         no server accepts a session within ``timeout``, :class:`ConfigurationError` for a
         TLS mistake."""
-        super().__init__(ttl=ttl, namespace=namespace, identity=identity or f"zk-client-{uuid.uuid4().hex[:8]}")
-        self.timeout = timeout
-        #: The chroot, applied here rather than by kazoo, so that missing levels of it are
-        #: created along with our own znodes (kazoo creates only the last level).
-        self.chroot = chroot.rstrip("/")
-        self._root = f"{self.chroot}{ROOT}/{segment(namespace)}"
-        self._window = sequence_window
-        self._lock_paths: dict[str, str] = {}  # lock name -> parent path (escaping is not free)
-        auth = (username, password or "") if username is not None else None
-        self._session = Session(hosts, session_timeout=ttl, timeout=timeout, auth=auth,
-                                randomize_hosts=randomize_hosts, tls=tls)
-        self._monitor = Monitor(self._session, owner=self)
+        self._prepare(hosts, chroot=chroot, ttl=ttl, namespace=namespace, identity=identity, timeout=timeout,
+                      username=username, password=password, randomize_hosts=randomize_hosts,
+                      sequence_window=sequence_window, tls=tls)
         self._session.start()
-        granted = self._session.negotiated_timeout
-        if abs(granted - ttl) > 0.001:
-            _log.warning("ZooKeeper granted a session timeout of %.3f s instead of the requested ttl=%.3f s "
-                         "(the server bounds it by minSessionTimeout/maxSessionTimeout); using %.3f s",
-                         granted, ttl, granted)
-        self._monitor.start()
+        self._started()
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> ZooKeeperBackend:
+        hosts, settings = cls.settings(url, options)
+        return cls(hosts, **settings)
+
+    @staticmethod
+    def settings(url: BackendURL, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The host list and the keyword arguments a ZooKeeper URL and options mean."""
         reader = OptionReader(url, options)
         common = reader.common(max_ttl=INT32_MILLISECONDS)
         randomize = reader.get("randomize_hosts", True, _parse_bool)
@@ -141,59 +130,10 @@ class ZooKeeperBackend(ElectionBackend):
                 f"{url.redacted()}: chroot /{chroot} is not a usable ZooKeeper path (an empty, '.' or '..' "
                 "segment, a character ZooKeeper refuses, or below /zookeeper)"
             )
-        return cls(hosts, chroot="/" + chroot if chroot else "", ttl=common.ttl,
-                   namespace=common.namespace, identity=common.identity,
-                   timeout=common.timeout, username=url.username, password=url.password,
-                   randomize_hosts=randomize, sequence_window=window, tls=tls)
-
-    # -- session information --------------------------------------------------------------
-
-    @property
-    def session_state(self) -> SessionState:
-        """The session's state now (see :class:`SessionState`)."""
-        return self._session.state
-
-    @property
-    def suspended(self) -> bool:
-        """True while the connection is lost and the session may or may not be alive: a
-        careful holder pauses its writes until this is False again."""
-        return self._session.suspended
-
-    @property
-    def session_timeout(self) -> float:
-        """The session timeout the server granted, seconds."""
-        return self._session.negotiated_timeout
-
-    @property
-    def session_id(self) -> int | None:
-        """The current session's id (None while there is none)."""
-        return self._session.session_id
-
-    @property
-    def kazoo_client(self) -> Any:
-        """The underlying ``kazoo.client.KazooClient`` (for tests and diagnostics; using
-        kazoo's recipes on this library's paths breaks its guarantees)."""
-        return self._session.client
-
-    def wait_connected(self, timeout: float | None = None) -> bool:
-        """Block until the session is connected; True if it is within ``timeout`` s."""
-        return self._session.wait_connected(timeout)
-
-    # -- paths ----------------------------------------------------------------------------
-
-    def lock_path(self, name: str) -> str:
-        """The persistent parent znode of lock ``name``: its full path on the server,
-        chroot included (as an operator would name it in ``zkCli.sh``)."""
-        path = self._lock_paths.get(name)
-        if path is None:
-            path = f"{self._root}/locks/{segment(name)}"
-            if len(self._lock_paths) < _PATH_CACHE_SIZE:
-                self._lock_paths[name] = path
-        return path
-
-    def election_path(self, name: str) -> str:
-        """The persistent parent znode of election ``name``, chroot included."""
-        return f"{self._root}/elections/{segment(name)}"
+        return hosts, {"chroot": "/" + chroot if chroot else "", "ttl": common.ttl, "namespace": common.namespace,
+                       "identity": common.identity, "timeout": common.timeout, "username": url.username,
+                       "password": url.password, "randomize_hosts": randomize, "sequence_window": window,
+                       "tls": tls}
 
     # -- the lock SPI -----------------------------------------------------------------------
 
@@ -218,36 +158,14 @@ class ZooKeeperBackend(ElectionBackend):
         dies with the session), or when the delete had to be sent again after a lost
         connection and found the node gone: the first attempt may have deleted it, or
         the node may have been lost before, which cannot be told apart."""
-        mine = narrow(grant, ZooKeeperGrant)
-        path = mine.entry.path
-        if not self._monitor.forget(mine):
-            return False  # the monitor dropped it: it is being reported lost
-        attempts = 0
-
-        def delete() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return self._session.client.delete_async(path)
-
-        try:
-            self._session.request(f"release {mine.name!r}", delete, expected=(NoNodeError,))
-            return True
-        except NoNodeError:
-            if attempts > 1:
-                raise BackendUnavailable(
-                    f"release {mine.name!r}: the connection dropped with the delete of {path} in flight, and "
-                    "the node is gone now; whether the lock was still held until then cannot be told"
-                ) from None
+        delete = self._releasing(grant)
+        if delete is None:
             return False
-        except BackendUnavailable:
-            _log.debug("releasing %r: no answer; its node will be deleted once connected (or dies with the "
-                       "session)", mine)
-            self._monitor.discard(path, mine.entry.owner)
-            raise
-
-    def _forget(self, grant: Grant) -> None:
-        # Known lost: the monitor already dooms a node the session may still own.
-        self._monitor.forget(narrow(grant, ZooKeeperGrant))
+        try:
+            self._session.request(f"release {delete.grant.name!r}", delete, expected=(NoNodeError,))
+        except (NoNodeError, BackendUnavailable) as exc:
+            return self._release_failed(delete, exc)
+        return True
 
     def _describe(self, name: str) -> LockState:
         queued = members(self._session, self.lock_path(name), LOCK_KIND)
@@ -306,11 +224,6 @@ class ZooKeeperBackend(ElectionBackend):
 
     def _leader(self, name: str) -> Leader | None:
         return read_leader(self._session, self.election_path(name))
-
-    def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
-        watch = LeaderWatch(self._session.client, self.election_path(name), notify)
-        self._monitor.watch_leader(watch)
-        return functools.partial(self._monitor.unwatch_leader, watch)
 
 
 def _parse_bool(value: Any) -> bool:

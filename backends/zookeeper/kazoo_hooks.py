@@ -1,12 +1,15 @@
 """Adjustments to kazoo that it offers no public setting for: its log records under ours,
-at debug level, and connection attempts bounded by our timeout."""
+at debug level, connection attempts bounded by our timeout, and the send time of each
+request the server answered."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["bound_handshakes", "kazoo_logger"]
+__all__ = ["bound_handshakes", "kazoo_logger", "stamp_replies"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,3 +57,45 @@ def bound_handshakes(client: Any, timeout: float) -> None:
 
     connection._invoke = invoke_bounded  # type: ignore[union-attr]
     handler.create_connection = create_connection_bounded
+
+
+def stamp_replies(client: Any, answered: Callable[[float], None]) -> bool:
+    """Call ``answered(sent)`` with the ``time.monotonic()`` send time of every request
+    (a ping included) the server answers, and of every handshake it accepts. kazoo keeps
+    no such time, so its connection's private _submit (every packet sent, with its xid),
+    _read_header (every reply, by xid) and _connect (the handshake) are wrapped; all
+    three run on kazoo's connection thread only. A reply read late (after a pause of
+    this process) still carries its request's send time. False (nothing wrapped) when
+    this kazoo lacks them."""
+    connection = getattr(client, "_connection", None)
+    submit = getattr(connection, "_submit", None)
+    read_header = getattr(connection, "_read_header", None)
+    connect = getattr(connection, "_connect", None)
+    if submit is None or read_header is None or connect is None:
+        return False
+    sent: dict[int, float] = {}  # xid -> time.monotonic() it was sent, on this connection
+
+    def submit_stamped(request: Any, timeout: float, xid: int | None = None) -> Any:
+        if xid is not None:
+            sent[xid] = time.monotonic()
+        return submit(request, timeout, xid)
+
+    def read_header_stamped(timeout: float) -> Any:
+        header, buffer, offset = read_header(timeout)
+        asked = sent.pop(header.xid, None)
+        if asked is not None:
+            answered(asked)
+        return header, buffer, offset
+
+    def connect_stamped(*args: Any) -> Any:
+        sent.clear()  # a new connection numbers its requests from 1 again
+        asked = time.monotonic()
+        result = connect(*args)  # raises unless the server accepted the session
+        answered(asked)
+        return result
+
+    connection._submit = submit_stamped  # type: ignore[union-attr]
+    connection._read_header = read_header_stamped  # type: ignore[union-attr]
+    connection._connect = connect_stamped  # type: ignore[union-attr]
+    return True
+

@@ -34,6 +34,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ from .monitor import Monitor
 from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, queue_contenders, serial_distance
 from .session import OutcomeUnknown, Stat
 
-__all__ = ["ZooKeeperPlace", "ZooKeeperQueue"]
+__all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +65,32 @@ class ZooKeeperPlace:
     @property
     def first(self) -> bool:
         return self.predecessor is None
+
+
+@dataclass(frozen=True, slots=True)
+class Exhausted:
+    """The queue's sequence window is used up: ``note`` says why, to be written into the
+    parent as its mark; None when the parent was marked already (read the mark)."""
+
+    note: str | None
+
+
+def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
+             window: int) -> ZooKeeperPlace | Exhausted:
+    """Our place, from a listing of the parent (``children``, its stat). Raises EntryGone
+    when our node is not among them."""
+    if entry.node not in children:
+        raise EntryGone(f"{entry.path} no longer exists")
+    if parent_stat.data_length > 0:
+        return Exhausted(None)
+    others = queue_contenders(children, kind)
+    distances = [serial_distance(c.seq, entry.seq) for c in others]
+    if any(abs(d) > window for d in distances):
+        return Exhausted(f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
+                         f"{entry.node}; the window is {window}")
+    before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
+    predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
+    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
 
 
 class ZooKeeperQueue:
@@ -130,27 +157,35 @@ class ZooKeeperQueue:
 
     # -- the round trips --------------------------------------------------------------------
 
+    def create_plan(self) -> tuple[str, Callable[[], Any], float]:
+        """(nonce, the create request's start, its time limit) of our node's create (both
+        front ends): ephemeral-sequential under the parent, made if missing."""
+        prefix = node_prefix(self.parent, self.kind, nonce := new_nonce())
+        start = functools.partial(self.session.client.create_async, prefix, self.data, ephemeral=True,
+                                  sequence=True, makepath=True, include_data=True)
+        return nonce, start, time.monotonic() + self.budget.request()
+
+    def late(self, result: Any) -> None:
+        """An abandoned create may still succeed: never leave its node behind."""
+        if result.successful():
+            path, stat = result.value
+            self.monitor.discard(path, int(stat.ephemeralOwner))
+
+    def created(self, path: str, stat: Any) -> Entry:
+        node = path.rsplit("/", 1)[1]
+        contender = parse_contender(node, self.kind)
+        if contender is None:  # pragma: no cover - ZooKeeper names it for us
+            raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
+        return Entry(self.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+
     def _create(self) -> Entry:
         """Create our ephemeral-sequential node under the parent (made if missing)."""
-        client = self.session.client
-        nonce = new_nonce()
-        prefix = node_prefix(self.parent, self.kind, nonce)
-        limit = time.monotonic() + self.budget.request()
-
-        def late(result: Any) -> None:
-            # The create was abandoned but may still succeed; never leave it behind.
-            if result.successful():
-                path, stat = result.value
-                self.monitor.discard(path, int(stat.ephemeralOwner))
-
+        nonce, start, limit = self.create_plan()
         while True:
             try:
-                path, stat = self.session.request(
-                    f"join the queue of {self.parent}",
-                    lambda: client.create_async(prefix, self.data, ephemeral=True, sequence=True, makepath=True,
-                                                include_data=True),
-                    budget=max(0.0, limit - time.monotonic()), idempotent=False, on_abandon=late,
-                )
+                path, stat = self.session.request(f"join the queue of {self.parent}", start,
+                                                  budget=max(0.0, limit - time.monotonic()), idempotent=False,
+                                                  on_abandon=self.late)
             except OutcomeUnknown:
                 # The connection dropped with the create in flight. On the same session the
                 # node may exist: find it by its nonce. On a new session it died with the old one.
@@ -161,11 +196,7 @@ class ZooKeeperQueue:
             except BackendUnavailable:
                 self.monitor.sweep(self.parent, nonce)
                 raise
-            node = path.rsplit("/", 1)[1]
-            contender = parse_contender(node, self.kind)
-            if contender is None:  # pragma: no cover - ZooKeeper names it for us
-                raise BackendUnavailable(f"ZooKeeper named our node {path!r}, which is not <prefix><int>")
-            return Entry(self.parent, node, contender.seq, int(stat.czxid), int(stat.ephemeralOwner))
+            return self.created(path, stat)
 
     def _find(self, nonce: str, limit: float) -> Entry | None:
         client = self.session.client
@@ -198,35 +229,33 @@ class ZooKeeperQueue:
             )
         except NoNodeError:
             raise EntryGone(f"{entry.parent} no longer exists") from None
-        parent_stat = Stat.of(raw_stat)
-        if entry.node not in children:
-            raise EntryGone(f"{entry.path} no longer exists")
-        if parent_stat.data_length > 0:
-            raise self._exhausted(self._mark())
-        others = queue_contenders(children, self.kind)
-        distances = [serial_distance(c.seq, entry.seq) for c in others]
-        if any(abs(d) > self.window for d in distances):
-            note = (f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
-                    f"{entry.node}; the window is {self.window}")
-            self._set_mark(note)
-            raise self._exhausted(note)
-        before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
-        predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
-        return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
+        found = position(children, Stat.of(raw_stat), entry, self.kind, self.window)
+        if isinstance(found, Exhausted):
+            if found.note is None:
+                raise self._exhausted(self._mark())
+            self._set_mark(found.note)
+            raise self._exhausted(found.note)
+        return found
 
     def _delete(self, entry: Entry) -> bool:
         """Delete our node; True if it still existed. Never raises: a node that cannot be
         deleted now is handed to the monitor's janitor."""
         try:
-            self.session.request(f"withdraw {entry.path}", lambda: self.session.client.delete_async(entry.path),
+            self.session.request(f"withdraw {entry.path}", functools.partial(self.session.client.delete_async,
+                                                                             entry.path),
                                  budget=self.budget.withdrawal(), expected=(NoNodeError,))
-            return True
-        except NoNodeError:
+        except (NoNodeError, FencingCoordError) as exc:
+            return self.not_deleted(entry, exc)
+        return True
+
+    def not_deleted(self, entry: Entry, exc: Exception) -> bool:
+        """The delete of our node failed with ``exc``: False if it was gone already;
+        else it is handed to the janitor (deleted once connected), and True."""
+        if isinstance(exc, NoNodeError):
             return False
-        except FencingCoordError as exc:
-            _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
-            self.monitor.discard(entry.path, entry.owner)
-            return True
+        _log.warning("could not delete %s now (%s); it will be deleted once connected", entry.path, exc)
+        self.monitor.discard(entry.path, entry.owner)
+        return True
 
     def _budget(self) -> float:
         # A waiter rides out a connection loss until its deadline (without one, for as

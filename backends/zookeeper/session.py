@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -55,18 +55,25 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.security import CREATOR_ALL_ACL
 
-from fencing_coord.errors import BackendUnavailable, ConfigurationError, InvalidArgument
+from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
 
-from .kazoo_hooks import bound_handshakes, kazoo_logger
+from .kazoo_hooks import bound_handshakes, kazoo_logger, stamp_replies
 from .tls import FirstConnection, TLSOptions
 
-__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "presend"]
+__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 
 _log = logging.getLogger(__name__)
 
 
 #: kazoo failures after which the same request may succeed on a newer connection.
 RETRYABLE: Final = (ConnectionLoss, SessionExpiredError, OperationTimeoutError)
+
+
+class Wakeup(Protocol):
+    """What a waiter registers to be woken on a change of state (a threading.Event, or
+    an asyncio one that any thread may set)."""
+
+    def set(self) -> None: ...
 
 
 class SessionState(StrEnum):
@@ -127,7 +134,7 @@ class Session:
         self.closed = False
         # Events of threads waiting in a queue: set on every state change and on close,
         # since kazoo does not call watches once it is stopped.
-        self._wakeups: set[threading.Event] = set()
+        self._wakeups: set[Wakeup] = set()
         self._listeners: list[Callable[[SessionState], None]] = []
         self.client: Any = KazooClient(
             hosts=hosts,
@@ -183,48 +190,14 @@ class Session:
     def _hook_replies(self) -> None:
         # The local rule of a paused holder needs the last time the server certainly
         # heard from us: the send time of the newest request (a ping included) it has
-        # answered, or of the handshake that (re)established the session. kazoo keeps no
-        # such time, so its connection's private _submit (every packet sent, with its
-        # xid), _read_header (every reply, by xid) and _connect (the handshake) are
-        # wrapped; all three run on kazoo's connection thread only. A reply read late
-        # (after a pause of this process) still carries its request's send time, so the
-        # check never depends on which thread runs first after the pause. Without these
-        # methods (another kazoo), the time a lost connection was noticed stands in.
+        # answered, or of the handshake that (re)established the session (see
+        # kazoo_hooks.stamp_replies). Without the hooks (another kazoo), the time a lost
+        # connection was noticed stands in.
         self._answered_at: float | None = None
-        connection = getattr(self.client, "_connection", None)
-        submit = getattr(connection, "_submit", None)
-        read_header = getattr(connection, "_read_header", None)
-        connect = getattr(connection, "_connect", None)
-        self._replies_hooked = False
-        if submit is None or read_header is None or connect is None:
+        self._replies_hooked = stamp_replies(self.client, self._answered)
+        if not self._replies_hooked:
             _log.debug("kazoo's connection lacks _submit/_read_header/_connect; a grant is presumed lost "
                        "a session timeout after a lost connection is noticed")
-            return
-        sent: dict[int, float] = {}  # xid -> time.monotonic() it was sent, on this connection
-
-        def submit_stamped(request: Any, timeout: float, xid: int | None = None) -> Any:
-            if xid is not None:
-                sent[xid] = time.monotonic()
-            return submit(request, timeout, xid)
-
-        def read_header_stamped(timeout: float) -> Any:
-            header, buffer, offset = read_header(timeout)
-            asked = sent.pop(header.xid, None)
-            if asked is not None:
-                self._answered(asked)
-            return header, buffer, offset
-
-        def connect_stamped(*args: Any) -> Any:
-            sent.clear()  # a new connection numbers its requests from 1 again
-            asked = time.monotonic()
-            result = connect(*args)  # raises unless the server accepted the session
-            self._answered(asked)
-            return result
-
-        connection._submit = submit_stamped  # type: ignore[union-attr]
-        connection._read_header = read_header_stamped  # type: ignore[union-attr]
-        connection._connect = connect_stamped  # type: ignore[union-attr]
-        self._replies_hooked = True
 
     def _answered(self, asked: float) -> None:
         if self._answered_at is None or asked > self._answered_at:
@@ -359,32 +332,55 @@ class Session:
                 self._wait_connected(what, limit, exc, newer_than=epoch)
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
-            except ConnectionClosedError as exc:
-                raise InvalidArgument(f"{what}: the backend was closed") from exc
-            except (NoAuthError, AuthFailedError) as exc:
-                raise ConfigurationError(
-                    f"{what}: ZooKeeper refused access ({type(exc).__name__}); check the user:password "
-                    "in the URL and the ACLs of the znodes"
-                ) from exc
-            except BadArgumentsError as exc:
-                raise InvalidArgument(f"{what}: ZooKeeper refused the arguments ({exc!r})") from exc
             except KazooException as exc:
-                raise BackendUnavailable(f"{what}: ZooKeeper failed: {exc!r}") from exc
+                raise kazoo_error(what, exc) from exc
+
+    def add_wakeup(self, event: Wakeup) -> bool:
+        """Set ``event`` on every change of connection state and on close; False (not
+        added) when the session is closed already."""
+        with self.cond:
+            if self.closed:
+                return False
+            self._wakeups.add(event)
+            return True
+
+    def remove_wakeup(self, event: Wakeup) -> None:
+        with self.cond:
+            self._wakeups.discard(event)
+
+    def not_connected(self, what: str, last: BaseException | None = None) -> FencingCoordError:
+        """The error once a request gave up waiting for a connection."""
+        if self.closed:
+            return InvalidArgument(f"{what}: the backend was closed")
+        error = BackendUnavailable(f"{what}: no connection to ZooKeeper ({self.hosts}) in time; "
+                                   f"state {self.state.value}")
+        error.__cause__ = last
+        return error
 
     def _wait_connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
         """Block until connected (on a connection newer than epoch ``newer_than``);
         return the connection's epoch. BackendUnavailable at ``limit``."""
         with self.cond:
             while self.state != SessionState.CONNECTED or (newer_than is not None and self.epoch == newer_than):
-                if self.closed:
-                    raise InvalidArgument(f"{what}: the backend was closed")
                 remaining = _remaining(limit)
-                if remaining is not None and remaining <= 0:
-                    raise BackendUnavailable(
-                        f"{what}: no connection to ZooKeeper ({self.hosts}) in time; state {self.state.value}"
-                    ) from last
+                if self.closed or (remaining is not None and remaining <= 0):
+                    raise self.not_connected(what, last)
                 self.cond.wait(remaining)
             return self.epoch
+
+
+def kazoo_error(what: str, exc: KazooException) -> FencingCoordError:
+    """What a kazoo failure that is not retried means (raise it ``from exc``)."""
+    if isinstance(exc, ConnectionClosedError):
+        return InvalidArgument(f"{what}: the backend was closed")
+    if isinstance(exc, NoAuthError | AuthFailedError):
+        return ConfigurationError(
+            f"{what}: ZooKeeper refused access ({type(exc).__name__}); check the user:password "
+            "in the URL and the ACLs of the znodes"
+        )
+    if isinstance(exc, BadArgumentsError):
+        return InvalidArgument(f"{what}: ZooKeeper refused the arguments ({exc!r})")
+    return BackendUnavailable(f"{what}: ZooKeeper failed: {exc!r}")
 
 
 def presend(start: Callable[[], Any]) -> Callable[[], Any]:

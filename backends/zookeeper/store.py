@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -21,7 +23,18 @@ from .backend import ZooKeeperBackend
 from .names import segment
 from .session import OutcomeUnknown
 
-__all__ = ["ZooKeeperStore"]
+__all__ = [
+    "CAS_FAILED",
+    "ConfirmNode",
+    "ReadNode",
+    "Resource",
+    "StepRun",
+    "WriteNode",
+    "ZooKeeperStore",
+    "confirm_request",
+    "fenced_steps",
+    "write_request",
+]
 
 # ZooKeeper's default jute.maxbuffer is 1 MiB - 1; a larger write drops the connection.
 _MAX_ZNODE_BYTES: Final = 1_000_000
@@ -66,6 +79,102 @@ class _Resource:
                 f"{_MAX_ZNODE_BYTES} (jute.maxbuffer): keep fewer or smaller values per resource"
             )
         return data
+
+
+@dataclass(frozen=True)
+class ReadNode:
+    """Step: read the resource node; reply ``(resource, version or None)``."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class ConfirmNode:
+    """Step: is the node still at ``version`` (asked through the leader)? Reply a bool."""
+
+    path: str
+    version: int
+
+
+@dataclass(frozen=True)
+class WriteNode:
+    """Step: compare-and-set ``doc`` at ``version`` (None: create); reply True if applied."""
+
+    path: str
+    doc: _Resource
+    version: int | None
+
+
+Step = ReadNode | ConfirmNode | WriteNode
+
+
+def fenced_steps(path: str, key: str, token: int, strict: bool,
+                 write: bytes | None) -> Generator[Step, Any, FencedOutcome]:
+    """One fenced operation as a compare-and-set of the resource's node, started over
+    when someone else wrote first: store ``write`` under ``key``, or (None) read ``key``.
+    A read that leaves the highest token as it is confirms the version through the
+    leader instead of writing. Written once, without I/O: both front ends carry the
+    steps out."""
+    while True:
+        doc, version = yield ReadNode(path)
+        highest = doc.highest
+        if not admits(highest, token, strict):
+            return FencedOutcome(False, highest)
+        value = None
+        if write is not None:
+            doc.values[key] = write
+        else:
+            value = doc.values.get(key)
+            if highest is not None and token <= highest and version is not None:
+                if (yield ConfirmNode(path, version)):
+                    return FencedOutcome(True, highest, value)
+                continue
+        doc.highest = token if highest is None else max(highest, token)
+        if (yield WriteNode(path, doc, version)):
+            return FencedOutcome(True, highest, value)
+
+
+Resource = _Resource
+
+
+class StepRun:
+    """One run of :func:`fenced_steps`, for a runner: the next step, where its reply goes,
+    and the outcome once there is no next step."""
+
+    __slots__ = ("outcome", "reply", "steps")
+
+    def __init__(self, steps: Generator[Step, Any, FencedOutcome]) -> None:
+        self.steps = steps
+        self.reply: Any = None
+        self.outcome = FencedOutcome(False, None)
+
+    def next(self) -> Step | None:
+        try:
+            return self.steps.send(self.reply)
+        except StopIteration as done:
+            self.outcome = done.value
+            return None
+
+#: The kazoo failures of a compare-and-set that mean "someone else changed it first".
+CAS_FAILED: Final = (BadVersionError, NodeExistsError, NoNodeError)
+
+
+def write_request(client: Any, path: str, doc: _Resource, version: int | None) -> tuple[Callable[[], Any], str]:
+    """(start of the compare-and-set of ``doc`` at ``version`` (None: create), the id
+    recorded in the node that recognises this write after a lost answer)."""
+    write_id = uuid.uuid4().hex
+    doc.writes.append(write_id)
+    data = doc.encode(path)
+    if version is None:
+        return functools.partial(client.create_async, path, data, makepath=True), write_id
+    return functools.partial(client.set_async, path, data, version=version), write_id
+
+
+def confirm_request(client: Any, path: str, version: int) -> Any:
+    """A check transaction: is ``path`` still at ``version`` (answered by the leader)."""
+    transaction = client.transaction()
+    transaction.check(path, version)
+    return transaction.commit_async()
 
 
 class ZooKeeperStore(Store):
@@ -118,19 +227,11 @@ class ZooKeeperStore(Store):
 
     def _write(self, path: str, doc: _Resource, version: int | None) -> bool:
         """Compare-and-set: True if applied, False if someone else changed it first."""
-        client = self._session.client
-        write_id = uuid.uuid4().hex
-        doc.writes.append(write_id)
-        data = doc.encode(path)
-        if version is None:
-            start = lambda: client.create_async(path, data, makepath=True)  # noqa: E731
-        else:
-            start = lambda: client.set_async(path, data, version=version)  # noqa: E731
+        start, write_id = write_request(self._session.client, path, doc, version)
         try:
-            self._session.request(f"write {path}", start, idempotent=False,
-                                  expected=(BadVersionError, NodeExistsError, NoNodeError))
+            self._session.request(f"write {path}", start, idempotent=False, expected=CAS_FAILED)
             return True
-        except (BadVersionError, NodeExistsError, NoNodeError):
+        except CAS_FAILED:
             return False
         except OutcomeUnknown as exc:
             current, now = self._read(path)
@@ -151,14 +252,8 @@ class ZooKeeperStore(Store):
     def _confirm(self, path: str, version: int) -> bool:
         """True if ``path`` is still at ``version``, asked through the leader (a check
         transaction), so a read from a lagging follower is never acted on."""
-        client = self._session.client
-
-        def start() -> Any:
-            transaction = client.transaction()
-            transaction.check(path, version)
-            return transaction.commit_async()
-
-        results = self._session.request(f"confirm {path}", start)
+        results = self._session.request(f"confirm {path}", functools.partial(confirm_request, self._session.client,
+                                                                              path, version))
         return bool(results) and results[0] is True
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
@@ -168,28 +263,17 @@ class ZooKeeperStore(Store):
         return self._fenced(resource, key, token, strict, write=None)
 
     def _fenced(self, resource: str, key: str, token: int, strict: bool, write: bytes | None) -> FencedOutcome:
-        """One fenced operation as a compare-and-set of the resource's node, started over
-        when someone else wrote first: store ``write`` under ``key``, or (None) read
-        ``key``. A read that leaves the highest token as it is confirms the version
-        through the leader instead of writing."""
-        path = self._path(resource)
-        while True:
-            doc, version = self._read(path)
-            highest = doc.highest
-            if not admits(highest, token, strict):
-                return FencedOutcome(False, highest)
-            value = None
-            if write is not None:
-                doc.values[key] = write
-            else:
-                value = doc.values.get(key)
-                if highest is not None and token <= highest and version is not None:
-                    if self._confirm(path, version):
-                        return FencedOutcome(True, highest, value)
-                    continue
-            doc.highest = token if highest is None else max(highest, token)
-            if self._write(path, doc, version):
-                return FencedOutcome(True, highest, value)
+        """One fenced operation: :func:`fenced_steps`, carried out on this session."""
+        run = StepRun(fenced_steps(self._path(resource), key, token, strict, write))
+        while (step := run.next()) is not None:
+            match step:
+                case ReadNode(path):
+                    run.reply = self._read(path)
+                case ConfirmNode(path, version):
+                    run.reply = self._confirm(path, version)
+                case WriteNode(path, doc, version):
+                    run.reply = self._write(path, doc, version)
+        return run.outcome
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
         path = self._path(resource)

@@ -75,7 +75,17 @@ from .sql import INSERT_AUDIT, SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresStore"]
+__all__ = [
+    "FENCED_WRITE",
+    "GATE",
+    "SCHEMA",
+    "SCHEMA_LOCK",
+    "PostgresStore",
+    "pg",
+    "raised_read",
+    "redacted",
+    "settle_connect_timeout",
+]
 
 #: Seconds a new connection may take when neither the DSN nor the caller says.
 _DEFAULT_CONNECT_TIMEOUT = 10
@@ -248,11 +258,7 @@ class PostgresStore(SQLStore):
             # is still the highest in that same snapshot (else a newer holder overtook
             # us in between, and the read is refused as it would be at that instant).
             snapshot = conn.execute(_pg(SELECT_SNAPSHOT), (key, resource)).fetchone()
-        assert snapshot is not None  # the gate statement created the row, or it existed
-        highest, value = snapshot
-        if highest != token:
-            return FencedOutcome(False, highest)
-        return FencedOutcome(True, row[0], None if value is None else bytes(value))
+        return raised_read(row[0], snapshot, token)
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._connection(writing=not sql.startswith("SELECT")) as conn:
@@ -287,32 +293,7 @@ class PostgresStore(SQLStore):
 
     def _settle_connect_timeout(self, keyword: float | None) -> float | None:
         """Check ``connect_timeout`` against the DSN's and decide which one psycopg gets."""
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            in_dsn = conninfo_to_dict(self.dsn).get("connect_timeout")
-        except self._psycopg.Error:
-            in_dsn = None  # an unparsable DSN is reported by the first connect, as before
-        dsn_seconds: int | None = None
-        if in_dsn is not None:
-            try:
-                dsn_seconds = int(str(in_dsn).strip())
-            except ValueError:
-                raise ConfigurationError(
-                    f"{self.what}: connect_timeout={in_dsn!r} in the DSN is not a whole number of seconds"
-                ) from None
-        if keyword is None:
-            if dsn_seconds is None:
-                self._connect_timeout_keyword = _DEFAULT_CONNECT_TIMEOUT
-                return float(_DEFAULT_CONNECT_TIMEOUT)
-            return float(dsn_seconds) if dsn_seconds > 0 else None  # libpq: 0 or less waits forever
-        seconds = check_positive_seconds(keyword, "connect_timeout")
-        if dsn_seconds is not None and float(dsn_seconds) != seconds:
-            raise ConfigurationError(
-                f"{self.what}: connect_timeout is given twice, {dsn_seconds} s in the DSN and {keyword} s as "
-                "keyword; give it in one place"
-            )
-        self._connect_timeout_keyword = max(1, round(seconds))
+        seconds, self._connect_timeout_keyword = settle_connect_timeout(self.dsn, keyword, self.what)
         return seconds
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -323,6 +304,67 @@ class PostgresStore(SQLStore):
         # The locking read path relies on a fresh snapshot per statement.
         conn.execute("SET default_transaction_isolation = 'read committed'")
         return conn
+
+
+def settle_connect_timeout(dsn: str, keyword: float | None, what: str) -> tuple[float | None, int | None]:
+    """Check ``connect_timeout`` against the DSN's: (seconds in force, or None for no
+    limit; the whole seconds to pass psycopg as keyword, or None to leave the DSN's)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        in_dsn = conninfo_to_dict(dsn).get("connect_timeout")
+    except psycopg_error():
+        in_dsn = None  # an unparsable DSN is reported by the first connect, as before
+    dsn_seconds: int | None = None
+    if in_dsn is not None:
+        try:
+            dsn_seconds = int(str(in_dsn).strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"{what}: connect_timeout={in_dsn!r} in the DSN is not a whole number of seconds"
+            ) from None
+    if keyword is None:
+        if dsn_seconds is None:
+            return float(_DEFAULT_CONNECT_TIMEOUT), _DEFAULT_CONNECT_TIMEOUT
+        return (float(dsn_seconds) if dsn_seconds > 0 else None), None  # libpq: 0 or less waits forever
+    seconds = check_positive_seconds(keyword, "connect_timeout")
+    if dsn_seconds is not None and float(dsn_seconds) != seconds:
+        raise ConfigurationError(
+            f"{what}: connect_timeout is given twice, {dsn_seconds} s in the DSN and {keyword} s as "
+            "keyword; give it in one place"
+        )
+    return seconds, max(1, round(seconds))
+
+
+def psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
+def raised_read(before: int | None, snapshot: tuple[Any, ...] | None, token: int) -> FencedOutcome:
+    """A fenced read's outcome once GATE raised the highest token from ``before`` to
+    ``token``: the SELECT_SNAPSHOT row read after it counts only if ``token`` is still
+    the highest in it (see the module docstring)."""
+    assert snapshot is not None  # the gate statement created the row, or it existed
+    highest, value = snapshot
+    if highest != token:
+        return FencedOutcome(False, highest)
+    return FencedOutcome(True, before, None if value is None else bytes(value))
+
+
+FENCED_WRITE, GATE, SCHEMA, SCHEMA_LOCK = _FENCED_WRITE, _GATE, _SCHEMA, _SCHEMA_LOCK
+
+
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    return _redacted(dsn)
+
+
+@functools.cache
+def pg(sql: str) -> str:
+    """The shared ``?``-style statements in psycopg's ``%s`` style."""
+    return _pg(sql)
 
 
 @functools.cache

@@ -32,7 +32,8 @@ from ..errors import InvalidArgument, InvalidArgumentType
 from .base import FencedOutcome, Store, admits
 from .dberrors import mapped_db_errors
 
-__all__ = ["SQLStore", "audit_rows"]
+__all__ = ["SELECT_HIGHEST", "SELECT_SNAPSHOT", "SELECT_VALUE", "UPSERT_VALUE", "SQLStore", "as_bytes", "audit_rows",
+           "decided_by_snapshot"]
 
 # Written with "?" placeholders; PostgreSQL's store turns them into "%s".
 SELECT_HIGHEST = "SELECT highest_token FROM fc_resource WHERE name = ?"
@@ -75,12 +76,8 @@ class SQLStore(Store):
     def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
         with mapped_db_errors(self.what):
             rows = self._query(SELECT_SNAPSHOT, (key, resource))
-        highest, value = rows[0] if rows else (None, None)
-        if highest == token and not strict:  # admitted, nothing to raise: the usual case
-            return FencedOutcome(True, highest, _as_bytes(value))
-        if not admits(highest, token, strict):
-            return FencedOutcome(False, highest)
-        return self._raise_and_read(resource, key, token, strict)
+        decided = decided_by_snapshot(rows, token, strict)
+        return self._raise_and_read(resource, key, token, strict) if decided is None else decided
 
     def plain_write(self, resource: str, key: str, value: bytes) -> None:
         with mapped_db_errors(self.what, writing=True):
@@ -115,6 +112,22 @@ def audit_rows(rows: list[tuple[Any, ...]]) -> list[AuditRow]:
     """Rows of :data:`SELECT_AUDIT` as :class:`AuditRow` (``at`` as ISO 8601 text: SQLite
     stores text, PostgreSQL returns a datetime)."""
     return [AuditRow(at if isinstance(at, str) else at.isoformat(), *rest) for at, *rest in rows]
+
+
+def decided_by_snapshot(rows: list[tuple[Any, ...]], token: int, strict: bool) -> FencedOutcome | None:
+    """A fenced read's outcome when the SELECT_SNAPSHOT ``rows`` decide it (see the module
+    docstring); None when the token is above the highest: take the locking path."""
+    highest, value = rows[0] if rows else (None, None)
+    if highest == token and not strict:  # admitted, nothing to raise: the usual case
+        return FencedOutcome(True, highest, _as_bytes(value))
+    if not admits(highest, token, strict):
+        return FencedOutcome(False, highest)
+    return None
+
+
+def as_bytes(value: object) -> bytes | None:
+    """Drivers return BLOB/BYTEA as bytes or memoryview; callers always get bytes."""
+    return _as_bytes(value)
 
 
 def _as_bytes(value: object) -> bytes | None:

@@ -22,20 +22,33 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .aio_elections import AsyncElectionConformance
+    from .aio_fixtures import AioCase, AsyncBackendFixtures, aio_test
+    from .aio_locks import AsyncLockConformance
     from .elections import ElectionConformance, ObservedLeaders
     from .fixtures import BackendFixtures, FakeClock, MakeBackend
     from .locks import LockBackendConformance
 
 __all__ = [
+    "AioCase",
+    "AsyncBackendFixtures",
+    "AsyncElectionConformance",
+    "AsyncLockConformance",
     "BackendFixtures",
     "ElectionConformance",
     "FakeClock",
     "LockBackendConformance",
     "MakeBackend",
     "ObservedLeaders",
+    "aio_test",
 ]
 
 _MODULE_OF = {
+    "AioCase": ".aio_fixtures",
+    "AsyncBackendFixtures": ".aio_fixtures",
+    "AsyncElectionConformance": ".aio_elections",
+    "AsyncLockConformance": ".aio_locks",
+    "aio_test": ".aio_fixtures",
     "BackendFixtures": ".fixtures",
     "ElectionConformance": ".elections",
     "FakeClock": ".fixtures",

@@ -7,6 +7,7 @@ import fencing_coord.testing
 
 EXPECTED = {
     "BackendURL",
+    "aio",
     "BoundResource",
     "stores",
     "WriteResult",
@@ -48,6 +49,8 @@ def test_every_exported_name_exists() -> None:
         assert hasattr(fc, name), name
     for name in fencing_coord.testing.__all__:
         assert hasattr(fencing_coord.testing, name), name
+    for name in fc.aio.__all__:
+        assert hasattr(fc.aio, name), name
 
 
 def test_errors_derive_from_the_base() -> None:
@@ -64,8 +67,8 @@ def test_core_does_not_import_backend_libraries() -> None:
     import sys
 
     code = (
-        "import sys, fencing_coord, fencing_coord.testing, fencing_coord.stores, fencing_coord.observability,"
-        " fencing_coord.metrics;"
+        "import sys, fencing_coord, fencing_coord.testing, fencing_coord.stores, fencing_coord.aio,"
+        " fencing_coord.observability, fencing_coord.metrics;"
         "bad = [m for m in ('etcd3', 'kazoo', 'grpc', 'psycopg', 'prometheus_client', 'opentelemetry')"
         " if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"

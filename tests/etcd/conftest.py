@@ -17,17 +17,19 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import etcd3
 import pytest
 
+from fencing_coord.aio import AsyncLockBackend
+from fencing_coord.aio import connect as aio_connect
 from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.config import parse_url
 from fencing_coord.interface import LockBackend
 from fencing_coord.servers import tls
 from fencing_coord.servers.etcd import INSTALL_HINT, EtcdCluster, EtcdMember, EtcdServer, EtcdTLS
-from fencing_coord.testing import BackendFixtures, containers
+from fencing_coord.testing import AsyncBackendFixtures, BackendFixtures, containers
 
 
 @dataclass
@@ -104,13 +106,13 @@ def rpc_counts(member: EtcdMember) -> Counter[str]:
                     if service.startswith("etcdserverpb.")})
 
 
-class EtcdFixtures(BackendFixtures):
-    """BackendFixtures on a real etcd: ``target`` names the session fixture to use."""
+class OnEtcd:
+    """Mixin of the fixture classes (blocking and async): ``target_fixture`` names the
+    session fixture providing the :class:`EtcdTarget`."""
 
-    #: Name of the session fixture providing the :class:`EtcdTarget`.
     target_fixture = "etcd_single"
     #: Short leases so that losses are noticed quickly (etcd's minimum is 2 s).
-    ttl = 3.0
+    ttl: ClassVar[float] = 3.0
 
     @pytest.fixture(autouse=True)
     def _etcd_target(self, request: pytest.FixtureRequest) -> None:
@@ -118,6 +120,10 @@ class EtcdFixtures(BackendFixtures):
         # For the suite's tests that start client processes: the URL they connect to.
         # (BackendFixtures declares backend_url a ClassVar; ours is known per session.)
         self.backend_url = self.target.url
+
+
+class EtcdFixtures(OnEtcd, BackendFixtures):
+    """BackendFixtures on a real etcd."""
 
     def connect(self, **options: Any) -> LockBackend:
         from fencing_coord.config import connect
@@ -129,6 +135,20 @@ class EtcdFixtures(BackendFixtures):
         """Revoke the backend's lease from another client: etcd deletes its keys at
         once, and the backend learns of it at its next keepalive (within ttl/3)."""
         revoke(self.target, backend)
+
+
+class AsyncEtcdFixtures(OnEtcd, AsyncBackendFixtures):
+    """AsyncBackendFixtures on a real etcd."""
+
+    async def connect(self, **options: Any) -> AsyncLockBackend:
+        options.setdefault("ttl", self.ttl)
+        return await aio_connect(self.target.url, **options)
+
+    async def expire(self, backend: AsyncLockBackend) -> None:
+        """Revoke the backend's lease from another client (as EtcdFixtures.expire)."""
+        lease_id = backend.lease_id  # type: ignore[attr-defined]
+        assert lease_id is not None, "the backend has no lease to revoke"
+        await backend._conn.call("Lease", "LeaseRevoke", etcd3.etcdrpc.LeaseRevokeRequest(ID=lease_id))  # type: ignore[attr-defined]
 
 
 def make_certificates(directory: Path) -> EtcdTLS:

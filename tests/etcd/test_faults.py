@@ -4,6 +4,8 @@
     holder resumes, its write is refused by the gate, and it sees ``lost``;
 (b) the cluster leader is SIGKILLed while the lock is held and contended: service
     resumes, tokens keep increasing, the gate's history has no write out of order;
+    (a) and (b) run with holder processes on the blocking API and on the asyncio API
+    (tests/holder.py, tests/aio_holder.py);
 (c) a single node is killed and restarted on its data dir: later tokens are larger;
 (d) the lease is revoked out of band (etcdctl): ``lost`` fires, the next token is larger;
 (e) the server stops answering: a release it cannot answer is BackendUnavailable, and
@@ -30,6 +32,8 @@ from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.servers.etcd import EtcdCluster, EtcdServer
 
 from ..faults import (
+    AIO_HOLDER,
+    HOLDER,
     PROMPT,
     Workers,
     check_contended_history,
@@ -49,13 +53,15 @@ def namespace() -> str:
 # -- (a) ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("program", [HOLDER, AIO_HOLDER], ids=["blocking", "async"])
 @pytest.mark.parametrize("store_kind", ["sqlite", "etcd"])
 def test_paused_holder_is_refused_and_sees_lost(
-    etcd_single: EtcdTarget, tmp_path: Path, namespace: str, store_kind: str
+    etcd_single: EtcdTarget, tmp_path: Path, namespace: str, store_kind: str, program: Path
 ) -> None:
     with fc.connect(etcd_single.url, ttl=2, namespace=namespace) as successor:
         assert isinstance(successor, EtcdBackend)
-        run = pause_holder_past_its_ttl(successor, etcd_single.url, store_kind, tmp_path, ttl=2, namespace=namespace)
+        run = pause_holder_past_its_ttl(successor, etcd_single.url, store_kind, tmp_path, ttl=2, namespace=namespace,
+                                        program=program)
         assert run.late["lost"] is True
         assert run.late["lost_reason"].startswith("lease expired")
         assert run.lost["reason"].startswith("lease expired")
@@ -73,10 +79,12 @@ def own_cluster() -> Iterator[EtcdCluster]:
         yield cluster
 
 
-def test_leader_killed_while_lock_is_contended(own_cluster: EtcdCluster, tmp_path: Path, namespace: str) -> None:
+@pytest.mark.parametrize("program", [HOLDER, AIO_HOLDER], ids=["blocking", "async"])
+def test_leader_killed_while_lock_is_contended(own_cluster: EtcdCluster, tmp_path: Path, namespace: str,
+                                               program: Path) -> None:
     db = tmp_path / "state.db"
     urls = [own_cluster.url_of(*members) for members in each_member_first(own_cluster.members)]
-    with Workers(urls, db, ttl=5, namespace=namespace) as workers:
+    with Workers(urls, db, ttl=5, namespace=namespace, program=program) as workers:
         workers.go()
         workers.run_until(15)
         leader = own_cluster.leader()

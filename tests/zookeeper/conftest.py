@@ -21,17 +21,21 @@ out of band).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kazoo.client import KazooClient
 
 import fencing_coord as fc
+from fencing_coord.aio import AsyncLockBackend
+from fencing_coord.aio import connect as aio_connect
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.config import connect, parse_url
 from fencing_coord.errors import ConfigurationError
 from fencing_coord.interface import LockBackend
@@ -42,7 +46,7 @@ from fencing_coord.servers.zookeeper import (
     ZooKeeperServer,
     classpath,
 )
-from fencing_coord.testing import BackendFixtures, containers
+from fencing_coord.testing import AsyncBackendFixtures, BackendFixtures, containers
 
 #: ``make(url_suffix="", credentials=None, **options)``, see the ``make`` fixture.
 MakeZK = Callable[..., ZooKeeperBackend]
@@ -149,11 +153,12 @@ def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
     client.close()
 
 
-def expire_session(target: ZooKeeperTarget, backend: LockBackend) -> int:
+def expire_session(target: ZooKeeperTarget, backend: LockBackend | AsyncZooKeeperBackend) -> int:
     """End ``backend``'s session on the server now, without waiting for its timeout:
     attach a second connection to the same session (id and password) and close it, as
-    ZooKeeper's FAQ describes. Returns the session id."""
-    assert isinstance(backend, ZooKeeperBackend)
+    ZooKeeper's FAQ describes. Returns the session id. (Blocking: from an event loop,
+    call it in a thread.)"""
+    assert isinstance(backend, ZooKeeperBackend | AsyncZooKeeperBackend)
     client_id = backend.kazoo_client.client_id
     assert client_id is not None, "the backend has no live session to expire"
     twin = KazooClient(hosts=target.hosts, client_id=client_id)
@@ -163,13 +168,13 @@ def expire_session(target: ZooKeeperTarget, backend: LockBackend) -> int:
     return int(client_id[0])
 
 
-class ZooKeeperFixtures(BackendFixtures):
-    """BackendFixtures on a real ZooKeeper: ``target_fixture`` names the session fixture."""
+class OnZooKeeper:
+    """Mixin of the fixture classes (blocking and async): ``target_fixture`` names the
+    session fixture providing the :class:`ZooKeeperTarget`."""
 
-    #: Name of the session fixture providing the :class:`ZooKeeperTarget`.
     target_fixture = "zk_standalone"
     #: Short sessions, so that losses the suite causes are noticed quickly.
-    ttl = 4.0
+    ttl: ClassVar[float] = 4.0
 
     @pytest.fixture(autouse=True)
     def _zk_target(self, request: pytest.FixtureRequest) -> None:
@@ -177,6 +182,10 @@ class ZooKeeperFixtures(BackendFixtures):
         # Known only once the session fixture has started the servers; the suite's tests
         # that start client processes connect them to it.
         self.backend_url = self.target.url
+
+
+class ZooKeeperFixtures(OnZooKeeper, BackendFixtures):
+    """BackendFixtures on a real ZooKeeper."""
 
     def connect(self, **options: Any) -> LockBackend:
         options.setdefault("ttl", self.ttl)
@@ -186,3 +195,16 @@ class ZooKeeperFixtures(BackendFixtures):
         """Close the backend's session from a twin connection: ZooKeeper deletes its
         ephemeral nodes at once, and the backend learns it (LOST) when it reconnects."""
         expire_session(self.target, backend)
+
+
+class AsyncZooKeeperFixtures(OnZooKeeper, AsyncBackendFixtures):
+    """AsyncBackendFixtures on a real ZooKeeper."""
+
+    async def connect(self, **options: Any) -> AsyncLockBackend:
+        options.setdefault("ttl", self.ttl)
+        return await aio_connect(self.target.url, **options)
+
+    async def expire(self, backend: AsyncLockBackend) -> None:
+        """As ZooKeeperFixtures.expire, from a thread of the test (a plain blocking kazoo
+        client would stall the loop)."""
+        await asyncio.to_thread(expire_session, self.target, backend)

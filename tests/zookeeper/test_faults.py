@@ -45,6 +45,8 @@ from fencing_coord.servers.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
 from fencing_coord.stores import SQLiteStore
 
 from ..faults import (
+    AIO_HOLDER,
+    HOLDER,
     PROMPT,
     Workers,
     check_contended_history,
@@ -100,14 +102,15 @@ def _zk(backend: fc.LockBackend) -> ZooKeeperBackend:
 # -- (a) ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("program", [HOLDER, AIO_HOLDER], ids=["blocking", "async"])
 @pytest.mark.parametrize("store_kind", ["sqlite", "zookeeper"])
 def test_paused_holder_is_refused_and_sees_lost(
-    zk_standalone: ZooKeeperTarget, tmp_path: Path, namespace: str, store_kind: str
+    zk_standalone: ZooKeeperTarget, tmp_path: Path, namespace: str, store_kind: str, program: Path
 ) -> None:
     with fc.connect(zk_standalone.url, ttl=4, namespace=namespace) as connected:
         successor = _zk(connected)
         run = pause_holder_past_its_ttl(successor, zk_standalone.url, store_kind, tmp_path, ttl=1.5,
-                                        namespace=namespace)
+                                        namespace=namespace, program=program)
         # Whichever notices first after the resume: the local rule (nothing heard for a
         # whole session timeout) or kazoo learning on reconnection that the server expired it.
         assert run.lost["reason"] == "session expired" or run.lost["reason"].startswith(
@@ -126,8 +129,9 @@ def own_ensemble() -> Iterator[ZooKeeperEnsemble]:
         yield ensemble
 
 
+@pytest.mark.parametrize("program", [HOLDER, AIO_HOLDER], ids=["blocking", "async"])
 def test_leader_killed_while_locks_are_held_and_contended(
-    own_ensemble: ZooKeeperEnsemble, tmp_path: Path, namespace: str
+    own_ensemble: ZooKeeperEnsemble, tmp_path: Path, namespace: str, program: Path
 ) -> None:
     db = tmp_path / "state.db"
     leader = own_ensemble.leader()
@@ -142,7 +146,7 @@ def test_leader_killed_while_locks_are_held_and_contended(
         # Each worker starts on a different member, hosts in that order.
         urls = [own_ensemble.url_of(*members) + "?randomize_hosts=false"
                 for members in each_member_first(own_ensemble.members)]
-        with Workers(urls, db, ttl=6, namespace=namespace) as workers:
+        with Workers(urls, db, ttl=6, namespace=namespace, program=program) as workers:
             workers.go()
             workers.run_until(15)
             own_ensemble.kill(leader)

@@ -1,0 +1,117 @@
+"""The asyncio connection to an etcd cluster: ``grpc.aio`` channels over the same
+protobuf stubs (``etcd3.etcdrpc``) and the same retry policy (:class:`.retry.Retry`) as
+the blocking :class:`.connection.Connection`; nothing waits in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+import grpc.aio
+from etcd3 import etcdrpc
+
+from fencing_coord.errors import InvalidArgument
+
+from .connection import Connection
+from .retry import Members, Retry
+from .wire import KV, StreamEnded
+
+__all__ = ["AsyncConnection"]
+
+_log = logging.getLogger(__name__)
+
+
+class AsyncConnection(Members):
+    """grpc.aio channels to the members of the cluster ``settings`` describes (a blocking
+    :class:`Connection`, used for its settings only); one member in use at a time."""
+
+    api = grpc.aio
+
+    def __init__(self, settings: Connection) -> None:
+        super().__init__(settings.targets, credentials=settings.credentials, user=settings.user,
+                         password=settings.password, timeout=settings.timeout, label=settings.label)
+
+    async def close(self) -> None:
+        for channel in self._take_channels():
+            await channel.close()
+
+    async def authenticate(self, budget: float | None = None) -> None:
+        """Log in with the URL's user and password (no-op without them), within
+        ``budget`` seconds (default: the ``timeout`` option)."""
+        if self.user is None:
+            return
+        request = etcdrpc.AuthenticateRequest(name=self.user, password=self.password or "")
+        response = await self.call("Auth", "Authenticate", request, budget=budget, authenticating=True)
+        self._metadata = (("token", str(response.token)),)
+
+    async def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
+                   idempotent: bool = True, authenticating: bool = False) -> Any:
+        """Send one unary request and return the response; retried and mapped as
+        :meth:`Connection.call`."""
+        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating)
+        while True:
+            index, seconds = retry.attempt()
+            try:
+                rpc = getattr(self._stub(index, service), method)
+                return await rpc(request, timeout=seconds, metadata=self._metadata)
+            except (ValueError, grpc.RpcError) as exc:
+                pause = retry.failed(index, exc)
+            except asyncio.CancelledError:
+                self._check_closed_meanwhile()
+                raise
+            if pause is None:
+                await self.authenticate(budget=retry.left())
+            else:
+                await asyncio.sleep(pause)
+
+    async def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:
+        """Refresh lease ``lease_id`` once; its new TTL (<= 0: etcd no longer has it)."""
+        request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
+        retry = Retry(self, "LeaseKeepAlive", budget, idempotent=True, authenticating=False)
+        while True:
+            index, seconds = retry.attempt()
+            call = None
+            try:
+                call = self._stub(index, "Lease").LeaseKeepAlive(timeout=seconds, metadata=self._metadata)
+                await call.write(request)
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    raise StreamEnded("etcd closed the keepalive stream without an answer")
+                return int(answer.TTL)
+            except (ValueError, StreamEnded, grpc.RpcError) as exc:
+                pause = retry.failed(index, exc)
+            except asyncio.CancelledError:
+                self._check_closed_meanwhile()
+                raise
+            finally:
+                if call is not None:
+                    call.cancel()
+            if pause is None:
+                await self.authenticate(budget=retry.left())
+            else:
+                await asyncio.sleep(pause)
+
+    def _check_closed_meanwhile(self) -> None:
+        """A call ended in CancelledError: grpc's answer to ``close()`` cancelling the
+        calls of its channels. Unless the task itself is being cancelled, that is the
+        connection being closed: InvalidArgument, as for a call after close (the
+        blocking connection's rule)."""
+        task = asyncio.current_task()
+        if self._closed and (task is None or task.cancelling() == 0):
+            raise InvalidArgument(f"{self.label}: the backend is closed")
+
+    async def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Any:
+        return await self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)
+
+    async def range(self, request: Any, *, budget: float | None = None) -> list[KV]:
+        response = await self.call("KV", "Range", request, budget=budget)
+        return [KV.of(kv) for kv in response.kvs]
+
+    def watch(self) -> tuple[int, Any]:
+        """Open a watch stream on the member in use: (member index, the stream call, to
+        ``write`` create requests to and ``read`` responses from). It carries
+        ``hasleader``, so that etcd ends it when that member loses its leader."""
+        index = self._current
+        return index, self._stub(index, "Watch").Watch(metadata=(*self._metadata, ("hasleader", "true")))

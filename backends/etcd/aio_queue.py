@@ -1,0 +1,184 @@
+"""The fair queue in etcd for asyncio: :class:`AsyncEtcdQueue`, the driver that
+:func:`fencing_coord.fairqueue.await_in_line` runs. The same keys, requests and answers
+as :class:`.queue.EtcdQueue` (whose request builders and readers it uses); a waiter
+waits on a ``grpc.aio`` watch stream, not in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import grpc
+import grpc.aio
+from etcd3 import etcdrpc
+
+from fencing_coord.aio.signals import LoopSignal
+from fencing_coord.errors import BackendUnavailable, InvalidArgument
+from fencing_coord.fairqueue import EntryGone
+
+from .aio_connection import AsyncConnection
+from .aio_session import AsyncSession
+from .places import EtcdGrant, LineRequests, Place
+from .queue import Queues
+from .wire import LeaseNotFound, status_code
+
+__all__ = ["AsyncEtcdQueue", "delete_key"]
+
+_log = logging.getLogger(__name__)
+
+
+class AsyncEtcdQueue:
+    """One wait in one queue (see :class:`.queue.EtcdQueue` for the requests)."""
+
+    __slots__ = ("conn", "line", "queues", "session")
+
+    def __init__(self, session: AsyncSession, line: LineRequests, queues: Queues) -> None:
+        self.session = session
+        self.conn: AsyncConnection = session.conn
+        self.line = line
+        self.queues = queues
+
+    async def enqueue(self, exclusive: bool) -> Place | None:
+        self._check_open()
+        book, line = self.session.book, self.line
+        lease = await self.session.lease(line.budget.request())
+        slot = book.take_slot(lease)
+        key = line.new_key(lease, slot)
+        asked = time.monotonic()
+        try:
+            if exclusive:
+                response = await self.conn.txn(line.put_if_empty_request(key, lease), budget=line.budget.request())
+                place = line.put_if_empty_result(response, key, lease, slot)
+            else:
+                response = await self.conn.txn(line.put_last_request(key, lease), budget=line.budget.request())
+                place = line.put_last_result(response, key, lease, slot)
+                if place is not None and line.to_look(place):
+                    place = await self._look(place)
+        except LeaseNotFound as exc:
+            book.vanished(lease, asked)  # before our keepalive told us: start over
+            raise EntryGone(key.decode()) from exc
+        except BaseException:
+            # Our key may exist (a put whose answer was lost, or cancelled in flight): it
+            # must not stay queued while our lease lives on. Deleted in the background.
+            book.delete_later(key)
+            raise
+        if place is None:
+            book.free_slot(lease, slot)
+            if not exclusive:
+                raise EntryGone(key.decode())  # deleted before we could read it
+            return None
+        self._check_lease(place)
+        return place
+
+    async def look(self, place: Place) -> Place:
+        self._check_open()
+        found = self.line.granted_by_event(place) or await self._look(place)
+        if found is None:
+            self.session.book.free_slot(place.lease, place.slot)
+            raise EntryGone(place.key.decode())
+        self._check_lease(found)
+        return found
+
+    async def wait(self, place: Place, deadline: float | None) -> None:
+        """Until the predecessor or our own key may have been deleted since
+        ``place.seen``, our lease is lost, the session closes, the deadline, or a
+        periodic re-check (a silent stream is not trusted forever)."""
+        if place.predecessor is None:
+            return
+        book = self.session.book
+        woken = LoopSignal()
+        if not book.add_waker(place.lease, woken.set):
+            return
+        try:
+            index, call = self.conn.watch()
+        except BackendUnavailable:
+            book.remove_waker(place.lease, woken.set)
+            await asyncio.sleep(0.05)
+            return
+        wait = self.queues.recheck_interval
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        follow = asyncio.ensure_future(self._follow(call, place))
+        stop = asyncio.ensure_future(woken.wait())
+        started = time.monotonic()
+        try:
+            await asyncio.wait([follow, stop], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if follow.done() and not follow.cancelled():
+                failure = follow.exception()
+                if isinstance(failure, grpc.RpcError) and status_code(failure) != grpc.StatusCode.CANCELLED:
+                    self.conn.note_failure(index, failure)
+                    if time.monotonic() - started < 0.05:
+                        await asyncio.sleep(0.05)  # a member that refuses at once: do not spin
+        finally:
+            book.remove_waker(place.lease, woken.set)
+            call.cancel()
+            for task in (follow, stop):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+                await follow
+
+    async def _follow(self, call: Any, place: Place) -> None:
+        """Read the watch stream until something may have changed."""
+        for request in self.line.watch_requests(place):
+            await call.write(request)
+        created, since = 0, 0
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF or self.line.watched(place, response):
+                return
+            if response.created:
+                created += 1
+                since = max(since, int(response.header.revision))
+                if created == 2 and since > place.seen:
+                    # Written to since we looked: both watches are in place now, so
+                    # one more look cannot miss a deletion.
+                    now = await self._look(place)
+                    if now is None or now.predecessor != place.predecessor:
+                        return
+
+    async def withdraw(self, place: Place) -> bool:
+        """Delete ``place``'s key within the wait's withdrawal budget (see :func:`delete_key`)."""
+        return await delete_key(self.session, place, self.line.budget.withdrawal())
+
+    def claim(self, place: Place) -> EtcdGrant:
+        """Bind a grant to ``place``'s lease (no request), so it is marked lost with it."""
+        queues = self.queues
+        grant = EtcdGrant(self.line.name, place.revision, queues.owner.identity, owner=queues.owner,
+                          probe=queues.probe, place=place)
+        if self.session.book.bind(place.lease, grant):
+            return grant
+        # The lease died between our becoming first and now: that is not a grant.
+        self.session.book.delete_later(place.key)
+        raise EntryGone(place.key.decode())
+
+    async def _look(self, place: Place) -> Place | None:
+        line = self.line
+        return line.look_result(await self.conn.txn(line.look_request(place), budget=line.budget.request()), place)
+
+    def _check_lease(self, place: Place) -> None:
+        """EntryGone (our key deleted in the background) if our lease has died meanwhile."""
+        if self.session.book.check(place.lease) is not None:
+            self.session.book.delete_later(place.key)
+            raise EntryGone(place.key.decode())
+
+    def _check_open(self) -> None:
+        if self.queues.owner.closed:
+            raise InvalidArgument(f"{self.queues.owner!r} is closed")
+
+
+async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True) -> bool:
+    """Delete ``place``'s key; True if it still existed. If etcd cannot be reached within
+    ``budget`` (None: the ``timeout`` option), it is deleted in the background and
+    BackendUnavailable raised. Not ``idempotent``: never sent again once it may have been
+    applied (see :meth:`.queue.Queues.withdraw`)."""
+    try:
+        response = await session.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key),
+                                           budget=budget, idempotent=idempotent)
+    except BackendUnavailable:
+        session.book.delete_later(place.key)
+        raise
+    session.book.free_slot(place.lease, place.slot)
+    return int(response.deleted) > 0

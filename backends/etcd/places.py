@@ -1,0 +1,201 @@
+"""What both etcd queue drivers (:class:`.queue.EtcdQueue`, blocking, and
+:class:`.aio_queue.AsyncEtcdQueue`) share without I/O: a contender's :class:`Place`, the
+requests of one wait in one queue and what their answers mean, and when a watch event
+alone makes a waiter first.
+
+The round trips: ``enqueue`` is one transaction (put our key, read the queue's two
+newest keys: the second newest is our predecessor), or with ``exclusive`` one
+transaction that puts only if the queue is empty; ``look`` is one transaction (our key,
+our predecessor); ``wait`` holds one watch stream on two keys; ``withdraw`` is one
+delete. Both transactions also count the keys older than ours: when the predecessor was
+the only one (the holder), its DELETE event alone makes us first, and the handoff costs
+the waiter no request at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from etcd3 import etcdrpc
+
+from fencing_coord.deadlines import RequestBudget
+from fencing_coord.frontend import FrontEnd
+from fencing_coord.grant import Grant
+
+from .session import Lease
+from .wire import compare, prefix_end, put, range_kvs, range_op, range_request, txn
+
+__all__ = ["EtcdGrant", "LineRequests", "Place", "QueueReads"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A contender's place in a queue: its key, that key's create revision (the token),
+    the lease the key is bound to and the key name's slot; and what it last saw: the key
+    of its predecessor (None: first) and the revision it read at."""
+
+    key: bytes
+    revision: int
+    lease: Lease
+    slot: int
+    predecessor: bytes | None = None
+    seen: int = 0
+    #: At ``seen`` the predecessor was the only key older than ours (the holder): once
+    #: it is deleted nobody precedes us, since no key created later can be older.
+    head_before: bool = False
+
+    @property
+    def first(self) -> bool:
+        return self.predecessor is None
+
+    @property
+    def prefix(self) -> bytes:
+        """The prefix of the queue this place is in."""
+        return self.key[: self.key.rindex(b"/") + 1]
+
+
+class EtcdGrant(Grant):
+    """A grant of the etcd backend: the place (key, create revision, lease) it holds."""
+
+    __slots__ = ("place",)
+
+    def __init__(self, name: str, token: int, holder: str, *, owner: FrontEnd,
+                 probe: Callable[[Grant], None], place: Place) -> None:
+        super().__init__(name, token, holder, owner=owner, probe=probe)
+        self.place = place
+
+
+class QueueReads:
+    """The reads of one queue that every wait in it sends unchanged (built once per
+    queue: a protobuf message costs microseconds to build)."""
+
+    __slots__ = ("count_all", "end", "newest_two")
+
+    def __init__(self, prefix: bytes) -> None:
+        self.end = prefix_end(prefix)
+        self.newest_two = range_op(range_request(prefix, self.end, limit=2, newest_first=True, by_create=True))
+        self.count_all = range_op(etcdrpc.RangeRequest(key=prefix, range_end=self.end, count_only=True))
+
+
+class LineRequests:
+    """The requests of one wait in the queue under ``prefix`` (whose keys hold
+    ``value``), what their answers mean, and the wait's :class:`RequestBudget`."""
+
+    def __init__(self, prefix: bytes, reads: QueueReads, name: str, value: bytes, budget: RequestBudget) -> None:
+        self.budget = budget
+        self.prefix = prefix
+        self.end = reads.end
+        self.newest_two = reads.newest_two
+        self.count_all = reads.count_all
+        self.name = name
+        self.value = value
+        #: The place whose predecessor, the holder, the wait saw deleted: the next look
+        #: then needs no request (we are first).
+        self._head_left: Place | None = None
+
+    def new_key(self, lease: Lease, slot: int) -> bytes:
+        """The name of our entry's key under ``lease`` with ``slot``."""
+        return self.prefix + f"{lease.id:x}-{slot}".encode()
+
+    def put_last_request(self, key: bytes, lease: Lease) -> Any:
+        return txn(
+            [compare(key, "create", "==", 0)],
+            [put(key, self.value, lease.id), self.newest_two, self.count_all],
+            # A retry of a put that was applied after all: find our key instead. (Only
+            # this request can have made it: a slot is reused only once its key is gone.)
+            [range_op(range_request(key))],
+        )
+
+    @staticmethod
+    def put_last_result(response: Any, key: bytes, lease: Lease, slot: int) -> Place | None:
+        """Our place from the answer to :meth:`put_last_request`: with its predecessor;
+        or, when an earlier attempt had put the key, a place still to look at
+        (:meth:`to_look`); None when the key is gone already."""
+        if response.succeeded:
+            newest = response.responses[1].response_range.kvs
+            revision = int(response.header.revision)
+            head_before = int(response.responses[2].response_range.count) == 2  # the holder and us
+            return Place(key, revision, lease, slot, bytes(newest[1].key) if len(newest) > 1 else None, revision,
+                         head_before)
+        mine = range_kvs(response.responses[0])
+        if mine:
+            return Place(key, mine[0].create_revision, lease, slot, predecessor=b"?")
+        return None
+
+    @staticmethod
+    def to_look(place: Place | None) -> bool:
+        """Whether ``place`` (from :meth:`put_last_result`) must be looked at first."""
+        return place is not None and not place.first and place.seen == 0
+
+    def put_if_empty_request(self, key: bytes, lease: Lease) -> Any:
+        return txn(
+            [compare(self.prefix, "version", "==", 0, range_end=self.end)],
+            [put(key, self.value, lease.id)],
+            [range_op(range_request(key))],
+        )
+
+    @staticmethod
+    def put_if_empty_result(response: Any, key: bytes, lease: Lease, slot: int) -> Place | None:
+        if response.succeeded:
+            return Place(key, int(response.header.revision), lease, slot)
+        mine = range_kvs(response.responses[0])
+        if mine:
+            # An earlier attempt of this request was applied after all, when the queue
+            # was empty: our key is first.
+            return Place(key, mine[0].create_revision, lease, slot)
+        return None
+
+    def look_request(self, place: Place) -> Any:
+        older = max(1, place.revision - 1)
+        return txn(success=[
+            range_op(range_request(place.key)),
+            range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
+                                   max_create_revision=older)),
+            range_op(etcdrpc.RangeRequest(key=self.prefix, range_end=self.end, count_only=True,
+                                          max_create_revision=older)),
+        ])
+
+    @staticmethod
+    def look_result(response: Any, place: Place) -> Place | None:
+        """``place`` as the answer to :meth:`look_request` shows it (predecessor, revision
+        read at, whether the predecessor is the only older key); None when our key is gone."""
+        if not [kv for kv in range_kvs(response.responses[0]) if kv.create_revision == place.revision]:
+            return None
+        before = range_kvs(response.responses[1])
+        return replace(place, predecessor=before[0].key if before else None, seen=int(response.header.revision),
+                       head_before=int(response.responses[2].response_range.count) == 1)
+
+    @staticmethod
+    def watch_requests(place: Place) -> list[Any]:
+        """The watches a waiter holds: deletions of its predecessor's key and of its own.
+
+        From "now", not from ``seen + 1``: etcd serves a watch that starts in the past
+        from a catch-up loop that runs every 100 ms, which under contention would add
+        tens of milliseconds to every handoff. What was deleted between ``seen`` and the
+        watches' creation is caught by looking again once both are confirmed."""
+        return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+            key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])) for key in (place.predecessor, place.key)]
+
+    def watched(self, place: Place, response: Any) -> bool:
+        """Whether the watch ``response`` ends the wait at ``place``. Events that only
+        delete the predecessor of a place whose predecessor was the holder make the next
+        :meth:`granted_by_event` true: we are first, no request needed."""
+        if response.events and place.head_before and not response.compact_revision and all(
+                bytes(event.kv.key) == place.predecessor for event in response.events):
+            self._head_left = place
+        return bool(response.canceled or response.compact_revision or response.events)
+
+    def granted_by_event(self, place: Place) -> Place | None:
+        """``place`` made first, if the wait saw its predecessor (the holder) deleted;
+        else None (look). Our key's own watch shares the stream; a deletion of our key
+        before ``seen`` that it did not report is caught by the held key's watch, which
+        starts after ``seen``."""
+        if self._head_left is not place:
+            return None
+        self._head_left = None
+        return replace(place, predecessor=None, head_before=False)

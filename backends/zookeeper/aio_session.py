@@ -1,0 +1,150 @@
+"""kazoo's asynchronous results as asyncio futures: :class:`AsyncRequests`, the one
+place where the asyncio front end sends a request, rides out a reconnection and maps
+errors, with the rules of :meth:`.session.Session.request`.
+
+kazoo completes a request on its own completion thread; the result is handed to the
+event loop with ``loop.call_soon_threadsafe``, so a waiting task costs no thread. The
+session itself (connection, states, heartbeats) stays kazoo's: its connection thread
+keeps the session alive, which no asyncio task can do for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import AsyncResult
+
+from fencing_coord.aio.signals import LoopSignal
+from fencing_coord.errors import BackendUnavailable
+
+from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
+
+__all__ = ["AsyncRequests", "LoopResult", "use_loop_results"]
+
+_log = logging.getLogger(__name__)
+
+
+class LoopResult(AsyncResult):  # type: ignore[misc]  # kazoo is untyped
+    """kazoo's result of a request, which also calls ``direct()`` (if set) from the
+    thread that completes it: kazoo's connection thread. So an answer reaches the event
+    loop in one hop (``call_soon_threadsafe``), not two (rawlink callbacks go through
+    kazoo's completion thread first)."""
+
+    def __init__(self, handler: Any) -> None:
+        super().__init__(handler)
+        self.direct: Callable[[], None] | None = None
+
+    def set(self, value: Any = None) -> None:
+        super().set(value)
+        if self.direct is not None:
+            self.direct()
+
+    def set_exception(self, exception: BaseException) -> None:
+        super().set_exception(exception)
+        if self.direct is not None:
+            self.direct()
+
+    def notify(self, direct: Callable[[], None]) -> None:
+        """Call ``direct()`` once the result is ready (at once if it is)."""
+        with self._condition:
+            self.direct = direct
+            ready = self.ready()
+        if ready:
+            direct()
+
+
+def use_loop_results(client: Any) -> None:
+    """Make ``client``'s requests return :class:`LoopResult` (before it starts)."""
+    client.handler.async_result = functools.partial(LoopResult, client.handler)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if result.successful():
+        future.set_result(result.value)
+    else:
+        future.set_exception(result.exception)
+
+
+class AsyncRequests:
+    """Requests on ``session`` (a blocking :class:`Session`, whose kazoo client and
+    states are shared) for tasks of the running event loop."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.loop = asyncio.get_running_loop()
+
+    def _handed_over(self, future: asyncio.Future[Any], result: Any, _: Any = None) -> None:
+        # kazoo's completion thread: hand the result to the loop, never block.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_resolve, future, result)
+
+    async def request(self, what: str, start: Callable[[], Any], *,
+                      budget: float | None = None, idempotent: bool = True,
+                      expected: tuple[type[BaseException], ...] = (),
+                      on_abandon: Callable[[Any], None] | None = None) -> Any:
+        """Send one request (``start()`` returns kazoo's async result) and return its
+        value, as :meth:`Session.request`. Several requests go out together, in one
+        round trip, when gathered."""
+        session = self.session
+        limit = time.monotonic() + (session.timeout if budget is None else budget)
+        last: BaseException | None = None
+        while True:
+            epoch = await self.connected(what, limit, last, newer_than=None)
+            result = start()
+            future: asyncio.Future[Any] = self.loop.create_future()
+            if isinstance(result, LoopResult):
+                result.notify(functools.partial(self._handed_over, future, result))
+            else:
+                result.rawlink(functools.partial(self._handed_over, future))
+            timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
+                                                                             _expire, future)
+            try:
+                return await future
+            except TimeoutError as exc:
+                if on_abandon is not None:
+                    result.rawlink(on_abandon)  # a create that completes later is undone
+                raise BackendUnavailable(f"{what}: ZooKeeper ({session.hosts}) did not answer in time") from exc
+            except expected:
+                raise
+            except RETRYABLE as exc:
+                last = exc
+                await self.connected(what, limit, exc, newer_than=epoch)
+                if not idempotent:
+                    raise OutcomeUnknown(what) from exc
+            except KazooException as exc:
+                raise kazoo_error(what, exc) from exc
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
+        """Wait until connected (on a connection newer than epoch ``newer_than``); the
+        connection's epoch. BackendUnavailable at ``limit``, InvalidArgument once closed."""
+        session = self.session
+        while session.state is not SessionState.CONNECTED or (newer_than is not None
+                                                              and session.epoch == newer_than):
+            remaining = None if limit == float("inf") else limit - time.monotonic()
+            if session.closed or (remaining is not None and remaining <= 0):
+                raise session.not_connected(what, last)
+            changed = LoopSignal()
+            if session.add_wakeup(changed):
+                try:
+                    if session.state is not SessionState.CONNECTED or session.epoch == newer_than:
+                        await changed.wait(remaining)
+                finally:
+                    session.remove_wakeup(changed)
+        return session.epoch
+

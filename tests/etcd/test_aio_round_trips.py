@@ -1,0 +1,126 @@
+"""The asyncio etcd driver sends the blocking driver's requests, no more: an uncontended
+acquire is one Txn and a release one DeleteRange, and a waiter whose predecessor was the
+holder is granted from the holder's DELETE event, with no request of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+
+import pytest
+
+import fencing_coord as fc
+from fencing_coord.servers.etcd import EtcdMember
+
+from .conftest import EtcdTarget, rpc_counts
+
+PROMPT = 30.0
+
+
+def _kv_calls(target: EtcdTarget) -> dict[str, int]:
+    assert target.cluster is not None
+    counts = rpc_counts(target.cluster.members[0])
+    return {m: counts[m] for m in ("Txn", "Range", "Put", "DeleteRange")}
+
+
+def _watchers(member: EtcdMember) -> int:
+    """How many watches ``member`` serves now (its /metrics gauge)."""
+    import urllib.request
+
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
+    assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
+    return int(found.group(1))
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {m: after[m] - before[m] for m in before if after[m] != before[m]}
+
+
+@pytest.fixture
+def counted(etcd_single: EtcdTarget) -> EtcdTarget:
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    return etcd_single
+
+
+def test_uncontended_acquire_and_release_are_one_request_each(counted: EtcdTarget) -> None:
+    async def main() -> None:
+        namespace = f"rt-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(counted.url, namespace=namespace) as backend:
+            await backend.release(await backend.acquire("warm-up", timeout=PROMPT))
+            start = await asyncio.to_thread(_kv_calls, counted)
+            grant = await backend.acquire("orders", timeout=PROMPT)
+            acquired = await asyncio.to_thread(_kv_calls, counted)
+            assert await backend.release(grant) is True
+            released = await asyncio.to_thread(_kv_calls, counted)
+            assert await backend.try_acquire("orders") is not None
+            tried = await asyncio.to_thread(_kv_calls, counted)
+        assert _delta(start, acquired) == {"Txn": 1}
+        assert _delta(acquired, released) == {"DeleteRange": 1}
+        assert _delta(released, tried) == {"Txn": 1}
+
+    asyncio.run(main())
+
+
+def test_a_first_waiter_is_granted_from_the_watch_event(counted: EtcdTarget) -> None:
+    """The holder's delete is the whole handoff (as the blocking driver's)."""
+    assert counted.cluster is not None
+    member = counted.cluster.members[0]
+
+    async def main() -> None:
+        namespace = f"rt-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(counted.url, namespace=namespace) as holder, \
+                await fc.aio.connect(counted.url, namespace=namespace) as waiter:
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            watchers = await asyncio.to_thread(_watchers, member)
+            queued = asyncio.Event()
+            task = asyncio.create_task(waiter.acquire("orders", PROMPT, on_queued=queued.set))
+            await asyncio.wait_for(queued.wait(), PROMPT)
+            deadline = time.monotonic() + PROMPT
+            # Both of its watches exist (not only its stream: on a loaded machine the
+            # release could otherwise overtake their creation, and the waiter look).
+            while await asyncio.to_thread(_watchers, member) < watchers + 2:
+                assert time.monotonic() < deadline, "the waiter never watched"
+                await asyncio.sleep(0.01)  # polling the server's gauge: no event tells of it
+            before = await asyncio.to_thread(_kv_calls, counted)
+            await holder.release(grant)
+            taken = await asyncio.wait_for(task, PROMPT)
+            assert _delta(before, await asyncio.to_thread(_kv_calls, counted)) == {"DeleteRange": 1}
+            assert taken.token > grant.token
+            assert (await waiter.describe("orders")).holder == waiter.identity
+            await waiter.release(taken)
+
+    asyncio.run(main())
+
+
+def test_a_wait_builds_no_queue_read_again_and_a_release_builds_no_wait(etcd_single: EtcdTarget,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU, not requests: a queue's unchanging reads are built once per queue (a protobuf
+    message costs microseconds), and a release sends its delete without setting up a
+    wait in the queue."""
+    from fencing_coord.backends.etcd.queue import Queues
+
+    lines: list[bytes] = []
+    line = Queues.line
+
+    def counted_line(self: Queues, prefix: bytes, *args: object) -> object:
+        lines.append(prefix)
+        return line(self, prefix, *args)
+
+    async def main() -> None:
+        namespace = f"rt-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(etcd_single.url, namespace=namespace) as backend:
+            first = await backend.acquire("orders", timeout=PROMPT)
+            await backend.release(first)
+            second = await backend.acquire("orders", timeout=PROMPT)
+            queues = backend._queues  # type: ignore[attr-defined]
+            assert queues.reads(first.place.prefix) is queues.reads(second.place.prefix)  # type: ignore[attr-defined]
+            monkeypatch.setattr(Queues, "line", counted_line)
+            assert await backend.release(second) is True
+            assert lines == [], "the release set up a wait in the queue"
+
+    asyncio.run(main())
