@@ -159,16 +159,19 @@ def test_counter_under_the_lock_loses_no_increment(clients: list[ZooKeeperBacken
     assert resources[0].read("orders", "counter") == b"30"
 
 
-def test_a_resource_must_fit_one_znode(clients: list[ZooKeeperBackend]) -> None:
+def test_a_resource_is_not_bounded_by_one_znode(clients: list[ZooKeeperBackend]) -> None:
+    # One znode per key (issue 13): values of the largest size fit side by side; only a
+    # value above max_value_size is refused, up front.
     store = ZooKeeperStore(clients[0])
     resource = FencedResource(store)
     big = b"x" * store.max_value_size
     assert resource.write("orders", "k1", big, token=1).accepted
-    with pytest.raises(fc.InvalidArgument, match="znode"):
-        resource.write("orders", "k2", big, token=1)
-    assert resource.read("orders", "k2") is None
+    assert resource.write("orders", "k2", big[:-1] + b"y", token=1).accepted
+    assert resource.read("orders", "k1") == big
+    assert resource.read("orders", "k2") == big[:-1] + b"y"
     with pytest.raises((fc.InvalidArgument, fc.InvalidArgumentType)):
         resource.write("orders", "k3", b"x" * (store.max_value_size + 1), token=1)
+    assert resource.read("orders", "k3") is None
 
 
 def test_foreign_content_is_reported(clients: list[ZooKeeperBackend], zk_standalone: ZooKeeperTarget) -> None:
