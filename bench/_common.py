@@ -163,17 +163,18 @@ def library_lock(lock: Any, what: str) -> tuple[Take, Give]:
     return take, give
 
 
-def _contender(open_lock: OpenLock, url: str, name: str, start: float, stop: float, out: Any,
+def _contender(open_lock: OpenLock, url: str, name: str, ready: Any, go: Any, stop_at: Any, out: Any,
                quiet: Callable[[], Sized] | None) -> None:
-    """Take and give back lock ``name`` from ``start`` to ``stop`` (time.time()); send back
-    the time.monotonic() of every grant (one clock for every process), the CPU time used
-    meanwhile, and how many errors ``quiet`` (if given, called first) kept out of the
-    output."""
+    """Take and give back lock ``name`` from when every process is connected (``ready``,
+    then ``go``) until ``stop_at`` (time.time()); send back the time.monotonic() of every
+    grant (one clock for every process), the CPU time used meanwhile, and how many
+    errors ``quiet`` (if given, called first) kept out of the output."""
     kept_out = quiet() if quiet is not None else ()
     grants: list[float] = []
     with open_lock(url, name) as (take, give):
-        while time.time() < start:
-            time.sleep(0.001)
+        ready.wait()
+        go.wait()
+        stop = stop_at.value
         cpu = time.process_time()
         while time.time() < stop:
             held = take()
@@ -191,29 +192,34 @@ class Contended(NamedTuple):
     handoffs: float  # grants to another client than the previous one, per second
     cpu: float  # client CPU seconds per grant, all processes together
     kept_out: int  # errors the processes' ``quiet`` kept out of the output
+    fairness: float = 1.0  # Jain's index of the grants per client (1.0: all got as many)
 
 
 def contended(open_lock: OpenLock, url: str, clients: int, seconds: float, *,
               quiet: Callable[[], Sized] | None = None) -> Contended:
     """``clients`` processes, each with its own ``open_lock(url, name)``, on one lock for
-    ``seconds``. ``open_lock`` and ``quiet`` must be module-level (they are pickled for
-    the spawned processes)."""
+    ``seconds`` from when all of them are connected. ``open_lock`` and ``quiet`` must be
+    module-level (they are pickled for the spawned processes)."""
     ctx = multiprocessing.get_context("spawn")
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    start = time.time() + 3.0  # every process connected and waiting by then
-    stop = start + seconds
+    ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
     pipes, procs = [], []
     for _ in range(clients):
         receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(open_lock, url, name, start, stop, send, quiet))
+        proc = ctx.Process(target=_contender, args=(open_lock, url, name, ready, go, stop_at, send, quiet))
         proc.start()
         pipes.append(receive)
         procs.append(proc)
+    ready.wait()
+    stop_at.value = time.time() + seconds
+    go.set()
     timeline: list[tuple[float, int]] = []
+    per_client: list[int] = []
     cpu = 0.0
     kept_out = 0
     for receive in pipes:
         pid, grants, used, errors = receive.recv()
+        per_client.append(len(grants))
         timeline.extend((t, pid) for t in grants)
         cpu += used
         kept_out += errors
@@ -221,7 +227,8 @@ def contended(open_lock: OpenLock, url: str, clients: int, seconds: float, *,
         proc.join()
     timeline.sort()
     handoffs = sum(1 for (_, a), (_, b) in itertools.pairwise(timeline) if a != b)
-    return Contended(len(timeline) / seconds, handoffs / seconds, cpu / max(len(timeline), 1), kept_out)
+    return Contended(len(timeline) / seconds, handoffs / seconds, cpu / max(len(timeline), 1), kept_out,
+                     jain_index(per_client))
 
 
 # -- verdicts -----------------------------------------------------------------------------------
@@ -239,3 +246,72 @@ def print_ratios(rows: Sequence[tuple[str, float, float | None]]) -> int:
         missed += not ok
         print(f"  {label:48s} {ratio:6.2f}x  (>= {target:g}x) {'ok' if ok else 'MISSED'}")
     return missed
+
+
+# -- handoff latency: two processes passing one lock back and forth ------------------------------
+
+
+def _handoff_side(open_lock: OpenLock, url: str, name: str, me: int, count: int, settle: float,
+                  waiting: Sequence[Any], started: Any, out: Any) -> None:
+    """Process ``me`` (0 or 1) of a handoff run. Round k's holder is k % 2: it waits until
+    the other process is about to call ``take`` (plus ``settle`` seconds, for its
+    request to be queued and its watch in place), gives the lock back and notes the
+    time.monotonic() at which ``give`` returned; the other notes when ``take`` returned.
+    Sends back {round: time} for both."""
+    released: dict[int, float] = {}
+    acquired: dict[int, float] = {}
+    with open_lock(url, name) as (take, give):
+        held: object = take() if me == 0 else None
+        started.wait()
+        for k in range(count):
+            if k % 2 == me:  # the holder
+                waiting[1 - me].wait()
+                waiting[1 - me].clear()
+                time.sleep(settle)
+                give(held)
+                released[k] = time.monotonic()
+            else:
+                waiting[me].set()
+                held = take()
+                acquired[k] = time.monotonic()
+        if count % 2 == me:
+            give(held)
+    out.send((released, acquired))
+    out.close()
+
+
+def handoff_latencies(open_lock: OpenLock, url: str, count: int, settle: float = 0.02) -> list[float]:
+    """Seconds from ``give`` returning in one process to ``take`` returning in the other,
+    for ``count`` handoffs between two spawned processes (``open_lock`` module-level)."""
+    ctx = multiprocessing.get_context("spawn")
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    waiting = [ctx.Event(), ctx.Event()]
+    started = ctx.Barrier(2)
+    pipes, procs = [], []
+    for me in (0, 1):
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_handoff_side,
+                           args=(open_lock, url, name, me, count, settle, waiting, started, send))
+        proc.start()
+        pipes.append(receive)
+        procs.append(proc)
+    released: dict[int, float] = {}
+    acquired: dict[int, float] = {}
+    for receive in pipes:
+        gave, took = receive.recv()
+        released.update(gave)
+        acquired.update(took)
+    for proc in procs:
+        proc.join()
+    return [acquired[k] - released[k] for k in range(count)]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def jain_index(counts: Sequence[float]) -> float:
+    """Jain's fairness index of the grants each client got: 1.0 when all got as many."""
+    total = sum(counts)
+    return total * total / (len(counts) * sum(c * c for c in counts)) if total else 1.0
