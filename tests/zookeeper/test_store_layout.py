@@ -263,3 +263,28 @@ def test_async_store_uses_the_same_nodes(zk_standalone: ZooKeeperTarget, clients
     run_guarded(main)
     assert blocking.read("orders", "k2") == b"async 2"
     assert blocking.highest_token("orders") == 5
+
+
+def test_a_write_costs_the_same_whatever_the_resource_size(clients: list[ZooKeeperBackend]) -> None:
+    store = ZooKeeperStore(clients[0])
+    resource = FencedResource(store)
+    for n in range(300):
+        fc.UnfencedResource(store).write("big", f"other-{n}", b"x" * 100, token=1)
+    sent: list[Any] = []
+    real = store._session.request
+
+    def request(what: str, start: Any, **kwargs: Any) -> Any:
+        sent.append(start.func.__self__)  # the step whose request this is
+        return real(what, start, **kwargs)
+
+    store._session.request = request
+    requests = {}
+    for name in ("small", "big"):
+        assert resource.write(name, "k", b"first", token=3).accepted  # the store learns the versions
+        sent.clear()
+        assert resource.write(name, "k", b"second", token=3).accepted
+        [step] = sent
+        requests[name] = [(op.kind, len(op.data)) for op in step.ops]
+    store._session.request = real
+    # One transaction of two operations (check the fence, set the key), the same for both.
+    assert requests["small"] == requests["big"] == [("check", 0), ("set", 17 + len(b"second"))]
