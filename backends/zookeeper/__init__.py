@@ -36,8 +36,8 @@ The modules, one idea each:
 * :mod:`.tls`: ``zookeepers://`` (its ``ca``/``cert``/``key`` options, kazoo's TLS
   arguments) and the first connection, which reports TLS mistakes as ConfigurationError.
 * :mod:`.backend`: :class:`ZooKeeperBackend`, the SPI on top of them.
-* :mod:`.store_nodes`, :mod:`.store_steps`: the store's znodes, and its transactions as
-  steps without I/O that both front ends carry out.
+* :mod:`.store_nodes`, :mod:`.store_requests`, :mod:`.store_steps`: the store's znodes, its
+  requests, and its operations as steps without I/O that both front ends carry out.
 * :mod:`.store`: :class:`ZooKeeperStore`, fenced resources in znodes.
 """
 

@@ -17,16 +17,8 @@ from .aio_backend import AsyncZooKeeperBackend
 from .session import OutcomeUnknown
 from .store import ZooKeeperStore
 from .store_nodes import Paths
-from .store_steps import (
-    LOST,
-    Seen,
-    Step,
-    StepRun,
-    fenced_steps,
-    highest_steps,
-    plain_read_steps,
-    plain_write_steps,
-)
+from .store_requests import LOST, Step, StepRun
+from .store_steps import Seen, fenced_steps, highest_steps, plain_read_steps, plain_write_steps
 
 __all__ = ["AsyncZooKeeperStore"]
 

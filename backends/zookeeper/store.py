@@ -14,16 +14,8 @@ from fencing_coord.stores.base import FencedOutcome, Store
 from .backend import ZooKeeperBackend
 from .session import OutcomeUnknown
 from .store_nodes import MAX_VALUE_BYTES, Paths
-from .store_steps import (
-    LOST,
-    Seen,
-    Step,
-    StepRun,
-    fenced_steps,
-    highest_steps,
-    plain_read_steps,
-    plain_write_steps,
-)
+from .store_requests import LOST, Step, StepRun
+from .store_steps import Seen, fenced_steps, highest_steps, plain_read_steps, plain_write_steps
 
 __all__ = ["ZooKeeperStore"]
 

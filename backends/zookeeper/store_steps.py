@@ -17,7 +17,9 @@ exists) are still as read: the value returned is the value while the token was a
 The versions of fences and keys last seen are remembered (:class:`Seen`, a bounded
 hint): a fenced write then sends its transaction without reading first, one round trip.
 A hint is only ever used inside a transaction that checks it, and a highest token only
-grows, so a stale hint costs one failed transaction, never a wrong decision.
+grows (a refusal on a hint is right: the highest is at least that now), so a stale hint
+costs one failed transaction, never a wrong decision. (The store never deletes a fence;
+deleting one out of band resets the resource, as it would in any layout.)
 
 After a connection loss with a transaction in flight, the step reads the nodes again
 (after a ``sync``) and recognises its own write by its write id: applied, not applied
@@ -27,24 +29,14 @@ the node was written over more than once since, :class:`BackendUnavailable` "out
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any, Final
 
-from kazoo.exceptions import (
-    BadVersionError,
-    KazooException,
-    NodeExistsError,
-    NoNodeError,
-    RolledBackError,
-    RuntimeInconsistency,
-)
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from fencing_coord.errors import BackendUnavailable
 from fencing_coord.stores.base import FencedOutcome, admits
 
-from .session import kazoo_error
 from .store_nodes import (
     Fence,
     Legacy,
@@ -58,14 +50,11 @@ from .store_nodes import (
     new_write_id,
     tombstone,
 )
+from .store_requests import LOST, Commit, Ensure, Op, Read, Step, applied
 
 __all__ = [
-    "LOST",
-    "Commit",
-    "Read",
+    "ATTEMPTS",
     "Seen",
-    "Step",
-    "StepRun",
     "create_resource",
     "fenced_steps",
     "highest_steps",
@@ -78,139 +67,6 @@ __all__ = [
 ATTEMPTS: Final = 100
 #: How many fences and keys a store remembers the version of.
 _SEEN_LIMIT: Final = 10_000
-#: Failures of one operation of a transaction that mean "changed since read".
-_CHANGED: Final = (BadVersionError, NodeExistsError, NoNodeError)
-#: What ZooKeeper answers for the other operations of a failed transaction (before the
-#: failed one: rolled back; after it: not tried).
-_NOT_THE_CAUSE: Final = (RolledBackError, RuntimeInconsistency)
-
-
-class _Lost:
-    """The answer a front end sends for a non-idempotent request whose answer the
-    connection took with it."""
-
-    def __repr__(self) -> str:
-        return "LOST"
-
-
-LOST: Final = _Lost()
-
-
-# -- steps: one request each -----------------------------------------------------------------
-
-
-def _gather(client: Any, results: list[Any]) -> Any:
-    """One kazoo result for several requests sent together (one round trip): a list of
-    their values, None for a node that does not exist; the first other error otherwise."""
-    out = client.handler.async_result()
-    pending = [len(results)]
-    lock = threading.Lock()
-
-    def done(_: Any) -> None:
-        with lock:
-            pending[0] -= 1
-            if pending[0]:
-                return
-        values = []
-        for result in results:
-            if result.successful():
-                values.append(result.value)
-            elif isinstance(result.exception, NoNodeError):
-                values.append(None)
-            else:
-                out.set_exception(result.exception)
-                return
-        out.set(values)
-
-    for result in results:
-        result.rawlink(done)
-    return out
-
-
-@dataclass(frozen=True)
-class Read:
-    """Step: read ``paths`` together (after a ``sync`` when ``sync``); reply a list of
-    ``(data, stat)`` or None per path."""
-
-    paths: tuple[str, ...]
-    sync: bool = False
-    idempotent: bool = True
-
-    @property
-    def what(self) -> str:
-        return f"read {', '.join(self.paths)}"
-
-    def start(self, client: Any) -> Any:
-        if self.sync:
-            client.sync_async(self.paths[0])
-        return _gather(client, [client.get_async(path) for path in self.paths])
-
-
-@dataclass(frozen=True)
-class Ensure:
-    """Step: make sure the persistent ``paths`` exist (parents included)."""
-
-    paths: tuple[str, ...]
-    idempotent: bool = True
-
-    @property
-    def what(self) -> str:
-        return f"create {', '.join(self.paths)}"
-
-    def start(self, client: Any) -> Any:
-        return _gather(client, [client.ensure_path_async(path) for path in self.paths])
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operation of a transaction: ``kind`` check/set/create/delete."""
-
-    kind: str
-    path: str
-    data: bytes = b""
-    version: int = -1
-
-
-@dataclass(frozen=True)
-class Commit:
-    """Step: one transaction; reply its list of results (a value or an exception per
-    operation), or :data:`LOST`."""
-
-    verb: str
-    ops: tuple[Op, ...]
-    idempotent: bool
-
-    @property
-    def what(self) -> str:
-        return f"{self.verb} {self.ops[-1].path}"
-
-    def start(self, client: Any) -> Any:
-        transaction = client.transaction()
-        for op in self.ops:
-            if op.kind == "check":
-                transaction.check(op.path, op.version)
-            elif op.kind == "set":
-                transaction.set_data(op.path, op.data, op.version)
-            elif op.kind == "create":
-                transaction.create(op.path, op.data)
-            else:
-                transaction.delete(op.path, op.version)
-        return transaction.commit_async()
-
-
-Step = Read | Ensure | Commit
-
-
-def _applied(verb: str, results: list[Any]) -> bool:
-    """True if the transaction was applied, False if a node had changed since read;
-    any other failure is raised, mapped."""
-    failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, _NOT_THE_CAUSE)]
-    for failure in failures:
-        if not isinstance(failure, _CHANGED) and isinstance(failure, KazooException):
-            raise kazoo_error(verb, failure) from failure
-    return not failures and len(results) > 0
-
-
 # -- what was read ---------------------------------------------------------------------------
 
 
@@ -284,7 +140,7 @@ def create_resource(paths: Paths, resource: str) -> Generator[Step, Any, None]:
     ops += [Op("create", paths.key(resource, key), encode_value(write_id, value))
             for key, value in sorted(legacy.values.items())]
     results = yield Commit("create resource", tuple(ops), idempotent=True)
-    _applied(f"create resource {fence_path}", results)
+    applied(f"create resource {fence_path}", results)
 
 
 def fenced_steps(paths: Paths, resource: str, key: str, token: int, strict: bool, write: bytes | None,
@@ -322,7 +178,7 @@ def fenced_steps(paths: Paths, resource: str, key: str, token: int, strict: bool
         results = yield Commit("write" if write is not None else "read", tuple(ops), idempotent=not changes)
         if results is LOST:
             results = yield from _settle(fence_path, key_path, fence, key_version, write_id, raises, write)
-        if _applied(f"{'write' if write is not None else 'read'} {key_path}", results):
+        if applied(f"{'write' if write is not None else 'read'} {key_path}", results):
             if raises:
                 seen.fence(fence_path, Fence(token, fence.version + 1, write_id))
             if write is not None:
@@ -363,7 +219,7 @@ def plain_write_steps(paths: Paths, resource: str, key: str, value: bytes, seen:
         data = encode_value(new_write_id(), value)
         op = Op("set", key_path, data) if exists else Op("create", key_path, data)
         results = yield Commit("write", (op,), idempotent=True)
-        if _applied(f"write {key_path}", results):
+        if applied(f"write {key_path}", results):
             seen.key(key_path, int(results[0].version) if exists else 0)
             return
         if not exists and isinstance(results[0], NoNodeError):  # no fence yet
@@ -403,23 +259,3 @@ def highest_steps(paths: Paths, resource: str) -> Generator[Step, Any, int | Non
     if legacy is not None:
         return legacy.highest
     return None if fence is None else fence.highest
-
-
-class StepRun:
-    """One run of a step generator, for a runner: the next step, where its reply goes,
-    and the outcome once there is no next step."""
-
-    __slots__ = ("outcome", "reply", "steps")
-
-    def __init__(self, steps: Generator[Step, Any, Any]) -> None:
-        self.steps = steps
-        self.reply: Any = None
-        self.outcome: Any = None
-
-    def next(self) -> Step | None:
-        try:
-            return self.steps.send(self.reply)
-        except StopIteration as done:
-            self.outcome = done.value
-            return None
-

@@ -4,6 +4,7 @@ kazoo client. Also: the move from the layout before, and writes whose answer was
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -249,20 +250,23 @@ def test_a_write_written_over_before_it_could_look_is_unknown(clients: list[ZooK
 def test_async_store_uses_the_same_nodes(zk_standalone: ZooKeeperTarget, clients: list[ZooKeeperBackend],
                                          namespace: str) -> None:
     blocking = FencedResource(ZooKeeperStore(clients[0]))
-    assert blocking.write("orders", "k1", b"blocking", token=4).accepted
+    names: list[str] = []
 
-    async def main() -> None:
+    async def main() -> None:  # run_guarded may run it again: a resource of its own each time
+        name = f"orders-{len(names)}"
+        names.append(name)
+        assert (await asyncio.to_thread(blocking.write, name, "k1", b"blocking", token=4)).accepted
         async with await fc.aio.connect(zk_standalone.url, namespace=namespace, ttl=4) as backend:
             resource = AsyncFencedResource(AsyncZooKeeperStore(backend))
-            assert await resource.read("orders", "k1", token=4) == b"blocking"
-            assert (await resource.write("orders", "k2", b"async", token=5)).accepted
-            assert (await resource.write("orders", "k2", b"async 2", token=5)).accepted
-            stale = await resource.write("orders", "k1", b"stale", token=4)
+            assert await resource.read(name, "k1", token=4) == b"blocking"
+            assert (await resource.write(name, "k2", b"async", token=5)).accepted
+            assert (await resource.write(name, "k2", b"async 2", token=5)).accepted
+            stale = await resource.write(name, "k1", b"stale", token=4)
             assert (stale.accepted, stale.highest_token) == (False, 5)
 
     run_guarded(main)
-    assert blocking.read("orders", "k2") == b"async 2"
-    assert blocking.highest_token("orders") == 5
+    assert blocking.read(names[-1], "k2") == b"async 2"
+    assert blocking.highest_token(names[-1]) == 5
 
 
 def test_a_write_costs_the_same_whatever_the_resource_size(clients: list[ZooKeeperBackend]) -> None:
