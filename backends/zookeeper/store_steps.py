@@ -67,6 +67,8 @@ __all__ = [
 ATTEMPTS: Final = 100
 #: How many fences and keys a store remembers the version of.
 _SEEN_LIMIT: Final = 10_000
+
+
 # -- what was read ---------------------------------------------------------------------------
 
 
@@ -206,8 +208,9 @@ def _settle(fence_path: str, key_path: str, fence: Fence, key_version: int | Non
         return [True]
     if False in verdicts:
         return [BadVersionError()]
-    raise BackendUnavailable(f"write to {key_path}: the connection dropped with the write in flight, and the "
-                             "nodes were written over since; its outcome is unknown")
+    raise BackendUnavailable(f"{'write' if write is not None else 'read'} {key_path}: outcome unknown: the "
+                             "connection dropped with it in flight, and its nodes were written over more than "
+                             "once before it could look; it may or may not have been applied")
 
 
 def plain_write_steps(paths: Paths, resource: str, key: str, value: bytes, seen: Seen) -> Generator[Step, Any, None]:

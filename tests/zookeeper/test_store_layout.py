@@ -243,7 +243,7 @@ def test_a_write_written_over_before_it_could_look_is_unknown(clients: list[ZooK
             newer.write("ledger", "k", f"newer {n}".encode(), token=9).raise_for_status()
 
     lose_the_answer(first, newer_writes_the_key_twice)
-    with pytest.raises(fc.BackendUnavailable, match="outcome is unknown"):
+    with pytest.raises(fc.BackendUnavailable, match="outcome unknown"):
         FencedResource(first).write("ledger", "k", b"first", token=7)
 
 
