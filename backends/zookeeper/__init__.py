@@ -12,8 +12,12 @@ Layout (every path below the URL's chroot)::
                                                         one ephemeral-sequential node per candidate;
                                                         data: fencing_coord.spi.encode_candidate
                                                         of its identity and value
-    /fencing-coord/<namespace>/resources/<resource>     ZooKeeperStore: one persistent node per
-                                                        fenced resource (values and highest token)
+    /fencing-coord/<namespace>/resources-v2/<resource>  ZooKeeperStore: the fence of a resource
+                                                        (its highest token), persistent
+    /fencing-coord/<namespace>/resources-v2/<resource>/<key>
+                                                        one persistent node per key: its value
+    /fencing-coord/<namespace>/resources/<resource>     the layout before (one node per resource),
+                                                        a tombstone once moved (see .store_nodes)
 
 The modules, one idea each:
 
@@ -32,6 +36,8 @@ The modules, one idea each:
 * :mod:`.tls`: ``zookeepers://`` (its ``ca``/``cert``/``key`` options, kazoo's TLS
   arguments) and the first connection, which reports TLS mistakes as ConfigurationError.
 * :mod:`.backend`: :class:`ZooKeeperBackend`, the SPI on top of them.
+* :mod:`.store_nodes`, :mod:`.store_requests`, :mod:`.store_steps`: the store's znodes, its
+  requests, and its operations as steps without I/O that both front ends carry out.
 * :mod:`.store`: :class:`ZooKeeperStore`, fenced resources in znodes.
 """
 

@@ -1,34 +1,24 @@
-"""Fenced resources in ZooKeeper for asyncio: :class:`AsyncZooKeeperStore`, the nodes,
-requests and compare-and-set steps (:func:`.store.fenced_steps`) of
-:class:`.store.ZooKeeperStore`, carried out through an
-:class:`.aio_backend.AsyncZooKeeperBackend`'s session."""
+"""Fenced resources in ZooKeeper for asyncio: :class:`AsyncZooKeeperStore`, the nodes and
+transactions of :class:`.store.ZooKeeperStore` (the steps of :mod:`.store_steps`),
+carried out through an :class:`.aio_backend.AsyncZooKeeperBackend`'s session."""
 
 from __future__ import annotations
 
 import functools
 import logging
-
-from kazoo.exceptions import NoNodeError
+from collections.abc import Generator
+from typing import Any
 
 from fencing_coord.aio.gate import AsyncStore
 from fencing_coord.errors import ConfigurationError
-from fencing_coord.spi import ROOT
 from fencing_coord.stores.base import FencedOutcome
 
 from .aio_backend import AsyncZooKeeperBackend
-from .names import segment
 from .session import OutcomeUnknown
-from .store import (
-    CAS_FAILED,
-    ConfirmNode,
-    ReadNode,
-    Resource,
-    StepRun,
-    ZooKeeperStore,
-    confirm_request,
-    fenced_steps,
-    write_request,
-)
+from .store import ZooKeeperStore
+from .store_nodes import Paths
+from .store_requests import LOST, Step, StepRun
+from .store_steps import Seen, fenced_steps, highest_steps, plain_read_steps, plain_write_steps
 
 __all__ = ["AsyncZooKeeperStore"]
 
@@ -36,8 +26,9 @@ _log = logging.getLogger(__name__)
 
 
 class AsyncZooKeeperStore(AsyncStore):
-    """Resources in ZooKeeper (one znode each, as :class:`ZooKeeperStore`), sharing an
-    :class:`AsyncZooKeeperBackend`'s session and, unless given, its namespace."""
+    """Resources in ZooKeeper (a fence znode each and a znode per key, as
+    :class:`ZooKeeperStore`), sharing an :class:`AsyncZooKeeperBackend`'s session and,
+    unless given, its namespace."""
 
     max_value_size = ZooKeeperStore.max_value_size
 
@@ -47,62 +38,36 @@ class AsyncZooKeeperStore(AsyncStore):
                                      f"{type(backend).__name__}")
         self._requests = backend._requests
         self._client = backend._session.client
-        space = backend.namespace if namespace is None else namespace
-        self._base = f"{backend.chroot}{ROOT}/{segment(space)}/resources"
+        self._paths = Paths.of(backend.chroot, backend.namespace if namespace is None else namespace)
+        self._seen = Seen()
 
-    def _path(self, resource: str) -> str:
-        return f"{self._base}/{segment(resource)}"
-
-    async def _read(self, path: str) -> tuple[Resource, int | None]:
-        try:
-            data, stat = await self._requests.request(f"read {path}", functools.partial(self._client.get_async, path),
-                                                      expected=(NoNodeError,))
-        except NoNodeError:
-            return Resource(None, {}, []), None
-        return Resource.decode(path, bytes(data)), int(stat.version)
-
-    async def _write(self, path: str, doc: Resource, version: int | None) -> bool:
-        start, write_id = write_request(self._client, path, doc, version)
-        try:
-            await self._requests.request(f"write {path}", start, idempotent=False, expected=CAS_FAILED)
-        except CAS_FAILED:
-            return False
-        except OutcomeUnknown:
-            return write_id in (await self._read(path))[0].writes
-        return True
-
-    async def _fenced(self, resource: str, key: str, token: int, strict: bool, write: bytes | None) -> FencedOutcome:
-        run = StepRun(fenced_steps(self._path(resource), key, token, strict, write))
+    async def _run(self, steps: Generator[Step, Any, Any]) -> Any:
+        run = StepRun(steps)
         while (step := run.next()) is not None:
-            if isinstance(step, ReadNode):
-                run.reply = await self._read(step.path)
-            elif isinstance(step, ConfirmNode):
-                results = await self._requests.request(f"confirm {step.path}", functools.partial(
-                    confirm_request, self._client, step.path, step.version))
-                run.reply = bool(results) and results[0] is True
-            else:
-                run.reply = await self._write(step.path, step.doc, step.version)
+            try:
+                run.reply = await self._requests.request(step.what, functools.partial(step.start, self._client),
+                                                         idempotent=step.idempotent)
+            except OutcomeUnknown:
+                run.reply = LOST
         return run.outcome
 
     async def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
-        return await self._fenced(resource, key, token, strict, value)
+        outcome: FencedOutcome = await self._run(fenced_steps(self._paths, resource, key, token, strict, value,
+                                                              self._seen))
+        return outcome
 
     async def fenced_read(self, resource: str, key: str, token: int, strict: bool) -> FencedOutcome:
-        return await self._fenced(resource, key, token, strict, None)
+        outcome: FencedOutcome = await self._run(fenced_steps(self._paths, resource, key, token, strict, None,
+                                                              self._seen))
+        return outcome
 
     async def plain_write(self, resource: str, key: str, value: bytes) -> None:
-        path = self._path(resource)
-        doc, version = await self._read(path)
-        doc.values[key] = value
-        while not await self._write(path, doc, version):
-            doc, version = await self._read(path)
-            doc.values[key] = value
+        await self._run(plain_write_steps(self._paths, resource, key, value, self._seen))
 
     async def plain_read(self, resource: str, key: str) -> bytes | None:
-        return (await self._read(self._path(resource)))[0].values.get(key)
+        value: bytes | None = await self._run(plain_read_steps(self._paths, resource, key))
+        return value
 
     async def highest_token(self, resource: str) -> int | None:
-        path = self._path(resource)
-        # sync() first: the answer reflects every write acknowledged before this call.
-        await self._requests.request(f"sync {path}", functools.partial(self._client.sync_async, path))
-        return (await self._read(path))[0].highest
+        highest: int | None = await self._run(highest_steps(self._paths, resource))
+        return highest
