@@ -13,9 +13,10 @@ Per service and number of processes, three kinds run once per round, the order r
 * the peer: python3-etcd3's ``Lock``, kazoo's ``Lock``;
 * ours.
 
-Printed per kind: grants/s, Jain's fairness index of the grants per process, and the
-server's work per grant: etcd counts Txn, Range, DeleteRange requests and the Watch
-messages sent to clients (its /metrics, over the whole run); ZooKeeper the packets
+Printed per kind: grants/s, Jain's fairness index of the grants per process, the client
+CPU time per grant (all processes together), and the server's work per grant: etcd
+counts Txn, Range, DeleteRange requests and the Watch messages sent to clients (its
+/metrics, over the whole run); ZooKeeper the packets
 it received (``mntr``). Ratios: medians of the per-round ratios of grants/s.
 Targets (issue 13): ours >= 0.95x floor and >= 1.1x the peer at every N; Jain >= 0.99.
 """
@@ -192,7 +193,9 @@ def service(name: str, url: str, kinds: dict[str, OpenLock], peer: str, work: Ca
             jain = statistics.median(r.result.fairness for r in done)
             per_grant = "  ".join(f"{what} {statistics.median(r.per_grant.get(what, 0.0) for r in done):.2f}"
                                   for what in sorted(done[0].per_grant))
-            print(f"  {kind:<6} {rate:8.0f} grants/s  Jain {jain:.3f}  per grant: {per_grant}")
+            cpu = statistics.median(r.result.cpu for r in done) * 1e6
+            print(f"  {kind:<6} {rate:8.0f} grants/s  Jain {jain:.3f}  client CPU {cpu:5.0f} us"
+                  f"  per grant: {per_grant}")
         ours = [r.result.grants for r in runs["ours"]]
         missed += _common.print_ratios([
             (f"{name} N={n}: ours / floor", _common.paired_ratio(ours, [r.result.grants for r in runs["floor"]]),

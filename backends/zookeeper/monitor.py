@@ -3,7 +3,9 @@
 It reports a grant lost as soon as it can know: its node deleted out of band (a watch on
 the node of every grant held for more than 50 ms, so an out-of-band deletion is reported
 within about 0.1 s without a renew; grants given up sooner never pay for a watch: a
-request, and an event when they are released), its session expired (LOST), or nothing
+request, and an event when they are released; a grant made from its predecessor's
+deletion event is watched from the start, by the watch its wait set: see :mod:`.handoff`),
+its session expired (LOST), or nothing
 heard from the server for a whole session timeout (the session is then presumed expired;
 checked on every read of ``grant.lost`` too, so a process resumed after a pause sees it
 at once). It also

@@ -8,6 +8,8 @@ own -- ours, and those of kazoo, Curator and ZooKeeper's recipes (see :mod:`.nam
 the order and the names); otherwise it watches only its immediate predecessor and,
 woken, lists the children again (its own node may have vanished: it then joins the queue
 anew). An acquisition costs three round trips: create, list, and the delete of release.
+A waiter whose only older contender is its predecessor is granted from the deletion event
+itself, without listing again (see :mod:`.handoff`).
 
 Limits of the sequence counter. The counter (taken from the parent's ``cversion``; it
 advances with every child created, and with deletions too depending on the server's
@@ -45,9 +47,10 @@ from fencing_coord.errors import BackendUnavailable, FencingCoordError, TokenSpa
 from fencing_coord.fairqueue import EntryGone
 
 from .grant import Entry, ZooKeeperGrant
+from .handoff import NodeWatch, PredecessorWatch
 from .monitor import Monitor
 from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, queue_contenders, serial_distance
-from .session import OutcomeUnknown, Stat
+from .session import OutcomeUnknown, Stat, presend
 
 __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 
@@ -61,6 +64,7 @@ class ZooKeeperPlace:
     entry: Entry
     predecessor: str | None  # the child to wait on; None: first in the queue
     parent_czxid: int
+    alone: bool = False  # the predecessor is the only older contender
 
     @property
     def first(self) -> bool:
@@ -90,7 +94,7 @@ def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
                          f"{entry.node}; the window is {window}")
     before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
     predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
-    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid)
+    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid, alone=len(before) == 1)
 
 
 class ZooKeeperQueue:
@@ -99,7 +103,8 @@ class ZooKeeperQueue:
     held by ``holder``. ``deadline`` bounds every request, a connection loss ridden out
     included (see :mod:`fencing_coord.deadlines`)."""
 
-    __slots__ = ("budget", "data", "deadline", "holder", "kind", "monitor", "name", "parent", "session", "window")
+    __slots__ = ("budget", "data", "deadline", "handed", "holder", "kind", "mine", "monitor", "name", "parent",
+                 "session", "window")
 
     def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
                  data: bytes, deadline: float | None) -> None:
@@ -113,6 +118,8 @@ class ZooKeeperQueue:
         self.data = data
         self.deadline = deadline
         self.budget = RequestBudget.until(deadline, self.session.timeout)
+        self.mine: NodeWatch | None = None  # the watch on our own node, if set
+        self.handed: ZooKeeperPlace | None = None  # a place made first by its predecessor's deletion
 
     def enqueue(self, exclusive: bool) -> ZooKeeperPlace:
         """Create our node and list the queue (two round trips). Never refuses early: a
@@ -127,12 +134,21 @@ class ZooKeeperQueue:
             raise
 
     def look(self, place: ZooKeeperPlace) -> ZooKeeperPlace:
+        """Our place now: first without a request when the wait ended on the deletion of
+        a predecessor that was the only older contender (see :mod:`.handoff`); else
+        listed (one round trip)."""
+        if self.handed is place:
+            self.handed = None
+            return ZooKeeperPlace(place.entry, None, place.parent_czxid)
         return self._position(place.entry)
 
     def wait(self, place: ZooKeeperPlace, deadline: float | None) -> None:
         """Watch the predecessor and return when it is gone, the connection changed, the
         backend closed or ``deadline`` passed."""
         if place.predecessor is None:
+            return
+        if place.alone:
+            self._wait_next(place, deadline)
             return
         woke = threading.Event()
 
@@ -153,7 +169,30 @@ class ZooKeeperQueue:
         grant = self.monitor.register(self.name, self.holder, place.entry, place.parent_czxid)
         if grant is None:
             raise EntryGone("the session changed while acquiring")
+        if self.mine is not None and self.mine.entry == place.entry:
+            self.mine.hand_to(grant)
         return grant
+
+    def _wait_next(self, place: ZooKeeperPlace, deadline: float | None) -> None:
+        """Wait as the next in line: watch our own node and the predecessor's in one
+        round trip; when the predecessor's deletion makes us first, note it for
+        :meth:`look` (see :mod:`.handoff`)."""
+        assert place.predecessor is not None
+        client = self.session.client
+        if self.mine is None or self.mine.entry != place.entry or self.mine.changed:
+            self.mine = NodeWatch(place.entry)
+        mine = self.mine
+        successor = PredecessorWatch(mine)
+        own_path, path = place.entry.path, f"{self.parent}/{place.predecessor}"
+        own = presend(lambda: client.exists_async(own_path, watch=mine))
+        stat = self.session.request(f"watch {path}", lambda: client.exists_async(path, watch=successor),
+                                    budget=self._budget())
+        own_stat = self.session.request(f"watch {own_path}", own, budget=self._budget())
+        if stat is None or own_stat is None or int(own_stat.czxid) != place.entry.czxid:
+            return  # gone already: look lists the queue
+        self.session.wait_for(successor.woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if successor.first:
+            self.handed = place
 
     # -- the round trips --------------------------------------------------------------------
 

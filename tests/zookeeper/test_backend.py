@@ -14,6 +14,7 @@ import pytest
 
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
 from fencing_coord.backends.zookeeper.names import (
     Contender,
     parse_contender,
@@ -213,6 +214,91 @@ def test_each_waiter_watches_only_its_predecessor(zk_standalone: ZooKeeperTarget
     for waiter, (thread, result) in zip(waiters, futures, strict=True):
         thread.join(PROMPT)
         waiter.release(result[0])
+
+
+class _Requests:
+    """The requests one backend's kazoo connection sends (by type name; pings and auth
+    left out), recorded at the connection's ``_submit``, which every request passes."""
+
+    def __init__(self, backend: ZooKeeperBackend) -> None:
+        self.sent: list[str] = []
+        connection = backend.kazoo_client._connection
+        submit = connection._submit
+
+        def recording(request: Any, timeout: float, xid: int | None = None) -> Any:
+            if xid is not None and xid >= 0:
+                self.sent.append(type(request).__name__)
+            return submit(request, timeout, xid)
+
+        connection._submit = recording
+
+    def since(self, mark: int) -> list[str]:
+        return self.sent[mark:]
+
+
+def _queued_behind(waiter: ZooKeeperBackend, name: str) -> tuple[threading.Thread, list[fc.Grant]]:
+    queued = threading.Event()
+    result: list[fc.Grant] = []
+    thread = threading.Thread(target=lambda: result.append(waiter.acquire(name, timeout=PROMPT, on_queued=queued.set)),
+                              daemon=True)
+    thread.start()
+    assert queued.wait(PROMPT)
+    return thread, result
+
+
+def _watched_by(target: ZooKeeperTarget, session: int | None, path: str) -> bool:
+    return session in _watches_by_path(target).get(path, set())
+
+
+def test_a_next_waiter_is_granted_from_the_delete_event(zk_standalone: ZooKeeperTarget, make: Any,
+                                                        operator: Any) -> None:
+    """The holder's delete is the whole handoff: the waiter, whose only older contender
+    was the holder, is granted on the deletion event without a request of its own (it
+    used to list the queue again: one more round trip)."""
+    if zk_standalone.ensemble is None:
+        pytest.skip("needs the server's four-letter words (local server)")
+    holder, waiter = make(), make()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    held = holder.lock_path("orders") + "/" + _ordered_children(operator, holder.lock_path("orders"))[0]
+    holder_sent, waiter_sent = _Requests(holder), _Requests(waiter)
+    thread, result = _queued_behind(waiter, "orders")
+    # Its watch on the holder's node is in place (the one on its own node was sent
+    # before it): it only waits now.
+    _eventually(lambda: _watched_by(zk_standalone, waiter.session_id, held))
+    marks = len(holder_sent.sent), len(waiter_sent.sent)
+    holder.release(grant)
+    thread.join(PROMPT)
+    assert result, "the waiter was not granted"
+    assert holder_sent.since(marks[0]) == ["Delete"]
+    assert waiter_sent.since(marks[1]) == []
+    assert result[0].token > grant.token
+    assert waiter.describe("orders").holder == waiter.identity
+    assert waiter.release(result[0]) is True
+
+
+def test_a_next_waiter_whose_node_was_deleted_is_not_granted_by_the_event(zk_standalone: ZooKeeperTarget,
+                                                                          make: Any, operator: Any) -> None:
+    """The deletion event grants only a waiter whose own node still exists: one deleted
+    out of band while it waited queues again and is granted on a new node."""
+    if zk_standalone.ensemble is None:
+        pytest.skip("needs the server's four-letter words (local server)")
+    holder, waiter = make(), make()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    parent = holder.lock_path("orders")
+    held = f"{parent}/{_ordered_children(operator, parent)[0]}"
+    thread, result = _queued_behind(waiter, "orders")
+    mine = f"{parent}/{_ordered_children(operator, parent)[1]}"
+    _eventually(lambda: _watched_by(zk_standalone, waiter.session_id, held))
+    operator.delete(mine)
+    holder.release(grant)
+    thread.join(PROMPT)
+    assert result, "the waiter was not granted"
+    taken = result[0]
+    assert isinstance(taken, ZooKeeperGrant)
+    assert taken.entry.path != mine
+    assert operator.exists(taken.entry.path) is not None
+    assert not taken.lost
+    assert waiter.release(taken) is True
 
 
 def _ordered_children(client: Any, parent: str) -> list[str]:

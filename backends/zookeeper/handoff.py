@@ -1,0 +1,82 @@
+"""The handoff from the watch event: a waiter that is next in line is granted when its
+predecessor's node is deleted, with no request of its own.
+
+Why the event alone suffices. A waiter's listing of the queue showed exactly one
+contender older than itself, its predecessor. ZooKeeper numbers the children of a parent
+in creation order, so every contender created after that listing is younger than the
+waiter: once the predecessor's node is deleted, nobody older remains, provided the
+waiter's own node still exists. That proviso is checked by a second watch, on the
+waiter's own node, set in the same round trip as the predecessor's (both requests go out
+before either answer is awaited). ZooKeeper delivers a session's watch events in the
+order of the changes, and kazoo runs watch callbacks one at a time in that order, so if
+our node was deleted before the predecessor's, its event is handled first and the
+predecessor's event grants nothing (the waiter lists the queue again, finds its node
+gone and queues anew). A session that ended is caught when the grant is registered
+(:meth:`.monitor.Monitor.register` compares the node's owner with the session).
+
+After the grant the watch on our node is the grant's own watch (the monitor then does not
+set another): its event is handed to :meth:`.grant.ZooKeeperGrant.watch`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Final
+
+from .grant import Entry, ZooKeeperGrant
+
+__all__ = ["NodeWatch", "PredecessorWatch"]
+
+_DELETED: Final = "DELETED"  # kazoo's EventType.DELETED
+
+
+class NodeWatch:
+    """The watch on our own node, from the wait that set it to the end of the grant.
+
+    Before the grant, an event means our node may be gone (``changed`` turns True and
+    ``wake`` is set); once :meth:`hand_to` has run, events go to the grant's watch."""
+
+    __slots__ = ("changed", "entry", "grant", "wake")
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+        self.changed = False
+        self.grant: ZooKeeperGrant | None = None
+        self.wake: threading.Event | None = None
+
+    def __call__(self, event: Any) -> None:  # kazoo's callback thread: never block
+        grant = self.grant
+        if grant is not None:
+            grant.watch(event)
+            return
+        self.changed = True
+        wake = self.wake
+        if wake is not None:
+            wake.set()
+
+    def hand_to(self, grant: ZooKeeperGrant) -> None:
+        """From now on the grant owns this watch. If our node changed meanwhile, the grant
+        is checked at once (the monitor verifies it and reports it lost if it is gone)."""
+        self.grant = grant
+        if self.changed:
+            grant.watch(None)
+        else:
+            grant.armed = True
+
+
+class PredecessorWatch:
+    """The watch on the predecessor of a waiter that is next in line. ``first`` turns
+    True when the predecessor's node was deleted while our own node had not changed."""
+
+    __slots__ = ("first", "mine", "woke")
+
+    def __init__(self, mine: NodeWatch) -> None:
+        self.mine = mine
+        self.first = False
+        self.woke = threading.Event()
+        mine.wake = self.woke
+
+    def __call__(self, event: Any) -> None:  # kazoo's callback thread: never block
+        if getattr(event, "type", None) == _DELETED and not self.mine.changed:
+            self.first = True
+        self.woke.set()
