@@ -164,7 +164,7 @@ def test_each_decision_is_one_audit_record_as_the_blocking_gate_s(caplog: pytest
         for op, args, kwargs in operations:
             await getattr(resource, op)(*args, **kwargs)
 
-    with caplog.at_level(logging.INFO, logger="fencing_coord.audit"):
+    with caplog.at_level(logging.DEBUG, logger="fencing_coord.audit"):  # DEBUG: admitted decisions too
         blocking = FencedResource(MemoryStore())
         for op, args, kwargs in operations:
             getattr(blocking, op)(*args, **kwargs)
