@@ -111,6 +111,10 @@ def enabled() -> bool:
 
 _MESSAGE = "%s %s/%s token=%s highest=%s: %s (mode %s)"
 
+#: How long the emitting thread waits for more records once it handled some (a record
+#: reaches the handlers at most this much later than it would one at a time).
+_BATCH_SECONDS = 0.01
+
 
 @dataclass(frozen=True)
 class _FlushMark:
@@ -157,20 +161,32 @@ class _Emitter:
         pending, wake = self.pending, self.wake
         while True:
             self.idle = False
-            while pending:
-                item = pending.popleft()
-                if isinstance(item, _FlushMark):
-                    item.handled.set()
-                    continue
-                try:
-                    _log.handle(item)
-                except Exception:  # a handler's own errors go to its handleError; this is the rest
-                    traceback.print_exc()
+            # Linger while records keep coming: writers see the thread awake and append
+            # without waking it, so a busy gate pays one wake-up per batch, not one per
+            # decision (a wake-up and the GIL's hand-over cost more than the record).
+            while self.drain():
+                time.sleep(_BATCH_SECONDS)
             self.idle = True
             wake.clear()
             # A writer that appended before ``idle`` was set did not wake us: look again.
             if not pending:
                 wake.wait()
+
+    def drain(self) -> bool:
+        """Hand every queued record to the handlers; True if there was any."""
+        pending = self.pending
+        if not pending:
+            return False
+        while pending:
+            item = pending.popleft()
+            if isinstance(item, _FlushMark):
+                item.handled.set()
+                continue
+            try:
+                _log.handle(item)
+            except Exception:  # a handler's own errors go to its handleError; this is the rest
+                traceback.print_exc()
+        return True
 
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]  # the parent's thread and records are not ours

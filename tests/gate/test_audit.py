@@ -228,3 +228,29 @@ def test_a_custom_record_factory_makes_every_record(caplog: pytest.LogCaptureFix
     records = [r for r in caplog.records if r.name == "fencing_coord.audit"]
     assert [r.request_id for r in records] == ["req-0", "req-1"]  # type: ignore[attr-defined]
     assert [r.decision for r in records] == ["admitted", "refused"]  # type: ignore[attr-defined]
+
+
+def test_a_burst_of_decisions_wakes_the_emitting_thread_once_per_batch(caplog: pytest.LogCaptureFixture,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       sqlite_path: str) -> None:
+    # Waking the emitter for every record cost a busy gate more than the record itself
+    # (a fenced SQLite write logged at DEBUG: 1.86x the CPU of an unlogged one).
+    assert audit.flush(30.0)
+    wakes = 0
+    real_set = audit._emitter.wake.set
+
+    def counting_set() -> None:
+        nonlocal wakes
+        wakes += 1
+        real_set()
+
+    monkeypatch.setattr(audit._emitter.wake, "set", counting_set)
+    # Durable SQLite writes: a real gate's pace, where the emitter used to fall asleep
+    # between two decisions.
+    resource = FencedResource(SQLiteStore(sqlite_path))
+    with caplog.at_level(logging.DEBUG, logger="fencing_coord.audit"):
+        for token in range(1, 201):
+            resource.write("orders", "k", b"v", token=token)
+        assert audit.flush(30.0)
+    assert len(audit_records(caplog)) == 200
+    assert wakes <= 50, f"{wakes} wake-ups for 200 decisions"
