@@ -49,6 +49,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     schemes = ("etcd", "etcds")
     capabilities = EtcdBackend.capabilities
+    _release_runs_to_end = True  # its one delete is carried through cancellations, without a task
 
     def __init__(self, settings: Connection, *, ttl: float, namespace: str, identity: str,
                  raw_election_values: bool = False) -> None:
@@ -119,7 +120,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         BackendUnavailable when etcd did not answer (deleted in the background)."""
         place = narrow(grant, EtcdGrant).place
         self._session.unbind(place.lease, grant)
-        held = await delete_key(self._lease, place, None, idempotent=False)
+        held = await delete_key(self._lease, place, None, idempotent=False, to_the_end=True)
         return held and place.lease.dead is None
 
     def _forget(self, grant: Grant) -> None:

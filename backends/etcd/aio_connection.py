@@ -66,6 +66,41 @@ class AsyncConnection(Members):
             else:
                 await asyncio.sleep(pause)
 
+    async def call_to_end(self, service: str, method: str, request: Any, *, budget: float | None = None,
+                          idempotent: bool = True) -> tuple[Any, asyncio.CancelledError | None]:
+        """As :meth:`call`, but carried to its end even when the calling task is cancelled
+        meanwhile (a release must not be cut in half), without a task of its own: the
+        response and the cancellation, if one came, for the caller to raise once it has
+        booked the response. If the request fails after a cancellation came, that
+        cancellation is raised, caused by the request's error."""
+        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=False)
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            index, seconds = retry.attempt()
+            try:
+                call = getattr(self._stub(index, service), method)(request, timeout=seconds, metadata=self._metadata)
+                cancelled = await _until_done(call, cancelled)
+                return await call, cancelled  # done: the answer is there, no suspension
+            except (ValueError, grpc.RpcError) as exc:
+                try:
+                    pause = retry.failed(index, exc)
+                except Exception as error:
+                    if cancelled is not None:
+                        raise cancelled from error
+                    raise
+            except asyncio.CancelledError:  # not ours (absorbed above): the channel was closed
+                if cancelled is not None:
+                    raise cancelled from None
+                self._check_closed_meanwhile()
+                raise
+            try:
+                if pause is None:
+                    await self.authenticate(budget=retry.left())
+                else:
+                    await asyncio.sleep(pause)
+            except asyncio.CancelledError as exc:  # cut the pause short; the request goes on
+                cancelled = exc
+
     async def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:
         """Refresh lease ``lease_id`` once; its new TTL (<= 0: etcd no longer has it)."""
         request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
@@ -115,3 +150,24 @@ class AsyncConnection(Members):
         ``hasleader``, so that etcd ends it when that member loses its leader."""
         index = self._current
         return index, self._stub(index, "Watch").Watch(metadata=(*self._metadata, ("hasleader", "true")))
+
+
+async def _until_done(call: Any, cancelled: asyncio.CancelledError | None) -> asyncio.CancelledError | None:
+    """Wait until the grpc.aio ``call`` is done, without cancelling it when the task is
+    cancelled meanwhile (awaiting the call itself would): the cancellation that came,
+    else ``cancelled``. A future of our own stands between the task and the call."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    call.add_done_callback(wake)
+    while not call.done():
+        try:
+            await waiter
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            waiter = loop.create_future()
+    return cancelled

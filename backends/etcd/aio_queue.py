@@ -169,16 +169,30 @@ class AsyncEtcdQueue:
             raise InvalidArgument(f"{self.queues.owner!r} is closed")
 
 
-async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True) -> bool:
+async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True,
+                     to_the_end: bool = False) -> bool:
     """Delete ``place``'s key; True if it still existed. If etcd cannot be reached within
     ``budget`` (None: the ``timeout`` option), it is deleted in the background and
     BackendUnavailable raised. Not ``idempotent``: never sent again once it may have been
-    applied (see :meth:`.queue.Queues.withdraw`)."""
+    applied (see :meth:`.queue.Queues.withdraw`). ``to_the_end``: a cancellation of the
+    calling task meanwhile is raised only once the delete ended and was booked (see
+    :meth:`.aio_connection.AsyncConnection.call_to_end`)."""
+    request = etcdrpc.DeleteRangeRequest(key=place.key)
+    cancelled: asyncio.CancelledError | None = None
     try:
-        response = await session.conn.call("KV", "DeleteRange", etcdrpc.DeleteRangeRequest(key=place.key),
-                                           budget=budget, idempotent=idempotent)
+        if to_the_end:
+            response, cancelled = await session.conn.call_to_end("KV", "DeleteRange", request, budget=budget,
+                                                                 idempotent=idempotent)
+        else:
+            response = await session.conn.call("KV", "DeleteRange", request, budget=budget, idempotent=idempotent)
     except BackendUnavailable:
         session.book.delete_later(place.key)
         raise
+    except asyncio.CancelledError as exc:
+        if isinstance(exc.__cause__, BackendUnavailable):  # from call_to_end: unavailable, then cancelled
+            session.book.delete_later(place.key)
+        raise
     session.book.free_slot(place.lease, place.slot)
+    if cancelled is not None:
+        raise cancelled
     return int(response.deleted) > 0

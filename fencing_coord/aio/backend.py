@@ -64,6 +64,10 @@ class AsyncLockBackend(FrontEnd, ABC):
 
     schemes: ClassVar[tuple[str, ...]] = ()
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: True when the backend's ``_release`` itself runs to its end through a
+    #: cancellation of the calling task and raises that cancellation after: ``release``
+    #: then awaits it directly instead of making a task for it (see :func:`complete`).
+    _release_runs_to_end: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -119,7 +123,10 @@ class AsyncLockBackend(FrontEnd, ABC):
         counts as released all the same). Runs to its end even if the calling task is
         cancelled meanwhile (the cancellation is raised after)."""
         booked = self._unbook(grant)
-        return self._released(grant, await complete(self._release(grant))) if booked is None else booked
+        if booked is not None:
+            return booked
+        work = self._release(grant)
+        return self._released(grant, await (work if self._release_runs_to_end else complete(work)))
 
     @asynccontextmanager
     async def lock(self, name: str, timeout: float | None = None) -> AsyncIterator[Grant]:

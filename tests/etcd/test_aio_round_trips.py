@@ -8,6 +8,7 @@ import asyncio
 import re
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -122,5 +123,62 @@ def test_a_wait_builds_no_queue_read_again_and_a_release_builds_no_wait(etcd_sin
             monkeypatch.setattr(Queues, "line", counted_line)
             assert await backend.release(second) is True
             assert lines == [], "the release set up a wait in the queue"
+
+    asyncio.run(main())
+
+
+def test_an_uncontended_acquire_and_release_make_no_task_of_ours(etcd_single: EtcdTarget) -> None:
+    """Tasks cost event-loop passes: the uncontended path awaits its two requests
+    directly (grpc.aio makes one task per unary call itself; those are not counted), and
+    the release is carried through cancellations without a task of its own."""
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        code = getattr(coro, "cr_code", None)
+        if code is None or "/grpc/" not in code.co_filename:
+            made.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main() -> None:
+        namespace = f"rt-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(etcd_single.url, namespace=namespace) as backend:
+            await backend.release(await backend.acquire("warm-up", timeout=PROMPT))
+            loop = asyncio.get_running_loop()
+            loop.set_task_factory(factory)
+            try:
+                for _ in range(3):
+                    assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
+            finally:
+                loop.set_task_factory(None)
+            assert made == [], f"the uncontended path made tasks: {made}"
+
+    asyncio.run(main())
+
+
+def test_a_release_cancelled_while_its_delete_is_in_flight_still_deletes(etcd_single: EtcdTarget) -> None:
+    """The release's DeleteRange is awaited without a task: a cancellation (twice) while
+    it is in flight is raised only after the delete ended, and the lock is free."""
+
+    async def main() -> None:
+        namespace = f"rt-{uuid.uuid4().hex[:10]}"
+        async with (await fc.aio.connect(etcd_single.url, namespace=namespace) as backend,
+                    await fc.aio.connect(etcd_single.url, namespace=namespace) as other):
+            for steps in range(1, 5):  # (cancelled before its first step, a task never runs)
+                grant = await backend.acquire("orders", timeout=PROMPT)
+                task = asyncio.create_task(backend.release(grant))
+                for _ in range(steps):
+                    await asyncio.sleep(0)  # cancel at a different point of the delete each time
+                in_flight = task.cancel()
+                await asyncio.sleep(0)
+                task.cancel()
+                if in_flight:
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+                else:
+                    assert await task is True
+                taken = await other.try_acquire("orders")
+                assert taken is not None, f"the cancelled release did not delete (cancelled after {steps} steps)"
+                assert await other.release(taken) is True
+                assert grant.released
 
     asyncio.run(main())
