@@ -162,6 +162,17 @@ def _run_holding(grant: Grant, command: list[str], grace: float) -> int:
         "FENCING_LOCK": grant.name,
         "FENCING_HOLDER": grant.holder,
     }
+    # Collect signals from before the command starts: one that came between its start
+    # and _supervise would get its default action (SIGHUP, SIGTERM: run dies, and the
+    # command, never told, outlives it). What was collected is passed on once it runs.
+    with _Wakeup() as wakeup:
+        inbox = SignalInbox(wakeup.write_fd)
+        with inbox.collecting(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            return _start_and_supervise(grant, command, env, grace, wakeup, inbox)
+
+
+def _start_and_supervise(grant: Grant, command: list[str], env: dict[str, str], grace: float, wakeup: _Wakeup,
+                         inbox: SignalInbox) -> int:
     try:
         tethered = start_tethered(command, env)
     except OSError as exc:
@@ -174,13 +185,14 @@ def _run_holding(grant: Grant, command: list[str], grace: float) -> int:
             report(f"run: cannot execute {command[0]}: {exc.strerror}")
         return EXIT_NOT_EXECUTABLE
     try:
-        return _supervise(grant, tethered.process, command[0], grace)
+        return _supervise(grant, tethered.process, command[0], grace, wakeup, inbox)
     finally:
         # Whatever CMD left running in its group dies before the lock is released.
         tethered.kill_group()
 
 
-def _supervise(grant: Grant, proc: subprocess.Popen[bytes], name: str, grace: float) -> int:
+def _supervise(grant: Grant, proc: subprocess.Popen[bytes], name: str, grace: float, wakeup: _Wakeup,
+               inbox: SignalInbox) -> int:
     """Wait until CMD exits; return its status, or EXIT_LOST if the grant was lost first.
 
     Stopping CMD (the grant lost, or SIGINT/SIGTERM sent to run): its group gets SIGTERM
@@ -188,33 +200,30 @@ def _supervise(grant: Grant, proc: subprocess.Popen[bytes], name: str, grace: fl
     or on a second SIGINT/SIGTERM. SIGHUP is passed on as it is.
     """
     lost = threading.Event()
-    with _Wakeup() as wakeup:
 
-        def on_lost(_grant: Grant) -> None:
-            lost.set()
-            wakeup.set()
+    def on_lost(_grant: Grant) -> None:
+        lost.set()
+        wakeup.set()
 
-        grant.on_lost(on_lost)
+    grant.on_lost(on_lost)
 
-        def reap() -> None:
-            proc.wait()
-            wakeup.set()
+    def reap() -> None:
+        proc.wait()
+        wakeup.set()
 
-        threading.Thread(target=reap, name="fencing-coord-run-wait", daemon=True).start()
-        inbox = SignalInbox(wakeup.write_fd)
-        stopping = _Stopping(proc.pid, name, grace)
-        with inbox.collecting(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            while proc.returncode is None and proc.poll() is None:
-                wakeup.wait(stopping.time_left())
-                for signum in inbox.take():
-                    stopping.on_signal(signum)
-                if lost.is_set() and not stopping.lost:
-                    report(
-                        f"run: lock {grant.name!r} lost ({grant.lost_reason or 'lease expired'}); "
-                        f"stopping {name} (SIGTERM, SIGKILL after {grace:g} s)"
-                    )
-                    stopping.on_lost()
-                stopping.check_deadline()
+    threading.Thread(target=reap, name="fencing-coord-run-wait", daemon=True).start()
+    stopping = _Stopping(proc.pid, name, grace)
+    while proc.returncode is None and proc.poll() is None:
+        for signum in inbox.take():  # first: what came while the command was starting
+            stopping.on_signal(signum)
+        if lost.is_set() and not stopping.lost:
+            report(
+                f"run: lock {grant.name!r} lost ({grant.lost_reason or 'lease expired'}); "
+                f"stopping {name} (SIGTERM, SIGKILL after {grace:g} s)"
+            )
+            stopping.on_lost()
+        stopping.check_deadline()
+        wakeup.wait(stopping.time_left())
     return EXIT_LOST if stopping.lost else _status(proc.returncode)
 
 

@@ -58,6 +58,21 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(namespa
     assert 0.5 <= elapsed < 5, elapsed
 
 
+def test_a_signal_that_arrives_as_the_command_starts_is_passed_on(namespace: str) -> None:
+    # The command sends SIGHUP to run as its first act: run had not yet installed its
+    # handlers then (a fresh-clone CI run hit it), so SIGHUP's default action killed run,
+    # and the command, never told, outlived it.
+    script = 'trap \'hup=1\' HUP; kill -HUP "$PPID"; while [ -z "$hup" ]; do sleep 0.05; done; exit 5'
+    for _ in range(3):
+        proc = start_cli("run", "--url", f"memory://{namespace}", "--lock", "job", "--grace", "0.2",
+                         "--", "sh", "-c", script)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        assert proc.returncode == 5, err
+
+
 def test_sighup_is_passed_on_without_starting_the_grace_period(namespace: str, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     # Once it got SIGHUP, the command lives on for 1 s (5 times --grace), then exits 5.

@@ -27,8 +27,9 @@ def test_the_numbers_in_the_table_are_the_enforced_ones() -> None:
 
 def test_zookeeper_store_limit_is_the_documented_one() -> None:
     zookeeper = pytest.importorskip("fencing_coord.backends.zookeeper")
-    assert zookeeper.ZooKeeperStore.max_value_size == 700_000
-    assert "700 000 bytes per value" in LIMITS
+    # One znode per key since issue 13: a value, not a whole resource, must fit one request.
+    assert zookeeper.ZooKeeperStore.max_value_size == 1_000_000
+    assert "1 000 000 bytes per value" in LIMITS
 
 
 @pytest.mark.parametrize("name", ["x" * 201, "a/b", ".", "..", "tab\there", "nul\x00", "zero\u200bwidth", "\ue000"])

@@ -78,7 +78,7 @@ def test_server_without_persistence_is_refused_unless_best_effort(namespace: str
 
 def test_replicas_durability_reports_an_unreplicated_write(namespace: str) -> None:
     with own_server(persistence=False) as server, \
-            RedisStore(f"{server.url}?durability=replicas&timeout=0.2&namespace={namespace}") as store:
+            RedisStore(f"{server.url}?durability=replicas&timeout=1&namespace={namespace}") as store:
         resource = FencedResource(store)
         with pytest.raises(fc.BackendUnavailable, match="admitted on 'orders' by the primary, but only 0 of 1"):
             resource.write("orders", "k", b"v", token=3)
