@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable, InvalidArgumentType
 from ..stores.base import admits
 from ..stores.dberrors import mapped_db_errors
-from ..stores.postgres import PostgresStore
+from ..stores.postgres import GATE, PostgresStore
+from ..stores.sql import SELECT_HIGHEST
 from ..stores.sqlite import SQLiteStore
 from ..validation import check_positive_seconds
 from .admission import Admission, FencedRequest, Ticket
@@ -38,19 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresAdmission", "SQLiteAdmission"]
 
-_SELECT_HIGHEST = "SELECT highest_token FROM fc_resource WHERE name = ?"
 _SQLITE_RAISE = ("INSERT INTO fc_resource (name, highest_token) VALUES (?, ?)"
                  " ON CONFLICT (name) DO UPDATE SET highest_token = excluded.highest_token")
-# Locks the resource's row until commit, also when the token equals the highest (so a
-# successor waits for this transaction); returns the token before, or no row if refused.
-_PG_ADMIT = """
-    INSERT INTO fc_resource AS r (name, highest_token) VALUES (%(resource)s, %(token)s::bigint)
-    ON CONFLICT (name) DO UPDATE
-        SET highest_token = EXCLUDED.highest_token, previous_token = r.highest_token
-        WHERE r.highest_token < EXCLUDED.highest_token
-           OR (r.highest_token = EXCLUDED.highest_token AND NOT %(strict)s)
-    RETURNING r.previous_token
-"""
+# PostgresStore's admission (GATE) locks the resource's row until commit, also when the
+# token equals the highest, so a successor waits for this transaction; it returns the
+# token before, or no row if refused.
 
 
 class _Pool:
@@ -104,7 +97,7 @@ class SQLiteAdmission(Admission):
                                                         check_same_thread=False)
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                row = conn.execute(_SELECT_HIGHEST, (fence.resource,)).fetchone()
+                row = conn.execute(SELECT_HIGHEST, (fence.resource,)).fetchone()
                 before = None if row is None else int(row[0])
                 if not admits(before, fence.token, self.strict):
                     conn.execute("ROLLBACK")
@@ -134,10 +127,10 @@ class PostgresAdmission(Admission):
     def __init__(self, dsn: str, *, strict: bool = False, connect_timeout: float = 10.0) -> None:
         if not isinstance(strict, bool):
             raise InvalidArgumentType(f"strict must be a bool, not {type(strict).__name__}")
-        store = PostgresStore(dsn, connect_timeout=connect_timeout)  # the schema, and the checks of dsn
-        store.close()
-        self._psycopg = store._psycopg
-        self.dsn, self.strict, self.connect_timeout, self.what = dsn, strict, connect_timeout, store.what
+        # The store makes the schema, checks dsn and connect_timeout, and opens our
+        # connections by its rules.
+        self._store = PostgresStore(dsn, connect_timeout=connect_timeout)
+        self.dsn, self.strict, self.connect_timeout, self.what = dsn, strict, connect_timeout, self._store.what
         self._pool = _Pool()
 
     def __repr__(self) -> str:
@@ -145,16 +138,17 @@ class PostgresAdmission(Admission):
 
     def close(self) -> None:
         self._pool.close()
+        self._store.close()
 
     def admit(self, fence: Fence) -> Ticket:
         params = {"resource": fence.resource, "token": fence.token, "strict": self.strict}
         with mapped_db_errors(self.what):
-            conn: psycopg.Connection[Any] = self._pool.take() or self._connect()
+            conn: psycopg.Connection[Any] = self._pool.take() or self._store.open_connection(autocommit=False)
             try:
-                row = conn.execute(_PG_ADMIT, params).fetchone()
+                row = conn.execute(GATE, params).fetchone()
                 if row is None:
                     conn.rollback()
-                    highest = conn.execute(_SELECT_HIGHEST.replace("?", "%s"), (fence.resource,)).fetchone()
+                    highest = conn.execute(SELECT_HIGHEST.replace("?", "%s"), (fence.resource,)).fetchone()
                     conn.rollback()
                     self._pool.give(conn)
                     return Ticket(False, None if highest is None else int(highest[0]))
@@ -164,14 +158,6 @@ class PostgresAdmission(Admission):
         before = row[0]  # previous_token: NULL on the first admission (the insert)
         request = FencedRequest(fence.resource, fence.token, before, connection=conn)
         return Ticket(True, before, request, lambda commit: self._finish(conn, commit))
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] = self._psycopg.connect(
-            self.dsn, autocommit=False, connect_timeout=max(1, round(self.connect_timeout)))
-        # A successor waiting on the row must see the committed raise, not fail to serialize.
-        conn.execute("SET default_transaction_isolation = 'read committed'")
-        conn.commit()
-        return conn
 
     def _finish(self, conn: psycopg.Connection[Any], commit: bool) -> None:
         try:

@@ -278,7 +278,7 @@ class PostgresStore(SQLStore):
             with self._mutex:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = self._connect()
+                conn = self.open_connection()
         try:
             with mapped_db_errors(self.what, writing=writing):
                 yield conn
@@ -296,13 +296,20 @@ class PostgresStore(SQLStore):
         seconds, self._connect_timeout_keyword = settle_connect_timeout(self.dsn, keyword, self.what)
         return seconds
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def open_connection(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A new connection to the store's database, by the store's rules (its DSN and
+        connect_timeout), at READ COMMITTED; the caller owns it. Raises psycopg's errors
+        (callers map them with :func:`~fencing_coord.stores.dberrors.mapped_db_errors`)."""
         if self._connect_timeout_keyword is None:
-            conn = self._psycopg.connect(self.dsn, autocommit=True)
+            conn = self._psycopg.connect(self.dsn, autocommit=autocommit)
         else:
-            conn = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._connect_timeout_keyword)
-        # The locking read path relies on a fresh snapshot per statement.
+            conn = self._psycopg.connect(self.dsn, autocommit=autocommit,
+                                         connect_timeout=self._connect_timeout_keyword)
+        # The locking read path relies on a fresh snapshot per statement; a successor
+        # waiting on a fence row must see the committed raise, not fail to serialize.
         conn.execute("SET default_transaction_isolation = 'read committed'")
+        if not autocommit:
+            conn.commit()
         return conn
 
 
