@@ -145,6 +145,13 @@ def make(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[MakeZK]:
 
 
 @pytest.fixture
+def clients(make: MakeZK) -> list[ZooKeeperBackend]:
+    """Three independent clients (sessions) of the standalone server in this test's
+    namespace, closed after the test."""
+    return [make() for _ in range(3)]
+
+
+@pytest.fixture
 def operator(zk_standalone: ZooKeeperTarget) -> Iterator[Any]:
     """A plain kazoo client acting out of band."""
     client = zk_standalone.raw_client()

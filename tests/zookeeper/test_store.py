@@ -4,8 +4,6 @@ operation, and what concurrent writers from several sessions see."""
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,24 +17,6 @@ from .conftest import ZooKeeperTarget
 pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"store-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def clients(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[list[ZooKeeperBackend]]:
-    """Three independent clients (sessions) in this test's namespace."""
-    made = []
-    for _ in range(3):
-        backend = fc.connect(zk_standalone.url, ttl=4, namespace=namespace)
-        assert isinstance(backend, ZooKeeperBackend)
-        made.append(backend)
-    yield made
-    for backend in made:
-        backend.close()
 
 
 def test_store_is_reachable_through_fc_stores(clients: list[ZooKeeperBackend]) -> None:

@@ -8,8 +8,6 @@ import asyncio
 import base64
 import json
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,23 +26,6 @@ from .conftest import ZooKeeperTarget
 pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"layout-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def clients(zk_standalone: ZooKeeperTarget, namespace: str) -> Iterator[list[ZooKeeperBackend]]:
-    made = []
-    for _ in range(2):
-        backend = fc.connect(zk_standalone.url, ttl=4, namespace=namespace)
-        assert isinstance(backend, ZooKeeperBackend)
-        made.append(backend)
-    yield made
-    for backend in made:
-        backend.close()
 
 
 def fence_path(namespace: str, resource: str) -> str:
