@@ -2,9 +2,10 @@
 
 The same keys, tokens and semantics as :class:`.backend.EtcdBackend` (see the package
 docstring), spoken through ``grpc.aio`` over the same protobuf stubs: one background task
-per backend keeps the lease alive (and, every ttl/3, reads the held keys); a task
-waiting in ``acquire`` holds a watch stream on its predecessor and costs no thread;
-an election observer is one task on a prefix watch."""
+per backend keeps the lease alive, another follows the held keys' watch stream (see
+:mod:`.aio_heldkeys`; started by the first grant); a task waiting in ``acquire`` holds a
+watch stream on its predecessor and costs no thread; an election observer is one task
+on a prefix watch."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from fencing_coord.spi import ROOT, narrow
 from fencing_coord.url import BackendURL
 
 from .aio_connection import AsyncConnection
+from .aio_heldkeys import AsyncHeldKeys
 from .aio_queue import AsyncEtcdQueue, delete_key
 from .aio_session import AsyncSession
 from .backend import EtcdBackend
@@ -61,7 +63,9 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         self._root = f"{ROOT}/{namespace}/".encode()
         self._session = Session(settings, lease_ttl, settings.label)  # the lease book; its thread never runs
         self._lease = AsyncSession(self._conn, self._session)
-        self._lease.after_keepalive = self._check_held_keys
+        self._held_keys = AsyncHeldKeys(self._conn, deleted=self._held_key_deleted, check=self._check_held_keys,
+                                        label=settings.label)
+        self._lease.after_keepalive = self._held_keys.keepalive_round
         self._recheck_interval = max(2.0 * self.ttl, settings.timeout)
         self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
 
@@ -95,7 +99,13 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
     async def _acquire(self, name: str, deadline: float | None,
                        on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._line(self._lock_prefix(name), name, self.identity.encode(), deadline)
-        return await await_in_line(line, deadline, on_queued)
+        return self._watched(await await_in_line(line, deadline, on_queued))
+
+    def _watched(self, grant: EtcdGrant | None) -> EtcdGrant | None:
+        """Watch a new grant's key until its release (see :mod:`.aio_heldkeys`)."""
+        if grant is not None:
+            self._held_keys.add(grant)
+        return grant
 
     async def _renew(self, grant: Grant) -> None:
         mine = narrow(grant, EtcdGrant)
@@ -107,25 +117,38 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
             raise
         self._renewed(mine, [] if lease.dead is not None else await self._conn.range(range_request(mine.place.key)))
 
-    async def _check_held_keys(self) -> None:
-        """From the keepalive task, every ttl/3: report grants whose key was deleted out
-        of band as lost. (The blocking backend watches its held keys from a thread,
-        :mod:`.heldkeys`; here they are read once a round, one transaction per 128.)"""
-        for chunk, request in self._held_key_reads(self._live_grants()):
+    async def _held_key_deleted(self, grant: EtcdGrant) -> None:
+        """From the held keys' watch: ``grant``'s key was deleted. One keepalive first
+        tells an out-of-band delete (the grant is lost: "key deleted") from a lease that
+        is gone (reported as such), as :meth:`EtcdBackend._held_key_deleted`."""
+        if grant.released:
+            return
+        with contextlib.suppress(LockLost):
+            await self._lease.renew(grant.place.lease)
+            self._key_deleted(grant)
+
+    async def _check_held_keys(self, held: list[EtcdGrant]) -> None:
+        """Read the keys of ``held`` (when their watch was re-created) and report those
+        deleted while their lease lives as lost. One transaction per 128 keys."""
+        for chunk, request in self._held_key_reads(held):
             self._report_deleted(chunk, await self._conn.txn(request))
 
     async def _release(self, grant: Grant) -> bool:
         """One delete, never retried once it may have been applied (see
         EtcdBackend._release): True when it deleted our key, False when it was gone,
         BackendUnavailable when etcd did not answer (deleted in the background)."""
-        place = narrow(grant, EtcdGrant).place
+        mine = narrow(grant, EtcdGrant)
+        place = mine.place
+        self._held_keys.remove(mine)
         self._session.unbind(place.lease, grant)
         held = await delete_key(self._lease, place, None, idempotent=False, to_the_end=True)
         return held and place.lease.dead is None
 
     def _forget(self, grant: Grant) -> None:
         # Known lost: its lease is gone or its key was deleted. Nothing to ask etcd.
-        self._session.unbind(narrow(grant, EtcdGrant).place.lease, grant)
+        mine = narrow(grant, EtcdGrant)
+        self._held_keys.remove(mine)
+        self._session.unbind(mine.place.lease, grant)
 
     async def _describe(self, name: str) -> LockState:
         prefix = self._lock_prefix(name)
@@ -137,6 +160,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     async def _close(self, held: list[Grant]) -> None:
         try:
+            await self._held_keys.close()
             await self._lease.close(self._conn.timeout)
         finally:
             await self._conn.close()
@@ -147,7 +171,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
                         on_queued: Callable[[], object] | None) -> Grant | None:
         line = self._line(self._election_prefix(name), name, candidate_value(self.identity, value, self._raw_values),
                           deadline)
-        return await await_in_line(line, deadline, on_queued)
+        return self._watched(await await_in_line(line, deadline, on_queued))
 
     async def _proclaim(self, grant: Grant, value: bytes) -> None:
         mine = narrow(grant, EtcdGrant)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -144,12 +145,13 @@ class AsyncConnection(Members):
         response = await self.call("KV", "Range", request, budget=budget)
         return [KV.of(kv) for kv in response.kvs]
 
-    def watch(self) -> tuple[int, Any]:
+    def watch(self, requests: AsyncIterator[Any] | None = None) -> tuple[int, Any]:
         """Open a watch stream on the member in use: (member index, the stream call, to
-        ``write`` create requests to and ``read`` responses from). It carries
-        ``hasleader``, so that etcd ends it when that member loses its leader."""
+        ``read`` responses from, and to ``write`` requests to unless they come from the
+        async iterator ``requests``). It carries ``hasleader``, so that etcd ends it when
+        that member loses its leader."""
         index = self._current
-        return index, self._stub(index, "Watch").Watch(metadata=(*self._metadata, ("hasleader", "true")))
+        return index, self._stub(index, "Watch").Watch(requests, metadata=(*self._metadata, ("hasleader", "true")))
 
 
 async def _until_done(call: Any, cancelled: asyncio.CancelledError | None) -> asyncio.CancelledError | None:

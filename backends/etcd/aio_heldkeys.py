@@ -1,0 +1,140 @@
+"""The held keys of one asyncio backend, watched rather than polled: one ``grpc.aio``
+watch stream per backend, followed by one task, carries one watch per held key, by the
+rules of :class:`.heldbook.HeldKeysBook` (those of the blocking :mod:`.heldkeys`). A key
+deleted out of band is reported within a round trip, and keepalive rounds cost etcd
+nothing per held key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from fencing_coord.errors import FencingCoordError
+
+from .aio_connection import AsyncConnection
+from .heldbook import HeldKeysBook, StreamPause
+from .places import EtcdGrant
+from .wire import status_code
+
+__all__ = ["AsyncHeldKeys"]
+
+_log = logging.getLogger(__name__)
+
+
+class AsyncHeldKeys:
+    """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`.
+
+    ``deleted(grant)`` is awaited from the watch task when a grant's key was deleted (the
+    caller marks it lost); ``check(grants)`` reads the keys of ``grants`` and reports the
+    deleted ones the same way. :meth:`add` and :meth:`remove` never suspend: they queue
+    the stream's requests. One task per backend, started by the first :meth:`add`."""
+
+    def __init__(self, conn: AsyncConnection, *, deleted: Callable[[EtcdGrant], Awaitable[None]],
+                 check: Callable[[list[EtcdGrant]], Awaitable[None]], label: str) -> None:
+        self.conn = conn
+        self.deleted = deleted
+        self.check = check
+        self.label = label
+        self._book = HeldKeysBook()
+        #: The open stream's requests (None between streams), and the stream itself.
+        self._requests: asyncio.Queue[Any] | None = None
+        self._call: Any = None
+        self._member = -1
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def add(self, grant: EtcdGrant) -> None:
+        """Watch ``grant``'s key from the revision after the one it was last seen at."""
+        self._send(self._book.add(grant))
+        if self._task is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name=f"fencing-coord-etcd-held-{self.label}")
+        self._wake.set()
+
+    def remove(self, grant: EtcdGrant) -> None:
+        """Stop watching ``grant``'s key (released, or known lost)."""
+        self._send(self._book.remove(grant))
+
+    def keepalive_round(self) -> None:
+        """After a keepalive: when the connection moved to another member, open the
+        stream there too (a member cut off from the others may leave it silent)."""
+        if self._call is not None and self._member not in (-1, self.conn.current_member):
+            self._call.cancel()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _send(self, *requests: Any) -> None:
+        for request in requests:
+            if request is not None and self._requests is not None:
+                self._requests.put_nowait(request)
+
+    async def _run(self) -> None:
+        pause = StreamPause()
+        while True:
+            if self._book.idle:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            started = time.monotonic()
+            try:
+                await self._follow()
+            except Exception:  # whatever it was, this task must go on
+                _log.exception("%s: the held keys' watch failed", self.label)
+            await asyncio.sleep(pause.after(started))
+
+    async def _follow(self) -> None:
+        """Open one stream, watch every held key on it, and follow it until it ends."""
+        requests: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def stream() -> AsyncIterator[Any]:
+            while (request := await requests.get()) is not None:
+                yield request
+
+        try:
+            index, call = self.conn.watch(stream())
+        except (FencingCoordError, ValueError):  # ValueError: grpc's "closed channel"
+            return
+        self._requests, self._call, self._member = requests, call, index
+        self._send(*self._book.opened())
+        try:
+            while (response := await call.read()) is not grpc.aio.EOF:
+                await self._handle(response)
+        except grpc.RpcError as exc:
+            if status_code(exc) != grpc.StatusCode.CANCELLED:
+                self.conn.note_failure(index, exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # grpc's answer to the stream cancelled by keepalive_round or the channel's close
+        finally:
+            self._requests, self._call, self._member = None, None, -1
+            self._book.closed()
+            requests.put_nowait(None)
+            call.cancel()
+
+    async def _handle(self, response: Any) -> None:
+        news = self._book.handle(response)
+        self._send(*news.requests)
+        for grant in news.deleted:
+            with contextlib.suppress(Exception):
+                await self.deleted(grant)
+        if news.unchecked:
+            try:
+                await self.check(list(news.unchecked))
+            except FencingCoordError:  # etcd unreachable: open the stream again, and read again
+                _log.debug("%s: reading the held keys failed", self.label, exc_info=True)
+                raise
