@@ -34,7 +34,8 @@ class AsyncHeldKeys:
     ``deleted(grant)`` is awaited from the watch task when a grant's key was deleted (the
     caller marks it lost); ``check(grants)`` reads the keys of ``grants`` and reports the
     deleted ones the same way. :meth:`add` and :meth:`remove` never suspend: they queue
-    the stream's requests. One task per backend, started by the first :meth:`add`."""
+    the stream's requests. One task per backend, started by the first grant still held
+    when the event loop next runs its callbacks."""
 
     def __init__(self, conn: AsyncConnection, *, deleted: Callable[[EtcdGrant], Awaitable[None]],
                  check: Callable[[list[EtcdGrant]], Awaitable[None]], label: str) -> None:
@@ -49,12 +50,24 @@ class AsyncHeldKeys:
         self._member = -1
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: A check whether the stream must be opened is scheduled.
+        self._looking = False
         self._closed = False
 
     def add(self, grant: EtcdGrant) -> None:
         """Watch ``grant``'s key from the revision after the one it was last seen at."""
         self._send(self._book.add(grant))
-        if self._task is None and not self._closed:
+        if self._requests is None and not self._looking:
+            # No stream: open one if the grant is still held once the caller yields (a
+            # lock released at once, the common short hold, costs no task step then).
+            self._looking = True
+            asyncio.get_running_loop().call_soon(self._look)
+
+    def _look(self) -> None:
+        self._looking = False
+        if self._book.idle or self._closed:
+            return
+        if self._task is None:
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name=f"fencing-coord-etcd-held-{self.label}")
         self._wake.set()

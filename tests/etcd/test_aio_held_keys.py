@@ -94,3 +94,30 @@ def test_a_revoked_lease_is_reported_as_such_by_the_watch(etcd_single: EtcdTarge
             assert grant.lost_reason == "lease revoked"
 
     run_guarded(main)
+
+
+def test_grants_released_at_once_cost_no_watch(etcd_single: EtcdTarget) -> None:
+    """The stream is opened for a grant still held when the loop next runs its callbacks:
+    locks released at once (no await between) start no task and open no stream; one
+    held across an await is watched."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    member = etcd_single.cluster.members[0]
+
+    async def main() -> None:
+        namespace = f"hk-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(etcd_single.url, ttl=30, namespace=namespace) as backend:
+            held_keys = backend._held_keys  # type: ignore[attr-defined]
+            before = await asyncio.to_thread(rpc_counts, member)
+            for _ in range(20):
+                assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
+            await asyncio.sleep(0)  # the callbacks scheduled by the last grant run
+            assert held_keys._task is None
+            assert (await asyncio.to_thread(rpc_counts, member))["Watch"] == before["Watch"]
+            grant = await backend.acquire("orders", timeout=PROMPT)
+            await asyncio.sleep(0)
+            assert held_keys._task is not None
+            await asyncio.to_thread(_delete_prefix, etcd_single, backend.lock_prefix("orders"))
+            assert await fc.aio.wait_lost(grant, 5.0), "the loss was not reported by the watch"
+
+    run_guarded(main)
