@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 import fencing_coord as fc
+from fencing_coord.servers.etcd import EtcdMember
 from fencing_coord.testing.aio_fixtures import run_guarded
 
 from .conftest import EtcdTarget, rpc_counts
@@ -37,15 +38,19 @@ def _revoke(target: EtcdTarget, lease_id: int) -> None:
         client.close()
 
 
+@pytest.fixture
+def member(etcd_single: EtcdTarget) -> EtcdMember:
+    """The single node, whose /metrics count the requests it served."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    return etcd_single.cluster.members[0]
+
+
 @pytest.mark.parametrize("held", [10, 150])
-def test_keepalive_rounds_read_no_held_key(etcd_single: EtcdTarget, held: int) -> None:
+def test_keepalive_rounds_read_no_held_key(etcd_single: EtcdTarget, member: EtcdMember, held: int) -> None:
     """With ``held`` locks held, three keepalive rounds send three keepalives and no KV
     request: the same whatever the number of keys (they used to read every held key each
     round, one Txn per 128 keys)."""
-    if etcd_single.cluster is None:
-        pytest.skip("counts requests on the server's /metrics; not available for a container")
-    member = etcd_single.cluster.members[0]
-
     async def main() -> None:
         namespace = f"hk-{uuid.uuid4().hex[:10]}"
         async with await fc.aio.connect(etcd_single.url, ttl=3, namespace=namespace) as backend:
@@ -96,14 +101,10 @@ def test_a_revoked_lease_is_reported_as_such_by_the_watch(etcd_single: EtcdTarge
     run_guarded(main)
 
 
-def test_grants_released_at_once_cost_no_watch(etcd_single: EtcdTarget) -> None:
+def test_grants_released_at_once_cost_no_watch(etcd_single: EtcdTarget, member: EtcdMember) -> None:
     """The stream is opened for a grant still held when the loop next runs its callbacks:
     locks released at once (no await between) start no task and open no stream; one
     held across an await is watched."""
-    if etcd_single.cluster is None:
-        pytest.skip("counts requests on the server's /metrics; not available for a container")
-    member = etcd_single.cluster.members[0]
-
     async def main() -> None:
         namespace = f"hk-{uuid.uuid4().hex[:10]}"
         async with await fc.aio.connect(etcd_single.url, ttl=30, namespace=namespace) as backend:
