@@ -122,3 +122,29 @@ def test_grants_released_at_once_cost_no_watch(etcd_single: EtcdTarget, member: 
             assert await fc.aio.wait_lost(grant, 5.0), "the loss was not reported by the watch"
 
     run_guarded(main)
+
+
+def test_a_stream_cut_is_opened_again_and_a_delete_meanwhile_is_reported(etcd_single: EtcdTarget) -> None:
+    """The stream cancelled under the task (as when the connection moved to another
+    member, or by grpc) is opened again: a key deleted while it was down is reported
+    (read once when its watch is back), and the other held key is kept."""
+
+    async def main() -> None:
+        namespace = f"hk-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(etcd_single.url, ttl=30, namespace=namespace) as backend:
+            held_keys = backend._held_keys  # type: ignore[attr-defined]
+            grant = await backend.acquire("orders", timeout=PROMPT)
+            kept = await backend.acquire("payments", timeout=PROMPT)
+            for _ in range(100):  # loop passes, not time: the task opens the stream in its first step
+                if held_keys._call is not None:
+                    break
+                await asyncio.sleep(0)
+            assert held_keys._call is not None, "the stream was not opened"
+            held_keys._call.cancel()
+            await asyncio.to_thread(_delete_prefix, etcd_single, backend.lock_prefix("orders"))  # type: ignore[attr-defined]
+            assert await fc.aio.wait_lost(grant, 5.0), "the delete while the stream was down was not reported"
+            assert grant.lost_reason == "lock key deleted"
+            assert not kept.lost
+            assert await backend.renew(kept) is kept
+
+    run_guarded(main)
