@@ -131,22 +131,8 @@ class AsyncRequests:
         while True:
             epoch = await self.connected(what, limit, last, newer_than=None, to_the_end=to_the_end)
             result = start()
-            future: asyncio.Future[Any] = (self.loop.create_future() if to_the_end is None
-                                           else _ToTheEnd(loop=self.loop))
-            if isinstance(result, LoopResult):
-                result.notify(functools.partial(self._handed_over, future, result))
-            else:
-                result.rawlink(functools.partial(self._handed_over, future))
-            timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
-                                                                             _expire, future)
             try:
-                try:
-                    return await future
-                except asyncio.CancelledError as exc:
-                    if to_the_end is None or not future.done():
-                        raise
-                    to_the_end.keep(exc)  # raised into the task once the future was resolved
-                    return future.result()
+                return await self._answer(result, limit, to_the_end)
             except TimeoutError as exc:
                 if on_abandon is not None:
                     result.rawlink(on_abandon)  # a create that completes later is undone
@@ -160,9 +146,30 @@ class AsyncRequests:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
                 raise kazoo_error(what, exc) from exc
-            finally:
-                if timer is not None:
-                    timer.cancel()
+
+    async def _answer(self, result: Any, limit: float, to_the_end: Deferred | None) -> Any:
+        """The value of kazoo's ``result`` (its error raised), TimeoutError at ``limit``;
+        for ``to_the_end`` see :meth:`request`. An answer that is there already (kazoo's
+        thread outran ours) is taken at once, without a pass of the loop."""
+        if result.ready():
+            return result.get_nowait()
+        future: asyncio.Future[Any] = self.loop.create_future() if to_the_end is None else _ToTheEnd(loop=self.loop)
+        if isinstance(result, LoopResult):
+            result.notify(functools.partial(self._handed_over, future, result))
+        else:
+            result.rawlink(functools.partial(self._handed_over, future))
+        timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
+                                                                         _expire, future)
+        try:
+            return await future
+        except asyncio.CancelledError as exc:
+            if to_the_end is None or not future.done():
+                raise
+            to_the_end.keep(exc)  # raised into the task once the future was resolved
+            return future.result()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
                         to_the_end: Deferred | None = None) -> int:

@@ -81,28 +81,70 @@ def test_an_uncontended_acquire_and_release_cost_three_requests_and_no_task(zk_s
 def test_a_release_cancelled_while_its_delete_is_in_flight_still_deletes(zk_standalone: ZooKeeperTarget,
                                                                           operator: Any) -> None:
     """Cancelled (twice, or by an ``asyncio.timeout`` that expires) with its Delete in
-    flight, the release ends first, then raises; the node is gone and the grant released."""
+    flight, the release ends first, then raises; the node is gone and the grant released.
+    (A Delete answered before the release awaited it leaves nothing to cancel: tried again.)"""
+
+    async def cancelled_twice(backend: AsyncZooKeeperBackend, grant: fc.Grant) -> bool:
+        releasing = asyncio.create_task(backend.release(grant))
+        await asyncio.sleep(0)  # its first step sends the Delete and awaits the answer
+        if not releasing.cancel():
+            return False
+        releasing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await releasing
+        return True
+
+    async def timed_out(backend: AsyncZooKeeperBackend, grant: fc.Grant) -> bool:
+        try:
+            async with asyncio.timeout(0):
+                await backend.release(grant)
+        except TimeoutError:
+            return True
+        return False
 
     async def main() -> None:
         async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
-            grant = await backend.acquire("orders", timeout=PROMPT)
-            assert isinstance(grant, ZooKeeperGrant)
-            releasing = asyncio.create_task(backend.release(grant))
-            await asyncio.sleep(0)  # its first step sends the Delete and awaits the answer
-            assert releasing.cancel()
-            releasing.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await releasing
-            assert grant.released
-            assert await asyncio.to_thread(operator.exists, grant.entry.path) is None
+            client = backend.kazoo_client
+            deletes: list[Any] = []  # kazoo's results of the Deletes sent
+            send_delete = client.delete_async
 
-            timed = await backend.acquire("orders", timeout=PROMPT)
-            assert isinstance(timed, ZooKeeperGrant)
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0):
-                    await backend.release(timed)
-            assert timed.released
-            assert await asyncio.to_thread(operator.exists, timed.entry.path) is None
+            def delete_async(path: str, *args: Any) -> Any:
+                deletes.append(send_delete(path, *args))
+                return deletes[-1]
+
+            client.delete_async = delete_async
+            for cancel in (cancelled_twice, timed_out):
+                for _ in range(20):
+                    grant = await backend.acquire("orders", timeout=PROMPT)
+                    assert isinstance(grant, ZooKeeperGrant)
+                    in_flight = await cancel(backend, grant)
+                    assert deletes[-1].ready(), "the cancellation was raised before the Delete was answered"
+                    assert grant.released
+                    assert await asyncio.to_thread(operator.exists, grant.entry.path) is None
+                    if in_flight:
+                        break
+                else:
+                    raise AssertionError(f"{cancel.__name__}: every Delete was answered before it was awaited")
             assert await backend.try_acquire("orders") is not None
 
     run_guarded(main)
+
+
+def test_an_answer_that_is_there_before_it_is_awaited_costs_no_loop_pass(zk_standalone: ZooKeeperTarget) -> None:
+    async def main() -> None:
+        async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
+            client = backend.kazoo_client
+
+            def answered() -> Any:
+                result = client.exists_async("/")
+                # Stands for kazoo's thread outrunning the loop's (it blocks the loop for
+                # one round trip, which only a test may do).
+                result.wait(PROMPT)
+                return result
+
+            with _LoopCounts(asyncio.get_running_loop()) as counts:
+                stat = await backend._requests.request("stat /", answered)
+            assert stat is not None
+            assert counts.passes == 0, f"{counts.passes} loop passes for an answer that was there"
+
+    asyncio.run(main())
