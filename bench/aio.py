@@ -47,6 +47,22 @@ def rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+class CpuPerOp:
+    """The process's CPU time (every thread: kazoo's and grpc's included) per operation,
+    one figure per measured round: load bends it far less than wall-clock rates."""
+
+    def __init__(self) -> None:
+        self.rounds: list[float] = []
+        self.measuring = False
+
+    @contextlib.contextmanager
+    def measure(self, operations: int) -> Iterator[None]:
+        start = time.process_time()
+        yield
+        if self.measuring:
+            self.rounds.append((time.process_time() - start) / operations)
+
+
 class AsyncSide:
     """The async API's clients, living in one event loop (an asyncio.Runner) for the
     whole benchmark; each measurement is one run of the loop."""
@@ -59,6 +75,7 @@ class AsyncSide:
             return [await fc.aio.connect(url, ttl=30, namespace=namespace) for _ in range(clients)]
 
         self.backends = runner.run(open_all())
+        self.cpu = CpuPerOp()
 
     def close(self) -> None:
         async def close_all() -> None:
@@ -76,7 +93,8 @@ class AsyncSide:
                 await backend.release(await backend.acquire("orders", timeout=5))
             return iterations / (time.perf_counter() - start)
 
-        return self.runner.run(loop())
+        with self.cpu.measure(iterations):
+            return self.runner.run(loop())
 
     def contended(self, seconds: float) -> float:
         async def client(index: int, backend: fc.aio.AsyncLockBackend, stop: float, out: list[int]) -> None:
@@ -100,6 +118,7 @@ class BlockingSide:
     def __init__(self, url: str, clients: int) -> None:
         namespace = f"bench-sync-{uuid.uuid4().hex[:8]}"
         self.backends = [fc.connect(url, ttl=30, namespace=namespace) for _ in range(clients)]
+        self.cpu = CpuPerOp()
 
     def close(self) -> None:
         for backend in self.backends:
@@ -111,7 +130,8 @@ class BlockingSide:
         def step() -> None:
             backend.release(backend.acquire("orders", timeout=5))
 
-        return _common.rate(step, iterations)
+        with self.cpu.measure(iterations):
+            return _common.rate(step, iterations)
 
     def contended(self, seconds: float) -> float:
         order: list[int] = []
@@ -179,6 +199,7 @@ def compare(label: str, url: str, args: argparse.Namespace) -> list[tuple[str, f
         try:
             for side in (blocking, async_side):
                 side.uncontended(min(100, args.iterations))  # warm up
+                side.cpu.measuring = True
             rounds = _common.interleaved({"blocking": lambda: blocking.uncontended(args.iterations),
                                           "async": lambda: async_side.uncontended(args.iterations)}, args.rounds)
             handoffs = _common.interleaved({"blocking": lambda: blocking.contended(args.seconds),
@@ -190,6 +211,9 @@ def compare(label: str, url: str, args: argparse.Namespace) -> list[tuple[str, f
     _common.print_rates({f"blocking API ({label})": statistics.median(rounds["blocking"]),
                          f"async API ({label})": statistics.median(rounds["async"])},
                         rounds=args.rounds, iterations=args.iterations)
+    cpu = {"blocking": blocking.cpu.rounds, "async": async_side.cpu.rounds}
+    print("  CPU per acquire+release, the whole process: " + ", ".join(
+        f"{kind} {1e3 * statistics.median(rounds_):.2f} ms" for kind, rounds_ in cpu.items()))
     print(f"\ncontended handoffs per second ({args.clients} clients, one lock; median of {args.contended_rounds} "
           f"interleaved runs of {args.seconds:g} s)")
     print(f"  blocking API (a thread per client)    {statistics.median(handoffs['blocking']):10.0f}/s")
@@ -200,6 +224,8 @@ def compare(label: str, url: str, args: argparse.Namespace) -> list[tuple[str, f
           f"{found['rss_middle']:.1f} MiB at the middle and {found['rss_end']:.1f} MiB at the end")
     return [
         (f"{label}: uncontended async / blocking", _common.paired_ratio(rounds["async"], rounds["blocking"]), 0.9),
+        (f"{label}: uncontended CPU per operation blocking / async",
+         _common.paired_ratio(cpu["blocking"], cpu["async"]), None),
         (f"{label}: contended handoffs async / blocking", _common.paired_ratio(handoffs["async"],
                                                                                handoffs["blocking"]), 1.0),
         (f"{label}: threads with {args.coroutines} coroutines (<= 8)", 8.0 / max(found["threads"], 1.0), 1.0),
@@ -208,13 +234,15 @@ def compare(label: str, url: str, args: argparse.Namespace) -> list[tuple[str, f
 
 
 @contextlib.contextmanager
-def services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+def services(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
+    """The URLs of the services benchmarked (``--only``: the other is None), started here
+    unless given."""
     with contextlib.ExitStack() as stack:
         etcd, zk = args.etcd_url, args.zk_url
         base = stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-aio-"))
-        if etcd is None:
+        if etcd is None and args.only in (None, "etcd"):
             etcd = stack.enter_context(EtcdServer(base_dir=base)).url
-        if zk is None:
+        if zk is None and args.only in (None, "zookeeper"):
             zk = stack.enter_context(ZooKeeperServer()).url
         yield etcd, zk
 
@@ -235,10 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows: list[tuple[str, float, float | None]] = []
     with services(args) as (etcd, zk):
-        fc.aio.config.backend_class(fc.parse_url(etcd))
-        fc.aio.config.backend_class(fc.parse_url(zk))
         for label, url in (("etcd", etcd), ("zookeeper", zk)):
-            if args.only in (None, label):
+            if url is not None and args.only in (None, label):
+                fc.aio.config.backend_class(fc.parse_url(url))
                 rows += compare(label, url, args)
     print("\nratios (medians of per-round ratios)")
     return 1 if _common.print_ratios(rows) else 0

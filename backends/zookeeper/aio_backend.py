@@ -27,7 +27,7 @@ from fencing_coord.spi import decode_candidate, encode_candidate, narrow
 from fencing_coord.url import BackendURL
 
 from .aio_queue import AsyncZooKeeperQueue
-from .aio_session import AsyncRequests, use_loop_results
+from .aio_session import AsyncRequests, Deferred, use_loop_results
 from .backend import ZooKeeperBackend
 from .common import ZooKeeperCommon
 from .grant import ZooKeeperGrant
@@ -48,6 +48,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
 
     schemes = ZooKeeperBackend.schemes
     capabilities = ZooKeeperBackend.capabilities
+    _release_runs_to_end = True  # its one delete is carried through cancellations, without a task
 
     @classmethod
     async def open(cls, url: BackendURL, options: dict[str, Any]) -> AsyncZooKeeperBackend:
@@ -88,15 +89,24 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
             raise LockLost(f"{mine!r} is lost: {self._monitor.lost(mine)}")
 
     async def _release(self, grant: Grant) -> bool:
-        """One delete, with the blocking backend's answers (ZooKeeperBackend._release)."""
+        """One delete, with the blocking backend's answers (ZooKeeperBackend._release).
+        A cancellation of the calling task meanwhile is raised once the delete ended and
+        its outcome was booked."""
         delete = self._releasing(grant)
         if delete is None:
             return False
+        end = Deferred()
         try:
-            await self._requests.request(f"release {delete.grant.name!r}", delete, expected=(NoNodeError,))
+            await self._requests.request(f"release {delete.grant.name!r}", delete, expected=(NoNodeError,),
+                                         to_the_end=end)
         except (NoNodeError, BackendUnavailable) as exc:
-            return self._release_failed(delete, exc)
-        return True
+            held = self._release_failed(delete, exc)
+        else:
+            held = True
+        finally:
+            if end.cancelled is not None:
+                raise end.cancelled
+        return held
 
     async def _describe(self, name: str) -> LockState:
         queued = await self._members(self.lock_path(name), LOCK_KIND, None, _MEMBERS_ATTEMPTS)

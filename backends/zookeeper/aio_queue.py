@@ -1,6 +1,7 @@
 """The fair queue on ZooKeeper for asyncio: :class:`AsyncZooKeeperQueue`, the driver
 :func:`fencing_coord.fairqueue.await_in_line` runs. The recipe, node names and rules of
-:class:`.queue.ZooKeeperQueue` (its ``position`` reads a listing the same way); a waiter
+:class:`.queue.ZooKeeperQueue` (its ``position`` reads a listing the same way, and the
+handoff from the predecessor's deletion event is its :class:`.handoff.NextWait`); a waiter
 waits on an ``exists`` watch that sets an asyncio event, not in a thread."""
 
 from __future__ import annotations
@@ -47,13 +48,21 @@ class AsyncZooKeeperQueue:
             raise
 
     async def look(self, place: ZooKeeperPlace) -> ZooKeeperPlace:
-        return await self._position(place.entry)
+        return self.line.handoff(place) or await self._position(place.entry)
 
     async def wait(self, place: ZooKeeperPlace, deadline: float | None) -> None:
         if place.predecessor is None:
             return
         line, session = self.line, self.line.session
         woke = LoopSignal()
+        if place.alone:  # the deletion event may make us first (see .handoff)
+            waiting = line.next_wait(place, woke)
+            stat = await self.requests.request(waiting.what, waiting.start, budget=line._budget())
+            own_stat = await self.requests.request(waiting.what, waiting.own, budget=line._budget())
+            if waiting.watching(stat, own_stat):  # else gone already: look lists the queue
+                await self._wait(woke, deadline)
+                line.waited(waiting)
+            return
 
         def watch(_event: Any) -> None:  # kazoo's thread: just wake the waiter
             woke.set()
@@ -61,7 +70,14 @@ class AsyncZooKeeperQueue:
         path = f"{line.parent}/{place.predecessor}"
         stat = await self.requests.request(f"watch {path}", lambda: session.client.exists_async(path, watch=watch),
                                            budget=line._budget())
-        if stat is None or not session.add_wakeup(woke):
+        if stat is not None:
+            await self._wait(woke, deadline)
+
+    async def _wait(self, woke: LoopSignal, deadline: float | None) -> None:
+        """Wait for ``woke``, a change of connection state or close, until ``deadline``
+        (as :meth:`.session.Session.wait_for`)."""
+        session = self.line.session
+        if not session.add_wakeup(woke):
             return
         try:
             await woke.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -25,7 +25,7 @@ from fencing_coord.errors import BackendUnavailable
 
 from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
 
-__all__ = ["AsyncRequests", "LoopResult", "use_loop_results"]
+__all__ = ["AsyncRequests", "Deferred", "LoopResult", "use_loop_results"]
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +64,31 @@ def use_loop_results(client: Any) -> None:
     client.handler.async_result = functools.partial(LoopResult, client.handler)
 
 
+class Deferred:
+    """The cancellation of a task whose request runs to its end (see
+    :meth:`AsyncRequests.request`): kept in ``cancelled`` instead of raised, for the
+    caller to raise once it has booked the outcome."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled: asyncio.CancelledError | None = None
+
+    def keep(self, exc: asyncio.CancelledError) -> None:
+        if self.cancelled is None:
+            self.cancelled = exc
+
+
+class _ToTheEnd(asyncio.Future[Any]):
+    """A request's future that refuses to be cancelled: cancelling the awaiting task then
+    only marks it (asyncio's ``Task.cancel``), and the cancellation is raised into the
+    task once the answer (or the time limit) has resolved this future. So a request runs
+    to its end through cancellations without a task of its own (no shield)."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -94,25 +119,20 @@ class AsyncRequests:
     async def request(self, what: str, start: Callable[[], Any], *,
                       budget: float | None = None, idempotent: bool = True,
                       expected: tuple[type[BaseException], ...] = (),
-                      on_abandon: Callable[[Any], None] | None = None) -> Any:
+                      on_abandon: Callable[[Any], None] | None = None, to_the_end: Deferred | None = None) -> Any:
         """Send one request (``start()`` returns kazoo's async result) and return its
         value, as :meth:`Session.request`. Several requests go out together, in one
-        round trip, when gathered."""
+        round trip, when gathered. With ``to_the_end``, a cancellation of the calling
+        task meanwhile does not cut the request short: it is kept there, and the request
+        returns or raises as if it had not come."""
         session = self.session
         limit = time.monotonic() + (session.timeout if budget is None else budget)
         last: BaseException | None = None
         while True:
-            epoch = await self.connected(what, limit, last, newer_than=None)
+            epoch = await self.connected(what, limit, last, newer_than=None, to_the_end=to_the_end)
             result = start()
-            future: asyncio.Future[Any] = self.loop.create_future()
-            if isinstance(result, LoopResult):
-                result.notify(functools.partial(self._handed_over, future, result))
-            else:
-                result.rawlink(functools.partial(self._handed_over, future))
-            timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
-                                                                             _expire, future)
             try:
-                return await future
+                return await self._answer(result, limit, to_the_end)
             except TimeoutError as exc:
                 if on_abandon is not None:
                     result.rawlink(on_abandon)  # a create that completes later is undone
@@ -121,18 +141,41 @@ class AsyncRequests:
                 raise
             except RETRYABLE as exc:
                 last = exc
-                await self.connected(what, limit, exc, newer_than=epoch)
+                await self.connected(what, limit, exc, newer_than=epoch, to_the_end=to_the_end)
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
                 raise kazoo_error(what, exc) from exc
-            finally:
-                if timer is not None:
-                    timer.cancel()
 
-    async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
+    async def _answer(self, result: Any, limit: float, to_the_end: Deferred | None) -> Any:
+        """The value of kazoo's ``result`` (its error raised), TimeoutError at ``limit``;
+        for ``to_the_end`` see :meth:`request`. An answer that is there already (kazoo's
+        thread outran ours) is taken at once, without a pass of the loop."""
+        if result.ready():
+            return result.get_nowait()
+        future: asyncio.Future[Any] = self.loop.create_future() if to_the_end is None else _ToTheEnd(loop=self.loop)
+        if isinstance(result, LoopResult):
+            result.notify(functools.partial(self._handed_over, future, result))
+        else:
+            result.rawlink(functools.partial(self._handed_over, future))
+        timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
+                                                                         _expire, future)
+        try:
+            return await future
+        except asyncio.CancelledError as exc:
+            if to_the_end is None or not future.done():
+                raise
+            to_the_end.keep(exc)  # raised into the task once the future was resolved
+            return future.result()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
+                        to_the_end: Deferred | None = None) -> int:
         """Wait until connected (on a connection newer than epoch ``newer_than``); the
-        connection's epoch. BackendUnavailable at ``limit``, InvalidArgument once closed."""
+        connection's epoch. BackendUnavailable at ``limit``, InvalidArgument once closed.
+        With ``to_the_end``, a cancellation of the calling task is kept there, not raised."""
         session = self.session
         while session.state is not SessionState.CONNECTED or (newer_than is not None
                                                               and session.epoch == newer_than):
@@ -144,6 +187,10 @@ class AsyncRequests:
                 try:
                     if session.state is not SessionState.CONNECTED or session.epoch == newer_than:
                         await changed.wait(remaining)
+                except asyncio.CancelledError as exc:
+                    if to_the_end is None:
+                        raise
+                    to_the_end.keep(exc)
                 finally:
                     session.remove_wakeup(changed)
         return session.epoch

@@ -16,18 +16,27 @@ gone and queues anew). A session that ended is caught when the grant is register
 
 After the grant the watch on our node is the grant's own watch (the monitor then does not
 set another): its event is handed to :meth:`.grant.ZooKeeperGrant.watch`.
+
+Both front ends run this logic (:class:`NextWait`): the blocking driver waits on a
+:class:`threading.Event`, the asyncio one on a :class:`fencing_coord.aio.signals.LoopSignal`.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from .grant import Entry, ZooKeeperGrant
+from .session import Wakeup, presend
 
-__all__ = ["NodeWatch", "PredecessorWatch"]
+if TYPE_CHECKING:
+    from .queue import ZooKeeperPlace
+
+__all__ = ["NextWait", "NodeWatch", "PredecessorWatch"]
 
 _DELETED: Final = "DELETED"  # kazoo's EventType.DELETED
+
+W = TypeVar("W", bound=Wakeup)
 
 
 class NodeWatch:
@@ -42,7 +51,7 @@ class NodeWatch:
         self.entry = entry
         self.changed = False
         self.grant: ZooKeeperGrant | None = None
-        self.wake: threading.Event | None = None
+        self.wake: Wakeup | None = None
 
     def __call__(self, event: Any) -> None:  # kazoo's callback thread: never block
         grant = self.grant
@@ -64,19 +73,58 @@ class NodeWatch:
             grant.armed = True
 
 
-class PredecessorWatch:
-    """The watch on the predecessor of a waiter that is next in line. ``first`` turns
-    True when the predecessor's node was deleted while our own node had not changed."""
+class PredecessorWatch(Generic[W]):
+    """The watch on the predecessor of a waiter that is next in line: sets ``woke``.
+    ``first`` turns True when the predecessor's node was deleted while our own node had
+    not changed."""
 
     __slots__ = ("first", "mine", "woke")
 
-    def __init__(self, mine: NodeWatch) -> None:
+    def __init__(self, mine: NodeWatch, woke: W) -> None:
         self.mine = mine
         self.first = False
-        self.woke = threading.Event()
-        mine.wake = self.woke
+        self.woke = woke
+        mine.wake = woke
 
     def __call__(self, event: Any) -> None:  # kazoo's callback thread: never block
         if getattr(event, "type", None) == _DELETED and not self.mine.changed:
             self.first = True
         self.woke.set()
+
+
+class NextWait(Generic[W]):
+    """One wait as the next in line (both front ends): the watch on our node ``mine`` (the
+    one given, if it still watches this entry unchanged, else a new one) and the watch
+    on the predecessor, which sets ``woke``.
+
+    Making it sends the ``exists`` that sets ``mine`` at once; the front end then sends
+    the predecessor's (``start``, described by ``what``) and collects ours (``own``), so
+    both go out in one round trip. It waits on ``woke`` only if :meth:`watching` holds
+    for the two answers; afterwards :attr:`first` tells whether the wait made us first."""
+
+    __slots__ = ("mine", "own", "place", "start", "watch", "what")
+
+    def __init__(self, client: Any, place: ZooKeeperPlace, parent: str, mine: NodeWatch | None, woke: W) -> None:
+        entry = place.entry
+        if mine is None or mine.entry != entry or mine.changed:
+            mine = NodeWatch(entry)
+        self.place = place
+        self.mine = mine
+        self.watch = PredecessorWatch(mine, woke)
+        path = f"{parent}/{place.predecessor}"
+        self.what = f"watch {path} and {entry.path}"
+        self.own: Callable[[], Any] = presend(lambda: client.exists_async(entry.path, watch=mine))
+        self.start: Callable[[], Any] = lambda: client.exists_async(path, watch=self.watch)
+
+    @property
+    def woke(self) -> W:
+        return self.watch.woke
+
+    @property
+    def first(self) -> bool:
+        return self.watch.first
+
+    def watching(self, stat: Any, own_stat: Any) -> bool:
+        """From the answers to the predecessor's and our ``exists``: True when both nodes
+        exist, ours as the same node (else look lists the queue at once)."""
+        return stat is not None and own_stat is not None and int(own_stat.czxid) == self.place.entry.czxid

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.exceptions import NoNodeError
 
@@ -47,14 +47,16 @@ from fencing_coord.errors import BackendUnavailable, FencingCoordError, TokenSpa
 from fencing_coord.fairqueue import EntryGone
 
 from .grant import Entry, ZooKeeperGrant
-from .handoff import NodeWatch, PredecessorWatch
+from .handoff import NextWait, NodeWatch
 from .monitor import Monitor
 from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, queue_contenders, serial_distance
-from .session import OutcomeUnknown, Stat, presend
+from .session import OutcomeUnknown, Stat, Wakeup
 
 __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 
 _log = logging.getLogger(__name__)
+
+W = TypeVar("W", bound=Wakeup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +139,15 @@ class ZooKeeperQueue:
         """Our place now: first without a request when the wait ended on the deletion of
         a predecessor that was the only older contender (see :mod:`.handoff`); else
         listed (one round trip)."""
-        if self.handed is place:
-            self.handed = None
-            return ZooKeeperPlace(place.entry, None, place.parent_czxid)
-        return self._position(place.entry)
+        return self.handoff(place) or self._position(place.entry)
+
+    def handoff(self, place: ZooKeeperPlace) -> ZooKeeperPlace | None:
+        """``place`` made first, once, when the wait on it ended on the deletion of its
+        predecessor that was the only older contender (see :mod:`.handoff`); else None."""
+        if self.handed is not place:
+            return None
+        self.handed = None
+        return ZooKeeperPlace(place.entry, None, place.parent_czxid)
 
     def wait(self, place: ZooKeeperPlace, deadline: float | None) -> None:
         """Watch the predecessor and return when it is gone, the connection changed, the
@@ -177,22 +184,24 @@ class ZooKeeperQueue:
         """Wait as the next in line: watch our own node and the predecessor's in one
         round trip; when the predecessor's deletion makes us first, note it for
         :meth:`look` (see :mod:`.handoff`)."""
-        assert place.predecessor is not None
-        client = self.session.client
-        if self.mine is None or self.mine.entry != place.entry or self.mine.changed:
-            self.mine = NodeWatch(place.entry)
-        mine = self.mine
-        successor = PredecessorWatch(mine)
-        own_path, path = place.entry.path, f"{self.parent}/{place.predecessor}"
-        own = presend(lambda: client.exists_async(own_path, watch=mine))
-        stat = self.session.request(f"watch {path}", lambda: client.exists_async(path, watch=successor),
-                                    budget=self._budget())
-        own_stat = self.session.request(f"watch {own_path}", own, budget=self._budget())
-        if stat is None or own_stat is None or int(own_stat.czxid) != place.entry.czxid:
+        waiting = self.next_wait(place, threading.Event())
+        stat = self.session.request(waiting.what, waiting.start, budget=self._budget())
+        own_stat = self.session.request(waiting.what, waiting.own, budget=self._budget())
+        if not waiting.watching(stat, own_stat):
             return  # gone already: look lists the queue
-        self.session.wait_for(successor.woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
-        if successor.first:
-            self.handed = place
+        self.session.wait_for(waiting.woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.waited(waiting)
+
+    def next_wait(self, place: ZooKeeperPlace, woke: W) -> NextWait[W]:
+        """Start a wait as the next in line (both front ends; see :class:`.handoff.NextWait`)."""
+        waiting = NextWait(self.session.client, place, self.parent, self.mine, woke)
+        self.mine = waiting.mine
+        return waiting
+
+    def waited(self, waiting: NextWait[W]) -> None:
+        """The wait ended: if it made us first, :meth:`look` knows without a request."""
+        if waiting.first:
+            self.handed = waiting.place
 
     # -- the round trips --------------------------------------------------------------------
 

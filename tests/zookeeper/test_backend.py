@@ -14,6 +14,7 @@ import pytest
 
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
+from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
 from fencing_coord.backends.zookeeper.names import (
     Contender,
@@ -220,7 +221,7 @@ class _Requests:
     """The requests one backend's kazoo connection sends (by type name; pings and auth
     left out), recorded at the connection's ``_submit``, which every request passes."""
 
-    def __init__(self, backend: ZooKeeperBackend) -> None:
+    def __init__(self, backend: ZooKeeperBackend | AsyncZooKeeperBackend) -> None:
         self.sent: list[str] = []
         connection = backend.kazoo_client._connection
         submit = connection._submit

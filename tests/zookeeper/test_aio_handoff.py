@@ -1,0 +1,135 @@
+"""The asyncio ZooKeeper driver hands the lock over as the blocking one does (see
+``backends/zookeeper/handoff.py``): a waiter whose only older contender is the holder is
+granted from the holder's deletion event, with no request of its own; never on a node
+deleted out of band; and a cancellation during that wait still withdraws its node."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import fencing_coord as fc
+from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
+from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
+from fencing_coord.testing.aio_fixtures import run_guarded
+
+from .conftest import ZooKeeperTarget
+from .test_backend import _eventually, _ordered_children, _Requests, _watched_by
+
+pytestmark = pytest.mark.zookeeper
+
+PROMPT = 30.0
+
+Pair = tuple[AsyncZooKeeperBackend, AsyncZooKeeperBackend]
+
+
+@pytest.fixture
+def local(zk_standalone: ZooKeeperTarget) -> ZooKeeperTarget:
+    if zk_standalone.ensemble is None:
+        pytest.skip("needs the server's four-letter words (local server)")
+    return zk_standalone
+
+
+@asynccontextmanager
+async def _pair(target: ZooKeeperTarget) -> AsyncIterator[Pair]:
+    namespace = f"aio-handoff-{uuid.uuid4().hex[:10]}"
+    async with await fc.aio.connect(target.url, namespace=namespace, ttl=4) as holder, \
+            await fc.aio.connect(target.url, namespace=namespace, ttl=4) as waiter:
+        assert isinstance(holder, AsyncZooKeeperBackend)
+        assert isinstance(waiter, AsyncZooKeeperBackend)
+        yield holder, waiter
+
+
+async def _queued_behind(waiter: AsyncZooKeeperBackend, name: str) -> asyncio.Task[fc.Grant]:
+    queued = asyncio.Event()
+    task = asyncio.create_task(waiter.acquire(name, timeout=PROMPT, on_queued=queued.set))
+    async with asyncio.timeout(PROMPT):
+        await queued.wait()
+    return task
+
+
+async def _until_watched(target: ZooKeeperTarget, waiter: AsyncZooKeeperBackend, path: str) -> None:
+    # The server's watch table has no event to await: read it from a thread.
+    await asyncio.to_thread(_eventually, lambda: _watched_by(target, waiter.session_id, path))
+
+
+async def _next_in_line(target: ZooKeeperTarget, holder: AsyncZooKeeperBackend, waiter: AsyncZooKeeperBackend,
+                        operator: Any) -> tuple[fc.Grant, str, asyncio.Task[fc.Grant]]:
+    """The holder holds "orders"; the waiter waits as the next in line, watching the
+    holder's node. Returns the holder's grant, the parent's path and the waiting task."""
+    grant = await holder.acquire("orders", timeout=PROMPT)
+    parent = holder.lock_path("orders")
+    held = f"{parent}/{(await asyncio.to_thread(_ordered_children, operator, parent))[0]}"
+    task = await _queued_behind(waiter, "orders")
+    await _until_watched(target, waiter, held)
+    return grant, parent, task
+
+
+def test_a_next_waiter_is_granted_from_the_delete_event(local: ZooKeeperTarget, operator: Any) -> None:
+    """The holder's Delete is the whole handoff: the waiter sends nothing (it used to
+    list the queue again: a GetChildren2)."""
+
+    async def main() -> None:
+        async with _pair(local) as (holder, waiter):
+            holder_sent, waiter_sent = _Requests(holder), _Requests(waiter)
+            grant, _, task = await _next_in_line(local, holder, waiter, operator)
+            marks = len(holder_sent.sent), len(waiter_sent.sent)
+            assert await holder.release(grant) is True
+            async with asyncio.timeout(PROMPT):
+                taken = await task
+            assert holder_sent.since(marks[0]) == ["Delete"]
+            assert waiter_sent.since(marks[1]) == []
+            assert taken.token > grant.token
+            assert (await waiter.describe("orders")).holder == waiter.identity
+            assert await waiter.release(taken) is True
+
+    run_guarded(main)
+
+
+def test_a_next_waiter_whose_node_was_deleted_is_not_granted_by_the_event(local: ZooKeeperTarget,
+                                                                          operator: Any) -> None:
+    """A waiter whose node was deleted out of band queues again and is granted on a new
+    node, never on the deleted one."""
+
+    async def main() -> None:
+        async with _pair(local) as (holder, waiter):
+            grant, parent, task = await _next_in_line(local, holder, waiter, operator)
+            mine = f"{parent}/{(await asyncio.to_thread(_ordered_children, operator, parent))[1]}"
+            await asyncio.to_thread(operator.delete, mine)
+            assert await holder.release(grant) is True
+            async with asyncio.timeout(PROMPT):
+                taken = await task
+            assert isinstance(taken, ZooKeeperGrant)
+            assert taken.entry.path != mine
+            assert await asyncio.to_thread(operator.exists, taken.entry.path) is not None
+            assert not taken.lost
+            assert await waiter.release(taken) is True
+
+    run_guarded(main)
+
+
+def test_cancelling_a_next_waiter_withdraws_its_node(local: ZooKeeperTarget, operator: Any) -> None:
+    """Cancelled while it waits as the next in line, the waiter deletes its node: the
+    holder's release grants nobody, and the next contender gets the lock at once."""
+
+    async def main() -> None:
+        async with _pair(local) as (holder, waiter):
+            grant, parent, task = await _next_in_line(local, holder, waiter, operator)
+            queued = await asyncio.to_thread(_ordered_children, operator, parent)
+            assert len(queued) == 2
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await asyncio.to_thread(_ordered_children, operator, parent) == queued[:1]
+            assert await holder.release(grant) is True
+            again = await holder.try_acquire("orders")
+            assert again is not None
+            assert await holder.release(again) is True
+            assert await asyncio.to_thread(_ordered_children, operator, parent) == []
+
+    run_guarded(main)
