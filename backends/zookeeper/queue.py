@@ -49,7 +49,15 @@ from fencing_coord.fairqueue import EntryGone
 from .grant import Entry, ZooKeeperGrant
 from .handoff import NextWait, NodeWatch
 from .monitor import Monitor
-from .names import contenders, kind_words, new_nonce, node_prefix, parse_contender, queue_contenders, serial_distance
+from .names import (
+    contenders,
+    kind_words,
+    new_nonce,
+    node_prefix,
+    parse_contender,
+    queue_seqs,
+    serial_distance,
+)
 from .session import OutcomeUnknown, Stat, Wakeup
 
 __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
@@ -89,14 +97,20 @@ def position(children: list[str], parent_stat: Stat, entry: Entry, kind: str,
         raise EntryGone(f"{entry.path} no longer exists")
     if parent_stat.data_length > 0:
         return Exhausted(None)
-    others = queue_contenders(children, kind)
-    distances = [serial_distance(c.seq, entry.seq) for c in others]
-    if any(abs(d) > window for d in distances):
-        return Exhausted(f"a live contender is {max(abs(d) for d in distances)} sequence numbers away from "
-                         f"{entry.node}; the window is {window}")
-    before = [(d, c) for d, c in zip(distances, others, strict=True) if d < 0]
-    predecessor = max(before, key=lambda pair: pair[0])[1].node if before else None
-    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid, alone=len(before) == 1)
+    mine = entry.seq
+    predecessor: str | None = None
+    nearest = older = farthest = 0
+    for seq, child in queue_seqs(children, kind):
+        distance = serial_distance(seq, mine)
+        farthest = max(farthest, abs(distance))
+        if distance < 0:
+            older += 1
+            if predecessor is None or distance > nearest:
+                predecessor, nearest = child, distance
+    if farthest > window:
+        return Exhausted(f"a live contender is {farthest} sequence numbers away from {entry.node}; "
+                         f"the window is {window}")
+    return ZooKeeperPlace(entry, predecessor, parent_stat.czxid, alone=older == 1)
 
 
 class ZooKeeperQueue:

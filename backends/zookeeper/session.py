@@ -57,7 +57,7 @@ from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
 
-from .kazoo_hooks import bound_handshakes, kazoo_logger, stamp_replies
+from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
 from .tls import FirstConnection, TLSOptions
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
@@ -153,6 +153,7 @@ class Session:
         self._first_connection = FirstConnection(self.client, tls)
         self._hook_replies()
         bound_handshakes(self.client, self.timeout)
+        poll_sockets(self.client)
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:
