@@ -105,14 +105,15 @@ class Connection(Members):
         response = self.call("KV", "Range", request, budget=budget)
         return [KV.of(kv) for kv in response.kvs]
 
-    def watch(self, requests: Iterator[Any]) -> tuple[int, Any]:
+    def watch(self, requests: Iterator[Any], timeout: float | None = None) -> tuple[int, Any]:
         """Open a watch stream on the member in use; return (member index, the call).
 
         The stream carries ``hasleader`` so that etcd ends it when that member loses
-        its leader instead of leaving it silent."""
+        its leader instead of leaving it silent. With ``timeout``, gRPC ends it after
+        that many seconds (DEADLINE_EXCEEDED), with no timer thread of ours."""
         index = self._current
         stub = self._stub(index, "Watch")
-        return index, stub.Watch(requests, metadata=(*self._metadata, ("hasleader", "true")))
+        return index, stub.Watch(requests, timeout=timeout, metadata=(*self._metadata, ("hasleader", "true")))
 
 
 # -- from a URL --------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,9 +29,15 @@ from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
 from .wire import KV, LeaseNotFound, prefix_end, range_request, status_code
 
-__all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
+__all__ = ["GAP_CHECK", "EtcdGrant", "EtcdQueue", "Place", "Queues"]
 
 _log = logging.getLogger(__name__)
+
+#: Seconds into a wait behind a waiting predecessor after which the look that covers
+#: the watches' creation is made (see EtcdQueue.wait).
+GAP_CHECK = 0.5
+
+_PROGRESS = etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest())
 
 
 class Queues:
@@ -144,57 +149,74 @@ class EtcdQueue(LineRequests):
     def wait(self, place: Place, deadline: float | None) -> None:
         """Block until the predecessor or our own key may have been deleted since
         ``place.seen``, our lease is lost, the session closes, or the deadline (or a
-        periodic re-check) comes."""
+        periodic re-check) comes.
+
+        The watches start from "now" (see :meth:`watch_requests`), so a deletion between
+        ``seen`` and their creation is caught by one look once both exist. When the
+        predecessor was the holder, that look is made at once: the holder may well have
+        released meanwhile. When it was itself waiting, it can only have left in that
+        gap by withdrawing (rare): the look waits ``GAP_CHECK`` seconds, and a wait that
+        ends before (the predecessor's DELETE event, followed by the look every such
+        wake-up makes anyway) costs no request for it. No thread of ours is started:
+        the re-check is the watch call's gRPC deadline, and the delayed look is asked
+        for with a progress request sent by gRPC's own request thread."""
         if place.predecessor is None:
             return
         queues = self.queues
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for request in self.watch_requests(place):
             requests.put(request)
+        gap_check = 0.0 if place.head_before else GAP_CHECK
 
         def stream() -> Iterator[Any]:
-            while (request := requests.get()) is not None:
+            asked = place.head_before
+            while True:
+                try:
+                    request = requests.get(timeout=None if asked else gap_check)
+                except queue.Empty:
+                    asked, request = True, _PROGRESS
+                if request is None:
+                    return
                 yield request
 
-        try:
-            index, call = queues.conn.watch(stream())
-        except BackendUnavailable:
-            time.sleep(0.05)
-            return
         # Re-check now and then even without an event: a member cut off from the others
         # in a way etcd does not detect could leave the stream silent.
         wait = queues.recheck_interval
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
-        timer = threading.Timer(wait, call.cancel)
-        timer.daemon = True
+        try:
+            index, call = queues.conn.watch(stream(), timeout=wait)
+        except BackendUnavailable:
+            time.sleep(0.05)
+            return
         started = time.monotonic()
-        created, since = 0, 0
+        created, since, progressed, looked = 0, 0, place.head_before, False
         # Everything after the call exists runs under the finally that ends it: a signal
-        # handler that raises (run's SIGTERM) may interrupt even timer.start().
+        # handler that raises (run's SIGTERM) may interrupt even add_waker().
         try:
             if not queues.session.add_waker(place.lease, call.cancel):
                 call.cancel()
-            timer.start()
             for response in call:
                 if self.watched(place, response):
                     break
                 if response.created:
                     created += 1
                     since = max(since, int(response.header.revision))
-                    if created == 2 and since > place.seen:
-                        # Written to since we looked: both watches are in place now,
-                        # so one more look cannot miss a deletion.
-                        now = self._look(place)
-                        if now is None or now.predecessor != place.predecessor:
-                            break
+                else:  # the answer to our progress request: the gap's look is due
+                    progressed = True
+                if created == 2 and progressed and since > place.seen and not looked:
+                    # Written to since we looked: both watches are in place now, so
+                    # one more look cannot miss a deletion.
+                    looked = True
+                    now = self._look(place)
+                    if now is None or now.predecessor != place.predecessor:
+                        break
         except grpc.RpcError as exc:
-            if status_code(exc) != grpc.StatusCode.CANCELLED:
+            if status_code(exc) not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
                 queues.conn.note_failure(index, exc)
                 if time.monotonic() - started < 0.05:
                     time.sleep(0.05)  # a member that refuses at once: do not spin
         finally:
-            timer.cancel()
             queues.session.remove_waker(place.lease, call.cancel)
             requests.put(None)
             call.cancel()

@@ -390,31 +390,29 @@ def test_an_interrupt_while_a_waiter_sets_up_its_watch_ends_the_watch(
     connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A signal handler that raises (``fencing-coord run`` on SIGTERM) can interrupt a
-    waiter anywhere, e.g. while its re-check timer thread starts. The watch stream it had
-    opened must still be ended (its request iterator blocked gRPC's consumer thread, and
-    ``run`` hung at exit), and its key withdrawn."""
-    import fencing_coord.backends.etcd.queue as etcd_queue
-
+    waiter anywhere, e.g. right after its watch stream was opened, while it registers
+    with the session. The watch stream it had opened must still be ended (its request
+    iterator blocked gRPC's consumer thread, and ``run`` hung at exit), and its key
+    withdrawn."""
     holder, waiter = connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     ended = threading.Event()
     real_watch = waiter._conn.watch
 
-    def watch(requests: Iterator[object]) -> object:
+    def watch(requests: Iterator[object], timeout: float | None = None) -> object:
         def tracked() -> Iterator[object]:
             try:
                 yield from requests
             finally:
                 ended.set()
 
-        return real_watch(tracked())
+        return real_watch(tracked(), timeout)
 
-    class _InterruptedTimer(threading.Timer):
-        def start(self) -> None:
-            raise KeyboardInterrupt  # as the signal handler would, mid-start
+    def interrupted(*_args: object) -> bool:
+        raise KeyboardInterrupt  # as the signal handler would, mid-registration
 
     monkeypatch.setattr(waiter._conn, "watch", watch)
-    monkeypatch.setattr(etcd_queue.threading, "Timer", _InterruptedTimer)
+    monkeypatch.setattr(waiter._session, "add_waker", interrupted)
     with pytest.raises(KeyboardInterrupt):
         waiter.acquire("orders", timeout=PROMPT)
     assert ended.wait(5), "the interrupted waiter's watch stream was left open"

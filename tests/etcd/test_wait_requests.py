@@ -1,0 +1,162 @@
+"""What a waiter behind another waiter costs (issue 13): its enqueue and the one look when
+its predecessor's DELETE wakes it, no look while it sets up its watches, and no thread of
+ours per wait; and the look that covers the watches' creation, now made later, still
+finds a predecessor that left in that gap."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+from etcd3 import etcdrpc
+
+import fencing_coord as fc
+import fencing_coord.backends.etcd.queue as etcd_queue
+from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.servers.etcd import EtcdMember
+
+from .conftest import EtcdTarget, rpc_counts
+
+PROMPT = 30.0
+
+Connect = Callable[..., EtcdBackend]
+
+
+@pytest.fixture
+def member(etcd_single: EtcdTarget) -> EtcdMember:
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    return etcd_single.cluster.members[0]
+
+
+@pytest.fixture
+def connect(etcd_single: EtcdTarget) -> Iterator[Connect]:
+    namespace = f"wr-{uuid.uuid4().hex[:10]}"
+    made: list[EtcdBackend] = []
+
+    def make(**options: object) -> EtcdBackend:
+        options.setdefault("namespace", namespace)
+        options.setdefault("ttl", 3)
+        backend = fc.connect(etcd_single.url, **options)
+        assert isinstance(backend, EtcdBackend)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+def _in_thread(fn: Callable[[], fc.Grant]) -> Future[fc.Grant]:
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _watchers(member: EtcdMember) -> int:
+    """How many watches ``member`` serves now (its /metrics gauge)."""
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
+    assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
+    return int(found.group(1))
+
+
+def _until_watching(member: EtcdMember, at_least: int) -> None:
+    deadline = time.monotonic() + PROMPT
+    while _watchers(member) < at_least:
+        assert time.monotonic() < deadline, "the waiter never watched"
+        time.sleep(0.01)  # polling the server's gauge: no event tells of it
+
+
+def _wait_behind(member: EtcdMember, waiter: EtcdBackend) -> Future[fc.Grant]:
+    """``waiter`` acquiring "orders" in a thread, returned once its two watches exist."""
+    watchers = _watchers(member)
+    queued = threading.Event()
+    future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    _until_watching(member, watchers + 2)
+    return future
+
+
+def _written_to_before_watching(waiter: EtcdBackend, monkeypatch: pytest.MonkeyPatch,
+                                write: Callable[[], object]) -> None:
+    """Make ``waiter``'s watch streams open only after ``write()`` (which moves the
+    revision): the gap between its look and its watches is then never empty."""
+    real_watch = waiter._conn.watch
+
+    def watch(requests: Iterator[object], timeout: float | None = None) -> object:
+        write()
+        return real_watch(requests, timeout)
+
+    monkeypatch.setattr(waiter._conn, "watch", watch)
+
+
+def _txns(member: EtcdMember) -> int:
+    return rpc_counts(member)["Txn"]
+
+
+def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
+        member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a predecessor that itself waits, the revision moved between the waiter's
+    enqueue and its watches' creation: the waiter does not look at once (it used to, one
+    Txn more per contended grant); its predecessor's DELETE wakes it for its one look."""
+    monkeypatch.setattr(etcd_queue, "GAP_CHECK", PROMPT)
+    holder, first, second = connect(), connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting_first = _wait_behind(member, first)
+    before = _txns(member)
+    put = etcdrpc.PutRequest(key=f"/unrelated/{uuid.uuid4().hex}".encode(), value=b"x")
+    _written_to_before_watching(second, monkeypatch, lambda: holder._conn.call("KV", "Put", put))
+    waiting_second = _wait_behind(member, second)
+    assert _txns(member) == before + 1, "the second waiter looked while setting up its watch"
+    holder.release(grant)
+    first.release(waiting_first.result(PROMPT))  # granted from the holder's DELETE: no request
+    taken = waiting_second.result(PROMPT)
+    assert _txns(member) == before + 2  # its enqueue and its one look, when woken
+    assert second.describe("orders").holder == second.identity
+    second.release(taken)
+
+
+def test_no_thread_is_started_per_wait(member: EtcdMember, connect: Connect) -> None:
+    """The re-check of a silent wait is the watch call's gRPC deadline, not a timer
+    thread started for every wait."""
+    holder, waiter = connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting = _wait_behind(member, waiter)
+    timers = [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
+    assert timers == [], f"a wait started timer threads: {timers}"
+    holder.release(grant)
+    waiter.release(waiting.result(PROMPT))
+
+
+def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
+        member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiting predecessor's key is deleted after the waiter read it and before its
+    watch exists, so no event will come: the delayed look finds the holder in its place,
+    and the holder's release reaches the waiter long before a silent wait's re-check."""
+    monkeypatch.setattr(etcd_queue, "GAP_CHECK", 0.2)
+    holder, first = connect(), connect()
+    second = connect(ttl=30)  # re-checks a silent wait only after 60 s
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting_first = _wait_behind(member, first)
+    keys = [kv.key for kv in holder._queues.members(grant.place.prefix)]
+    assert len(keys) == 2
+    delete = etcdrpc.DeleteRangeRequest(key=keys[1])  # the first waiter's key, out of band
+    _written_to_before_watching(second, monkeypatch, lambda: holder._conn.call("KV", "DeleteRange", delete))
+    queued = threading.Event()
+    waiting_second = _in_thread(lambda: second.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    holder.release(grant)
+    released = time.monotonic()
+    taken = waiting_second.result(PROMPT)
+    assert time.monotonic() - released < 10.0
+    second.release(taken)
+    first.release(waiting_first.result(PROMPT))
