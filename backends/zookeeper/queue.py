@@ -37,8 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kazoo.exceptions import NoNodeError
 
@@ -57,8 +56,7 @@ __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ZooKeeperPlace:
+class ZooKeeperPlace(NamedTuple):
     """Our node in a queue and what precedes it, as last listed."""
 
     entry: Entry
@@ -71,8 +69,7 @@ class ZooKeeperPlace:
         return self.predecessor is None
 
 
-@dataclass(frozen=True, slots=True)
-class Exhausted:
+class Exhausted(NamedTuple):
     """The queue's sequence window is used up: ``note`` says why, to be written into the
     parent as its mark; None when the parent was marked already (read the mark)."""
 
