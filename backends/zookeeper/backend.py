@@ -22,9 +22,7 @@ from fencing_coord.url import BackendURL, OptionReader
 from fencing_coord.validation import INT32_MILLISECONDS
 
 from .common import ZooKeeperCommon
-from .election import read_leader
 from .grant import ZooKeeperGrant
-from .members import members
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
 from .queue import ZooKeeperQueue
 from .session import presend
@@ -168,6 +166,8 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         return True
 
     def _describe(self, name: str) -> LockState:
+        from .members import members  # onlookers only: not on the connect + acquire path
+
         queued = members(self._session, self.lock_path(name), LOCK_KIND)
         if not queued:
             return LockState(name, None, None)
@@ -223,6 +223,8 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
             raise LockLost(f"{mine!r} no longer leads: {self._monitor.lost(mine)}") from None
 
     def _leader(self, name: str) -> Leader | None:
+        from .election import read_leader  # onlookers only: not on the connect + acquire path
+
         return read_leader(self._session, self.election_path(name))
 
 

@@ -16,7 +16,6 @@ from fencing_coord.frontend import FrontEnd
 from fencing_coord.grant import Grant
 from fencing_coord.spi import ROOT, narrow
 
-from .election import LeaderWatch
 from .grant import ZooKeeperGrant
 from .monitor import Monitor
 from .names import DEFAULT_SEQUENCE_WINDOW, segment
@@ -115,6 +114,8 @@ class ZooKeeperCommon(FrontEnd):
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
         """Leader observers (both front ends): watches set from kazoo's threads, re-armed
         by the monitor after every reconnection (see :class:`.election.LeaderWatch`)."""
+        from .election import LeaderWatch  # observers only: not on the connect + acquire path
+
         watch = LeaderWatch(self._session.client, self.election_path(name), notify)
         self._monitor.watch_leader(watch)
         return functools.partial(self._monitor.unwatch_leader, watch)

@@ -15,15 +15,14 @@ PostgreSQL stores need. Only wiping the whole ensemble's data would reset them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fencing_coord.grant import Grant
 
 __all__ = ["Entry", "ZooKeeperGrant"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """Our contender node in one queue (a lock's or an election's parent)."""
 
     parent: str

@@ -27,7 +27,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Final
 
 from kazoo.exceptions import NoNodeError
@@ -35,10 +34,13 @@ from kazoo.exceptions import NoNodeError
 from fencing_coord.errors import FencingCoordError
 from fencing_coord.grant import Grant
 
-from .election import LeaderWatch
 from .grant import Entry, ZooKeeperGrant
 from .names import kind_words, nonce_of
 from .session import Session, SessionState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # imported by the first leader observer, not by connect()
+    from .election import LeaderWatch
 
 __all__ = ["Monitor", "StateChanged", "Stop", "Task", "Tick", "Tidy", "Verify"]
 
@@ -52,33 +54,52 @@ _IDLE_TICKS: Final = 20
 _PARENT_CACHE_SIZE: Final = 4096
 
 
-@dataclass(frozen=True, slots=True)
+# The messages are plain classes, not dataclasses: making the five dataclasses was a
+# noticeable part of connect()'s import time (issue 13).
+
+
 class Verify:
     """Check that ``grant``'s node still exists, and watch it again (its watch fired)."""
 
-    grant: ZooKeeperGrant
+    __slots__ = ("grant",)
+    __match_args__ = ("grant",)
+
+    def __init__(self, grant: ZooKeeperGrant) -> None:
+        self.grant = grant
+
+    def __repr__(self) -> str:
+        return f"Verify({self.grant!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class StateChanged:
     """The session went to ``state``."""
 
-    state: SessionState
+    __slots__ = ("state",)
+    __match_args__ = ("state",)
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"StateChanged({self.state!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Tick:
     """Time to watch the nodes of grants held long enough (sent while grants are live)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class Tidy:
     """Nodes were handed to the janitor: delete them once connected."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class Stop:
     """The backend is closing: end the thread."""
+
+    __slots__ = ()
 
 
 Task = Verify | StateChanged | Tick | Tidy | Stop

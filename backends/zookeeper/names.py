@@ -29,8 +29,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import unquote
 
 __all__ = [
@@ -142,8 +141,7 @@ def serial_distance(a: int, b: int) -> int:
     return (a - b + _SERIAL_HALF) % _SERIAL_MOD - _SERIAL_HALF
 
 
-@dataclass(frozen=True)
-class Contender:
+class Contender(NamedTuple):
     """One contender node of a queue: ours (``flavor`` :data:`OURS`, with its nonce) or
     another client's (``flavor`` names which; ``nonce`` empty)."""
 

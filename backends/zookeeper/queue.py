@@ -37,8 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from kazoo.exceptions import NoNodeError
 
@@ -67,8 +66,7 @@ _log = logging.getLogger(__name__)
 W = TypeVar("W", bound=Wakeup)
 
 
-@dataclass(frozen=True, slots=True)
-class ZooKeeperPlace:
+class ZooKeeperPlace(NamedTuple):
     """Our node in a queue and what precedes it, as last listed."""
 
     entry: Entry
@@ -81,8 +79,7 @@ class ZooKeeperPlace:
         return self.predecessor is None
 
 
-@dataclass(frozen=True, slots=True)
-class Exhausted:
+class Exhausted(NamedTuple):
     """The queue's sequence window is used up: ``note`` says why, to be written into the
     parent as its mark; None when the parent was marked already (read the mark)."""
 

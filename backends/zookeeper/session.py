@@ -36,9 +36,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -98,8 +97,7 @@ class OutcomeUnknown(Exception):
     (raised once the connection is back, so the caller can look whether it applied)."""
 
 
-@dataclass(frozen=True)
-class Stat:
+class Stat(NamedTuple):
     """The parts of a ZooKeeper Stat this module uses (typed, away from kazoo's Any)."""
 
     czxid: int

@@ -25,8 +25,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from kazoo.exceptions import ConnectionDropped
 
@@ -53,8 +52,7 @@ _REFUSED_CERTIFICATE: Final = frozenset({
 _PROBE_SECONDS: Final = 1.0
 
 
-@dataclass(frozen=True)
-class TLSOptions:
+class TLSOptions(NamedTuple):
     """The PEM files of a ``zookeepers://`` URL: ``ca`` verifies the servers (None: the
     system's roots), ``cert`` and ``key`` (both or neither) are the client certificate."""
 
@@ -126,8 +124,7 @@ def tls_options(url: BackendURL, ca: str | None, cert: str | None, key: str | No
 # -- the first connection ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Attempt:
+class _Attempt(NamedTuple):
     """How one connection attempt to one host ended (the last one counts)."""
 
     ssl_error: ssl.SSLError | None  # the TLS handshake or record failure, if that was it

@@ -87,3 +87,13 @@ def test_the_async_api_resolves_our_own_schemes_without_package_metadata() -> No
         loaded = _modules_after("import fencing_coord as fc\nfrom fencing_coord.aio.config import backend_class\n"
                                 f"backend_class(fc.parse_url('{scheme}://127.0.0.1:1'))")
         assert "importlib.metadata" not in loaded, scheme
+
+
+def test_the_zookeeper_backend_loads_no_asyncio_and_no_onlooker_modules() -> None:
+    # connect() + acquire() need neither asyncio (the async runner's, a third of the
+    # import time) nor the leader readers and queue describers (issue 13: startup).
+    loaded = _modules_after("import fencing_coord.backends.zookeeper")
+    assert "asyncio" not in loaded
+    assert not {"fencing_coord.backends.zookeeper.election", "fencing_coord.backends.zookeeper.members"} & loaded
+    loaded = _modules_after("from fencing_coord.backends.zookeeper import election, members")
+    assert {"fencing_coord.backends.zookeeper.election", "fencing_coord.backends.zookeeper.members"} <= loaded
