@@ -160,3 +160,31 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
     assert time.monotonic() - released < 10.0
     second.release(taken)
     first.release(waiting_first.result(PROMPT))
+
+
+def test_the_look_after_a_wake_up_is_a_serializable_read(
+        member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Woken by its predecessor's DELETE, a waiter reads its place serializably: any
+    state at least as new as the event shows whether a key older than ours remains
+    (none is ever created), and a linearizable read would wait behind the other
+    contenders' writes in etcd's raft loop."""
+    monkeypatch.setattr(etcd_queue, "GAP_CHECK", PROMPT)
+    holder, first, second = connect(), connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting_first = _wait_behind(member, first)
+    waiting_second = _wait_behind(member, second)
+    sent: list[etcdrpc.TxnRequest] = []
+    real_txn = second._conn.txn
+
+    def txn(request: etcdrpc.TxnRequest, **kwargs: object) -> object:
+        sent.append(request)
+        return real_txn(request, **kwargs)
+
+    monkeypatch.setattr(second._conn, "txn", txn)
+    holder.release(grant)
+    first.release(waiting_first.result(PROMPT))
+    taken = waiting_second.result(PROMPT)
+    assert len(sent) == 1, "the woken waiter sent more than its one look"
+    assert all(op.request_range.serializable for op in sent[0].success)
+    assert taken.token > grant.token
+    second.release(taken)
