@@ -35,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 #: Seconds into a wait behind a waiting predecessor after which the look that covers
 #: the watches' creation is made (see EtcdQueue.wait).
-GAP_CHECK = 0.5
+GAP_CHECK = 1.0
 
 _PROGRESS = etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest())
 
@@ -168,7 +168,11 @@ class EtcdQueue(LineRequests):
             return
         queues = self.queues
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for request in self.watch_requests(place):
+        # Our own key's watch serves the grant from the holder's DELETE event (see
+        # granted_by_event). Behind a waiting predecessor the look every wake-up makes
+        # finds our key gone instead, and a lost lease wakes us through the session.
+        watches = self.watch_requests(place) if place.head_before else self.watch_requests(place)[:1]
+        for request in watches:
             requests.put(request)
         gap_check = 0.0 if place.head_before else GAP_CHECK
 
@@ -210,8 +214,8 @@ class EtcdQueue(LineRequests):
                     since = max(since, int(response.header.revision))
                 else:  # the answer to our progress request: the gap's look is due
                     progressed = True
-                if created == 2 and progressed and since > place.seen and not looked:
-                    # Written to since we looked: both watches are in place now, so
+                if created == len(watches) and progressed and since > place.seen and not looked:
+                    # Written to since we looked: our watches are in place now, so
                     # one more look cannot miss a deletion.
                     looked = True
                     now = self._look(place)
