@@ -35,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 #: Seconds into a wait behind a waiting predecessor after which the look that covers
 #: the watches' creation is made (see EtcdQueue.wait).
-GAP_CHECK = 0.5
+GAP_CHECK = 1.0
 
 _PROGRESS = etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest())
 
@@ -103,6 +103,9 @@ class EtcdQueue(LineRequests):
         #: etcd failed a request of this wait: a withdraw then gets one short try before
         #: the background takes over, rather than a whole further timeout.
         self._failing = False
+        #: The revision of the watch response that ended the last wait with events (0:
+        #: none): the next look may read any state at least that new (see _look).
+        self._woken_at = 0
 
     # -- the QueueDriver -------------------------------------------------------------------
 
@@ -139,7 +142,8 @@ class EtcdQueue(LineRequests):
 
     def look(self, place: Place) -> Place:
         self._check_open()
-        found = self.granted_by_event(place) or self._look(place)
+        woken_at, self._woken_at = self._woken_at, 0
+        found = self.granted_by_event(place) or self._look(place, fresh_from=woken_at)
         if found is None:
             self.queues.session.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
@@ -164,7 +168,11 @@ class EtcdQueue(LineRequests):
             return
         queues = self.queues
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for request in self.watch_requests(place):
+        # Our own key's watch serves the grant from the holder's DELETE event (see
+        # granted_by_event). Behind a waiting predecessor the look every wake-up makes
+        # finds our key gone instead, and a lost lease wakes us through the session.
+        watches = self.watch_requests(place) if place.head_before else self.watch_requests(place)[:1]
+        for request in watches:
             requests.put(request)
         gap_check = 0.0 if place.head_before else GAP_CHECK
 
@@ -198,14 +206,16 @@ class EtcdQueue(LineRequests):
                 call.cancel()
             for response in call:
                 if self.watched(place, response):
+                    if response.events:
+                        self._woken_at = int(response.header.revision)
                     break
                 if response.created:
                     created += 1
                     since = max(since, int(response.header.revision))
                 else:  # the answer to our progress request: the gap's look is due
                     progressed = True
-                if created == 2 and progressed and since > place.seen and not looked:
-                    # Written to since we looked: both watches are in place now, so
+                if created == len(watches) and progressed and since > place.seen and not looked:
+                    # Written to since we looked: our watches are in place now, so
                     # one more look cannot miss a deletion.
                     looked = True
                     now = self._look(place)
@@ -257,10 +267,28 @@ class EtcdQueue(LineRequests):
             self.queues.session.free_slot(lease, slot)
         return found
 
-    def _look(self, place: Place) -> Place | None:
-        """``place`` as etcd shows it now (see :meth:`look_result`)."""
+    def _look(self, place: Place, *, fresh_from: int = 0) -> Place | None:
+        """``place`` as etcd shows it now (see :meth:`look_result`).
+
+        With ``fresh_from`` (the revision of the event that woke us), a serializable
+        read is enough if it reflects at least that revision: keys older than ours are
+        never created, only deleted, so none older at that state means none now; and
+        our key's own watch (held keys) starts after the revision read, so a deletion
+        of our key it did not show is reported. A linearizable read waits for etcd's
+        raft loop, which under contention is busy writing other contenders' puts to
+        its log: one fsync more per handoff. A member behind that revision (the
+        connection moved since) is asked again, linearizably."""
+        request = self.look_request(place)
         try:
-            response = self.queues.conn.txn(self.look_request(place), budget=self.budget.request())
+            if fresh_from:
+                for op in request.success:
+                    op.request_range.serializable = True
+                response = self.queues.conn.txn(request, budget=self.budget.request())
+                if int(response.header.revision) >= fresh_from:
+                    return self.look_result(response, place)
+                for op in request.success:
+                    op.request_range.serializable = False
+            response = self.queues.conn.txn(request, budget=self.budget.request())
         except BackendUnavailable:
             self._failing = True
             raise

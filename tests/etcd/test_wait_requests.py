@@ -76,13 +76,14 @@ def _until_watching(member: EtcdMember, at_least: int) -> None:
         time.sleep(0.01)  # polling the server's gauge: no event tells of it
 
 
-def _wait_behind(member: EtcdMember, waiter: EtcdBackend) -> Future[fc.Grant]:
-    """``waiter`` acquiring "orders" in a thread, returned once its two watches exist."""
+def _wait_behind(member: EtcdMember, waiter: EtcdBackend, watches: int = 2) -> Future[fc.Grant]:
+    """``waiter`` acquiring "orders" in a thread, returned once its ``watches`` exist
+    (two behind the holder: its predecessor's key and its own; one behind a waiter)."""
     watchers = _watchers(member)
     queued = threading.Event()
     future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
     assert queued.wait(PROMPT)
-    _until_watching(member, watchers + 2)
+    _until_watching(member, watchers + watches)
     return future
 
 
@@ -115,7 +116,7 @@ def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
     before = _txns(member)
     put = etcdrpc.PutRequest(key=f"/unrelated/{uuid.uuid4().hex}".encode(), value=b"x")
     _written_to_before_watching(second, monkeypatch, lambda: holder._conn.call("KV", "Put", put))
-    waiting_second = _wait_behind(member, second)
+    waiting_second = _wait_behind(member, second, watches=1)
     assert _txns(member) == before + 1, "the second waiter looked while setting up its watch"
     holder.release(grant)
     first.release(waiting_first.result(PROMPT))  # granted from the holder's DELETE: no request
@@ -160,3 +161,50 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
     assert time.monotonic() - released < 10.0
     second.release(taken)
     first.release(waiting_first.result(PROMPT))
+
+
+def test_the_look_after_a_wake_up_is_a_serializable_read(
+        member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Woken by its predecessor's DELETE, a waiter reads its place serializably: any
+    state at least as new as the event shows whether a key older than ours remains
+    (none is ever created), and a linearizable read would wait behind the other
+    contenders' writes in etcd's raft loop."""
+    monkeypatch.setattr(etcd_queue, "GAP_CHECK", PROMPT)
+    holder, first, second = connect(), connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting_first = _wait_behind(member, first)
+    waiting_second = _wait_behind(member, second, watches=1)
+    sent: list[etcdrpc.TxnRequest] = []
+    real_txn = second._conn.txn
+
+    def txn(request: etcdrpc.TxnRequest, **kwargs: object) -> object:
+        sent.append(request)
+        return real_txn(request, **kwargs)
+
+    monkeypatch.setattr(second._conn, "txn", txn)
+    holder.release(grant)
+    first.release(waiting_first.result(PROMPT))
+    taken = waiting_second.result(PROMPT)
+    assert len(sent) == 1, "the woken waiter sent more than its one look"
+    assert all(op.request_range.serializable for op in sent[0].success)
+    assert taken.token > grant.token
+    second.release(taken)
+
+
+def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(member: EtcdMember, connect: Connect) -> None:
+    """Its own key's watch only serves a grant from the holder's DELETE (behind the
+    holder); behind a waiter it would cost one more watch message per wait: the look
+    every wake-up makes finds the key gone, and a lost lease wakes it via the session."""
+    holder, first, second = connect(), connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    waiting_first = _wait_behind(member, first)  # behind the holder: two watches
+    watchers = _watchers(member)
+    queued = threading.Event()
+    waiting_second = _in_thread(lambda: second.acquire("orders", PROMPT, on_queued=queued.set))
+    assert queued.wait(PROMPT)
+    _until_watching(member, watchers + 1)
+    time.sleep(0.2)  # a second watch would be created in the same breath: give it time to show
+    assert _watchers(member) == watchers + 1
+    holder.release(grant)
+    first.release(waiting_first.result(PROMPT))
+    second.release(waiting_second.result(PROMPT))
