@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,22 +160,53 @@ def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: C
     assert len(waiters) * 2 - 1 <= spent["Txn"] <= len(waiters) * 3, spent
 
 
-def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget, connect: Connect) -> None:
+class _WatchCall:
+    """A watch call that sets ``created`` once ``count`` of its watches exist (etcd
+    confirmed them on the stream), and is otherwise the call itself."""
+
+    def __init__(self, call: Any, count: int, created: threading.Event) -> None:
+        self._call = call
+        self._count = count
+        self._created = created
+
+    def __iter__(self) -> Iterator[Any]:
+        confirmed = 0
+        for response in self._call:
+            confirmed += bool(response.created)
+            if confirmed == self._count:
+                self._created.set()
+            yield response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+def _on_watches_created(backend: EtcdBackend, count: int, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set once a watch stream of ``backend`` has ``count`` watches in place."""
+    created = threading.Event()
+    real_watch = backend._conn.watch
+
+    def watch(requests: Iterator[Any], timeout: float | None = None) -> tuple[int, Any]:
+        index, call = real_watch(requests, timeout)
+        return index, _WatchCall(call, count, created)
+
+    monkeypatch.setattr(backend._conn, "watch", watch)
+    return created
+
+
+def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget, connect: Connect,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The holder's delete is the whole handoff: the waiter, whose predecessor was the
     holder, is granted on the DELETE event with no request of its own."""
     if etcd_single.cluster is None:
         pytest.skip("counts requests on the server's /metrics; not available for a container")
-    member = etcd_single.cluster.members[0]
     holder, waiter = connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
-    watches = rpc_counts(member)["Watch"]
-    queued = threading.Event()
-    future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
-    assert queued.wait(PROMPT)
-    deadline = time.monotonic() + PROMPT
-    while rpc_counts(member)["Watch"] < watches + 1:  # the waiter's watch stream is open
-        assert time.monotonic() < deadline, "the waiter never watched"
-        time.sleep(0.01)  # polling the server's counters: no event tells of it
+    # Both of its watches exist, not only its stream: on a loaded machine the release
+    # could otherwise overtake their creation, and the waiter look.
+    watching = _on_watches_created(waiter, 2, monkeypatch)
+    future = _in_thread(lambda: waiter.acquire("orders", PROMPT))
+    assert watching.wait(PROMPT), "the waiter never watched"
     before = _kv_calls(etcd_single)
     holder.release(grant)
     taken = future.result(PROMPT)
