@@ -23,6 +23,7 @@ from .aio_connection import AsyncConnection
 from .aio_session import AsyncSession
 from .places import EtcdGrant, LineRequests, Place
 from .queue import Queues
+from .waiting import PROGRESS, Step, WatchedWait
 from .wire import LeaseNotFound, status_code
 
 __all__ = ["AsyncEtcdQueue", "delete_key"]
@@ -75,7 +76,8 @@ class AsyncEtcdQueue:
 
     async def look(self, place: Place) -> Place:
         self._check_open()
-        found = self.line.granted_by_event(place) or await self._look(place)
+        line = self.line
+        found = line.granted_by_event(place) or await self._look(place, fresh_from=line.woken_at(place))
         if found is None:
             self.session.book.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
@@ -85,7 +87,10 @@ class AsyncEtcdQueue:
     async def wait(self, place: Place, deadline: float | None) -> None:
         """Until the predecessor or our own key may have been deleted since
         ``place.seen``, our lease is lost, the session closes, the deadline, or a
-        periodic re-check (a silent stream is not trusted forever)."""
+        periodic re-check (a silent stream is not trusted forever). The watches, and
+        when the look that covers their creation is due, are
+        :class:`.waiting.WatchedWait`'s; the delayed look is asked for by a timer of
+        the loop, no task of its own unless it fires."""
         if place.predecessor is None:
             return
         book = self.session.book
@@ -122,22 +127,29 @@ class AsyncEtcdQueue:
 
     async def _follow(self, call: Any, place: Place) -> None:
         """Read the watch stream until something may have changed."""
-        for request in self.line.watch_requests(place):
+        watched = WatchedWait(self.line, place)
+        for request in watched.requests:
             await call.write(request)
-        created, since = 0, 0
-        while True:
-            response = await call.read()
-            if response is grpc.aio.EOF or self.line.watched(place, response):
-                return
-            if response.created:
-                created += 1
-                since = max(since, int(response.header.revision))
-                if created == 2 and since > place.seen:
-                    # Written to since we looked: both watches are in place now, so
-                    # one more look cannot miss a deletion.
-                    now = await self._look(place)
-                    if now is None or now.predecessor != place.predecessor:
-                        return
+        asked: list[asyncio.Future[None]] = []
+        timer = None
+        if watched.gap_check:
+            timer = asyncio.get_running_loop().call_later(
+                watched.gap_check, lambda: asked.append(asyncio.ensure_future(_ask_progress(call))))
+        try:
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    return
+                step = watched.read(response)
+                if step is Step.LOOK:
+                    step = watched.looked_at(await self._look(place))
+                if step is Step.END:
+                    return
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in asked:
+                task.cancel()
 
     async def withdraw(self, place: Place) -> bool:
         """Delete ``place``'s key within the wait's withdrawal budget (see :func:`delete_key`)."""
@@ -154,9 +166,15 @@ class AsyncEtcdQueue:
         self.session.book.delete_later(place.key)
         raise EntryGone(place.key.decode())
 
-    async def _look(self, place: Place) -> Place | None:
-        line = self.line
-        return line.look_result(await self.conn.txn(line.look_request(place), budget=line.budget.request()), place)
+    async def _look(self, place: Place, *, fresh_from: int = 0) -> Place | None:
+        """``place`` as etcd shows it now; serializable first with ``fresh_from`` (see
+        :meth:`.queue.EtcdQueue._look`)."""
+        line, conn = self.line, self.conn
+        if fresh_from:
+            response = await conn.txn(line.look_request(place, serializable=True), budget=line.budget.request())
+            if line.reflects(response, fresh_from):
+                return line.look_result(response, place)
+        return line.look_result(await conn.txn(line.look_request(place), budget=line.budget.request()), place)
 
     def _check_lease(self, place: Place) -> None:
         """EntryGone (our key deleted in the background) if our lease has died meanwhile."""
@@ -167,6 +185,13 @@ class AsyncEtcdQueue:
     def _check_open(self) -> None:
         if self.queues.owner.closed:
             raise InvalidArgument(f"{self.queues.owner!r} is closed")
+
+
+async def _ask_progress(call: Any) -> None:
+    """Send a progress request on the watch ``call`` (its answer: the gap's look is due);
+    nothing if the call ended meanwhile."""
+    with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
+        await call.write(PROGRESS)
 
 
 async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True,

@@ -6,10 +6,11 @@ alone makes a waiter first.
 The round trips: ``enqueue`` is one transaction (put our key, read the queue's two
 newest keys: the second newest is our predecessor), or with ``exclusive`` one
 transaction that puts only if the queue is empty; ``look`` is one transaction (our key,
-our predecessor); ``wait`` holds one watch stream on two keys; ``withdraw`` is one
-delete. Both transactions also count the keys older than ours: when the predecessor was
-the only one (the holder), its DELETE event alone makes us first, and the handoff costs
-the waiter no request at all.
+our predecessor; serializable after a wake-up, see :meth:`LineRequests.reflects`);
+``wait`` holds one watch stream, on two keys behind the holder and on one behind a
+waiter (see :mod:`.waiting`); ``withdraw`` is one delete. Both transactions also count
+the keys older than ours: when the predecessor was the only one (the holder), its
+DELETE event alone makes us first, and the handoff costs the waiter no request at all.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class LineRequests:
         #: The place whose predecessor, the holder, the wait saw deleted: the next look
         #: then needs no request (we are first).
         self._head_left: Place | None = None
+        #: The place whose wait ended with events, and their revision (see :meth:`woken_at`).
+        self._woken: tuple[Place, int] | None = None
 
     def new_key(self, lease: Lease, slot: int) -> bytes:
         """The name of our entry's key under ``lease`` with ``slot``."""
@@ -150,15 +153,28 @@ class LineRequests:
             return Place(key, mine[0].create_revision, lease, slot)
         return None
 
-    def look_request(self, place: Place) -> Any:
+    def look_request(self, place: Place, *, serializable: bool = False) -> Any:
+        """Our key, our predecessor, and the count of keys older than ours; read from
+        the member's own state, with no round through etcd's raft loop, when
+        ``serializable`` (only if its answer :meth:`reflects` what the look needs)."""
         older = max(1, place.revision - 1)
         return txn(success=[
-            range_op(range_request(place.key)),
+            range_op(range_request(place.key, serializable=serializable)),
             range_op(range_request(self.prefix, self.end, limit=1, newest_first=True, by_create=True,
-                                   max_create_revision=older)),
+                                   max_create_revision=older, serializable=serializable)),
             range_op(etcdrpc.RangeRequest(key=self.prefix, range_end=self.end, count_only=True,
-                                          max_create_revision=older)),
+                                          max_create_revision=older, serializable=serializable)),
         ])
+
+    @staticmethod
+    def reflects(response: Any, revision: int) -> bool:
+        """Whether the answer to a serializable :meth:`look_request` shows a state at
+        least as new as ``revision`` (the event that woke us): keys older than ours are
+        never created, only deleted, so none older there means none now; and our key's
+        own watch (held keys) starts after the revision read, so a deletion of our key
+        it did not show is reported. A member behind it (the connection moved since) is
+        asked again, linearizably."""
+        return int(response.header.revision) >= revision
 
     @staticmethod
     def look_result(response: Any, place: Place) -> Place | None:
@@ -188,7 +204,16 @@ class LineRequests:
         if response.events and place.head_before and not response.compact_revision and all(
                 bytes(event.kv.key) == place.predecessor for event in response.events):
             self._head_left = place
+        if response.events:
+            self._woken = (place, int(response.header.revision))
         return bool(response.canceled or response.compact_revision or response.events)
+
+    def woken_at(self, place: Place) -> int:
+        """The revision of the events that ended the last wait at ``place`` (0: none, or
+        another place's): a look after it may be a serializable read that
+        :meth:`reflects` it. Told once."""
+        woken, self._woken = self._woken, None
+        return woken[1] if woken is not None and woken[0] is place else 0
 
     def granted_by_event(self, place: Place) -> Place | None:
         """``place`` made first, if the wait saw its predecessor (the holder) deleted;

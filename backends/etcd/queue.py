@@ -4,7 +4,8 @@
 Every contender puts its own key ``<prefix><lease-hex>-<slot>`` bound to its backend's
 lease and never re-puts it; the key with the lowest create revision is first. Each
 contender watches only the key just before its own (its predecessor). The requests and
-what their answers mean are in :mod:`.places`, shared with the asyncio driver.
+what their answers mean are in :mod:`.places`, how a waiter reads its watch stream in
+:mod:`.waiting`: both shared with the asyncio driver.
 """
 
 from __future__ import annotations
@@ -27,17 +28,12 @@ from fencing_coord.grant import Grant
 
 from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
+from .waiting import PROGRESS, Step, WatchedWait
 from .wire import KV, LeaseNotFound, prefix_end, range_request, status_code
 
-__all__ = ["GAP_CHECK", "EtcdGrant", "EtcdQueue", "Place", "Queues"]
+__all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
 
 _log = logging.getLogger(__name__)
-
-#: Seconds into a wait behind a waiting predecessor after which the look that covers
-#: the watches' creation is made (see EtcdQueue.wait).
-GAP_CHECK = 1.0
-
-_PROGRESS = etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest())
 
 
 class Queues:
@@ -103,9 +99,6 @@ class EtcdQueue(LineRequests):
         #: etcd failed a request of this wait: a withdraw then gets one short try before
         #: the background takes over, rather than a whole further timeout.
         self._failing = False
-        #: The revision of the watch response that ended the last wait with events (0:
-        #: none): the next look may read any state at least that new (see _look).
-        self._woken_at = 0
 
     # -- the QueueDriver -------------------------------------------------------------------
 
@@ -142,8 +135,7 @@ class EtcdQueue(LineRequests):
 
     def look(self, place: Place) -> Place:
         self._check_open()
-        woken_at, self._woken_at = self._woken_at, 0
-        found = self.granted_by_event(place) or self._look(place, fresh_from=woken_at)
+        found = self.granted_by_event(place) or self._look(place, fresh_from=self.woken_at(place))
         if found is None:
             self.queues.session.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())
@@ -155,34 +147,25 @@ class EtcdQueue(LineRequests):
         ``place.seen``, our lease is lost, the session closes, or the deadline (or a
         periodic re-check) comes.
 
-        The watches start from "now" (see :meth:`watch_requests`), so a deletion between
-        ``seen`` and their creation is caught by one look once both exist. When the
-        predecessor was the holder, that look is made at once: the holder may well have
-        released meanwhile. When it was itself waiting, it can only have left in that
-        gap by withdrawing (rare): the look waits ``GAP_CHECK`` seconds, and a wait that
-        ends before (the predecessor's DELETE event, followed by the look every such
-        wake-up makes anyway) costs no request for it. No thread of ours is started:
-        the re-check is the watch call's gRPC deadline, and the delayed look is asked
-        for with a progress request sent by gRPC's own request thread."""
+        The watches, and when the look that covers their creation is due, are
+        :class:`.waiting.WatchedWait`'s. No thread of ours is started: the re-check is
+        the watch call's gRPC deadline, and the delayed look is asked for with a
+        progress request sent by gRPC's own request thread."""
         if place.predecessor is None:
             return
         queues = self.queues
+        watched = WatchedWait(self, place)
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Our own key's watch serves the grant from the holder's DELETE event (see
-        # granted_by_event). Behind a waiting predecessor the look every wake-up makes
-        # finds our key gone instead, and a lost lease wakes us through the session.
-        watches = self.watch_requests(place) if place.head_before else self.watch_requests(place)[:1]
-        for request in watches:
+        for request in watched.requests:
             requests.put(request)
-        gap_check = 0.0 if place.head_before else GAP_CHECK
 
         def stream() -> Iterator[Any]:
-            asked = place.head_before
+            asked = not watched.gap_check
             while True:
                 try:
-                    request = requests.get(timeout=None if asked else gap_check)
+                    request = requests.get(timeout=None if asked else watched.gap_check)
                 except queue.Empty:
-                    asked, request = True, _PROGRESS
+                    asked, request = True, PROGRESS
                 if request is None:
                     return
                 yield request
@@ -198,29 +181,17 @@ class EtcdQueue(LineRequests):
             time.sleep(0.05)
             return
         started = time.monotonic()
-        created, since, progressed, looked = 0, 0, place.head_before, False
         # Everything after the call exists runs under the finally that ends it: a signal
         # handler that raises (run's SIGTERM) may interrupt even add_waker().
         try:
             if not queues.session.add_waker(place.lease, call.cancel):
                 call.cancel()
             for response in call:
-                if self.watched(place, response):
-                    if response.events:
-                        self._woken_at = int(response.header.revision)
+                step = watched.read(response)
+                if step is Step.LOOK:
+                    step = watched.looked_at(self._look(place))
+                if step is Step.END:
                     break
-                if response.created:
-                    created += 1
-                    since = max(since, int(response.header.revision))
-                else:  # the answer to our progress request: the gap's look is due
-                    progressed = True
-                if created == len(watches) and progressed and since > place.seen and not looked:
-                    # Written to since we looked: our watches are in place now, so
-                    # one more look cannot miss a deletion.
-                    looked = True
-                    now = self._look(place)
-                    if now is None or now.predecessor != place.predecessor:
-                        break
         except grpc.RpcError as exc:
             if status_code(exc) not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
                 queues.conn.note_failure(index, exc)
@@ -268,27 +239,17 @@ class EtcdQueue(LineRequests):
         return found
 
     def _look(self, place: Place, *, fresh_from: int = 0) -> Place | None:
-        """``place`` as etcd shows it now (see :meth:`look_result`).
-
-        With ``fresh_from`` (the revision of the event that woke us), a serializable
-        read is enough if it reflects at least that revision: keys older than ours are
-        never created, only deleted, so none older at that state means none now; and
-        our key's own watch (held keys) starts after the revision read, so a deletion
-        of our key it did not show is reported. A linearizable read waits for etcd's
-        raft loop, which under contention is busy writing other contenders' puts to
-        its log: one fsync more per handoff. A member behind that revision (the
-        connection moved since) is asked again, linearizably."""
-        request = self.look_request(place)
+        """``place`` as etcd shows it now (see :meth:`look_result`). With ``fresh_from``
+        (the revision of the event that woke us), first a serializable read, kept if it
+        :meth:`reflects` that revision: a linearizable read waits for etcd's raft loop,
+        which under contention is busy writing other contenders' puts to its log."""
+        conn, budget = self.queues.conn, self.budget
         try:
             if fresh_from:
-                for op in request.success:
-                    op.request_range.serializable = True
-                response = self.queues.conn.txn(request, budget=self.budget.request())
-                if int(response.header.revision) >= fresh_from:
+                response = conn.txn(self.look_request(place, serializable=True), budget=budget.request())
+                if self.reflects(response, fresh_from):
                     return self.look_result(response, place)
-                for op in request.success:
-                    op.request_range.serializable = False
-            response = self.queues.conn.txn(request, budget=self.budget.request())
+            response = conn.txn(self.look_request(place), budget=budget.request())
         except BackendUnavailable:
             self._failing = True
             raise

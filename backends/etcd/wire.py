@@ -82,11 +82,12 @@ def put(key: bytes, value: bytes, lease: int = 0) -> Any:
 
 
 def range_request(key: bytes, range_end: bytes = b"", *, limit: int = 0, newest_first: bool = False,
-                  by_create: bool = False, max_create_revision: int = 0, keys_only: bool = False) -> Any:
+                  by_create: bool = False, max_create_revision: int = 0, keys_only: bool = False,
+                  serializable: bool = False) -> Any:
     """A range read of ``key`` (or of ``key`` up to ``range_end``), sorted by create
-    revision when ``by_create``."""
+    revision when ``by_create``; from the member's own state when ``serializable``."""
     request = etcdrpc.RangeRequest(key=key, range_end=range_end, limit=limit, keys_only=keys_only,
-                                   max_create_revision=max_create_revision)
+                                   max_create_revision=max_create_revision, serializable=serializable)
     if by_create:
         request.sort_target = etcdrpc.RangeRequest.CREATE
         request.sort_order = etcdrpc.RangeRequest.DESCEND if newest_first else etcdrpc.RangeRequest.ASCEND

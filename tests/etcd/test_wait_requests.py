@@ -17,7 +17,7 @@ import pytest
 from etcd3 import etcdrpc
 
 import fencing_coord as fc
-import fencing_coord.backends.etcd.queue as etcd_queue
+import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.servers.etcd import EtcdMember
 
@@ -109,7 +109,7 @@ def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
     """Behind a predecessor that itself waits, the revision moved between the waiter's
     enqueue and its watches' creation: the waiter does not look at once (it used to, one
     Txn more per contended grant); its predecessor's DELETE wakes it for its one look."""
-    monkeypatch.setattr(etcd_queue, "GAP_CHECK", PROMPT)
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
     holder, first, second = connect(), connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     waiting_first = _wait_behind(member, first)
@@ -143,7 +143,7 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
     """The waiting predecessor's key is deleted after the waiter read it and before its
     watch exists, so no event will come: the delayed look finds the holder in its place,
     and the holder's release reaches the waiter long before a silent wait's re-check."""
-    monkeypatch.setattr(etcd_queue, "GAP_CHECK", 0.2)
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", 0.2)
     holder, first = connect(), connect()
     second = connect(ttl=30)  # re-checks a silent wait only after 60 s
     grant = holder.acquire("orders", timeout=PROMPT)
@@ -169,7 +169,7 @@ def test_the_look_after_a_wake_up_is_a_serializable_read(
     state at least as new as the event shows whether a key older than ours remains
     (none is ever created), and a linearizable read would wait behind the other
     contenders' writes in etcd's raft loop."""
-    monkeypatch.setattr(etcd_queue, "GAP_CHECK", PROMPT)
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
     holder, first, second = connect(), connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     waiting_first = _wait_behind(member, first)

@@ -1,0 +1,199 @@
+"""What an asyncio waiter behind another waiter costs, as the blocking one
+(test_wait_requests.py, the same decisions: :mod:`fencing_coord.backends.etcd.waiting`):
+its enqueue and the one look when its predecessor's DELETE wakes it, that look a
+serializable read, one watch (its predecessor's); and the look that covers the watches'
+creation, made later, still finds a predecessor that left in that gap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from etcd3 import etcdrpc
+
+import fencing_coord as fc
+import fencing_coord.backends.etcd.waiting as etcd_waiting
+from fencing_coord.servers.etcd import EtcdMember
+
+from .conftest import EtcdTarget, rpc_counts
+
+PROMPT = 30.0
+
+
+@pytest.fixture
+def member(etcd_single: EtcdTarget) -> EtcdMember:
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    return etcd_single.cluster.members[0]
+
+
+class _Watch:
+    """A waiter's watch call, as the driver sees it, that records the watches it asks
+    for, sets ``created`` once etcd confirmed ``count`` of them, and can run ``first``
+    before its first request is sent; otherwise the call itself."""
+
+    def __init__(self, call: Any, count: int, created: asyncio.Event,
+                 first: Callable[[], Awaitable[object]] | None) -> None:
+        self._call = call
+        self._count = count
+        self._created = created
+        self._first = first
+        self.asked: list[bytes] = []
+        self.confirmed = 0
+
+    async def write(self, request: Any) -> None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            await first()
+        if request.HasField("create_request"):
+            self.asked.append(bytes(request.create_request.key))
+        await self._call.write(request)
+
+    async def read(self) -> Any:
+        response = await self._call.read()
+        if getattr(response, "created", False):
+            self.confirmed += 1
+            if self.confirmed == self._count:
+                self._created.set()
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+async def _wait_behind(waiter: Any, monkeypatch: pytest.MonkeyPatch, count: int = 2,
+                       first: Callable[[], Awaitable[object]] | None = None) -> tuple[asyncio.Task[fc.Grant], _Watch]:
+    """``waiter`` acquiring "orders" in a task, returned once ``count`` watches of its
+    queue's watch stream exist (two behind the holder, one behind a waiter), with that
+    stream (see :class:`_Watch`; ``first`` runs before the stream's first request)."""
+    streams: list[_Watch] = []
+    created = asyncio.Event()
+    real_watch = waiter._conn.watch
+
+    def watch(requests: Any = None) -> tuple[int, Any]:
+        index, call = real_watch(requests)
+        if requests is not None or streams:  # the held keys' stream, or a later wait's
+            return index, call
+        streams.append(_Watch(call, count, created, first))
+        return index, streams[-1]
+
+    monkeypatch.setattr(waiter._conn, "watch", watch)
+    task = asyncio.create_task(waiter.acquire("orders", PROMPT))
+    await asyncio.wait_for(created.wait(), PROMPT)
+    monkeypatch.setattr(waiter._conn, "watch", real_watch)
+    return task, streams[0]
+
+
+@asynccontextmanager
+async def _backends(url: str, *ttls: int) -> AsyncIterator[list[Any]]:
+    """Backends of one new namespace, one per ``ttl``."""
+    namespace = f"awr-{uuid.uuid4().hex[:10]}"
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(await fc.aio.connect(url, namespace=namespace, ttl=ttl))
+               for ttl in ttls]
+
+
+def _txns(member: EtcdMember) -> int:
+    return rpc_counts(member)["Txn"]
+
+
+def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
+        etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The revision moves between the second waiter's enqueue and its watch's creation:
+    it does not look at once; its predecessor's DELETE wakes it for its one look."""
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
+
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3, 3, 3) as (holder, first, second):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            waiting_first, _ = await _wait_behind(first, monkeypatch)
+            before = await asyncio.to_thread(_txns, member)
+            put = etcdrpc.PutRequest(key=f"/unrelated/{uuid.uuid4().hex}".encode(), value=b"x")
+            waiting_second, _ = await _wait_behind(second, monkeypatch, 1,
+                                                   first=lambda: holder._conn.call("KV", "Put", put))
+            assert await asyncio.to_thread(_txns, member) == before + 1, "the second waiter looked at once"
+            await holder.release(grant)
+            await first.release(await asyncio.wait_for(waiting_first, PROMPT))  # from the DELETE: no request
+            taken = await asyncio.wait_for(waiting_second, PROMPT)
+            assert await asyncio.to_thread(_txns, member) == before + 2  # its enqueue and its one look
+            assert (await second.describe("orders")).holder == second.identity
+            await second.release(taken)
+
+    asyncio.run(main())
+
+
+def test_the_look_after_a_wake_up_is_a_serializable_read(
+        etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
+
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3, 3, 3) as (holder, first, second):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            waiting_first, _ = await _wait_behind(first, monkeypatch)
+            waiting_second, _ = await _wait_behind(second, monkeypatch, 1)
+            sent: list[etcdrpc.TxnRequest] = []
+            real_txn = second._conn.txn
+
+            async def txn(request: etcdrpc.TxnRequest, **kwargs: Any) -> Any:
+                sent.append(request)
+                return await real_txn(request, **kwargs)
+
+            monkeypatch.setattr(second._conn, "txn", txn)
+            await holder.release(grant)
+            await first.release(await asyncio.wait_for(waiting_first, PROMPT))
+            taken = await asyncio.wait_for(waiting_second, PROMPT)
+            assert len(sent) == 1, "the woken waiter sent more than its one look"
+            assert all(op.request_range.serializable for op in sent[0].success)
+            assert taken.token > grant.token
+            await second.release(taken)
+
+    asyncio.run(main())
+
+
+def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(
+        etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own key's watch only serves a grant from the holder's DELETE (behind the
+    holder); behind a waiter it would cost one more watch message per wait."""
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3, 3, 3) as (holder, first, second):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            waiting_first, first_stream = await _wait_behind(first, monkeypatch)
+            assert len(first_stream.asked) == 2  # behind the holder: the holder's key and its own
+            waiting_second, stream = await _wait_behind(second, monkeypatch, 1)
+            assert stream.asked == first_stream.asked[1:], "a waiter behind a waiter watches more than it"
+            await holder.release(grant)
+            await first.release(await asyncio.wait_for(waiting_first, PROMPT))
+            await second.release(await asyncio.wait_for(waiting_second, PROMPT))
+
+    asyncio.run(main())
+
+
+def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
+        etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiting predecessor's key is deleted after the waiter read it and before its
+    watch exists, so no event will come: the delayed look (asked for by a progress
+    request on the stream) finds the holder in its place, and the holder's release
+    reaches the waiter long before a silent wait's re-check."""
+    monkeypatch.setattr(etcd_waiting, "GAP_CHECK", 0.2)
+
+    async def main() -> None:
+        # The second waiter re-checks a silent wait only after 60 s.
+        async with _backends(etcd_single.url, 3, 3, 30) as (holder, first, second):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            waiting_first, first_stream = await _wait_behind(first, monkeypatch)
+            delete = etcdrpc.DeleteRangeRequest(key=first_stream.asked[1])  # the first waiter's key
+            waiting_second, _ = await _wait_behind(second, monkeypatch, 1,
+                                                   first=lambda: holder._conn.call("KV", "DeleteRange", delete))
+            await holder.release(grant)
+            released = time.monotonic()
+            taken = await asyncio.wait_for(waiting_second, PROMPT)
+            assert time.monotonic() - released < 10.0
+            await second.release(taken)
+            await first.release(await asyncio.wait_for(waiting_first, PROMPT))
+
+    asyncio.run(main())
