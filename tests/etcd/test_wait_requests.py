@@ -18,7 +18,7 @@ from etcd3 import etcdrpc
 
 import fencing_coord as fc
 import fencing_coord.backends.etcd.waiting as etcd_waiting
-from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.servers.etcd import EtcdMember
 
 from .conftest import EtcdTarget, rpc_counts
@@ -191,20 +191,32 @@ def test_the_look_after_a_wake_up_is_a_serializable_read(
     second.release(taken)
 
 
-def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(member: EtcdMember, connect: Connect) -> None:
+def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(member: EtcdMember, connect: Connect,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Its own key's watch only serves a grant from the holder's DELETE (behind the
     holder); behind a waiter it would cost one more watch message per wait: the look
     every wake-up makes finds the key gone, and a lost lease wakes it via the session."""
     holder, first, second = connect(), connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     waiting_first = _wait_behind(member, first)  # behind the holder: two watches
-    watchers = _watchers(member)
-    queued = threading.Event()
-    waiting_second = _in_thread(lambda: second.acquire("orders", PROMPT, on_queued=queued.set))
-    assert queued.wait(PROMPT)
-    _until_watching(member, watchers + 1)
-    time.sleep(0.2)  # a second watch would be created in the same breath: give it time to show
-    assert _watchers(member) == watchers + 1
+    asked: list[bytes] = []  # the keys of every watch the second waiter asks for
+    real_watch = second._conn.watch
+
+    def watch(requests: Iterator[etcdrpc.WatchRequest], timeout: float | None = None) -> object:
+        def recorded() -> Iterator[etcdrpc.WatchRequest]:
+            for request in requests:
+                if request.HasField("create_request"):
+                    asked.append(request.create_request.key)
+                yield request
+        return real_watch(recorded(), timeout)
+
+    monkeypatch.setattr(second._conn, "watch", watch)
+    waiting_second = _wait_behind(member, second, watches=1)
     holder.release(grant)
-    first.release(waiting_first.result(PROMPT))
-    second.release(waiting_second.result(PROMPT))
+    first_grant = waiting_first.result(PROMPT)
+    assert isinstance(first_grant, EtcdGrant)
+    first.release(first_grant)
+    taken = waiting_second.result(PROMPT)
+    # Counted once its wait is over, so a watch asked for later in that wait counts too.
+    assert asked == [first_grant.place.key], "a waiter behind a waiter watches more than its predecessor"
+    second.release(taken)
