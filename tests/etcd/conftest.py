@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import urllib.request
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 import etcd3
 import pytest
 
+import fencing_coord as fc
 from fencing_coord.aio import AsyncLockBackend
 from fencing_coord.aio import connect as aio_connect
 from fencing_coord.backends.etcd import EtcdBackend
@@ -104,6 +107,51 @@ def rpc_counts(member: EtcdMember) -> Counter[str]:
         text = response.read().decode()
     return Counter({method: int(count) for method, service, count in _STARTED.findall(text)
                     if service.startswith("etcdserverpb.")})
+
+
+#: ``connect(**options)``, the ``connect`` fixture's maker.
+Connect = Callable[..., EtcdBackend]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def connect(etcd_single: EtcdTarget, namespace: str) -> Iterator[Connect]:
+    """``connect(**options)``: clients of the single node in this test's namespace (ttl 3
+    unless given), closed after the test."""
+    made: list[EtcdBackend] = []
+
+    def make(**options: object) -> EtcdBackend:
+        options.setdefault("namespace", namespace)
+        options.setdefault("ttl", 3)
+        backend = fc.connect(etcd_single.url, **options)
+        assert isinstance(backend, EtcdBackend)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def member(etcd_single: EtcdTarget) -> EtcdMember:
+    """The single node's member, for tests that read its /metrics (skipped on a container)."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    return etcd_single.cluster.members[0]
+
+
+def watch_count(member: EtcdMember) -> int:
+    """How many watches ``member`` serves now (its /metrics gauge)."""
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
+    assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
+    return int(found.group(1))
 
 
 class OnEtcd:

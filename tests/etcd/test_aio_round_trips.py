@@ -5,7 +5,6 @@ holder is granted from the holder's DELETE event, with no request of its own."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from typing import Any
@@ -13,9 +12,8 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget, rpc_counts
+from .conftest import EtcdTarget, rpc_counts, watch_count
 
 PROMPT = 30.0
 
@@ -24,17 +22,6 @@ def _kv_calls(target: EtcdTarget) -> dict[str, int]:
     assert target.cluster is not None
     counts = rpc_counts(target.cluster.members[0])
     return {m: counts[m] for m in ("Txn", "Range", "Put", "DeleteRange")}
-
-
-def _watchers(member: EtcdMember) -> int:
-    """How many watches ``member`` serves now (its /metrics gauge)."""
-    import urllib.request
-
-    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
-    assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
-    return int(found.group(1))
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -77,14 +64,14 @@ def test_a_first_waiter_is_granted_from_the_watch_event(counted: EtcdTarget) -> 
         async with await fc.aio.connect(counted.url, namespace=namespace) as holder, \
                 await fc.aio.connect(counted.url, namespace=namespace) as waiter:
             grant = await holder.acquire("orders", timeout=PROMPT)
-            watchers = await asyncio.to_thread(_watchers, member)
+            watchers = await asyncio.to_thread(watch_count, member)
             queued = asyncio.Event()
             task = asyncio.create_task(waiter.acquire("orders", PROMPT, on_queued=queued.set))
             await asyncio.wait_for(queued.wait(), PROMPT)
             deadline = time.monotonic() + PROMPT
             # Both of its watches exist (not only its stream: on a loaded machine the
             # release could otherwise overtake their creation, and the waiter look).
-            while await asyncio.to_thread(_watchers, member) < watchers + 2:
+            while await asyncio.to_thread(watch_count, member) < watchers + 2:
                 assert time.monotonic() < deadline, "the waiter never watched"
                 await asyncio.sleep(0.01)  # polling the server's gauge: no event tells of it
             before = await asyncio.to_thread(_kv_calls, counted)

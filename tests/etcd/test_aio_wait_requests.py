@@ -25,13 +25,6 @@ from .conftest import EtcdTarget, rpc_counts
 PROMPT = 30.0
 
 
-@pytest.fixture
-def member(etcd_single: EtcdTarget) -> EtcdMember:
-    if etcd_single.cluster is None:
-        pytest.skip("counts requests on the server's /metrics; not available for a container")
-    return etcd_single.cluster.members[0]
-
-
 class _Watch:
     """A waiter's watch call, as the driver sees it, that records the watches it asks
     for, sets ``created`` once etcd confirmed ``count`` of them, and can run ``first``

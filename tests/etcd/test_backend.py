@@ -8,8 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,36 +18,12 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 
-from .conftest import EtcdTarget, make_certificates, revoke, rpc_counts
+from .conftest import Connect, EtcdTarget, make_certificates, revoke, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
 PROMPT = 30.0
 
-Connect = Callable[..., EtcdBackend]
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def connect(etcd_single: EtcdTarget, namespace: str) -> Iterator[Connect]:
-    """``connect(**options)``: clients of the single node in this test's namespace."""
-    made: list[fc.LockBackend] = []
-
-    def make(**options: object) -> EtcdBackend:
-        options.setdefault("namespace", namespace)
-        options.setdefault("ttl", 3)
-        backend = fc.connect(etcd_single.url, **options)
-        assert isinstance(backend, EtcdBackend)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 def _in_thread(fn: object) -> Future[fc.Grant]:

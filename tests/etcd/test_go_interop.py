@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -19,18 +18,16 @@ from pathlib import Path
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.gate import FencedResource
 from fencing_coord.stores.memory import MemoryStore
 
 from ..cli.helpers import cli
-from .conftest import EtcdTarget, require_etcdctl
+from .conftest import Connect, EtcdTarget, require_etcdctl
 
 pytestmark = pytest.mark.etcd
 
 PROMPT = 30.0
 
-Connect = Callable[..., EtcdBackend]
 
 
 class Etcdctl:
@@ -70,28 +67,6 @@ class Etcdctl:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(PROMPT)
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def connect(etcd_single: EtcdTarget, namespace: str) -> Iterator[Connect]:
-    made: list[fc.LockBackend] = []
-
-    def make(**options: object) -> EtcdBackend:
-        options.setdefault("namespace", namespace)
-        options.setdefault("ttl", 3)
-        backend = fc.connect(etcd_single.url, **options)
-        assert isinstance(backend, EtcdBackend)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 @pytest.fixture

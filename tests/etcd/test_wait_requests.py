@@ -5,10 +5,8 @@ finds a predecessor that left in that gap."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,36 +19,9 @@ import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget, rpc_counts
+from .conftest import Connect, rpc_counts, watch_count
 
 PROMPT = 30.0
-
-Connect = Callable[..., EtcdBackend]
-
-
-@pytest.fixture
-def member(etcd_single: EtcdTarget) -> EtcdMember:
-    if etcd_single.cluster is None:
-        pytest.skip("counts requests on the server's /metrics; not available for a container")
-    return etcd_single.cluster.members[0]
-
-
-@pytest.fixture
-def connect(etcd_single: EtcdTarget) -> Iterator[Connect]:
-    namespace = f"wr-{uuid.uuid4().hex[:10]}"
-    made: list[EtcdBackend] = []
-
-    def make(**options: object) -> EtcdBackend:
-        options.setdefault("namespace", namespace)
-        options.setdefault("ttl", 3)
-        backend = fc.connect(etcd_single.url, **options)
-        assert isinstance(backend, EtcdBackend)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 def _in_thread(fn: Callable[[], fc.Grant]) -> Future[fc.Grant]:
@@ -60,18 +31,9 @@ def _in_thread(fn: Callable[[], fc.Grant]) -> Future[fc.Grant]:
     return future
 
 
-def _watchers(member: EtcdMember) -> int:
-    """How many watches ``member`` serves now (its /metrics gauge)."""
-    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
-    assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
-    return int(found.group(1))
-
-
 def _until_watching(member: EtcdMember, at_least: int) -> None:
     deadline = time.monotonic() + PROMPT
-    while _watchers(member) < at_least:
+    while watch_count(member) < at_least:
         assert time.monotonic() < deadline, "the waiter never watched"
         time.sleep(0.01)  # polling the server's gauge: no event tells of it
 
@@ -79,7 +41,7 @@ def _until_watching(member: EtcdMember, at_least: int) -> None:
 def _wait_behind(member: EtcdMember, waiter: EtcdBackend, watches: int = 2) -> Future[fc.Grant]:
     """``waiter`` acquiring "orders" in a thread, returned once its ``watches`` exist
     (two behind the holder: its predecessor's key and its own; one behind a waiter)."""
-    watchers = _watchers(member)
+    watchers = watch_count(member)
     queued = threading.Event()
     future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
     assert queued.wait(PROMPT)
