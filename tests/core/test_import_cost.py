@@ -119,3 +119,20 @@ def test_the_zookeeper_backend_makes_only_public_dataclasses_and_compiles_no_for
     assert made, "no dataclass recorded: the probe no longer sees dataclasses being made"
     assert set(made) <= {"BackendURL", "Capabilities", "CommonOptions", "Instrument", "Leader", "LockState"}, made
     assert compiled == 0
+
+
+def test_a_grant_without_metrics_loads_no_observability() -> None:
+    # Until a Metrics is made (which imports the module) there are none to take.
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a', timeout=1))\n"
+                            "    backend.try_acquire('a')\n")
+    assert "fencing_coord.observability" not in loaded
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "from fencing_coord.observability import Metrics, RecordingSink, set_metrics\n"
+                            "sink = RecordingSink()\n"
+                            "set_metrics(Metrics(sink))\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a', timeout=1))\n"
+                            "assert sink.samples(), 'the installed metrics took nothing'\n")
+    assert "fencing_coord.observability" in loaded
