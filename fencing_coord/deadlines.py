@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 __all__ = ["LAST_REQUEST", "SLACK", "TRY_ONCE", "WITHDRAWAL", "RequestBudget"]
 
@@ -30,14 +29,30 @@ LAST_REQUEST = 0.1
 WITHDRAWAL = 0.2
 
 
-@dataclass(frozen=True)
 class RequestBudget:
     """The time the requests of one call may take: each gets ``per_request`` seconds
     (the backend's ``timeout`` option), but none ends after ``stop`` (a
-    ``time.monotonic()`` value; None: a call without a deadline)."""
+    ``time.monotonic()`` value; None: a call without a deadline). Not changed once made.
 
-    per_request: float
-    stop: float | None
+    A plain class, not a dataclass: making a dataclass costs about a millisecond at
+    import, on the path of every process's first grant (issue 13: startup)."""
+
+    __slots__ = ("per_request", "stop")
+
+    def __init__(self, per_request: float, stop: float | None) -> None:
+        self.per_request = per_request
+        self.stop = stop
+
+    def __repr__(self) -> str:
+        return f"RequestBudget(per_request={self.per_request!r}, stop={self.stop!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestBudget):
+            return NotImplemented
+        return (self.per_request, self.stop) == (other.per_request, other.stop)
+
+    def __hash__(self) -> int:
+        return hash((self.per_request, self.stop))
 
     @classmethod
     def until(cls, deadline: float | None, per_request: float) -> RequestBudget:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
@@ -111,13 +110,21 @@ class AsyncQueueDriver(Protocol[P, R]):
 StepKind = Literal["enqueue", "look", "wait", "withdraw", "claim", "queued"]
 
 
-@dataclass(frozen=True)
 class Step:
     """One request of the algorithm: call ``driver.<kind>(*args)`` and send the result
-    back (``queued``: call the caller's ``on_queued()`` instead)."""
+    back (``queued``: call the caller's ``on_queued()`` instead). Not changed once made.
 
-    kind: StepKind
-    args: tuple[Any, ...] = ()
+    A plain class, not a dataclass: making a dataclass costs about a millisecond at
+    import, on the path of every process's first grant (issue 13: startup)."""
+
+    __slots__ = ("args", "kind")
+
+    def __init__(self, kind: StepKind, args: tuple[Any, ...] = ()) -> None:
+        self.kind: StepKind = kind
+        self.args = args
+
+    def __repr__(self) -> str:
+        return f"Step({self.kind!r}, {self.args!r})"
 
 
 _QUEUED = Step("queued")

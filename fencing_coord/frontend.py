@@ -23,16 +23,23 @@ finds its grant already lost. Reentrant acquisitions and election terms are not 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
-from . import observability
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
 from .grant import Grant
-from .observability import Metrics, failure_reason
 from .validation import check_name, check_timeout
+
+if TYPE_CHECKING:
+    from .observability import Metrics
+
+# fencing_coord.observability is imported once metrics are in use: whoever installs or
+# passes a Metrics imported it first, so until it is imported there are none to take
+# (issue 13: startup; its instruments, enum and dataclass are a visible part of a connect).
+_OBSERVABILITY = "fencing_coord.observability"
 
 __all__ = ["FrontEnd", "Ticket", "deadline_after"]
 
@@ -102,6 +109,8 @@ class FrontEnd:
     def _acquire_failed(self, ticket: Ticket, exc: Exception) -> None:
         """Count an acquisition that raised ``exc``."""
         if ticket.metrics is not None:
+            from .observability import failure_reason
+
             ticket.metrics.acquire_failed(self.metrics_label, ticket.name, failure_reason(exc))
 
     def _acquire_done(self, ticket: Ticket, grant: Grant | None) -> None:
@@ -230,10 +239,15 @@ class FrontEnd:
         return self.schemes[0] if self.schemes else type(self).__name__
 
     def _metrics(self) -> Metrics | None:
-        return self.metrics if self.metrics is not None else observability._current
+        if self.metrics is not None:
+            return self.metrics
+        observability = sys.modules.get(_OBSERVABILITY)
+        return None if observability is None else observability._current
 
     def _observe_grant(self, metrics: Metrics, grant: Grant, started: float) -> None:
-        observability.observe_grant(metrics, self.metrics_label, grant, started)
+        from .observability import observe_grant
+
+        observe_grant(metrics, self.metrics_label, grant, started)
 
     def _observe_release(self, grant: Grant, *, lost: bool) -> None:
         """Count a grant given up (not for the reentrant releases before the last one)."""

@@ -26,6 +26,7 @@ counter wraps from 2^31-1 to -2^31, as long as all live contenders of a queue li
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -76,12 +77,19 @@ _MARKER: Final = {kind: kind + separator for kind, separator in _SEPARATOR.items
 # ZooKeeper appends the sequence number to the name we give.
 _CONTENDER: Final = re.compile(r"_c_([0-9a-f]{16})-(lock-|candidate__lock__)(-?[0-9]{1,10})")
 # Other clients' contender nodes, by flavour, tried in this order (the sequence number last).
-_FOREIGN: Final = (
-    (LEGACY, re.compile(r"(?:lock|candidate)-[0-9a-f]{16}-(-?[0-9]{10})")),
-    ("kazoo", re.compile(r".*__r?lock__(-?[0-9]{10})")),
-    ("curator", re.compile(r".*lock-(-?[0-9]{10})")),
-    ("zookeeper-recipe", re.compile(r"x--?[0-9]+-(-?[0-9]{10})")),
+# Compiled when a queue first holds a node that is not ours: most processes never meet one,
+# and compiling them is a visible part of the backend's import (issue 13: startup).
+_FOREIGN_SOURCES: Final = (
+    (LEGACY, r"(?:lock|candidate)-[0-9a-f]{16}-(-?[0-9]{10})"),
+    ("kazoo", r".*__r?lock__(-?[0-9]{10})"),
+    ("curator", r".*lock-(-?[0-9]{10})"),
+    ("zookeeper-recipe", r"x--?[0-9]+-(-?[0-9]{10})"),
 )
+
+
+@functools.cache
+def _foreign_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((flavor, re.compile(source)) for flavor, source in _FOREIGN_SOURCES)
 
 
 def segment(text: str) -> str:
@@ -170,7 +178,7 @@ def parse_contender(child: str, kind: str) -> Contender | None:
 
 def parse_foreign(child: str) -> Contender | None:
     """Another client's contender node (see the module docstring), or None."""
-    for flavor, pattern in _FOREIGN:
+    for flavor, pattern in _foreign_patterns():
         match = pattern.fullmatch(child)
         if match is not None:
             seq = int(match.group(1))

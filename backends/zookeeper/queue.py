@@ -47,6 +47,7 @@ from fencing_coord.fairqueue import EntryGone
 
 from .grant import Entry, ZooKeeperGrant
 from .handoff import NextWait, NodeWatch
+from .makepath import create_making_parents
 from .monitor import Monitor
 from .names import (
     contenders,
@@ -220,8 +221,8 @@ class ZooKeeperQueue:
         """(nonce, the create request's start, its time limit) of our node's create (both
         front ends): ephemeral-sequential under the parent, made if missing."""
         prefix = node_prefix(self.parent, self.kind, nonce := new_nonce())
-        start = functools.partial(self.session.client.create_async, prefix, self.data, ephemeral=True,
-                                  sequence=True, makepath=True, include_data=True)
+        start = functools.partial(create_making_parents, self.session.client, prefix, self.data, ephemeral=True,
+                                  sequence=True, include_data=True)
         return nonce, start, time.monotonic() + self.budget.request()
 
     def late(self, result: Any) -> None:

@@ -97,3 +97,42 @@ def test_the_zookeeper_backend_loads_no_asyncio_and_no_onlooker_modules() -> Non
     assert not {"fencing_coord.backends.zookeeper.election", "fencing_coord.backends.zookeeper.members"} & loaded
     loaded = _modules_after("from fencing_coord.backends.zookeeper import election, members")
     assert {"fencing_coord.backends.zookeeper.election", "fencing_coord.backends.zookeeper.members"} <= loaded
+
+
+def test_the_zookeeper_backend_makes_only_public_dataclasses_and_compiles_no_foreign_pattern() -> None:
+    # A dataclass costs about a millisecond to make, a regex about a quarter: the internal
+    # values on the grant path are plain classes, and the patterns of other clients' nodes
+    # are compiled when a queue first holds one (issue 13: startup).
+    script = ("import dataclasses\n"
+              "made = []\n"
+              "process = dataclasses._process_class\n"
+              "def recording(cls, *args):\n"
+              "    made.append(cls.__qualname__)\n"
+              "    return process(cls, *args)\n"
+              "dataclasses._process_class = recording\n"
+              "import fencing_coord.backends.zookeeper\n"
+              "from fencing_coord.backends.zookeeper import names\n"
+              "print(json.dumps([sorted(made), names._foreign_patterns.cache_info().currsize]))")
+    out = subprocess.run([sys.executable, "-c", f"import json\n{script}"], check=True, capture_output=True,
+                         text=True).stdout
+    made, compiled = json.loads(out.splitlines()[-1])
+    assert made, "no dataclass recorded: the probe no longer sees dataclasses being made"
+    assert set(made) <= {"BackendURL", "Capabilities", "CommonOptions", "Instrument", "Leader", "LockState"}, made
+    assert compiled == 0
+
+
+def test_a_grant_without_metrics_loads_no_observability() -> None:
+    # Until a Metrics is made (which imports the module) there are none to take.
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a', timeout=1))\n"
+                            "    backend.try_acquire('a')\n")
+    assert "fencing_coord.observability" not in loaded
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "from fencing_coord.observability import Metrics, RecordingSink, set_metrics\n"
+                            "sink = RecordingSink()\n"
+                            "set_metrics(Metrics(sink))\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a', timeout=1))\n"
+                            "assert sink.samples(), 'the installed metrics took nothing'\n")
+    assert "fencing_coord.observability" in loaded

@@ -1,0 +1,51 @@
+"""The first grant of a lock whose parents are missing (a new namespace): the missing
+ancestors are created in one round trip, not walked up and down one at a time (issue
+13: import + connect + first grant), and an ancestor's refusal is still the error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kazoo.security import READ_ACL_UNSAFE
+
+import fencing_coord as fc
+from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
+from fencing_coord.backends.zookeeper.makepath import ancestors
+
+from .test_backend import _Requests
+
+pytestmark = pytest.mark.zookeeper
+
+PROMPT = 30.0
+
+
+def test_ancestors_are_listed_top_down_without_the_root() -> None:
+    assert ancestors("/a/b/c") == ["/a", "/a/b"]
+    assert ancestors("/a/b/prefix-") == ["/a", "/a/b"]
+    assert ancestors("/a") == []
+
+
+def test_a_first_grant_in_a_new_namespace_sends_the_parents_creates_together(make: Any, operator: Any) -> None:
+    backend = make()
+    sent = _Requests(backend)
+    grant = backend.acquire("orders", timeout=PROMPT)
+    # The node's create finds no parent; the four ancestors' creates (the root's answered
+    # "exists") and the node's again go out together; then the queue is listed. kazoo's
+    # makepath walked up with an exists per level and down with a create per level.
+    assert sent.since(0) == ["Create2", "Create", "Create", "Create", "Create", "Create2", "GetChildren2"]
+    assert isinstance(grant, ZooKeeperGrant)
+    assert operator.get_children(backend.lock_path("orders")) == [grant.entry.node]
+    mark = len(sent.sent)
+    assert backend.release(grant) is True
+    backend.release(backend.acquire("orders", timeout=PROMPT))
+    assert sent.since(mark) == ["Delete", "Create2", "GetChildren2", "Delete"]  # the parents are there now
+
+
+def test_an_ancestor_that_refuses_the_create_is_the_error(make: Any, operator: Any) -> None:
+    backend = make()
+    namespace_node = backend.lock_path("orders").rsplit("/locks/", 1)[0]
+    operator.create(namespace_node, makepath=True, acl=READ_ACL_UNSAFE)  # nobody may create under it
+    with pytest.raises(fc.ConfigurationError):
+        backend.acquire("orders", timeout=PROMPT)
+    assert operator.get_children(namespace_node) == []
