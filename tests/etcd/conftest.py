@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import pytest
 
 from fencing_coord.aio import AsyncLockBackend
 from fencing_coord.aio import connect as aio_connect
-from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.config import parse_url
 from fencing_coord.interface import LockBackend
 from fencing_coord.servers import tls
@@ -104,6 +105,31 @@ def rpc_counts(member: EtcdMember) -> Counter[str]:
         text = response.read().decode()
     return Counter({method: int(count) for method, service, count in _STARTED.findall(text)
                     if service.startswith("etcdserverpb.")})
+
+
+_WATCHERS = re.compile(r"^etcd_debugging_mvcc_watcher_total (\d+)", re.M)
+
+
+def acquire_watched(member: EtcdMember, backend: EtcdBackend, name: str) -> EtcdGrant:
+    """``backend``'s grant of ``name`` (30 s at most), returned once ``member`` serves
+    its held key's watch, which begins once the grant was held 0.1 s: watches and
+    streams counted afterwards are other clients'."""
+    import urllib.request
+
+    def watchers() -> int:
+        with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+            found = _WATCHERS.search(response.read().decode())
+        assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
+        return int(found.group(1))
+
+    before = watchers()
+    grant = backend.acquire(name, timeout=30.0)
+    assert isinstance(grant, EtcdGrant)
+    deadline = time.monotonic() + 30.0
+    while watchers() < before + 1:
+        assert time.monotonic() < deadline, "the held key was never watched"
+        time.sleep(0.01)  # polling the server's gauge: no event tells of it
+    return grant
 
 
 class OnEtcd:

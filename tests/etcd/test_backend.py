@@ -18,7 +18,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 
-from .conftest import EtcdTarget, make_certificates, revoke, rpc_counts
+from .conftest import EtcdTarget, acquire_watched, make_certificates, revoke, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
@@ -166,7 +166,7 @@ def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget,
         pytest.skip("counts requests on the server's /metrics; not available for a container")
     member = etcd_single.cluster.members[0]
     holder, waiter = connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     watches = rpc_counts(member)["Watch"]
     queued = threading.Event()
     future = _in_thread(lambda: waiter.acquire("orders", PROMPT, on_queued=queued.set))
