@@ -83,7 +83,8 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     * A waiter whose key vanishes while it waits (its lease expired: etcd issues
       #9921/#11456) enqueues again, at the back, with the new lease, until its deadline.
     * A held key deleted out of band (an operator's ``etcdctl del``) is noticed within
-      a round trip (one watch stream per backend watches every held key) or by ``renew``: the
+      about 0.2 s (one watch stream per backend watches every key held 0.1 s, from the
+      revision it was granted at: etcd replays a deletion before) or by ``renew``: the
       grant is marked lost ("lock key deleted"). Revoking the lease breaks every lock of
       a backend at once (noticed by the keepalive within ttl/3, or by the watch).
     * ``release`` of a grant that cannot reach etcd raises BackendUnavailable and deletes
@@ -108,7 +109,11 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
         self._conn = conn
         self._root = f"{ROOT}/{namespace}/".encode()
         self._session = Session(conn, lease_ttl, conn.label)
-        self._held_keys = HeldKeys(conn, deleted=self._held_key_deleted, check=self._check_held_keys, label=conn.label)
+        # A grant's key is watched once it has been held a tenth of the ttl, at most 0.1 s
+        # (etcd's leases last 1 s or more: 0.1 s): most holds end sooner and cost no watch,
+        # and a deletion is still reported well within the ttl / 3 of a keepalive round.
+        self._held_keys = HeldKeys(conn, deleted=self._held_key_deleted, check=self._check_held_keys, label=conn.label,
+                                   watch_after=min(lease_ttl / 10, 0.1))
         self._session.after_keepalive = self._held_keys.keepalive_round
         try:
             # Connecting is one call: logging in and the lease share the timeout.

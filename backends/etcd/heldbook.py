@@ -5,7 +5,8 @@ read the responses it is given, and report what it says was lost or must be read
 
 The rules (see :mod:`.heldkeys`): a watch per held key, created from the revision after
 the one at which the key was last seen present, so no deletion between the grant and
-the watch is missed; on a stream opened again, every key watched before is watched from
+the watch is missed (nor one before a watch deferred by the front end is due: a grant
+released first costs no request at all); on a stream opened again, every key watched before is watched from
 "now" and read once when etcd confirmed the watches; a watch whose start was compacted
 away is created again from now, the key read once; a DELETE event of a watched key
 (NOPUT: there is no other) loses the grant that holds the key.
@@ -56,7 +57,7 @@ class HeldKeysBook:
     blocking front end calls it under its lock; the asyncio one from the loop only.
     Every request it returns must be sent, in the order returned, on the open stream."""
 
-    __slots__ = ("_creating", "_grants", "_ids", "_unchecked", "_unwatched", "_watching", "streaming")
+    __slots__ = ("_creating", "_deferred", "_grants", "_ids", "_unchecked", "_unwatched", "_watching", "streaming")
 
     def __init__(self) -> None:
         #: The grants watched, by key (one grant holds a key at a time).
@@ -68,17 +69,37 @@ class HeldKeysBook:
         self._unchecked: list[EtcdGrant] = []
         #: Grants added while no stream was open: never watched yet, so nothing missed.
         self._unwatched: set[EtcdGrant] = set()
+        #: Grants whose watch waits until a time (time.monotonic()), in the order added:
+        #: never watched yet either. Removed at once when released, no request sent.
+        self._deferred: dict[EtcdGrant, float] = {}
         #: A stream is open (between :meth:`opened` and :meth:`closed`).
         self.streaming = False
 
     @property
     def idle(self) -> bool:
-        """No grant to watch: no stream is needed."""
-        return not self._grants
+        """No grant to watch now (none held, or all deferred): no stream is needed yet."""
+        return len(self._grants) == len(self._deferred)
 
-    def add(self, grant: EtcdGrant) -> Any | None:
-        """Watch ``grant``'s key: the create request to send now, if a stream is open."""
+    @property
+    def next_due(self) -> float | None:
+        """When the first deferred watch is due (time.monotonic()); None: none is."""
+        return next(iter(self._deferred.values()), None)
+
+    def add(self, grant: EtcdGrant, *, due: float | None = None) -> Any | None:
+        """Watch ``grant``'s key: the create request to send now, if a stream is open.
+
+        With ``due`` (a time.monotonic(), not earlier than the ``due`` of any grant
+        deferred before), nothing is sent now: the watch is created by the first
+        :meth:`take_due` at or after ``due`` if the grant is still held then, from the
+        same revision, so a deletion meanwhile is reported by the watch's first event."""
+        previous = self._grants.get(grant.place.key)
+        if previous is not None and previous is not grant:  # its holder is gone: never watch it
+            self._deferred.pop(previous, None)
+            self._unwatched.discard(previous)
         self._grants[grant.place.key] = grant
+        if due is not None:
+            self._deferred[grant] = due
+            return None
         if self.streaming:
             return self._create(grant, _after_seen(grant), check=False)
         self._unwatched.add(grant)
@@ -90,14 +111,33 @@ class HeldKeysBook:
         if self._grants.get(grant.place.key) is grant:
             del self._grants[grant.place.key]
         self._unwatched.discard(grant)
+        if self._deferred.pop(grant, None) is not None:
+            return None
         watch_id = self._ids.pop(grant, None)
         if watch_id is None:
             return None
         del self._watching[watch_id]
         return _cancel(watch_id) if self.streaming else None
 
+    def take_due(self, now: float) -> list[Any]:
+        """The deferred watches due at ``now`` (time.monotonic()) or before: their
+        creates to send now, from the revision after the one their key was seen at.
+        With no stream open, none: they are created on the next (see :meth:`opened`)."""
+        requests = []
+        while self._deferred:
+            grant, due = next(iter(self._deferred.items()))
+            if due > now:
+                break
+            del self._deferred[grant]
+            if self.streaming:
+                requests.append(self._create(grant, _after_seen(grant), check=False))
+            else:
+                self._unwatched.add(grant)
+        return requests
+
     def opened(self) -> list[Any]:
-        """A new stream is open: the creates to send on it, one per held key."""
+        """A new stream is open: the creates to send on it, one per held key whose
+        watch is not deferred."""
         self.streaming = True
         self._watching.clear()
         self._ids.clear()
@@ -105,6 +145,8 @@ class HeldKeysBook:
         self._unchecked.clear()
         requests = []
         for grant in self._grants.values():
+            if grant in self._deferred:
+                continue
             if grant in self._unwatched:
                 requests.append(self._create(grant, _after_seen(grant), check=False))
             else:  # watched before, on a stream now gone: from now, read once in place

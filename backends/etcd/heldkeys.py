@@ -1,20 +1,30 @@
 """The held keys of one backend, watched rather than polled: one watch stream per backend
-carries one watch per held key (created when the grant is made, cancelled at release),
-so a key deleted out of band (an operator's ``etcdctl del``) is reported at once, and
-the keepalive rounds cost etcd nothing per held key.
+carries one watch per held key (created once the grant has been held ``watch_after``
+seconds, cancelled at release), so a key deleted out of band (an operator's ``etcdctl
+del``) is reported promptly, and the keepalive rounds cost etcd nothing per held key.
 
 A watch is created from the revision after the one at which the grant's key was last
-seen present, so no deletion between the grant and the watch is missed. When the stream
-must be opened again (its member failed, the connection moved to another member, or a
-watch's start was compacted away) the watches are created anew from "now" and, once
-etcd confirmed them, the affected keys are read once (one transaction per 128 keys):
-what was deleted while nothing watched is reported then.
+seen present, so no deletion between the grant and the watch is missed: etcd replays
+it as the watch's first event. Waiting ``watch_after`` first makes the common short
+hold free: a grant released before costs no create and no cancel on the stream, no
+work for etcd and no response to read. A deletion is then reported at most
+``watch_after`` plus etcd's catching up of a watch that starts in the past (it serves
+such "unsynced" watches every 100 ms) after it happened, well within the ttl / 3 at
+which held keys used to be polled. The deferred watches are timed by the stream's
+request iterator (gRPC's own thread for the stream) while a stream is open, and by our
+thread otherwise: no thread or timer per grant.
+
+When the stream must be opened again (its member failed, the connection moved to
+another member, or a watch's start was compacted away) the watches are created anew
+from "now" and, once etcd confirmed them, the affected keys are read once (one
+transaction per 128 keys): what was deleted while nothing watched is reported then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -41,20 +51,35 @@ class _Stop:
     """For the stream's request iterator: the stream is over."""
 
 
+@dataclass(frozen=True)
+class _Due:
+    """For the stream's request iterator: a deferred watch may be due before it planned
+    to look (or it has not looked yet)."""
+
+
+_DUE = _Due()
+
+
 class HeldKeys:
-    """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`.
+    """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`, each
+    from ``watch_after`` seconds after its :meth:`add` (see the module's docstring).
 
     ``deleted(grant)`` is called from the watch thread when a grant's key was deleted
     (the caller marks it lost); ``check(grants)`` reads the keys of ``grants`` and
     reports the deleted ones the same way. One daemon thread per backend."""
 
     def __init__(self, conn: Connection, *, deleted: Callable[[EtcdGrant], None],
-                 check: Callable[[list[EtcdGrant]], None], label: str) -> None:
+                 check: Callable[[list[EtcdGrant]], None], label: str, watch_after: float) -> None:
         self.conn = conn
         self.deleted = deleted
         self.check = check
+        #: Seconds a grant is held before its key is watched.
+        self.watch_after = watch_after
         self._lock = threading.Lock()
         self._book = HeldKeysBook()  # under _lock
+        #: When the side timing the deferred watches (the stream's request iterator, or
+        #: our thread between streams) looks next: an add due earlier wakes it.
+        self._timer_at = math.inf  # under _lock
         self._requests: queue.SimpleQueue[Any] | None = None
         self._call: Any = None
         self._member = -1
@@ -66,9 +91,17 @@ class HeldKeys:
     # -- from the backend ----------------------------------------------------------------
 
     def add(self, grant: EtcdGrant) -> None:
-        """Watch ``grant``'s key from the revision after the one it was last seen at."""
+        """Watch ``grant``'s key in ``watch_after`` seconds if it is still held then, from
+        the revision after the one it was last seen at."""
         with self._lock:
-            self._send(self._book.add(grant))
+            due = time.monotonic() + self.watch_after
+            self._book.add(grant, due=due)
+            if due >= self._timer_at:
+                return
+            self._timer_at = due  # woken once: later adds are due later still
+            if self._requests is not None:
+                self._requests.put(_DUE)
+                return
         self._wake.set()
 
     def remove(self, grant: EtcdGrant) -> None:
@@ -102,13 +135,25 @@ class HeldKeys:
             if request is not None and self._requests is not None:
                 self._requests.put(request)
 
+    def _take_due(self, requests: queue.SimpleQueue[Any] | None) -> float:
+        """Create the watches due now on the stream fed by ``requests`` (None: between
+        streams, for the next one); when to look next (inf: when an add says so)."""
+        with self._lock:
+            if requests is not self._requests:  # not yet ours (a _DUE follows), or over
+                return math.inf
+            self._send(*self._book.take_due(time.monotonic()))
+            due = self._book.next_due
+            self._timer_at = math.inf if due is None else due
+            return self._timer_at
+
     def _run(self) -> None:
         pause = StreamPause()
         while not self._stop.is_set():
+            look_at = self._take_due(None)
             with self._lock:
                 idle = self._book.idle
             if idle:
-                self._wake.wait()
+                self._wake.wait(None if look_at == math.inf else max(0.0, look_at - time.monotonic()))
                 self._wake.clear()
                 continue
             started = time.monotonic()
@@ -123,8 +168,19 @@ class HeldKeys:
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         def stream() -> Iterator[Any]:
-            while not isinstance(request := requests.get(), _Stop):
-                yield request
+            look_at = math.inf
+            while True:
+                try:
+                    request = requests.get(
+                        timeout=None if look_at == math.inf else max(0.0, look_at - time.monotonic()))
+                except queue.Empty:
+                    request = _DUE
+                if isinstance(request, _Stop):
+                    return
+                if isinstance(request, _Due):
+                    look_at = self._take_due(requests)
+                else:
+                    yield request
 
         try:
             index, call = self.conn.watch(stream())
@@ -132,7 +188,7 @@ class HeldKeys:
             return
         with self._lock:
             self._requests, self._call, self._member = requests, call, index
-            self._send(*self._book.opened())
+            self._send(*self._book.opened(), _DUE)
         if self._stop.is_set():
             call.cancel()
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -27,7 +28,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.aio import AsyncLockBackend
 from fencing_coord.aio import connect as aio_connect
-from fencing_coord.backends.etcd import EtcdBackend
+from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.config import parse_url
 from fencing_coord.interface import LockBackend
 from fencing_coord.servers import tls
@@ -152,6 +153,20 @@ def watch_count(member: EtcdMember) -> int:
     found = re.search(r"^etcd_debugging_mvcc_watcher_total (\d+)", text, re.M)
     assert found is not None, "etcd reports no etcd_debugging_mvcc_watcher_total"
     return int(found.group(1))
+
+
+def acquire_watched(member: EtcdMember, backend: EtcdBackend, name: str) -> EtcdGrant:
+    """``backend``'s grant of ``name`` (30 s at most), returned once ``member`` serves
+    its held key's watch, which begins once the grant was held 0.1 s: watches and
+    streams counted afterwards are other clients'."""
+    before = watch_count(member)
+    grant = backend.acquire(name, timeout=30.0)
+    assert isinstance(grant, EtcdGrant)
+    deadline = time.monotonic() + 30.0
+    while watch_count(member) < before + 1:
+        assert time.monotonic() < deadline, "the held key was never watched"
+        time.sleep(0.01)  # polling the server's gauge: no event tells of it
+    return grant
 
 
 class OnEtcd:

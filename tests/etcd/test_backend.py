@@ -18,7 +18,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend, owner_guard
 
-from .conftest import Connect, EtcdTarget, make_certificates, revoke, rpc_counts
+from .conftest import Connect, EtcdTarget, acquire_watched, make_certificates, revoke, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
@@ -176,7 +176,7 @@ def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget,
     if etcd_single.cluster is None:
         pytest.skip("counts requests on the server's /metrics; not available for a container")
     holder, waiter = connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(etcd_single.cluster.members[0], holder, "orders")
     # Both of its watches exist, not only its stream: on a loaded machine the release
     # could otherwise overtake their creation, and the waiter look.
     watching = _on_watches_created(waiter, 2, monkeypatch)

@@ -19,7 +19,7 @@ import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import Connect, rpc_counts, watch_count
+from .conftest import Connect, acquire_watched, rpc_counts, watch_count
 
 PROMPT = 30.0
 
@@ -73,7 +73,7 @@ def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
     Txn more per contended grant); its predecessor's DELETE wakes it for its one look."""
     monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
     holder, first, second = connect(), connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     waiting_first = _wait_behind(member, first)
     before = _txns(member)
     put = etcdrpc.PutRequest(key=f"/unrelated/{uuid.uuid4().hex}".encode(), value=b"x")
@@ -92,7 +92,7 @@ def test_no_thread_is_started_per_wait(member: EtcdMember, connect: Connect) -> 
     """The re-check of a silent wait is the watch call's gRPC deadline, not a timer
     thread started for every wait."""
     holder, waiter = connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     waiting = _wait_behind(member, waiter)
     timers = [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
     assert timers == [], f"a wait started timer threads: {timers}"
@@ -108,7 +108,7 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
     monkeypatch.setattr(etcd_waiting, "GAP_CHECK", 0.2)
     holder, first = connect(), connect()
     second = connect(ttl=30)  # re-checks a silent wait only after 60 s
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     waiting_first = _wait_behind(member, first)
     keys = [kv.key for kv in holder._queues.members(grant.place.prefix)]
     assert len(keys) == 2
@@ -133,7 +133,7 @@ def test_the_look_after_a_wake_up_is_a_serializable_read(
     contenders' writes in etcd's raft loop."""
     monkeypatch.setattr(etcd_waiting, "GAP_CHECK", PROMPT)
     holder, first, second = connect(), connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     waiting_first = _wait_behind(member, first)
     waiting_second = _wait_behind(member, second, watches=1)
     sent: list[etcdrpc.TxnRequest] = []
@@ -159,7 +159,7 @@ def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(member: EtcdMembe
     holder); behind a waiter it would cost one more watch message per wait: the look
     every wake-up makes finds the key gone, and a lost lease wakes it via the session."""
     holder, first, second = connect(), connect(), connect()
-    grant = holder.acquire("orders", timeout=PROMPT)
+    grant = acquire_watched(member, holder, "orders")
     waiting_first = _wait_behind(member, first)  # behind the holder: two watches
     asked: list[bytes] = []  # the keys of every watch the second waiter asks for
     real_watch = second._conn.watch
