@@ -215,6 +215,13 @@ class LineRequests:
         woken, self._woken = self._woken, None
         return woken[1] if woken is not None and woken[0] is place else 0
 
+    def distrust_event(self, place: Place) -> None:
+        """The wait at ``place`` ended before its watches covered what changed since
+        ``seen``: our own key may have gone in that gap unreported, so the holder's
+        DELETE does not make us first without a look."""
+        if self._head_left is place:
+            self._head_left = None
+
     def granted_by_event(self, place: Place) -> Place | None:
         """``place`` made first, if the wait saw its predecessor (the holder) deleted;
         else None (look). Our key's own watch shares the stream; a deletion of our key

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from etcd3 import etcdrpc
@@ -19,7 +20,7 @@ import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd import EtcdBackend, EtcdGrant
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import Connect, acquire_watched, rpc_counts, watch_count
+from .conftest import Connect, EtcdTarget, acquire_watched, revoke, rpc_counts, watch_count
 
 PROMPT = 30.0
 
@@ -182,3 +183,63 @@ def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(member: EtcdMembe
     # Counted once its wait is over, so a watch asked for later in that wait counts too.
     assert asked == [first_grant.place.key], "a waiter behind a waiter watches more than its predecessor"
     second.release(taken)
+
+
+class _HoldersDeleteFirst:
+    """The watch call of a waiter behind the holder, arranged so that the holder's
+    DELETE reaches the waiter before its own key's watch exists: the holder is released
+    once the predecessor's watch is confirmed, and the request creating our own key's
+    watch is held back until that DELETE event has been read."""
+
+    def __init__(self, call: Any, release: Callable[[], object], event_read: threading.Event) -> None:
+        self._call = call
+        self._release = release
+        self._event_read = event_read
+
+    def __iter__(self) -> Iterator[Any]:
+        for response in self._call:
+            if response.created and not self._event_read.is_set():
+                self._release()
+            if response.events:
+                self._event_read.set()
+            yield response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+
+def test_a_waiter_whose_key_went_before_its_watch_existed_is_not_granted_by_the_holders_delete(
+        etcd_single: EtcdTarget, member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiter's lease is revoked (its key deleted) after it read its place and before
+    its watches exist, and the holder's DELETE arrives before its own key's watch is in
+    place: nothing has reported the loss of its key, so the DELETE must not grant it the
+    lock on a key that is gone (it did: a grant on the revoked lease, while the next
+    contender could be granted too). It looks, finds its key gone, and queues again."""
+    holder, waiter = connect(), connect()
+    grant = acquire_watched(member, holder, "orders")
+    real_watch = waiter._conn.watch
+    event_read = threading.Event()
+    revoked: list[int] = []
+
+    def watch(requests: Iterator[etcdrpc.WatchRequest], timeout: float | None = None) -> tuple[int, Any]:
+        if revoked:  # the waiter's next wait, after it queued again
+            return real_watch(requests, timeout)  # type: ignore[no-any-return]
+        revoked.append(revoke(etcd_single, waiter))
+
+        def own_watch_held_back() -> Iterator[etcdrpc.WatchRequest]:
+            for index, request in enumerate(requests):
+                if index == 1:
+                    assert event_read.wait(PROMPT), "the holder's DELETE never reached the waiter"
+                yield request
+
+        index, call = real_watch(own_watch_held_back(), timeout)
+        return index, _HoldersDeleteFirst(call, lambda: holder.release(grant), event_read)
+
+    monkeypatch.setattr(waiter._conn, "watch", watch)
+    taken = waiter.acquire("orders", timeout=PROMPT)
+    assert event_read.is_set(), "the scenario did not happen: the holder's DELETE was never read"
+    assert waiter.lease_id not in (None, *revoked), "granted on the revoked lease"
+    assert taken.token > grant.token
+    assert not taken.lost
+    assert waiter.describe("orders").holder == waiter.identity
+    waiter.release(taken)
