@@ -1,16 +1,16 @@
 """What both etcd queue drivers (:class:`.queue.EtcdQueue`, blocking, and
 :class:`.aio_queue.AsyncEtcdQueue`) share without I/O: a contender's :class:`Place`, the
-requests of one wait in one queue and what their answers mean, and when a watch event
-alone makes a waiter first.
+requests of one wait in one queue and what their answers mean.
 
 The round trips: ``enqueue`` is one transaction (put our key, read the queue's two
 newest keys: the second newest is our predecessor), or with ``exclusive`` one
 transaction that puts only if the queue is empty; ``look`` is one transaction (our key,
 our predecessor; serializable after a wake-up, see :meth:`LineRequests.reflects`);
-``wait`` holds one watch stream, on two keys behind the holder and on one behind a
-waiter (see :mod:`.waiting`); ``withdraw`` is one delete. Both transactions also count
-the keys older than ours: when the predecessor was the only one (the holder), its
-DELETE event alone makes us first, and the handoff costs the waiter no request at all.
+``wait`` holds one watch stream on the predecessor's key (see :mod:`.waiting`);
+``withdraw`` is one delete. Both transactions also count the keys older than ours: when
+the predecessor was the only one (the holder), the look that covers the watch's
+creation is made at once. A handoff costs the holder's delete and the waiter's one
+serializable look.
 """
 
 from __future__ import annotations
@@ -97,7 +97,6 @@ class LineRequests:
         self.value = value
         #: The place whose predecessor, the holder, the wait saw deleted: the next look
         #: then needs no request (we are first).
-        self._head_left: Place | None = None
         #: The place whose wait ended with events, and their revision (see :meth:`woken_at`).
         self._woken: tuple[Place, int] | None = None
 
@@ -188,22 +187,23 @@ class LineRequests:
 
     @staticmethod
     def watch_requests(place: Place) -> list[Any]:
-        """The watches a waiter holds: deletions of its predecessor's key and of its own.
+        """The watch a waiter holds: deletions of its predecessor's key.
 
         From "now", not from ``seen + 1``: etcd serves a watch that starts in the past
         from a catch-up loop that runs every 100 ms, which under contention would add
         tens of milliseconds to every handoff. What was deleted between ``seen`` and the
-        watches' creation is caught by looking again once both are confirmed."""
+        watch's creation is caught by looking again once it is confirmed.
+
+        No watch on our own key: a wake-up is always followed by a look, which sees our
+        key as it is at (or after) the event. A grant straight from the predecessor's
+        DELETE event would need our key's watch to have reported its deletion first, and
+        etcd orders the events of one watcher, not those of two watchers on one stream:
+        our key deleted with a revoked lease was reported after the holder's later DELETE."""
         return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-            key=key, filters=[etcdrpc.WatchCreateRequest.NOPUT])) for key in (place.predecessor, place.key)]
+            key=place.predecessor, filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
 
     def watched(self, place: Place, response: Any) -> bool:
-        """Whether the watch ``response`` ends the wait at ``place``. Events that only
-        delete the predecessor of a place whose predecessor was the holder make the next
-        :meth:`granted_by_event` true: we are first, no request needed."""
-        if response.events and place.head_before and not response.compact_revision and all(
-                bytes(event.kv.key) == place.predecessor for event in response.events):
-            self._head_left = place
+        """Whether the watch ``response`` ends the wait at ``place`` (then look)."""
         if response.events:
             self._woken = (place, int(response.header.revision))
         return bool(response.canceled or response.compact_revision or response.events)
@@ -214,20 +214,3 @@ class LineRequests:
         :meth:`reflects` it. Told once."""
         woken, self._woken = self._woken, None
         return woken[1] if woken is not None and woken[0] is place else 0
-
-    def distrust_event(self, place: Place) -> None:
-        """The wait at ``place`` ended before its watches covered what changed since
-        ``seen``: our own key may have gone in that gap unreported, so the holder's
-        DELETE does not make us first without a look."""
-        if self._head_left is place:
-            self._head_left = None
-
-    def granted_by_event(self, place: Place) -> Place | None:
-        """``place`` made first, if the wait saw its predecessor (the holder) deleted;
-        else None (look). Our key's own watch shares the stream; a deletion of our key
-        before ``seen`` that it did not report is caught by the held key's watch, which
-        starts after ``seen``."""
-        if self._head_left is not place:
-            return None
-        self._head_left = None
-        return replace(place, predecessor=None, head_before=False)

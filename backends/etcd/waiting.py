@@ -48,37 +48,25 @@ class WatchedWait:
     :attr:`gap_check` (seconds after which to send :data:`PROGRESS`; 0: never), and
     :meth:`read`, the meaning of each response.
 
-    Our own key's watch serves only the grant from the holder's DELETE event (see
-    :meth:`.places.LineRequests.granted_by_event`): behind a waiting predecessor the
-    look every wake-up makes finds our key gone instead, and a lost lease wakes the
-    waiter through the session, so there we watch the predecessor only."""
+    Only the predecessor is watched (see :meth:`.places.LineRequests.watch_requests`):
+    the look every wake-up makes finds our key gone, and a lost lease wakes the waiter
+    through the session."""
 
-    __slots__ = ("clean", "created", "gap_check", "line", "looked", "place", "progressed", "requests", "since")
+    __slots__ = ("created", "gap_check", "line", "looked", "place", "progressed", "requests", "since")
 
     def __init__(self, line: LineRequests, place: Place) -> None:
         self.line = line
         self.place = place
-        watches = line.watch_requests(place)
-        self.requests: list[Any] = watches if place.head_before else watches[:1]
+        self.requests: list[Any] = line.watch_requests(place)
         self.gap_check = 0.0 if place.head_before else GAP_CHECK
         self.created = 0
         self.since = 0  # the newest revision at which one of our watches was created
         self.progressed = place.head_before  # the gap's look is due once the watches exist
         self.looked = False
-        self.clean = False  # the gap's look found our key and the same predecessor
-
-    def covered(self) -> bool:
-        """Whether our watches report every deletion since ``place.seen``: they were all
-        created with nothing written since, or the gap's look came back unchanged."""
-        return self.clean or (self.created == len(self.requests) and self.since <= self.place.seen)
 
     def read(self, response: Any) -> Step:
         """What to do after ``response``: end the wait, make the gap's look, or read on."""
         if self.line.watched(self.place, response):
-            if not self.covered():
-                # The holder's DELETE came before our own key's watch covered the gap:
-                # our key may have gone in it (a revoked lease), so look before claiming.
-                self.line.distrust_event(self.place)
             return Step.END
         if response.created:
             self.created += 1
@@ -96,7 +84,4 @@ class WatchedWait:
     def looked_at(self, now: Place | None) -> Step:
         """After the gap's look found ``now`` (None: our key is gone): end the wait if
         anything changed, else read on."""
-        if now is None or now.predecessor != self.place.predecessor:
-            return Step.END
-        self.clean = True
-        return Step.READ_ON
+        return Step.END if now is None or now.predecessor != self.place.predecessor else Step.READ_ON

@@ -59,10 +59,10 @@ class _Watch:
         return getattr(self._call, name)
 
 
-async def _wait_behind(waiter: Any, monkeypatch: pytest.MonkeyPatch, count: int = 2,
+async def _wait_behind(waiter: Any, monkeypatch: pytest.MonkeyPatch, count: int = 1,
                        first: Callable[[], Awaitable[object]] | None = None) -> tuple[asyncio.Task[fc.Grant], _Watch]:
     """``waiter`` acquiring "orders" in a task, returned once ``count`` watches of its
-    queue's watch stream exist (two behind the holder, one behind a waiter), with that
+    queue's watch stream exist (one: its predecessor's key), with that
     stream (see :class:`_Watch`; ``first`` runs before the stream's first request)."""
     streams: list[_Watch] = []
     created = asyncio.Event()
@@ -111,9 +111,10 @@ def test_a_waiter_behind_a_waiter_costs_its_enqueue_and_one_look(
                                                    first=lambda: holder._conn.call("KV", "Put", put))
             assert await asyncio.to_thread(_txns, member) == before + 1, "the second waiter looked at once"
             await holder.release(grant)
-            await first.release(await asyncio.wait_for(waiting_first, PROMPT))  # from the DELETE: no request
+            await first.release(await asyncio.wait_for(waiting_first, PROMPT))  # woken: its one look
             taken = await asyncio.wait_for(waiting_second, PROMPT)
-            assert await asyncio.to_thread(_txns, member) == before + 2  # its enqueue and its one look
+            # Its enqueue and its one look when woken, and the first waiter's one look.
+            assert await asyncio.to_thread(_txns, member) == before + 3
             assert (await second.describe("orders")).holder == second.identity
             await second.release(taken)
 
@@ -150,20 +151,31 @@ def test_the_look_after_a_wake_up_is_a_serializable_read(
 
 def test_a_waiter_behind_a_waiter_watches_its_predecessor_only(
         etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its own key's watch only serves a grant from the holder's DELETE (behind the
-    holder); behind a waiter it would cost one more watch message per wait."""
+    """Every waiter watches its predecessor's key only: behind the holder as behind a
+    waiter (a watch on its own key would cost one more watch message per wait)."""
     async def main() -> None:
         async with _backends(etcd_single.url, 3, 3, 3) as (holder, first, second):
             grant = await holder.acquire("orders", timeout=PROMPT)
             waiting_first, first_stream = await _wait_behind(first, monkeypatch)
-            assert len(first_stream.asked) == 2  # behind the holder: the holder's key and its own
+            assert len(first_stream.asked) == 1  # behind the holder: the holder's key
             waiting_second, stream = await _wait_behind(second, monkeypatch, 1)
-            assert stream.asked == first_stream.asked[1:], "a waiter behind a waiter watches more than it"
+            assert len(stream.asked) == 1, "a waiter behind a waiter watches more than its predecessor"
+            assert stream.asked != first_stream.asked
             await holder.release(grant)
             await first.release(await asyncio.wait_for(waiting_first, PROMPT))
             await second.release(await asyncio.wait_for(waiting_second, PROMPT))
 
     asyncio.run(main())
+
+
+def _second_key(target: EtcdTarget, grant: Any) -> bytes:
+    """The key of the first waiter behind ``grant``'s holder: the queue's second oldest."""
+    client = target.client()
+    try:
+        found = sorted(client.get_prefix(grant.place.prefix), key=lambda kv: kv[1].create_revision)
+    finally:
+        client.close()
+    return bytes(found[1][1].key)
 
 
 def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
@@ -178,8 +190,8 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
         # The second waiter re-checks a silent wait only after 60 s.
         async with _backends(etcd_single.url, 3, 3, 30) as (holder, first, second):
             grant = await holder.acquire("orders", timeout=PROMPT)
-            waiting_first, first_stream = await _wait_behind(first, monkeypatch)
-            delete = etcdrpc.DeleteRangeRequest(key=first_stream.asked[1])  # the first waiter's key
+            waiting_first, _ = await _wait_behind(first, monkeypatch)
+            delete = etcdrpc.DeleteRangeRequest(key=await asyncio.to_thread(_second_key, etcd_single, grant))
             waiting_second, _ = await _wait_behind(second, monkeypatch, 1,
                                                    first=lambda: holder._conn.call("KV", "DeleteRange", delete))
             await holder.release(grant)
