@@ -110,7 +110,8 @@ class LeaderWatch:
         exc = result.exception
         if isinstance(exc, NoNodeError):
             # Nobody has stood yet: be told when the parent is created.
-            self._send(functools.partial(self.client.exists_async, self.parent, watch=self._fired), self._armed)
+            self._send(functools.partial(self.client.exists_async, self.parent, watch=self._fired),
+                       self._parent_checked)
             return
         if exc is not None:
             self._failed(exc)
@@ -121,6 +122,17 @@ class LeaderWatch:
             return
         first = f"{self.parent}/{ordered[0].node}"
         self._send(functools.partial(self.client.exists_async, first, watch=self._fired), self._armed)
+
+    def _parent_checked(self, result: Any) -> None:
+        if self.stopped:
+            return
+        if result.exception is None and result.value is not None:
+            # The parent was created after it was listed (a first campaign creates it and
+            # its node in one go): the watch just set is on its data and reports no child,
+            # so list it again, with a child watch, before anyone is told.
+            self.arm()
+            return
+        self._armed(result)
 
     def _armed(self, result: Any) -> None:
         if self.stopped:

@@ -139,6 +139,37 @@ def test_expired_leader_loses_its_term_its_proclaim_is_refused_and_observers_end
     assert leader.election("scheduler").campaign(timeout=PROMPT).token > new.token
 
 
+def test_an_election_created_between_the_observers_listing_and_its_exists_watch_is_still_watched(
+    make: MakeZK,
+) -> None:
+    # An observer of an election nobody has stood in lists its parent (no node), then sets
+    # an exists watch on it. When the first candidate creates the parent (and its node) in
+    # between, that exists call finds the parent: its watch reports only the parent's own
+    # data, never a child, so the observer must list the parent again, with a child watch.
+    # The first campaign is made at that exact point, from inside the observer's exists call.
+    leader, watcher = make(), make()
+    parent = watcher.election_path("scheduler")
+    client = watcher.kazoo_client
+    real_exists = client.exists_async
+    terms: list[fc.Term] = []
+    campaigned = threading.Event()
+
+    def exists_after_the_first_campaign(path: str, watch: Any = None) -> Any:
+        if path == parent and not terms:
+            terms.append(leader.election("scheduler").campaign(timeout=PROMPT, value=b"first"))
+            campaigned.set()
+        return real_exists(path, watch=watch)
+
+    client.exists_async = exists_after_the_first_campaign
+    seen = ObservedLeaders()
+    handle = watcher.election("scheduler").observe(seen)
+    assert campaigned.wait(PROMPT), "the observer never set an exists watch on the election"
+    seen.wait_for(Leader(leader.identity, b"first", terms[0].token))
+    terms[0].resign()
+    seen.wait_for(None)  # timed out with only the parent's data watch set
+    handle.stop()
+
+
 def test_observer_sees_changes_made_while_its_own_session_was_lost(
     zk_standalone: ZooKeeperTarget, make: MakeZK
 ) -> None:
