@@ -38,14 +38,6 @@ def _revoke(target: EtcdTarget, lease_id: int) -> None:
         client.close()
 
 
-@pytest.fixture
-def member(etcd_single: EtcdTarget) -> EtcdMember:
-    """The single node, whose /metrics count the requests it served."""
-    if etcd_single.cluster is None:
-        pytest.skip("counts requests on the server's /metrics; not available for a container")
-    return etcd_single.cluster.members[0]
-
-
 @pytest.mark.parametrize("held", [10, 150])
 def test_keepalive_rounds_read_no_held_key(etcd_single: EtcdTarget, member: EtcdMember, held: int) -> None:
     """With ``held`` locks held, three keepalive rounds send three keepalives and no KV
