@@ -85,7 +85,7 @@ class AsyncEtcdQueue:
         return found
 
     async def wait(self, place: Place, deadline: float | None) -> None:
-        """Until the predecessor or our own key may have been deleted since
+        """Until the predecessor may have been deleted since
         ``place.seen``, our lease is lost, the session closes, the deadline, or a
         periodic re-check (a silent stream is not trusted forever). The watches, and
         when the look that covers their creation is due, are

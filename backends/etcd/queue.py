@@ -143,7 +143,7 @@ class EtcdQueue(LineRequests):
         return found
 
     def wait(self, place: Place, deadline: float | None) -> None:
-        """Block until the predecessor or our own key may have been deleted since
+        """Block until the predecessor may have been deleted since
         ``place.seen``, our lease is lost, the session closes, or the deadline (or a
         periodic re-check) comes.
 
