@@ -77,7 +77,7 @@ class AsyncEtcdQueue:
     async def look(self, place: Place) -> Place:
         self._check_open()
         line = self.line
-        found = await self._look(place, fresh_from=line.woken_at(place))
+        found = line.granted_by_event(place) or await self._look(place, fresh_from=line.woken_at(place))
         if found is None:
             self.session.book.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())

@@ -1,16 +1,16 @@
 """What both etcd queue drivers (:class:`.queue.EtcdQueue`, blocking, and
 :class:`.aio_queue.AsyncEtcdQueue`) share without I/O: a contender's :class:`Place`, the
-requests of one wait in one queue and what their answers mean.
+requests of one wait in one queue and what their answers mean, and when a watch event
+alone makes a waiter first.
 
 The round trips: ``enqueue`` is one transaction (put our key, read the queue's two
 newest keys: the second newest is our predecessor), or with ``exclusive`` one
 transaction that puts only if the queue is empty; ``look`` is one transaction (our key,
 our predecessor; serializable after a wake-up, see :meth:`LineRequests.reflects`);
-``wait`` holds one watch stream on the predecessor's key (see :mod:`.waiting`);
-``withdraw`` is one delete. Both transactions also count the keys older than ours: when
-the predecessor was the only one (the holder), the look that covers the watch's
-creation is made at once. A handoff costs the holder's delete and the waiter's one
-serializable look.
+``wait`` holds one watch stream (see :mod:`.waiting`); ``withdraw`` is one delete. Both
+transactions also count the keys older than ours. When the predecessor was the only one
+(the holder), one watcher covers its key and ours, and the holder's DELETE event alone
+makes us first: a handoff costs the holder's delete and no request of the waiter's.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ class LineRequests:
         self.count_all = reads.count_all
         self.name = name
         self.value = value
-        #: The place whose predecessor, the holder, the wait saw deleted: the next look
-        #: then needs no request (we are first).
+        #: The place whose predecessor, the holder, the wait saw deleted while its
+        #: watcher covered our key too: the next look needs no request (we are first).
+        self._head_left: Place | None = None
         #: The place whose wait ended with events, and their revision (see :meth:`woken_at`).
         self._woken: tuple[Place, int] | None = None
 
@@ -187,26 +188,59 @@ class LineRequests:
 
     @staticmethod
     def watch_requests(place: Place) -> list[Any]:
-        """The watch a waiter holds: deletions of its predecessor's key.
+        """The one watch a waiter holds: deletions of its predecessor's key; behind the
+        holder (``head_before``), of every key from the lower of the predecessor's and
+        ours to the higher, both included.
 
         From "now", not from ``seen + 1``: etcd serves a watch that starts in the past
         from a catch-up loop that runs every 100 ms, which under contention would add
         tens of milliseconds to every handoff. What was deleted between ``seen`` and the
         watch's creation is caught by looking again once it is confirmed.
 
-        No watch on our own key: a wake-up is always followed by a look, which sees our
-        key as it is at (or after) the event. A grant straight from the predecessor's
-        DELETE event would need our key's watch to have reported its deletion first, and
+        Behind the holder, our own key is in the same watcher as the holder's because
         etcd orders the events of one watcher, not those of two watchers on one stream:
-        our key deleted with a revoked lease was reported after the holder's later DELETE."""
+        a deletion of our key (a revoked lease) is then reported before the holder's
+        later DELETE, which therefore makes us first (:meth:`granted_by_event`). Two
+        watchers reported a revoked lease's delete after the holder's later one. The
+        keys between the two names are newer contenders' (nobody older is left): their
+        puts are filtered out, their deletes read past."""
+        if not place.head_before:
+            return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+                key=place.predecessor, filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
+        assert place.predecessor is not None
+        low, high = sorted((place.predecessor, place.key))
         return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-            key=place.predecessor, filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
+            key=low, range_end=high + b"\0", filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
 
-    def watched(self, place: Place, response: Any) -> bool:
-        """Whether the watch ``response`` ends the wait at ``place`` (then look)."""
-        if response.events:
-            self._woken = (place, int(response.header.revision))
-        return bool(response.canceled or response.compact_revision or response.events)
+    def watched(self, place: Place, response: Any, *, covered: bool = False) -> bool:
+        """Whether the watch ``response`` ends the wait at ``place`` (then look), as
+        one with events on our key or the predecessor's, a cancellation or a compaction
+        does. ``covered``: the watcher has reported every event since ``place.seen``
+        (see :class:`.waiting.WatchedWait`); then events that delete the predecessor
+        (the holder) but not our key make the next :meth:`granted_by_event` true."""
+        if response.canceled or response.compact_revision:
+            return True
+        if not response.events:
+            return False
+        keys = {bytes(event.kv.key) for event in response.events}
+        if place.key not in keys and place.predecessor not in keys:
+            return False  # a newer contender's key between ours and the holder's
+        self._woken = (place, int(response.header.revision))
+        if covered and place.head_before and place.key not in keys:
+            self._head_left = place
+        return True
+
+    def granted_by_event(self, place: Place) -> Place | None:
+        """``place`` made first, if its wait saw the holder's DELETE while its watcher
+        covered our key (see :meth:`watched`); else None (look). Told once.
+
+        Sound because at ``seen`` our key existed and the holder was the only older
+        key (no key created later is older), and the one watcher that reported the
+        holder's deletion would have reported our key's first."""
+        if self._head_left is not place:
+            return None
+        self._head_left = self._woken = None
+        return replace(place, predecessor=None, head_before=False)
 
     def woken_at(self, place: Place) -> int:
         """The revision of the events that ended the last wait at ``place`` (0: none, or

@@ -135,7 +135,7 @@ class EtcdQueue(LineRequests):
 
     def look(self, place: Place) -> Place:
         self._check_open()
-        found = self._look(place, fresh_from=self.woken_at(place))
+        found = self.granted_by_event(place) or self._look(place, fresh_from=self.woken_at(place))
         if found is None:
             self.queues.session.free_slot(place.lease, place.slot)
             raise EntryGone(place.key.decode())

@@ -48,11 +48,13 @@ class WatchedWait:
     :attr:`gap_check` (seconds after which to send :data:`PROGRESS`; 0: never), and
     :meth:`read`, the meaning of each response.
 
-    Only the predecessor is watched (see :meth:`.places.LineRequests.watch_requests`):
-    the look every wake-up makes finds our key gone, and a lost lease wakes the waiter
-    through the session."""
+    One watcher (see :meth:`.places.LineRequests.watch_requests`): behind the holder it
+    covers our key too, and once it reports every event since ``place.seen``
+    (:meth:`covered`) the holder's DELETE alone makes us first. Otherwise the look every
+    wake-up makes finds our key gone, and a lost lease wakes the waiter through the
+    session."""
 
-    __slots__ = ("created", "gap_check", "line", "looked", "place", "progressed", "requests", "since")
+    __slots__ = ("clean", "created", "gap_check", "line", "looked", "place", "progressed", "requests", "since")
 
     def __init__(self, line: LineRequests, place: Place) -> None:
         self.line = line
@@ -63,15 +65,22 @@ class WatchedWait:
         self.since = 0  # the newest revision at which one of our watches was created
         self.progressed = place.head_before  # the gap's look is due once the watches exist
         self.looked = False
+        self.clean = False  # the gap's look found our key and the same predecessor
+
+    def covered(self) -> bool:
+        """Whether our watcher reports every deletion since ``place.seen``: it was
+        created with nothing written since (it starts after the revision its creation
+        answer carries), or the gap's look, made once it existed, came back unchanged."""
+        return self.clean or (self.created == len(self.requests) and self.since <= self.place.seen)
 
     def read(self, response: Any) -> Step:
         """What to do after ``response``: end the wait, make the gap's look, or read on."""
-        if self.line.watched(self.place, response):
+        if self.line.watched(self.place, response, covered=self.covered()):
             return Step.END
         if response.created:
             self.created += 1
             self.since = max(self.since, int(response.header.revision))
-        else:  # the answer to our progress request
+        elif not response.events:  # the answer to our progress request
             self.progressed = True
         if (self.created == len(self.requests) and self.progressed and self.since > self.place.seen
                 and not self.looked):
@@ -83,5 +92,9 @@ class WatchedWait:
 
     def looked_at(self, now: Place | None) -> Step:
         """After the gap's look found ``now`` (None: our key is gone): end the wait if
-        anything changed, else read on."""
-        return Step.END if now is None or now.predecessor != self.place.predecessor else Step.READ_ON
+        anything changed, else read on (and the watcher covers everything since
+        ``place.seen`` from now on)."""
+        if now is None or now.predecessor != self.place.predecessor:
+            return Step.END
+        self.clean = True
+        return Step.READ_ON

@@ -168,13 +168,13 @@ def _on_watches_created(backend: EtcdBackend, count: int, monkeypatch: pytest.Mo
     return created
 
 
-def test_a_first_waiter_is_woken_by_the_delete_and_looks_once(etcd_single: EtcdTarget, connect: Connect,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The handoff is the holder's delete and the waiter's one look: its watch on the
-    holder's key wakes it, and one read shows its own key still there and first. (It
-    used to be granted on the DELETE event alone, trusting a watch on its own key to
-    have reported that key's deletion first; etcd does not order the events of two
-    watchers, and a waiter was granted on a key its revoked lease had taken with it.)"""
+def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget, connect: Connect,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's delete is the whole handoff: the waiter behind the holder is granted
+    on the DELETE event with no request of its own (issue 13). Its one watcher covers
+    the holder's key and its own, so a deletion of its own key would have come first
+    (see test_wait_requests for that case). It used to look once more after the event:
+    1.5-2 ms of a handoff of 2.3 ms."""
     if etcd_single.cluster is None:
         pytest.skip("counts requests on the server's /metrics; not available for a container")
     holder, waiter = connect(), connect()
@@ -187,7 +187,7 @@ def test_a_first_waiter_is_woken_by_the_delete_and_looks_once(etcd_single: EtcdT
     before = _kv_calls(etcd_single)
     holder.release(grant)
     taken = future.result(PROMPT)
-    assert _delta(before, _kv_calls(etcd_single)) == {"DeleteRange": 1, "Txn": 1}
+    assert _delta(before, _kv_calls(etcd_single)) == {"DeleteRange": 1}
     assert taken.token > grant.token
     assert waiter.describe("orders").holder == waiter.identity
     waiter.release(taken)
