@@ -80,6 +80,8 @@ class HeldKeys:
         #: When the side timing the deferred watches (the stream's request iterator, or
         #: our thread between streams) looks next: an add due earlier wakes it.
         self._timer_at = math.inf  # under _lock
+        #: When :meth:`add` last came (time.monotonic()), under _lock.
+        self._added_at = -math.inf
         self._requests: queue.SimpleQueue[Any] | None = None
         self._call: Any = None
         self._member = -1
@@ -94,7 +96,8 @@ class HeldKeys:
         """Watch ``grant``'s key in ``watch_after`` seconds if it is still held then, from
         the revision after the one it was last seen at."""
         with self._lock:
-            due = time.monotonic() + self.watch_after
+            self._added_at = now = time.monotonic()
+            due = now + self.watch_after
             self._book.add(grant, due=due)
             if due >= self._timer_at:
                 return
@@ -141,8 +144,16 @@ class HeldKeys:
         with self._lock:
             if requests is not self._requests:  # not yet ours (a _DUE follows), or over
                 return math.inf
-            self._send(*self._book.take_due(time.monotonic()))
+            now = time.monotonic()
+            self._send(*self._book.take_due(now))
             due = self._book.next_due
+            if due is None and now - self._added_at < self.watch_after:
+                # Grants came lately and went before their watches were due: look again
+                # one watch_after from now rather than be woken by the next add. Grants
+                # held briefly, one after another, would otherwise wake this thread (or
+                # the stream's) for every one of them, each wake a thread switch on the
+                # acquiring thread's path.
+                due = now + self.watch_after
             self._timer_at = math.inf if due is None else due
             return self._timer_at
 

@@ -138,3 +138,30 @@ def test_a_key_deleted_before_its_watch_is_reported(backend: EtcdBackend, member
     assert grant.lost_reason == "lock key deleted"
     assert time.monotonic() - granted < 2.0 + 5.0
     assert _watch_requests(member) > before  # reported by the watch, created after the delay
+
+
+@pytest.mark.parametrize("stream_open", [False, True], ids=["no-stream", "open-stream"])
+def test_grants_released_at_once_do_not_wake_the_watch_timer_each_time(
+        backend: EtcdBackend, operator: Any, monkeypatch: pytest.MonkeyPatch, stream_open: bool) -> None:
+    """Grants held briefly, one after another, wake the side that times the deferred
+    watches (the held keys' thread, or the open stream's request iterator) about once
+    per ``watch_after``, not once per grant: each wake was a thread switch on the
+    acquiring thread's path (100 grants: about 100 wakes before)."""
+    if stream_open:
+        _lose_a_grant(backend, operator, "first")
+    held = backend._held_keys
+    looks: list[float] = []
+    real_take_due = held._take_due
+
+    def take_due(requests: Any) -> float:
+        looks.append(time.monotonic())
+        due: float = real_take_due(requests)
+        return due
+
+    monkeypatch.setattr(held, "_take_due", take_due)
+    started = time.monotonic()
+    for _ in range(100):
+        backend.release(backend.acquire("orders", timeout=PROMPT))
+    elapsed = time.monotonic() - started
+    during = len([at for at in looks if at <= started + elapsed])
+    assert during <= elapsed / held.watch_after + 4, f"{during} wakes for 100 grants in {elapsed:.2f} s"
