@@ -96,8 +96,9 @@ class LineRequests:
         self.name = name
         self.value = value
         #: The place whose predecessor, the holder, the wait saw deleted while its
-        #: watcher covered our key too: the next look needs no request (we are first).
-        self._head_left: Place | None = None
+        #: watcher covered our key too, and the revision of that DELETE: the next look
+        #: needs no request (we are first).
+        self._head_left: tuple[Place, int] | None = None
         #: The place whose wait ended with events, and their revision (see :meth:`woken_at`).
         self._woken: tuple[Place, int] | None = None
 
@@ -227,7 +228,8 @@ class LineRequests:
             return False  # a newer contender's key between ours and the holder's
         self._woken = (place, int(response.header.revision))
         if covered and place.head_before and place.key not in keys:
-            self._head_left = place
+            self._head_left = (place, max(int(event.kv.mod_revision) for event in response.events
+                                          if bytes(event.kv.key) == place.predecessor))
         return True
 
     def granted_by_event(self, place: Place) -> Place | None:
@@ -236,11 +238,15 @@ class LineRequests:
 
         Sound because at ``seen`` our key existed and the holder was the only older
         key (no key created later is older), and the one watcher that reported the
-        holder's deletion would have reported our key's first."""
-        if self._head_left is not place:
+        holder's deletion would have reported our key's first. The place returned was
+        seen at that DELETE's revision (not the response's header: in a catch-up
+        response etcd puts its current revision there, maybe past events not yet
+        sent), so its key's held watch starts right after it."""
+        head_left = self._head_left
+        if head_left is None or head_left[0] is not place:
             return None
         self._head_left = self._woken = None
-        return replace(place, predecessor=None, head_before=False)
+        return replace(place, predecessor=None, head_before=False, seen=head_left[1])
 
     def woken_at(self, place: Place) -> int:
         """The revision of the events that ended the last wait at ``place`` (0: none, or

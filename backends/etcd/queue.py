@@ -3,9 +3,10 @@
 
 Every contender puts its own key ``<prefix><lease-hex>-<slot>`` bound to its backend's
 lease and never re-puts it; the key with the lowest create revision is first. Each
-contender watches only the key just before its own (its predecessor). The requests and
-what their answers mean are in :mod:`.places`, how a waiter reads its watch stream in
-:mod:`.waiting`: both shared with the asyncio driver.
+contender watches the key just before its own (its predecessor); behind the holder, its
+own key too, on the same watcher (see :meth:`.places.LineRequests.watch_requests`).
+The requests and what their answers mean are in :mod:`.places`, how a waiter reads its
+watch stream in :mod:`.waiting`: both shared with the asyncio driver.
 """
 
 from __future__ import annotations

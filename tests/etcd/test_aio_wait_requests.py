@@ -202,3 +202,35 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
             await first.release(await asyncio.wait_for(waiting_first, PROMPT))
 
     asyncio.run(main())
+
+
+def _revoke(target: EtcdTarget, lease_id: int) -> None:
+    client = target.client()
+    try:
+        client.revoke_lease(lease_id)
+    finally:
+        client.close()
+
+
+def test_a_waiter_whose_key_went_while_it_waited_is_not_granted_by_the_holders_delete(
+        etcd_single: EtcdTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the blocking driver's test: the waiter's lease is revoked (its key deleted)
+    while it waits behind the holder, then the holder releases. Its one watcher reports
+    its own key's deletion before the holder's, so it looks, finds its key gone and
+    queues again on a new lease; it is not granted on the revoked one."""
+    async def main() -> None:
+        async with _backends(etcd_single.url, 30, 30) as (holder, waiter):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            waiting, _ = await _wait_behind(waiter, monkeypatch)
+            revoked = waiter.lease_id
+            assert revoked is not None
+            await asyncio.to_thread(_revoke, etcd_single, revoked)
+            await holder.release(grant)
+            taken = await asyncio.wait_for(waiting, PROMPT)
+            assert waiter.lease_id not in (None, revoked), "granted on the revoked lease"
+            assert taken.token > grant.token
+            assert not taken.lost
+            assert (await waiter.describe("orders")).holder == waiter.identity
+            await waiter.release(taken)
+
+    asyncio.run(main())

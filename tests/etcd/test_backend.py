@@ -113,7 +113,8 @@ def test_uncontended_acquire_and_release_are_one_request_each(etcd_single: EtcdT
 def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: Connect) -> None:
     """No thundering herd: a release wakes only the next waiter, so each of n waiters
     costs its enqueue, at most one look while setting up its watch, and one look when
-    woken (a herd would wake every waiter at every release)."""
+    woken (a herd would wake every waiter at every release); the first waiter, behind
+    the holder, may be granted by the holder's DELETE with no look."""
     if etcd_single.cluster is None:
         pytest.skip("counts requests on the server's /metrics; not available for a container")
     holder = connect()
@@ -131,7 +132,7 @@ def test_each_waiter_wakes_once_for_its_turn(etcd_single: EtcdTarget, connect: C
     spent = _delta(start, _kv_calls(etcd_single))
     assert spent["DeleteRange"] == 5
     assert spent.get("Range", 0) == 0
-    assert len(waiters) * 2 <= spent["Txn"] <= len(waiters) * 3, spent
+    assert len(waiters) * 2 - 1 <= spent["Txn"] <= len(waiters) * 3, spent
 
 
 class _WatchCall:

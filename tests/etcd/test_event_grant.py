@@ -36,9 +36,11 @@ def _behind_the_holder(seen: int = 10) -> Place:
     return Place(PREFIX + b"2a-0", 9, lease, 0, predecessor=PREFIX + b"1f-0", seen=seen, head_before=True)
 
 
-def _deleted(revision: int, *keys: bytes) -> etcdrpc.WatchResponse:
+def _deleted(revision: int, *keys: bytes, header: int = 0) -> etcdrpc.WatchResponse:
+    """A response deleting ``keys`` at ``revision``; its header says ``header`` (default:
+    the same; etcd's catch-up responses carry its current revision there)."""
     return etcdrpc.WatchResponse(
-        header=etcdrpc.ResponseHeader(revision=revision),
+        header=etcdrpc.ResponseHeader(revision=header or revision),
         events=[kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=kv_pb2.KeyValue(key=key, mod_revision=revision))
                 for key in keys])
 
@@ -62,11 +64,12 @@ def test_the_holders_delete_grants_once_the_watcher_covers_everything_since_our_
     line, place = _line(), _behind_the_holder(seen=10)
     wait = WatchedWait(line, place)
     assert wait.read(_created(10)) is Step.READ_ON  # nothing written since our read: covered
-    assert wait.read(_deleted(11, PREFIX + b"1f-0")) is Step.END
+    assert wait.read(_deleted(11, PREFIX + b"1f-0", header=15)) is Step.END
     granted = line.granted_by_event(place)
     assert granted is not None
     assert granted.first
     assert granted.key == place.key
+    assert granted.seen == 11, "seen at the DELETE's revision: its held watch starts right after it"
     assert line.granted_by_event(place) is None, "told once"
 
 
@@ -75,9 +78,23 @@ def test_a_newer_contenders_delete_in_the_range_does_not_end_the_wait() -> None:
     wait = WatchedWait(line, place)
     wait.read(_created(10))
     assert wait.read(_deleted(11, PREFIX + b"20-0")) is Step.READ_ON
-    assert wait.progressed
     assert not wait.looked
     assert line.granted_by_event(place) is None
+
+
+def test_events_are_never_taken_for_the_answer_to_a_progress_request() -> None:
+    """Behind a waiting predecessor, the look that covers the watch's creation waits for
+    the answer to the progress request (``GAP_CHECK`` into the wait): a response with
+    events is not that answer, even when none of them ends the wait."""
+    lease = Lease(id=0x2A, ttl=10, confirmed_until=0.0)
+    place = Place(PREFIX + b"2a-0", 9, lease, 0, predecessor=PREFIX + b"1f-0", seen=10, head_before=False)
+    wait = WatchedWait(_line(), place)
+    wait.read(_created(12))
+    assert not wait.progressed
+    assert wait.read(_deleted(13, PREFIX + b"30-0")) is Step.READ_ON
+    assert not wait.progressed
+    answer = etcdrpc.WatchResponse(header=etcdrpc.ResponseHeader(revision=13))
+    assert wait.read(answer) is Step.LOOK
 
 
 def test_our_own_keys_delete_never_grants() -> None:

@@ -208,12 +208,13 @@ class _LeaseGoesThenHolder:
 def test_a_waiter_whose_key_went_while_it_waited_is_not_granted_by_the_holders_delete(
         etcd_single: EtcdTarget, member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
     """The waiter's lease is revoked (its key deleted) while it waits behind the holder,
-    and the holder then releases: the holder's DELETE wakes it, and its look finds its
-    key gone, so it queues again on a new lease. It used to be granted on that DELETE
-    event alone, trusting its own key's watch to report the key's deletion first: etcd
-    orders one watcher's events, not two watchers' on one stream, and it delivered the
-    revoke's delete after the holder's later one (the waiter was granted on the revoked
-    lease in about 1 run in 15 of test_waiter_whose_lease_is_revoked_queues_again)."""
+    and the holder then releases: its one watcher reports its own key's DELETE first,
+    which wakes it, and its look finds its key gone, so it queues again on a new lease.
+    A grant from the holder's DELETE once trusted a second watcher, on the waiter's own
+    key, to report that key's deletion first: etcd orders one watcher's events, not two
+    watchers' on one stream, and it delivered the revoke's delete after the holder's
+    later one (the waiter was granted on the revoked lease in about 1 run in 15 of
+    test_waiter_whose_lease_is_revoked_queues_again)."""
     holder, waiter = connect(), connect()
     grant = acquire_watched(member, holder, "orders")
     real_watch = waiter._conn.watch
