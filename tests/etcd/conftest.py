@@ -89,12 +89,17 @@ def revoke(target: EtcdTarget, backend: LockBackend) -> int:
     assert isinstance(backend, EtcdBackend)
     lease_id: int | None = backend.lease_id
     assert lease_id is not None, "the backend has no lease to revoke"
+    revoke_lease(target, lease_id)
+    return lease_id
+
+
+def revoke_lease(target: EtcdTarget, lease_id: int) -> None:
+    """Revoke lease ``lease_id`` from another client (blocking: from a thread in asyncio tests)."""
     client = target.client()
     try:
         client.revoke_lease(lease_id)
     finally:
         client.close()
-    return lease_id
 
 
 _STARTED = re.compile(r'^grpc_server_started_total\{grpc_method="(\w+)",grpc_service="([\w.]+)"[^}]*\} (\d+)', re.M)

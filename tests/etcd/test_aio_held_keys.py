@@ -15,7 +15,7 @@ import fencing_coord as fc
 from fencing_coord.servers.etcd import EtcdMember
 from fencing_coord.testing.aio_fixtures import run_guarded
 
-from .conftest import EtcdTarget, rpc_counts
+from .conftest import EtcdTarget, revoke_lease, rpc_counts
 
 pytestmark = pytest.mark.etcd
 
@@ -26,14 +26,6 @@ def _delete_prefix(target: EtcdTarget, prefix: str) -> None:
     client = target.client()
     try:
         client.delete_prefix(prefix)  # an operator breaks one lock
-    finally:
-        client.close()
-
-
-def _revoke(target: EtcdTarget, lease_id: int) -> None:
-    client = target.client()
-    try:
-        client.revoke_lease(lease_id)
     finally:
         client.close()
 
@@ -86,7 +78,7 @@ def test_a_revoked_lease_is_reported_as_such_by_the_watch(etcd_single: EtcdTarge
         async with await fc.aio.connect(etcd_single.url, ttl=30, namespace=namespace) as backend:
             grant = await backend.acquire("orders", timeout=PROMPT)
             lease_id = backend.lease_id  # type: ignore[attr-defined]
-            await asyncio.to_thread(_revoke, etcd_single, lease_id)
+            await asyncio.to_thread(revoke_lease, etcd_single, lease_id)
             assert await fc.aio.wait_lost(grant, 5.0), "the loss was not reported by the watch"
             assert grant.lost_reason == "lease revoked"
 

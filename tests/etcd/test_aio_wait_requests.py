@@ -20,7 +20,7 @@ import fencing_coord as fc
 import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget, rpc_counts
+from .conftest import EtcdTarget, revoke_lease, rpc_counts
 
 PROMPT = 30.0
 
@@ -204,14 +204,6 @@ def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
     asyncio.run(main())
 
 
-def _revoke(target: EtcdTarget, lease_id: int) -> None:
-    client = target.client()
-    try:
-        client.revoke_lease(lease_id)
-    finally:
-        client.close()
-
-
 def test_a_waiter_whose_key_went_while_it_waited_is_not_granted_by_the_holders_delete(
         etcd_single: EtcdTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     """As the blocking driver's test: the waiter's lease is revoked (its key deleted)
@@ -224,7 +216,7 @@ def test_a_waiter_whose_key_went_while_it_waited_is_not_granted_by_the_holders_d
             waiting, _ = await _wait_behind(waiter, monkeypatch)
             revoked = waiter.lease_id
             assert revoked is not None
-            await asyncio.to_thread(_revoke, etcd_single, revoked)
+            await asyncio.to_thread(revoke_lease, etcd_single, revoked)
             await holder.release(grant)
             taken = await asyncio.wait_for(waiting, PROMPT)
             assert waiter.lease_id not in (None, revoked), "granted on the revoked lease"
