@@ -78,6 +78,35 @@ def test_an_uncontended_acquire_and_release_cost_three_requests_and_no_task(zk_s
     run_guarded(main)
 
 
+def test_the_time_limits_of_requests_share_one_timer_of_the_loop(zk_standalone: ZooKeeperTarget) -> None:
+    """A request's time limit is not a timer of its own (a handle pushed into the loop's
+    heap and cancelled once answered): ten acquire+release (thirty requests) set the one
+    timer of the requests in flight at most twice (once more when it fired meanwhile)."""
+    rounds = 10
+
+    async def main() -> None:
+        async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
+            await backend.release(await backend.acquire("orders", timeout=PROMPT))
+            loop = asyncio.get_running_loop()
+            scheduled: list[Any] = []
+            call_at = loop.call_at
+
+            def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+                scheduled.append(callback)
+                return call_at(when, callback, *args, **kwargs)
+
+            loop.call_at = counted  # type: ignore[method-assign,assignment]
+            try:
+                for _ in range(rounds):
+                    assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
+            finally:
+                del loop.call_at
+            assert len(scheduled) <= 2, f"{len(scheduled)} timers for {rounds} acquire+release: {scheduled[:6]}"
+            assert len(backend._requests.expiries) == 0, "answered requests keep their time limits"
+
+    run_guarded(main)
+
+
 def test_a_release_cancelled_while_its_delete_is_in_flight_still_deletes(zk_standalone: ZooKeeperTarget,
                                                                           operator: Any) -> None:
     """Cancelled (twice, or by an ``asyncio.timeout`` that expires) with its Delete in
