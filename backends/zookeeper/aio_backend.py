@@ -31,6 +31,7 @@ from .aio_session import AsyncRequests, Deferred, use_loop_results
 from .backend import ZooKeeperBackend
 from .common import ZooKeeperCommon
 from .grant import ZooKeeperGrant
+from .kazoo_hooks import run_watches_at_once
 from .members import Member
 from .names import CANDIDATE_KIND, LEGACY, LOCK_KIND, queue_contenders, queue_order, unsegment
 from .queue import ZooKeeperQueue
@@ -66,6 +67,7 @@ class AsyncZooKeeperBackend(ZooKeeperCommon, AsyncElectionBackend):
         thread, once per backend, as the blocking backend does."""
         session = self._session
         use_loop_results(session.client)
+        run_watches_at_once(session.client)  # a waiter's wake-up: one hop to the loop, not two
         self._requests = AsyncRequests(session)
         await asyncio.to_thread(session.start)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 from kazoo.exceptions import NoNodeError
 
@@ -26,6 +26,20 @@ from .session import OutcomeUnknown, Stat
 __all__ = ["AsyncZooKeeperQueue"]
 
 _log = logging.getLogger(__name__)
+
+
+class _Wake:
+    """The watch on a predecessor that is not the only older contender: wakes the
+    waiter, which then lists the queue (kazoo's connection thread: never blocks)."""
+
+    __slots__ = ("woke",)
+    runs_at_once: Final = True  # see .kazoo_hooks.AT_ONCE
+
+    def __init__(self, woke: LoopSignal) -> None:
+        self.woke = woke
+
+    def __call__(self, _event: Any) -> None:
+        self.woke.set()
 
 
 class AsyncZooKeeperQueue:
@@ -64,9 +78,7 @@ class AsyncZooKeeperQueue:
                 line.waited(waiting)
             return
 
-        def watch(_event: Any) -> None:  # kazoo's thread: just wake the waiter
-            woke.set()
-
+        watch = _Wake(woke)
         path = f"{line.parent}/{place.predecessor}"
         stat = await self.requests.request(f"watch {path}", lambda: session.client.exists_async(path, watch=watch),
                                            budget=line._budget())

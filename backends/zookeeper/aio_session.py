@@ -20,6 +20,7 @@ from typing import Any
 from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import AsyncResult
 
+from fencing_coord.aio.expiries import Expiries
 from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable
 
@@ -89,11 +90,6 @@ class _ToTheEnd(asyncio.Future[Any]):
         return False
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
@@ -110,6 +106,7 @@ class AsyncRequests:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.loop = asyncio.get_running_loop()
+        self.expiries = Expiries(self.loop)  # the time limits of the requests in flight
 
     def _handed_over(self, future: asyncio.Future[Any], result: Any, _: Any = None) -> None:
         # kazoo's completion thread: hand the result to the loop, never block.
@@ -158,8 +155,7 @@ class AsyncRequests:
             result.notify(functools.partial(self._handed_over, future, result))
         else:
             result.rawlink(functools.partial(self._handed_over, future))
-        timer = None if limit == float("inf") else self.loop.call_later(max(0.001, limit - time.monotonic()),
-                                                                         _expire, future)
+        self.expiries.add(future, limit)
         try:
             return await future
         except asyncio.CancelledError as exc:
@@ -168,8 +164,7 @@ class AsyncRequests:
             to_the_end.keep(exc)  # raised into the task once the future was resolved
             return future.result()
         finally:
-            if timer is not None:
-                timer.cancel()
+            self.expiries.discard(future)
 
     async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
                         to_the_end: Deferred | None = None) -> int:

@@ -8,7 +8,9 @@ waiter: once the predecessor's node is deleted, nobody older remains, provided t
 waiter's own node still exists. That proviso is checked by a second watch, on the
 waiter's own node, set in the same round trip as the predecessor's (both requests go out
 before either answer is awaited). ZooKeeper delivers a session's watch events in the
-order of the changes, and kazoo runs watch callbacks one at a time in that order, so if
+order of the changes, and kazoo runs watch callbacks one at a time in that order (the
+asyncio front end runs these two on kazoo's connection thread as it reads the events,
+in that order too: :func:`.kazoo_hooks.run_watches_at_once`), so if
 our node was deleted before the predecessor's, its event is handled first and the
 predecessor's event grants nothing (the waiter lists the queue again, finds its node
 gone and queues anew). A session that ended is caught when the grant is registered
@@ -46,6 +48,7 @@ class NodeWatch:
     ``wake`` is set); once :meth:`hand_to` has run, events go to the grant's watch."""
 
     __slots__ = ("changed", "entry", "grant", "wake")
+    runs_at_once: Final = True  # never blocks (see .kazoo_hooks.AT_ONCE)
 
     def __init__(self, entry: Entry) -> None:
         self.entry = entry
@@ -79,6 +82,7 @@ class PredecessorWatch(Generic[W]):
     not changed."""
 
     __slots__ = ("first", "mine", "woke")
+    runs_at_once: Final = True  # never blocks (see .kazoo_hooks.AT_ONCE)
 
     def __init__(self, mine: NodeWatch, woke: W) -> None:
         self.mine = mine

@@ -133,3 +133,48 @@ def test_cancelling_a_next_waiter_withdraws_its_node(local: ZooKeeperTarget, ope
             assert await asyncio.to_thread(_ordered_children, operator, parent) == []
 
     run_guarded(main)
+
+
+def test_a_waiters_wake_up_reaches_the_loop_from_kazoos_connection_thread(local: ZooKeeperTarget,
+                                                                          operator: Any) -> None:
+    """The watches that wake a waiter (next in line: its predecessor's and its own node's;
+    further back: its predecessor's) run on kazoo's connection thread as the event is
+    read, not through kazoo's callback thread: one thread hop to the loop per wake-up."""
+
+    async def main() -> None:
+        namespace = f"aio-handoff-{uuid.uuid4().hex[:10]}"
+        async with await fc.aio.connect(local.url, namespace=namespace, ttl=4) as holder, \
+                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as next_, \
+                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as last:
+            assert isinstance(holder, AsyncZooKeeperBackend)
+            assert isinstance(next_, AsyncZooKeeperBackend)
+            assert isinstance(last, AsyncZooKeeperBackend)
+            handed: list[Any] = []
+            for waiter in (next_, last):
+                callbacks = waiter.kazoo_client.handler.callback_queue
+                put = callbacks.put
+
+                def counted(item: Any, *args: Any, put: Any = put, **kwargs: Any) -> None:
+                    handed.append(item)
+                    put(item, *args, **kwargs)
+
+                callbacks.put = counted
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            parent = holder.lock_path("orders")
+            first_task = await _queued_behind(next_, "orders")
+            second_task = await _queued_behind(last, "orders")
+            held, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
+                                                                                      parent))
+            await _until_watched(local, next_, held)
+            await _until_watched(local, last, nexts_node)
+            assert await holder.release(grant) is True
+            async with asyncio.timeout(PROMPT):
+                taken = await first_task
+            assert await next_.release(taken) is True
+            async with asyncio.timeout(PROMPT):
+                last_taken = await second_task
+            assert handed == [], f"{len(handed)} watch callbacks went through kazoo's callback thread"
+            assert last_taken.token > taken.token > grant.token
+            assert await last.release(last_taken) is True
+
+    run_guarded(main)

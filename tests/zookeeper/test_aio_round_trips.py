@@ -1,7 +1,8 @@
 """What one uncontended acquire+release costs the asyncio ZooKeeper driver: the blocking
-driver's three requests (Create2, GetChildren2; Delete), no task of ours, and six
-event-loop passes (two per request: the answer's hand-over, then the task's step); the
-release's Delete still runs to its end through cancellations."""
+driver's three requests (Create2, GetChildren2; Delete), no task of ours, six event-loop
+passes (two per request: the answer's hand-over, then the task's step), each answer in
+one hop from kazoo's connection thread, and no timer per request; the release's Delete
+still runs to its end through cancellations."""
 
 from __future__ import annotations
 
@@ -74,6 +75,64 @@ def test_an_uncontended_acquire_and_release_cost_three_requests_and_no_task(zk_s
             # a timer or a wake-up of the session's another; a task would cost two or three.
             assert counts.passes <= 7 * rounds, f"{counts.passes} loop passes for {rounds} acquire+release"
         assert sent.since(0)[:3 * rounds] == ["Create2", "GetChildren2", "Delete"] * rounds
+
+    run_guarded(main)
+
+
+def test_no_answer_of_an_uncontended_acquire_and_release_goes_through_kazoos_completion_thread(
+        zk_standalone: ZooKeeperTarget) -> None:
+    """Every answer reaches the loop from kazoo's connection thread in one hop: the
+    create's too (kazoo's create_async chained two callbacks on its completion thread,
+    its own and ours, before the loop heard of it)."""
+    rounds = 10
+
+    async def main() -> None:
+        async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
+            await backend.release(await backend.acquire("orders", timeout=PROMPT))
+            completions = backend.kazoo_client.handler.completion_queue
+            handed: list[Any] = []
+            put = completions.put
+
+            def counted(item: Any, *args: Any, **kwargs: Any) -> None:
+                handed.append(item)
+                put(item, *args, **kwargs)
+
+            completions.put = counted
+            try:
+                for _ in range(rounds):
+                    assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
+            finally:
+                del completions.put
+            assert handed == [], f"{len(handed)} hand-overs to kazoo's completion thread for {rounds} acquire+release"
+
+    run_guarded(main)
+
+
+def test_the_time_limits_of_requests_share_one_timer_of_the_loop(zk_standalone: ZooKeeperTarget) -> None:
+    """A request's time limit is not a timer of its own (a handle pushed into the loop's
+    heap and cancelled once answered): ten acquire+release (thirty requests) set the one
+    timer of the requests in flight at most twice (once more when it fired meanwhile)."""
+    rounds = 10
+
+    async def main() -> None:
+        async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
+            await backend.release(await backend.acquire("orders", timeout=PROMPT))
+            loop = asyncio.get_running_loop()
+            scheduled: list[Any] = []
+            call_at = loop.call_at
+
+            def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+                scheduled.append(callback)
+                return call_at(when, callback, *args, **kwargs)
+
+            loop.call_at = counted  # type: ignore[method-assign,assignment]
+            try:
+                for _ in range(rounds):
+                    assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
+            finally:
+                del loop.call_at
+            assert len(scheduled) <= 2, f"{len(scheduled)} timers for {rounds} acquire+release: {scheduled[:6]}"
+            assert len(backend._requests.expiries) == 0, "answered requests keep their time limits"
 
     run_guarded(main)
 

@@ -4,15 +4,19 @@ ancestors are created in one round trip, not walked up and down one at a time (i
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from kazoo.security import READ_ACL_UNSAFE
 
 import fencing_coord as fc
+from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
 from fencing_coord.backends.zookeeper.makepath import ancestors
+from fencing_coord.testing.aio_fixtures import run_guarded
 
+from .conftest import ZooKeeperTarget
 from .test_backend import _Requests
 
 pytestmark = pytest.mark.zookeeper
@@ -49,3 +53,60 @@ def test_an_ancestor_that_refuses_the_create_is_the_error(make: Any, operator: A
     with pytest.raises(fc.ConfigurationError):
         backend.acquire("orders", timeout=PROMPT)
     assert operator.get_children(namespace_node) == []
+
+
+# -- the asyncio front end: its create is settled on kazoo's connection thread (see makepath)
+
+
+async def _connect(url: str, namespace: str) -> AsyncZooKeeperBackend:
+    backend = await fc.aio.connect(url, namespace=namespace, ttl=4)
+    assert isinstance(backend, AsyncZooKeeperBackend)
+    return backend
+
+
+def test_async_first_grant_in_a_new_namespace_sends_the_parents_creates_together(
+        zk_standalone: ZooKeeperTarget, namespace: str, operator: Any) -> None:
+    async def main() -> None:
+        async with await _connect(zk_standalone.url, namespace) as backend:
+            sent = _Requests(backend)
+            grant = await backend.acquire("orders", timeout=PROMPT)
+            assert sent.since(0) == ["Create2", "Create", "Create", "Create", "Create", "Create2", "GetChildren2"]
+            assert isinstance(grant, ZooKeeperGrant)
+            assert grant.entry.path.startswith(backend.lock_path("orders") + "/")
+            children = await asyncio.to_thread(operator.get_children, backend.lock_path("orders"))
+            assert children == [grant.entry.node]
+            assert await backend.release(grant) is True
+
+    run_guarded(main)
+
+
+def test_async_an_ancestor_that_refuses_the_create_is_the_error(zk_standalone: ZooKeeperTarget, namespace: str,
+                                                                 operator: Any) -> None:
+    async def main() -> None:
+        async with await _connect(zk_standalone.url, namespace) as backend:
+            namespace_node = backend.lock_path("orders").rsplit("/locks/", 1)[0]
+            await asyncio.to_thread(operator.create, namespace_node, makepath=True, acl=READ_ACL_UNSAFE)
+            with pytest.raises(fc.ConfigurationError):
+                await backend.acquire("orders", timeout=PROMPT)
+            assert await asyncio.to_thread(operator.get_children, namespace_node) == []
+
+    run_guarded(main)
+
+
+def test_async_nodes_get_the_creator_acl_with_credentials(zk_standalone: ZooKeeperTarget, namespace: str) -> None:
+    alice = zk_standalone.raw_client(auth_data=[("digest", "alice:s3cret")])
+
+    async def main() -> None:
+        url = zk_standalone.url.replace("zookeeper://", "zookeeper://alice:s3cret@") + f"/digest-{namespace}"
+        async with await _connect(url, namespace) as backend:
+            grant = await backend.acquire("orders", timeout=PROMPT)
+            assert isinstance(grant, ZooKeeperGrant)
+            acls, _ = await asyncio.to_thread(alice.get_acls, grant.entry.path)
+            assert [(acl.id.scheme, acl.id.id.split(":")[0]) for acl in acls] == [("digest", "alice")]
+            assert await backend.release(grant) is True
+
+    try:
+        run_guarded(main)
+    finally:
+        alice.stop()
+        alice.close()

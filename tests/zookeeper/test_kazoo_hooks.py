@@ -1,5 +1,5 @@
 """The adjustments to kazoo (backends/zookeeper/kazoo_hooks.py) that change no protocol:
-the connection thread's wait for its sockets."""
+the connection thread's wait for its sockets, and the watches it runs at once."""
 
 from __future__ import annotations
 
@@ -78,3 +78,38 @@ def test_the_connection_thread_never_builds_a_selector(make: Any, monkeypatch: p
     backend = make()
     assert backend.release(backend.acquire("polled", timeout=10)) is True
     assert calls == []
+
+
+def test_watches_marked_at_once_run_in_the_dispatching_thread_in_order_and_others_are_queued(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from kazoo.protocol.states import Callback
+
+    from fencing_coord.backends.zookeeper.kazoo_hooks import AT_ONCE, run_watches_at_once
+
+    class Client:
+        handler = kazoo.handlers.threading.SequentialThreadingHandler()  # not started: nothing runs the queues
+
+    ran: list[str] = []
+
+    class Marked:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
+            setattr(self, AT_ONCE, True)
+
+        def __call__(self, event: str) -> None:
+            ran.append(f"{self.name}:{event}")
+            if self.fail:
+                raise RuntimeError("a bug in a watch")
+
+    client = Client()
+    assert run_watches_at_once(client) is True
+    handler = client.handler
+    handler.dispatch_callback(Callback("watch", Marked("a"), ("deleted",)))
+    handler.dispatch_callback(Callback("watch", Marked("b", fail=True), ("deleted",)))  # logged, not raised
+    handler.dispatch_callback(Callback("watch", Marked("c"), ("changed",)))
+    handler.dispatch_callback(Callback("watch", lambda event: ran.append(f"plain:{event}"), ("deleted",)))
+    handler.dispatch_callback(Callback("session", Marked("d"), ("lost",)))
+    assert ran == ["a:deleted", "b:deleted", "c:changed"]
+    assert handler.callback_queue.qsize() == 2  # the plain watch and the non-watch callback: kazoo's way
+    assert "watch callback" in caplog.text
+    assert "a bug in a watch" in caplog.text
