@@ -58,15 +58,12 @@ from fencing_coord.errors import BackendUnavailable, ConfigurationError, Fencing
 from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
 from .tls import FirstConnection, TLSOptions
 
-# Not ``from typing import ...`` at runtime: see fencing_coord.typeless. Wakeup is a plain
-# class at runtime (nothing checks it there).
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no ``from typing import ...`` at runtime: see fencing_coord.typeless
 if TYPE_CHECKING:
     from typing import Any, Final, NamedTuple, Protocol
 else:
     from fencing_coord.typeless import NamedTuple
-
-    Protocol = object
+    Protocol = object  # Wakeup is a plain class at runtime: nothing checks it there
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 
