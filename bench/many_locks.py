@@ -15,7 +15,9 @@ locks and holds them; it prints
 Each N runs in a new process (``multiprocessing`` spawn): in one process for every N,
 memory freed by the previous N was reused and the RSS growth undercounted, even below
 zero. Before the baseline, 100 locks are acquired and released one at a time (first-use
-costs: buffers, caches). An RSS growth is counted in whole pages (4 KiB), which at N = 10
+costs: buffers, caches), then one more is acquired and kept, the held keys' watch opened
+for it: that stream's thread gets a malloc arena of its own (glibc: ~130 KiB, paid once
+per process; it was 1.3 KiB a lock at N = 100). An RSS growth is counted in whole pages (4 KiB), which at N = 10
 is up to 400 B a lock of noise. The acquire cost is the mean of the last max(10, N/10)
 acquisitions.
 
@@ -81,6 +83,10 @@ def measure_one(url: str, n: int, rounds: int, kind: str, address: str) -> None:
     with fc.connect(url, ttl=TTL, namespace=f"bench-{uuid.uuid4().hex[:8]}") as backend:
         for i in range(100):  # first-use costs (buffers, caches), held one at a time
             backend.release(backend.acquire(f"warm-up-{i}", timeout=30))
+        # And the held keys' watch (etcd), opened once a grant is held 0.1 s: its stream's
+        # gRPC thread gets a malloc arena of its own, ~130 KiB once per process.
+        kept = backend.acquire("warm-up-kept", timeout=30)
+        time.sleep(0.5)
         rss = rss_bytes()
         tail = min(n, max(10, n // 10))
         grants = []
@@ -101,7 +107,7 @@ def measure_one(url: str, n: int, rounds: int, kind: str, address: str) -> None:
         time.sleep(rounds * TTL / 3)
         per_round = (server_count() - before) / rounds
         threads = threading.active_count()
-        lost = sum(grant.lost for grant in grants)
+        lost = sum(grant.lost for grant in [kept, *grants])
         print(f"  {n:>6} {acquire_ms:>10.2f} {per_round:>15.1f} {threads:>8} {per_lock:>9.0f}B {marginal:>9.0f}B"
               + (f"  ({lost} lost!)" if lost else ""), flush=True)
 

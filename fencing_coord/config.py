@@ -16,14 +16,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, FencingCoordError
 from .interface import LockBackend
 from .url import BackendURL, CommonOptions, OptionReader, parse_url
 
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from typing import Any
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -28,7 +28,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Literal, Protocol, TypeVar
+
+# Not ``from typing import ...`` at runtime (about 5 ms on the path of every process's
+# first grant, issue 13): the driver protocols, which need it, live in .fairqueue_protocols
+# and are imported from there when first named (PEP 562, below).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, TypeVar
+
+    from .fairqueue_protocols import AsyncQueueDriver, P, Place, QueueDriver, R
+
+    StepKind = Literal["enqueue", "look", "wait", "withdraw", "claim", "queued"]
+    T = TypeVar("T")
 
 __all__ = [
     "AsyncQueueDriver",
@@ -48,66 +59,6 @@ _log = logging.getLogger(__name__)
 class EntryGone(Exception):
     """Raised by a driver: the caller's own entry vanished, or can no longer be granted
     (its lease or session died) and was disposed of. The algorithm queues again."""
-
-
-class Place(Protocol):
-    """A contender's place in a queue, as its driver last saw it."""
-
-    @property
-    def first(self) -> bool:
-        """True when no contender precedes this one: the lock (or leadership) is ours."""
-        ...
-
-
-P = TypeVar("P", bound=Place)
-R = TypeVar("R", covariant=True)
-
-
-class QueueDriver(Protocol[P, R]):
-    """What one backend does for one queue (a lock or an election). See the README's
-    "Writing a backend" for the full contract of each method."""
-
-    def enqueue(self, exclusive: bool) -> P | None:
-        """Add our entry; return its place (``first`` known). With ``exclusive``, may
-        instead return None, leaving nothing behind, when anyone holds or waits."""
-        ...
-
-    def look(self, place: P) -> P:
-        """Our place now. Raises EntryGone when our entry is gone or can no longer be
-        granted (after disposing of it); InvalidArgument once the backend is closed."""
-        ...
-
-    def wait(self, place: P, deadline: float | None) -> None:
-        """Block until our predecessor may have left, the session changed, the backend
-        closed or ``deadline`` (a ``time.monotonic()`` value) passed."""
-        ...
-
-    def withdraw(self, place: P) -> object:
-        """Delete our entry (in the background if the service cannot be reached now)."""
-        ...
-
-    def claim(self, place: P) -> R:
-        """Turn a first place into the result (a grant); EntryGone if it no longer can be."""
-        ...
-
-
-class AsyncQueueDriver(Protocol[P, R]):
-    """:class:`QueueDriver` for asyncio: the same contract, with coroutine methods
-    (``wait`` suspends the task; no thread waits). ``claim`` stays a plain method: it
-    must not await (see the module docstring)."""
-
-    async def enqueue(self, exclusive: bool) -> P | None: ...
-
-    async def look(self, place: P) -> P: ...
-
-    async def wait(self, place: P, deadline: float | None) -> None: ...
-
-    async def withdraw(self, place: P) -> object: ...
-
-    def claim(self, place: P) -> R: ...
-
-
-StepKind = Literal["enqueue", "look", "wait", "withdraw", "claim", "queued"]
 
 
 class Step:
@@ -237,9 +188,6 @@ async def await_in_line(
     return result
 
 
-T = TypeVar("T")
-
-
 async def complete(work: Awaitable[T]) -> T:
     """Await ``work`` to its end even when the awaiting task is cancelled meanwhile (a
     withdrawal or a release must not be cut in half), then raise that cancellation;
@@ -259,3 +207,15 @@ async def complete(work: Awaitable[T]) -> T:
             _log.debug("%r failed after a cancellation", work, exc_info=task.exception())
         raise cancelled
     return task.result()
+
+
+_PROTOCOLS = frozenset({"AsyncQueueDriver", "Place", "QueueDriver"})
+
+if not TYPE_CHECKING:  # mypy sees the import at the top
+
+    def __getattr__(name: str) -> Any:
+        if name not in _PROTOCOLS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import fairqueue_protocols
+
+        return getattr(fairqueue_protocols, name)

@@ -27,14 +27,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from .errors import InvalidArgument, InvalidArgumentType, LockLost, LockTimeout
 from .grant import Grant
 from .validation import check_name, check_timeout
 
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import ClassVar, NamedTuple
+
     from .observability import Metrics
+else:
+    from .typeless import NamedTuple
 
 # fencing_coord.observability is imported once metrics are in use: whoever installs or
 # passes a Metrics imported it first, so until it is imported there are none to take

@@ -29,7 +29,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import NotSupported
 from .frontend import FrontEnd
@@ -38,7 +37,11 @@ from .records import Capabilities, LockState
 from .url import BackendURL
 from .validation import check_name
 
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from .election import Election
 
 __all__ = ["Capabilities", "Grant", "LockBackend", "LockState"]

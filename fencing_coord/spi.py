@@ -19,13 +19,22 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TypeVar
 
 from .errors import BackendUnavailable, InvalidArgument
-from .fairqueue import EntryGone, Place, QueueDriver, wait_in_line
+from .fairqueue import EntryGone, wait_in_line
 from .grant import Grant
 from .interface import LockBackend
 from .records import Leader
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless. Place and
+# QueueDriver are imported when first named (PEP 562, at the end).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    from .fairqueue_protocols import Place, QueueDriver
+
+    G = TypeVar("G", bound=Grant)
 
 __all__ = [
     "ROOT",
@@ -41,9 +50,6 @@ __all__ = [
 
 #: Top of every key or path this library writes in a coordination service.
 ROOT = "/fencing-coord"
-
-G = TypeVar("G", bound=Grant)
-
 
 def narrow(grant: Grant, kind: type[G]) -> G:
     """Return ``grant`` as the backend's own Grant subclass ``kind``.
@@ -113,3 +119,13 @@ def decode_candidate(data: bytes, where: str = "a candidate record") -> tuple[st
         except UnicodeDecodeError:
             pass
     raise BackendUnavailable(f"{where} does not hold a fencing-coord candidate record ({data[:40]!r}...)")
+
+
+if not TYPE_CHECKING:  # mypy sees the import at the top
+
+    def __getattr__(name: str) -> Any:
+        if name not in ("Place", "QueueDriver"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import fairqueue_protocols
+
+        return getattr(fairqueue_protocols, name)

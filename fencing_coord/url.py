@@ -26,28 +26,47 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from .errors import ConfigurationError
+from .typeless import FrozenValue
 from .validation import MAX_SECONDS, check_name, check_positive_seconds
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["BackendURL", "CommonOptions", "OptionReader", "parse_url"]
 
 
-@dataclass(frozen=True)
-class BackendURL:
+class BackendURL(FrozenValue):
     """A parsed backend URL. ``hosts`` keeps the order given; ``port`` is None when
-    the URL has none. ``path`` is the part after the hosts, without the leading ``/``."""
+    the URL has none. ``path`` is the part after the hosts, without the leading ``/``.
+    A frozen value (:class:`~fencing_coord.typeless.FrozenValue`)."""
+
+    __match_args__ = ("scheme", "hosts", "path", "username", "password", "query", "raw")
 
     scheme: str
     hosts: tuple[tuple[str, int | None], ...]
     path: str = ""
     username: str | None = None
     password: str | None = None
-    query: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str]
     raw: str = ""
+
+    def __init__(self, scheme: str, hosts: tuple[tuple[str, int | None], ...], path: str = "",
+                 username: str | None = None, password: str | None = None, query: Mapping[str, str] | None = None,
+                 raw: str = "") -> None:
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "hosts", hosts)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "username", username)
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "query", {} if query is None else query)
+        object.__setattr__(self, "raw", raw)
 
     def host_list(self, default_port: int) -> list[tuple[str, int]]:
         """The hosts with ``default_port`` filled in.
@@ -194,17 +213,22 @@ def _parse_host(item: str, label: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
-T = TypeVar("T")
+class CommonOptions(FrozenValue):
+    """The options every backend takes, validated (see the module docstring). A frozen
+    value (:class:`~fencing_coord.typeless.FrozenValue`)."""
 
-
-@dataclass(frozen=True)
-class CommonOptions:
-    """The options every backend takes, validated (see the module docstring)."""
+    __match_args__ = ("ttl", "namespace", "timeout", "identity")
 
     ttl: float
     namespace: str
     timeout: float
     identity: str
+
+    def __init__(self, ttl: float, namespace: str, timeout: float, identity: str) -> None:
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "namespace", namespace)
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "identity", identity)
 
 
 def _default_identity() -> str:

@@ -8,7 +8,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
 
 from kazoo.exceptions import NoNodeError
 
@@ -27,6 +26,11 @@ from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, 
 from .queue import ZooKeeperQueue
 from .session import presend
 from .tls import DEFAULT_TLS_PORT, TLS_SCHEMES, TLSOptions, pem_file, tls_options
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["DEFAULT_PORT", "ZooKeeperBackend"]
 

@@ -9,7 +9,6 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
 
 from fencing_coord.errors import BackendUnavailable
 from fencing_coord.frontend import FrontEnd
@@ -21,6 +20,11 @@ from .monitor import Monitor
 from .names import DEFAULT_SEQUENCE_WINDOW, segment
 from .session import Session, SessionState
 from .tls import TLSOptions
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["ReleaseDelete", "ZooKeeperCommon"]
 

@@ -15,9 +15,15 @@ PostgreSQL stores need. Only wiping the whole ensemble's data would reset them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 from fencing_coord.grant import Grant
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from fencing_coord.typeless import NamedTuple
 
 __all__ = ["Entry", "ZooKeeperGrant"]
 

@@ -26,20 +26,21 @@ Both front ends run this logic (:class:`NextWait`): the blocking driver waits on
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from .grant import Entry, ZooKeeperGrant
-from .session import Wakeup, presend
+from .session import presend
 
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Final
+
     from .queue import ZooKeeperPlace
+    from .session import Wakeup
 
 __all__ = ["NextWait", "NodeWatch", "PredecessorWatch"]
 
 _DELETED: Final = "DELETED"  # kazoo's EventType.DELETED
-
-W = TypeVar("W", bound=Wakeup)
-
 
 class NodeWatch:
     """The watch on our own node, from the wait that set it to the end of the grant.
@@ -76,7 +77,7 @@ class NodeWatch:
             grant.armed = True
 
 
-class PredecessorWatch(Generic[W]):
+class PredecessorWatch:
     """The watch on the predecessor of a waiter that is next in line: sets ``woke``.
     ``first`` turns True when the predecessor's node was deleted while our own node had
     not changed."""
@@ -84,7 +85,7 @@ class PredecessorWatch(Generic[W]):
     __slots__ = ("first", "mine", "woke")
     runs_at_once: Final = True  # never blocks (see .kazoo_hooks.AT_ONCE)
 
-    def __init__(self, mine: NodeWatch, woke: W) -> None:
+    def __init__(self, mine: NodeWatch, woke: Wakeup) -> None:
         self.mine = mine
         self.first = False
         self.woke = woke
@@ -96,7 +97,7 @@ class PredecessorWatch(Generic[W]):
         self.woke.set()
 
 
-class NextWait(Generic[W]):
+class NextWait:
     """One wait as the next in line (both front ends): the watch on our node ``mine`` (the
     one given, if it still watches this entry unchanged, else a new one) and the watch
     on the predecessor, which sets ``woke``.
@@ -108,7 +109,7 @@ class NextWait(Generic[W]):
 
     __slots__ = ("mine", "own", "place", "start", "watch", "what")
 
-    def __init__(self, client: Any, place: ZooKeeperPlace, parent: str, mine: NodeWatch | None, woke: W) -> None:
+    def __init__(self, client: Any, place: ZooKeeperPlace, parent: str, mine: NodeWatch | None, woke: Wakeup) -> None:
         entry = place.entry
         if mine is None or mine.entry != entry or mine.changed:
             mine = NodeWatch(entry)
@@ -121,7 +122,7 @@ class NextWait(Generic[W]):
         self.start: Callable[[], Any] = lambda: client.exists_async(path, watch=self.watch)
 
     @property
-    def woke(self) -> W:
+    def woke(self) -> Wakeup:
         return self.watch.woke
 
     @property

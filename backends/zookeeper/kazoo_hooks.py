@@ -10,7 +10,11 @@ import math
 import select
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["AT_ONCE", "bound_handshakes", "kazoo_logger", "poll_select", "poll_sockets", "run_watches_at_once",
            "stamp_replies"]

@@ -11,10 +11,13 @@ its parent made by the one before, and "exists already" is the common, harmless 
 
 from __future__ import annotations
 
-from typing import Any
-
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.security import OPEN_ACL_UNSAFE
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ancestors", "create_making_parents"]
 

@@ -27,7 +27,6 @@ import logging
 import queue
 import threading
 import time
-from typing import Final
 
 from kazoo.exceptions import NoNodeError
 
@@ -38,9 +37,12 @@ from .grant import Entry, ZooKeeperGrant
 from .names import kind_words, nonce_of
 from .session import Session, SessionState
 
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # imported by the first leader observer, not by connect()
-    from .election import LeaderWatch
+if TYPE_CHECKING:
+    from typing import Final
+
+    from .election import LeaderWatch  # imported by the first leader observer, not by connect()
 
 __all__ = ["Monitor", "StateChanged", "Stop", "Task", "Tick", "Tidy", "Verify"]
 

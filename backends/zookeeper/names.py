@@ -30,8 +30,14 @@ import functools
 import os
 import re
 from collections.abc import Sequence
-from typing import Final, NamedTuple
 from urllib.parse import unquote
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, NamedTuple
+else:
+    from fencing_coord.typeless import NamedTuple
 
 __all__ = [
     "CANDIDATE_KIND",

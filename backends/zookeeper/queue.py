@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
 
 from kazoo.exceptions import NoNodeError
 
@@ -58,14 +57,20 @@ from .names import (
     queue_seqs,
     serial_distance,
 )
-from .session import OutcomeUnknown, Stat, Wakeup
+from .session import OutcomeUnknown, Stat
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
+    from .session import Wakeup
+else:
+    from fencing_coord.typeless import NamedTuple
 
 __all__ = ["Exhausted", "ZooKeeperPlace", "ZooKeeperQueue", "position"]
 
 _log = logging.getLogger(__name__)
-
-W = TypeVar("W", bound=Wakeup)
-
 
 class ZooKeeperPlace(NamedTuple):
     """Our node in a queue and what precedes it, as last listed."""
@@ -196,21 +201,22 @@ class ZooKeeperQueue:
         """Wait as the next in line: watch our own node and the predecessor's in one
         round trip; when the predecessor's deletion makes us first, note it for
         :meth:`look` (see :mod:`.handoff`)."""
-        waiting = self.next_wait(place, threading.Event())
+        woke = threading.Event()
+        waiting = self.next_wait(place, woke)
         stat = self.session.request(waiting.what, waiting.start, budget=self._budget())
         own_stat = self.session.request(waiting.what, waiting.own, budget=self._budget())
         if not waiting.watching(stat, own_stat):
             return  # gone already: look lists the queue
-        self.session.wait_for(waiting.woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.session.wait_for(woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.waited(waiting)
 
-    def next_wait(self, place: ZooKeeperPlace, woke: W) -> NextWait[W]:
+    def next_wait(self, place: ZooKeeperPlace, woke: Wakeup) -> NextWait:
         """Start a wait as the next in line (both front ends; see :class:`.handoff.NextWait`)."""
         waiting = NextWait(self.session.client, place, self.parent, self.mine, woke)
         self.mine = waiting.mine
         return waiting
 
-    def waited(self, waiting: NextWait[W]) -> None:
+    def waited(self, waiting: NextWait) -> None:
         """The wait ended: if it made us first, :meth:`look` knows without a request."""
         if waiting.first:
             self.handed = waiting.place

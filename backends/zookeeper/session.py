@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Final, NamedTuple, Protocol
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -58,6 +57,13 @@ from fencing_coord.errors import BackendUnavailable, ConfigurationError, Fencing
 
 from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
 from .tls import FirstConnection, TLSOptions
+
+TYPE_CHECKING = False  # no ``from typing import ...`` at runtime: see fencing_coord.typeless
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple, Protocol
+else:
+    from fencing_coord.typeless import NamedTuple
+    Protocol = object  # Wakeup is a plain class at runtime: nothing checks it there
 
 __all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 

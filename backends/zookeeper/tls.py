@@ -25,12 +25,18 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Final, NamedTuple
 
 from kazoo.exceptions import ConnectionDropped
 
 from fencing_coord.errors import ConfigurationError
 from fencing_coord.url import BackendURL
+
+# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple
+else:
+    from fencing_coord.typeless import NamedTuple
 
 __all__ = ["DEFAULT_TLS_PORT", "TLS_SCHEMES", "FirstConnection", "TLSOptions", "pem_file", "tls_options"]
 

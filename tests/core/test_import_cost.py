@@ -99,10 +99,11 @@ def test_the_zookeeper_backend_loads_no_asyncio_and_no_onlooker_modules() -> Non
     assert {"fencing_coord.backends.zookeeper.election", "fencing_coord.backends.zookeeper.members"} <= loaded
 
 
-def test_the_zookeeper_backend_makes_only_public_dataclasses_and_compiles_no_foreign_pattern() -> None:
-    # A dataclass costs about a millisecond to make, a regex about a quarter: the internal
-    # values on the grant path are plain classes, and the patterns of other clients' nodes
-    # are compiled when a queue first holds one (issue 13: startup).
+def test_the_zookeeper_backend_makes_no_dataclass_and_compiles_no_foreign_pattern() -> None:
+    # A dataclass costs about a millisecond to make, a regex about a quarter: the values
+    # on the grant path, the public ones included, are written out (fencing_coord.typeless),
+    # and the patterns of other clients' nodes are compiled when a queue first holds one
+    # (issue 13: startup). _Control is the script's own, to show the probe records.
     script = ("import dataclasses\n"
               "made = []\n"
               "process = dataclasses._process_class\n"
@@ -110,6 +111,9 @@ def test_the_zookeeper_backend_makes_only_public_dataclasses_and_compiles_no_for
               "    made.append(cls.__qualname__)\n"
               "    return process(cls, *args)\n"
               "dataclasses._process_class = recording\n"
+              "@dataclasses.dataclass\n"
+              "class _Control:\n"
+              "    x: int\n"
               "import fencing_coord.backends.zookeeper\n"
               "from fencing_coord.backends.zookeeper import names\n"
               "print(json.dumps([sorted(made), names._foreign_patterns.cache_info().currsize]))")
@@ -117,7 +121,9 @@ def test_the_zookeeper_backend_makes_only_public_dataclasses_and_compiles_no_for
                          text=True).stdout
     made, compiled = json.loads(out.splitlines()[-1])
     assert made, "no dataclass recorded: the probe no longer sees dataclasses being made"
-    assert set(made) <= {"BackendURL", "Capabilities", "CommonOptions", "Instrument", "Leader", "LockState"}, made
+    assert set(made) <= {"BackendURL", "Capabilities", "CommonOptions", "Instrument", "Leader", "LockState",
+                         "_Control"}, made
+    assert made == ["_Control"]
     assert compiled == 0
 
 
@@ -136,3 +142,23 @@ def test_a_grant_without_metrics_loads_no_observability() -> None:
                             "    backend.release(backend.acquire('a', timeout=1))\n"
                             "assert sink.samples(), 'the installed metrics took nothing'\n")
     assert "fencing_coord.observability" in loaded
+
+
+def test_the_zookeeper_backend_and_the_core_it_uses_load_neither_typing_nor_dataclasses() -> None:
+    # About 10 ms of CPU before a first grant (issue 13: <= 1.2x kazoo); the typed names
+    # are imported for mypy only, the values written out (fencing_coord.typeless).
+    loaded = _modules_after("import fencing_coord.backends.zookeeper\nimport fencing_coord.config\n"
+                            "fencing_coord.config.parse_url('zk://h:1?ttl=3')")
+    assert "fencing_coord.backends.zookeeper.queue" in loaded
+    assert not {"typing", "dataclasses", "fencing_coord.fairqueue_protocols"} & loaded
+
+
+def test_the_fair_queue_protocols_resolve_when_first_named() -> None:
+    from fencing_coord import fairqueue, fairqueue_protocols, spi
+
+    assert fairqueue.QueueDriver is spi.QueueDriver is fairqueue_protocols.QueueDriver
+    assert fairqueue.Place is spi.Place is fairqueue_protocols.Place
+    assert fairqueue.AsyncQueueDriver is fairqueue_protocols.AsyncQueueDriver
+    assert set(fairqueue.__all__) <= set(dir(fairqueue)) | {"AsyncQueueDriver", "Place", "QueueDriver"}
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        spi.Nothing  # type: ignore[attr-defined]  # noqa: B018
