@@ -86,6 +86,11 @@ class Monitor:
         # When the sleeping thread wakes by itself (time.monotonic(); inf: only for a
         # task); -inf while it is awake (it looks at every grant before sleeping again).
         self._wake_at = -math.inf
+        # A grant was registered since the thread last went to sleep. It then sleeps until
+        # the presumption deadline even if that grant is gone already: under contention
+        # grants come and go faster than the thread runs, and the next one needs no
+        # wake-up of its own.
+        self._granted = False
         #: How often the thread was woken for the grants' timing: by a grant that needed
         #: an earlier wake-up, or by its sleep running out (tasks are not counted).
         self.wakeups = 0
@@ -130,6 +135,7 @@ class Monitor:
                 self._doomed[entry.path] = entry.owner
                 return None
             self._live[entry.path] = grant
+            self._granted = True
             previous = self._parents.get(entry.parent)
             if previous is not None or len(self._parents) < _PARENT_CACHE_SIZE:
                 self._parents[entry.parent] = parent_czxid
@@ -258,14 +264,16 @@ class Monitor:
     def _sleep(self) -> float | None:
         """How long the thread may block (None: until a task arrives): until the oldest
         unwatched live grant is _ARM_DELAY old, or until the live grants must be
-        presumed lost. Noted in ``_wake_at``, so that :meth:`register` wakes the thread
-        only for a grant that needs an earlier wake-up."""
+        presumed lost (also after a grant since the last sleep, gone or not). Noted in
+        ``_wake_at``, so that :meth:`register` wakes the thread only for a grant that
+        needs an earlier wake-up."""
         heard_at = self.session.heard_at
         with self._mutex:
             self._drop_watched()
             wake_at = math.inf
-            if heard_at is not None and self._live:
+            if heard_at is not None and (self._live or self._granted):
                 wake_at = heard_at + self.session.negotiated_timeout
+            self._granted = False
             if self._unwatched:
                 wake_at = min(wake_at, self._unwatched[0][0])
             self._wake_at = wake_at
