@@ -18,12 +18,10 @@ kazoo runs watch and state callbacks on its own threads; they only hand a named 
 (:class:`Verify`, :class:`StateChanged`, :class:`Tidy`) to the monitor's queue, whose
 thread makes the round trips.
 
-The thread never ticks. It sleeps until a task arrives or until the earliest of: the
-moment the oldest unwatched grant turns 50 ms old (its watch is then set), and the moment
-the live grants must be presumed lost. A grant wakes it only when it needs an earlier
-wake-up than the one already due: a grant watched from the start (every grant handed
-over by its predecessor's deletion, so every grant under contention) costs the thread
-nothing but the first time after the monitor had no live grant.
+The thread never ticks: it sleeps until a task, the moment the oldest unwatched grant is
+50 ms old, or the moment the live grants must be presumed lost. A grant wakes it only if
+it needs an earlier wake-up than the one due: a grant handed over from its predecessor's
+deletion (watched from the start) costs the thread nothing.
 """
 
 from __future__ import annotations
@@ -141,7 +139,9 @@ class Monitor:
                 self._parents[entry.parent] = parent_czxid
             if not watched:
                 self._unwatched.append((grant.granted_at + _ARM_DELAY, grant))
-                due = min(due, grant.granted_at + _ARM_DELAY)
+                # Watched 50 to 100 ms after the grant: a thread that wakes by then anyway
+                # (grants in quick succession) need not be woken for it.
+                due = min(due, grant.granted_at + 2 * _ARM_DELAY)
             wake = due < self._wake_at
             if wake:
                 self._wake_at = -math.inf  # one wake-up is enough
