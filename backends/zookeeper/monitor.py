@@ -59,7 +59,6 @@ _ARM_DELAY: Final = 0.05
 # Queue parents whose czxid a monitor remembers (to notice a parent recreated out of band).
 _PARENT_CACHE_SIZE: Final = 4096
 
-
 _TICK: Final = Tick()
 _TIDY: Final = Tidy()
 
@@ -81,14 +80,13 @@ class Monitor:
         # (when to watch its node, grant) of grants registered without a watch on their
         # node, in that order; the released ones are dropped lazily.
         self._unwatched: deque[tuple[float, ZooKeeperGrant]] = deque()
-        # When the sleeping thread wakes by itself (time.monotonic(); inf: only for a
-        # task); -inf while it is awake (it looks at every grant before sleeping again).
+        # When the sleeping thread wakes by itself (inf: only for a task); -inf while it
+        # is awake (it looks at every grant before sleeping again).
         self._wake_at = -math.inf
-        # A grant was registered since the thread last went to sleep. It then sleeps until
-        # the presumption deadline even if that grant is gone already: under contention
-        # grants come and go faster than the thread runs, and the next one needs no
-        # wake-up of its own.
-        self._granted = False
+        # Since the thread last went to sleep: a grant; grants without a watch in quick
+        # succession (more are likely: its sleep is kept short enough for them).
+        self._granted = self._unwatched_granted = False
+        self._last_unwatched = -math.inf  # time.monotonic() of the last grant without a watch
         #: How often the thread was woken for the grants' timing: by a grant that needed
         #: an earlier wake-up, or by its sleep running out (tasks are not counted).
         self.wakeups = 0
@@ -138,6 +136,8 @@ class Monitor:
             if previous is not None or len(self._parents) < _PARENT_CACHE_SIZE:
                 self._parents[entry.parent] = parent_czxid
             if not watched:
+                self._unwatched_granted |= grant.granted_at - self._last_unwatched < _ARM_DELAY
+                self._last_unwatched = grant.granted_at
                 self._unwatched.append((grant.granted_at + _ARM_DELAY, grant))
                 # Watched 50 to 100 ms after the grant: a thread that wakes by then anyway
                 # (grants in quick succession) need not be woken for it.
@@ -262,26 +262,27 @@ class Monitor:
         self._tidy()
 
     def _sleep(self) -> float | None:
-        """How long the thread may block (None: until a task arrives): until the oldest
-        unwatched live grant is _ARM_DELAY old, or until the live grants must be
-        presumed lost (also after a grant since the last sleep, gone or not). Noted in
-        ``_wake_at``, so that :meth:`register` wakes the thread only for a grant that
-        needs an earlier wake-up."""
+        """How long the thread may block (None: until a task): until the oldest unwatched
+        live grant is _ARM_DELAY old, or the live grants (or a grant's since the last
+        sleep) must be presumed lost; at most 2 x _ARM_DELAY after grants without a watch
+        in quick succession. Noted in ``_wake_at``: :meth:`register` wakes it only if
+        that is too late."""
         heard_at = self.session.heard_at
         with self._mutex:
             self._drop_watched()
             wake_at = math.inf
             if heard_at is not None and (self._live or self._granted):
                 wake_at = heard_at + self.session.negotiated_timeout
-            self._granted = False
             if self._unwatched:
                 wake_at = min(wake_at, self._unwatched[0][0])
+            elif self._unwatched_granted:  # within 100 ms: the next such grant needs no wake-up
+                wake_at = min(wake_at, time.monotonic() + 2 * _ARM_DELAY)
+            self._granted = self._unwatched_granted = False
             self._wake_at = wake_at
         return None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())
 
     def _drop_watched(self) -> None:
-        """Drop the unwatched grants in front that are watched or no longer live (the
-        caller holds the mutex)."""
+        """Drop the unwatched grants in front that are watched or gone (mutex held)."""
         pending = self._unwatched
         while pending and (pending[0][1].armed or self._live.get(pending[0][1].entry.path) is not pending[0][1]):
             pending.popleft()
