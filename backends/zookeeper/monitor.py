@@ -5,10 +5,9 @@ the node of every grant held for more than 50 ms, so an out-of-band deletion is 
 within about 0.1 s without a renew; grants given up sooner never pay for a watch: a
 request, and an event when they are released; a grant made from its predecessor's
 deletion event is watched from the start, by the watch its wait set: see :mod:`.handoff`),
-its session expired (LOST), or nothing
-heard from the server for a whole session timeout (the session is then presumed expired;
-checked on every read of ``grant.lost`` too, so a process resumed after a pause sees it
-at once). It also
+its session expired (LOST), or nothing heard from the server for a whole session timeout
+(the session is then presumed expired; checked on every read of ``grant.lost`` too, so a
+process resumed after a pause sees it at once). It also
 deletes nodes of ours that nobody will use (the janitor's work: creates that completed
 after their caller gave up, withdrawals that failed, nodes of grants presumed lost while
 the session lived on) and sets the watches of grants and leader observers again on every
@@ -17,6 +16,11 @@ reconnection, since kazoo drops every watch with the connection.
 kazoo runs watch and state callbacks on its own threads; they only hand a named message
 (:class:`Verify`, :class:`StateChanged`, :class:`Tidy`) to the monitor's queue, whose
 thread makes the round trips.
+
+The thread never ticks: it sleeps until a task, the moment the oldest unwatched grant is
+50 ms old, or the moment the live grants must be presumed lost. A grant wakes it only if
+it needs an earlier wake-up than the one due: a grant handed over from its predecessor's
+deletion (watched from the start) costs the thread nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import queue
 import threading
 import time
+from collections import deque
 
 from kazoo.exceptions import NoNodeError
 
@@ -34,11 +40,11 @@ from fencing_coord.errors import FencingCoordError
 from fencing_coord.grant import Grant
 
 from .grant import Entry, ZooKeeperGrant
+from .monitor_tasks import StateChanged, Stop, Task, Tick, Tidy, Verify
 from .names import kind_words, nonce_of
 from .session import Session, SessionState
 
-# Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not ``from typing import ...`` at runtime: see fencing_coord.typeless
 if TYPE_CHECKING:
     from typing import Final
 
@@ -50,61 +56,8 @@ _log = logging.getLogger(__name__)
 
 # A grant's node is watched once the grant has been held this long (seconds).
 _ARM_DELAY: Final = 0.05
-# Ticks without any grant before the monitor stops ticking.
-_IDLE_TICKS: Final = 20
 # Queue parents whose czxid a monitor remembers (to notice a parent recreated out of band).
 _PARENT_CACHE_SIZE: Final = 4096
-
-
-# The messages are plain classes, not dataclasses: making the five dataclasses was a
-# noticeable part of connect()'s import time (issue 13).
-
-
-class Verify:
-    """Check that ``grant``'s node still exists, and watch it again (its watch fired)."""
-
-    __slots__ = ("grant",)
-    __match_args__ = ("grant",)
-
-    def __init__(self, grant: ZooKeeperGrant) -> None:
-        self.grant = grant
-
-    def __repr__(self) -> str:
-        return f"Verify({self.grant!r})"
-
-
-class StateChanged:
-    """The session went to ``state``."""
-
-    __slots__ = ("state",)
-    __match_args__ = ("state",)
-
-    def __init__(self, state: SessionState) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"StateChanged({self.state!r})"
-
-
-class Tick:
-    """Time to watch the nodes of grants held long enough (sent while grants are live)."""
-
-    __slots__ = ()
-
-
-class Tidy:
-    """Nodes were handed to the janitor: delete them once connected."""
-
-    __slots__ = ()
-
-
-class Stop:
-    """The backend is closing: end the thread."""
-
-    __slots__ = ()
-
-
-Task = Verify | StateChanged | Tick | Tidy | Stop
 
 _TICK: Final = Tick()
 _TIDY: Final = Tidy()
@@ -124,9 +77,19 @@ class Monitor:
         self._orphans: set[tuple[str, str]] = set()  # (parent, nonce) of creates with unknown outcome
         self._parents: dict[str, int] = {}  # queue parent path -> its czxid last seen
         self._leader_watches: set[LeaderWatch] = set()
-        # The thread ticks (every _ARM_DELAY) while grants are live, to arm their watches.
-        self._ticking = False
-        self._last_grant = 0.0  # time.monotonic() of the last grant
+        # (when to watch its node, grant) of grants registered without a watch on their
+        # node, in that order; the released ones are dropped lazily.
+        self._unwatched: deque[tuple[float, ZooKeeperGrant]] = deque()
+        # When the sleeping thread wakes by itself (inf: only for a task); -inf while it
+        # is awake (it looks at every grant before sleeping again).
+        self._wake_at = -math.inf
+        # Since the thread last went to sleep: a grant; grants without a watch in quick
+        # succession (more are likely: its sleep is kept short enough for them).
+        self._granted = self._unwatched_granted = False
+        self._last_unwatched = -math.inf  # time.monotonic() of the last grant without a watch
+        #: How often the thread was woken for the grants' timing: by a grant that needed
+        #: an earlier wake-up, or by its sleep running out (tasks are not counted).
+        self.wakeups = 0
         self._tasks: queue.SimpleQueue[Task] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fencing-coord-zookeeper-monitor", daemon=True)
         session.subscribe(self._on_session)
@@ -139,6 +102,7 @@ class Monitor:
         watch and end the thread (see :meth:`join`)."""
         with self._mutex:
             self._live.clear()
+            self._unwatched.clear()
             for watch in self._leader_watches:
                 watch.stop()
             self._leader_watches.clear()
@@ -150,22 +114,38 @@ class Monitor:
 
     # -- grants -----------------------------------------------------------------------------
 
-    def register(self, name: str, holder: str, entry: Entry, parent_czxid: int) -> ZooKeeperGrant | None:
+    def register(self, name: str, holder: str, entry: Entry, parent_czxid: int, *,
+                 watched: bool = False) -> ZooKeeperGrant | None:
         """The grant of ``name`` for our first node ``entry``; None when the session that
-        owns it has already ended (the node is then deleted in the background)."""
+        owns it has already ended (the node is then deleted in the background).
+        ``watched``: a watch on the node is set already and will reach the grant (see
+        :meth:`.handoff.NodeWatch.hand_to`); else the monitor sets one if the grant is
+        still held after 50 ms."""
         grant = ZooKeeperGrant(name, holder, owner=self.owner, probe=self.probe, entry=entry,
                                parent_czxid=parent_czxid, granted_at=time.monotonic(), changed=self._changed)
+        grant.armed = watched
+        heard_at = self.session.heard_at
+        due = math.inf if heard_at is None else heard_at + self.session.negotiated_timeout
         with self._mutex:
             if self.session.session_id != entry.owner:
                 self._doomed[entry.path] = entry.owner
                 return None
             self._live[entry.path] = grant
+            self._granted = True
             previous = self._parents.get(entry.parent)
             if previous is not None or len(self._parents) < _PARENT_CACHE_SIZE:
                 self._parents[entry.parent] = parent_czxid
-            wake = not self._ticking
-            self._ticking = True
-            self._last_grant = grant.granted_at
+            if not watched:
+                self._unwatched_granted |= grant.granted_at - self._last_unwatched < _ARM_DELAY
+                self._last_unwatched = grant.granted_at
+                self._unwatched.append((grant.granted_at + _ARM_DELAY, grant))
+                # Watched 50 to 100 ms after the grant: a thread that wakes by then anyway
+                # (grants in quick succession) need not be woken for it.
+                due = min(due, grant.granted_at + 2 * _ARM_DELAY)
+            wake = due < self._wake_at
+            if wake:
+                self._wake_at = -math.inf  # one wake-up is enough
+                self.wakeups += 1
         if wake:
             self._tasks.put(_TICK)
         if previous is not None and previous != parent_czxid:
@@ -239,10 +219,14 @@ class Monitor:
 
     def _run(self) -> None:
         while True:
+            slept = False
             try:
-                task = self._tasks.get(timeout=self._next_wait())
+                task = self._tasks.get(timeout=self._sleep())
             except queue.Empty:
-                task = _TICK
+                task, slept = _TICK, True
+            with self._mutex:
+                self._wake_at = -math.inf
+                self.wakeups += slept
             if isinstance(task, Stop):
                 return
             try:
@@ -277,28 +261,51 @@ class Monitor:
             self._verify(grant)
         self._tidy()
 
-    def _next_wait(self) -> float | None:
-        """How long the thread may block: until the live grants must be presumed lost,
-        or the next tick while grants are live (None: until a task arrives)."""
-        waits = []
+    def _sleep(self) -> float | None:
+        """How long the thread may block (None: until a task): until the oldest unwatched
+        live grant is _ARM_DELAY old, or the live grants (or a grant's since the last
+        sleep) must be presumed lost; at most 2 x _ARM_DELAY after grants without a watch
+        in quick succession. Noted in ``_wake_at``: :meth:`register` wakes it only if
+        that is too late."""
         heard_at = self.session.heard_at
-        if heard_at is not None and self._live:
-            waits.append(max(0.0, heard_at + self.session.negotiated_timeout - time.monotonic()))
-        if self._ticking:
-            waits.append(_ARM_DELAY)
-        return min(waits) if waits else None
+        with self._mutex:
+            self._drop_watched()
+            wake_at = math.inf
+            if heard_at is not None and (self._live or self._granted):
+                wake_at = heard_at + self.session.negotiated_timeout
+            if self._unwatched:
+                wake_at = min(wake_at, self._unwatched[0][0])
+            elif self._unwatched_granted:  # within 100 ms: the next such grant needs no wake-up
+                wake_at = min(wake_at, time.monotonic() + 2 * _ARM_DELAY)
+            self._granted = self._unwatched_granted = False
+            self._wake_at = wake_at
+        return None if wake_at == math.inf else max(0.0, wake_at - time.monotonic())
+
+    def _drop_watched(self) -> None:
+        """Drop the unwatched grants in front that are watched or gone (mutex held)."""
+        pending = self._unwatched
+        while pending and (pending[0][1].armed or self._live.get(pending[0][1].entry.path) is not pending[0][1]):
+            pending.popleft()
 
     def _arm_due(self) -> None:
-        """Watch the node of every grant held for longer than _ARM_DELAY. Grants given
-        up sooner never cost a watch (a request, then an event when they are released);
-        an out-of-band deletion of a node is noticed within about 2 x _ARM_DELAY."""
+        """Watch the node of every grant held for _ARM_DELAY or longer. Grants given up
+        sooner never cost a watch (a request, then an event when they are released); an
+        out-of-band deletion of a node is noticed within about 2 x _ARM_DELAY. A watch
+        that could not be set is tried again _ARM_DELAY later."""
         now = time.monotonic()
         with self._mutex:
-            due = [g for g in self._live.values() if not g.armed and now - g.granted_at >= _ARM_DELAY]
-            if not self._live and now - self._last_grant > _IDLE_TICKS * _ARM_DELAY:
-                self._ticking = False  # the next grant wakes the thread again
+            self._drop_watched()
+            due = []
+            while self._unwatched and self._unwatched[0][0] <= now:
+                due.append(self._unwatched.popleft()[1])
+                self._drop_watched()
         for grant in due:
-            self._verify(grant)
+            try:
+                self._verify(grant)
+            except FencingCoordError as exc:
+                _log.debug("could not watch the node of %r: %s", grant, exc)
+                with self._mutex:
+                    self._unwatched.append((time.monotonic() + _ARM_DELAY, grant))
 
     def _verify(self, grant: ZooKeeperGrant) -> None:
         """Check that ``grant``'s node exists (re-arming its watch); report it lost if not."""

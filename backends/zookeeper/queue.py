@@ -190,11 +190,15 @@ class ZooKeeperQueue:
         return self._delete(place.entry)
 
     def claim(self, place: ZooKeeperPlace) -> ZooKeeperGrant:
-        grant = self.monitor.register(self.name, self.holder, place.entry, place.parent_czxid)
+        # A wait that watched our node hands that watch to the grant: the monitor then has
+        # nothing to set (see :meth:`.handoff.NodeWatch.hand_to`).
+        mine = self.mine if self.mine is not None and self.mine.entry == place.entry else None
+        grant = self.monitor.register(self.name, self.holder, place.entry, place.parent_czxid,
+                                      watched=mine is not None)
         if grant is None:
             raise EntryGone("the session changed while acquiring")
-        if self.mine is not None and self.mine.entry == place.entry:
-            self.mine.hand_to(grant)
+        if mine is not None:
+            mine.hand_to(grant)
         return grant
 
     def _wait_next(self, place: ZooKeeperPlace, deadline: float | None) -> None:
