@@ -39,23 +39,15 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import (
-    AuthFailedError,
-    BadArgumentsError,
-    ConnectionClosedError,
-    ConnectionLoss,
-    KazooException,
-    NoAuthError,
-    OperationTimeoutError,
-    SessionExpiredError,
-)
+from kazoo.exceptions import ConnectionLoss, KazooException, OperationTimeoutError, SessionExpiredError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.security import CREATOR_ALL_ACL
 
-from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument
+from fencing_coord.errors import BackendUnavailable, FencingCoordError, InvalidArgument
 
 from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
+from .kazoo_results import kazoo_error, presend
 from .tls import FirstConnection, TLSOptions
 
 TYPE_CHECKING = False  # no ``from typing import ...`` at runtime: see fencing_coord.typeless
@@ -65,7 +57,13 @@ else:
     from fencing_coord.typeless import NamedTuple
     Protocol = object  # Wakeup is a plain class at runtime: nothing checks it there
 
-__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
+__all__ = ["RETRYABLE", "STALE_FAILURE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error",
+           "presend"]
+
+#: Seconds a connection must stay up, after a request on it failed as if it had dropped,
+#: before the request is tried again on it: the failure then belonged to an older
+#: connection (a request sent ahead of its wait, see :func:`presend`).
+STALE_FAILURE = 0.5
 
 _log = logging.getLogger(__name__)
 
@@ -334,7 +332,10 @@ class Session:
                 raise BackendUnavailable(f"{what}: ZooKeeper ({self.hosts}) did not answer in time") from exc
             except RETRYABLE as exc:
                 last = exc
-                self._wait_connected(what, limit, exc, newer_than=epoch)
+                # Normally the connection the request went out on failed: wait for the
+                # next one. But a request sent ahead (see presend) may have gone out on
+                # an older connection than ``epoch``: if this one stays up, try again.
+                self._wait_connected(what, limit, exc, newer_than=epoch, patience=STALE_FAILURE)
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
@@ -362,39 +363,21 @@ class Session:
         error.__cause__ = last
         return error
 
-    def _wait_connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
-        """Block until connected (on a connection newer than epoch ``newer_than``);
-        return the connection's epoch. BackendUnavailable at ``limit``."""
+    def _wait_connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
+                        patience: float | None = None) -> int:
+        """Block until connected (on a connection newer than epoch ``newer_than``, or on
+        that one if it stays connected for ``patience`` seconds); return the connection's
+        epoch. BackendUnavailable at ``limit``."""
+        settled = None if patience is None else time.monotonic() + patience
         with self.cond:
             while self.state != SessionState.CONNECTED or (newer_than is not None and self.epoch == newer_than):
+                now = time.monotonic()
+                if self.state == SessionState.CONNECTED and settled is not None and now >= settled:
+                    break
                 remaining = _remaining(limit)
                 if self.closed or (remaining is not None and remaining <= 0):
                     raise self.not_connected(what, last)
+                if self.state == SessionState.CONNECTED and settled is not None:
+                    remaining = settled - now if remaining is None else min(remaining, settled - now)
                 self.cond.wait(remaining)
             return self.epoch
-
-
-def kazoo_error(what: str, exc: KazooException) -> FencingCoordError:
-    """What a kazoo failure that is not retried means (raise it ``from exc``)."""
-    if isinstance(exc, ConnectionClosedError):
-        return InvalidArgument(f"{what}: the backend was closed")
-    if isinstance(exc, NoAuthError | AuthFailedError):
-        return ConfigurationError(
-            f"{what}: ZooKeeper refused access ({type(exc).__name__}); check the user:password "
-            "in the URL and the ACLs of the znodes"
-        )
-    if isinstance(exc, BadArgumentsError):
-        return InvalidArgument(f"{what}: ZooKeeper refused the arguments ({exc!r})")
-    return BackendUnavailable(f"{what}: ZooKeeper failed: {exc!r}")
-
-
-def presend(start: Callable[[], Any]) -> Callable[[], Any]:
-    """Send ``start()``'s request now and return a ``start`` for :meth:`Session.request`
-    that collects it: so several reads go out before any answer is awaited (one round
-    trip, not one each). Called again (a retry after a reconnection), it sends anew."""
-    pending = [start()]
-
-    def collect() -> Any:
-        return pending.pop() if pending else start()
-
-    return collect
