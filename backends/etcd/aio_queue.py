@@ -87,8 +87,8 @@ class AsyncEtcdQueue:
     async def wait(self, place: Place, deadline: float | None) -> None:
         """Until the predecessor may have been deleted since
         ``place.seen``, our lease is lost, the session closes, the deadline, or a
-        periodic re-check (a silent stream is not trusted forever). The watches, and
-        when the look that covers their creation is due, are
+        periodic re-check (a silent stream is not trusted forever). The watch, and
+        when the look that covers its creation is due, are
         :class:`.waiting.WatchedWait`'s; the delayed look is asked for by a timer of
         the loop, no task of its own unless it fires."""
         if place.predecessor is None:
@@ -128,8 +128,7 @@ class AsyncEtcdQueue:
     async def _follow(self, call: Any, place: Place) -> None:
         """Read the watch stream until something may have changed."""
         watched = WatchedWait(self.line, place)
-        for request in watched.requests:
-            await call.write(request)
+        await call.write(watched.request)
         asked: list[asyncio.Future[None]] = []
         timer = None
         if watched.gap_check:

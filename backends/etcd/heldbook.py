@@ -6,10 +6,10 @@ read the responses it is given, and report what it says was lost or must be read
 The rules (see :mod:`.heldkeys`): a watch per held key, created from the revision after
 the one at which the key was last seen present, so no deletion between the grant and
 the watch is missed (nor one before a watch deferred by the front end is due: a grant
-released first costs no request at all); on a stream opened again, every key watched before is watched from
-"now" and read once when etcd confirmed the watches; a watch whose start was compacted
-away is created again from now, the key read once; a DELETE event of a watched key
-(NOPUT: there is no other) loses the grant that holds the key.
+released first costs no request at all); on a stream opened again, every key watched
+before is watched from "now" and read once when etcd confirmed the watches; a watch
+whose start was compacted away is created again from now, the key read once; a DELETE
+event of a watched key (NOPUT: there is no other) loses the grant that holds the key.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ class LineRequests:
                        head_before=int(response.responses[2].response_range.count) == 1)
 
     @staticmethod
-    def watch_requests(place: Place) -> list[Any]:
+    def watch_request(place: Place) -> Any:
         """The one watch a waiter holds: deletions of its predecessor's key; behind the
         holder (``head_before``), of every key from the lower of the predecessor's and
         ours to the higher, both included.
@@ -206,12 +206,12 @@ class LineRequests:
         keys between the two names are newer contenders' (nobody older is left): their
         puts are filtered out, their deletes read past."""
         if not place.head_before:
-            return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-                key=place.predecessor, filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
+            return etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+                key=place.predecessor, filters=[etcdrpc.WatchCreateRequest.NOPUT]))
         assert place.predecessor is not None
         low, high = sorted((place.predecessor, place.key))
-        return [etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-            key=low, range_end=high + b"\0", filters=[etcdrpc.WatchCreateRequest.NOPUT]))]
+        return etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+            key=low, range_end=high + b"\0", filters=[etcdrpc.WatchCreateRequest.NOPUT]))
 
     def watched(self, place: Place, response: Any, *, covered: bool = False) -> bool:
         """Whether the watch ``response`` ends the wait at ``place`` (then look), as

@@ -4,7 +4,7 @@
 Every contender puts its own key ``<prefix><lease-hex>-<slot>`` bound to its backend's
 lease and never re-puts it; the key with the lowest create revision is first. Each
 contender watches the key just before its own (its predecessor); behind the holder, its
-own key too, on the same watcher (see :meth:`.places.LineRequests.watch_requests`).
+own key too, on the same watcher (see :meth:`.places.LineRequests.watch_request`).
 The requests and what their answers mean are in :mod:`.places`, how a waiter reads its
 watch stream in :mod:`.waiting`: both shared with the asyncio driver.
 """
@@ -150,7 +150,7 @@ class EtcdQueue(LineRequests):
         ``place.seen``, our lease is lost, the session closes, or the deadline (or a
         periodic re-check) comes.
 
-        The watches, and when the look that covers their creation is due, are
+        The watch, and when the look that covers its creation is due, are
         :class:`.waiting.WatchedWait`'s. No thread of ours is started: the re-check is
         the watch call's gRPC deadline, and the delayed look is asked for with a
         progress request sent by gRPC's own request thread."""
@@ -159,8 +159,7 @@ class EtcdQueue(LineRequests):
         queues = self.queues
         watched = WatchedWait(self, place)
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for request in watched.requests:
-            requests.put(request)
+        requests.put(watched.request)
 
         def stream() -> Iterator[Any]:
             asked = not watched.gap_check

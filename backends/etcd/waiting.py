@@ -3,9 +3,9 @@
 watches it holds, when the look that covers their creation is due, and when the wait
 is over. No I/O: each driver sends the requests and makes the look it is told to.
 
-The watches start from "now" (see :meth:`.places.LineRequests.watch_requests`), so a
-deletion between the waiter's read (``place.seen``) and their creation is caught by one
-look once they exist. Behind the holder, that look is made at once: the holder may well
+The watch starts from "now" (see :meth:`.places.LineRequests.watch_request`), so a
+deletion between the waiter's read (``place.seen``) and its creation is caught by one
+look once it exists. Behind the holder, that look is made at once: the holder may well
 have released meanwhile. Behind a waiting predecessor, which can only have left in that
 gap by withdrawing (rare), the look is asked for ``GAP_CHECK`` seconds into the wait (a
 progress request on the stream, whose answer says the time has come); a wait that ends
@@ -15,7 +15,6 @@ before, woken by the predecessor's DELETE, pays only the look every wake-up make
 from __future__ import annotations
 
 import enum
-import logging
 from typing import Any
 
 from etcd3 import etcdrpc
@@ -24,10 +23,8 @@ from .places import LineRequests, Place
 
 __all__ = ["GAP_CHECK", "PROGRESS", "Step", "WatchedWait"]
 
-_log = logging.getLogger(__name__)
-
 #: Seconds into a wait behind a waiting predecessor after which the look that covers
-#: the watches' creation is made. (At 32 contending processes on a 2-core machine a
+#: the watch's creation is made. (At 32 contending processes on a 2-core machine a
 #: wait lasted 0.5-1 s: a shorter delay added a look to most of them.)
 GAP_CHECK = 1.0
 
@@ -44,26 +41,25 @@ class Step(enum.Enum):
 
 
 class WatchedWait:
-    """The watch stream of one wait at ``place``: :attr:`requests` to send at once,
+    """The watch stream of one wait at ``place``: :attr:`request` to send at once,
     :attr:`gap_check` (seconds after which to send :data:`PROGRESS`; 0: never), and
     :meth:`read`, the meaning of each response.
 
-    One watcher (see :meth:`.places.LineRequests.watch_requests`): behind the holder it
+    One watcher (see :meth:`.places.LineRequests.watch_request`): behind the holder it
     covers our key too, and once it reports every event since ``place.seen``
     (:meth:`covered`) the holder's DELETE alone makes us first. Otherwise the look every
     wake-up makes finds our key gone, and a lost lease wakes the waiter through the
     session."""
 
-    __slots__ = ("clean", "created", "gap_check", "line", "looked", "place", "progressed", "requests", "since")
+    __slots__ = ("clean", "gap_check", "line", "looked", "place", "progressed", "request", "since")
 
     def __init__(self, line: LineRequests, place: Place) -> None:
         self.line = line
         self.place = place
-        self.requests: list[Any] = line.watch_requests(place)
+        self.request: Any = line.watch_request(place)
         self.gap_check = 0.0 if place.head_before else GAP_CHECK
-        self.created = 0
-        self.since = 0  # the newest revision at which one of our watches was created
-        self.progressed = place.head_before  # the gap's look is due once the watches exist
+        self.since = 0  # the revision our watch was created at (0: not yet)
+        self.progressed = place.head_before  # the gap's look is due once the watch exists
         self.looked = False
         self.clean = False  # the gap's look found our key and the same predecessor
 
@@ -71,21 +67,19 @@ class WatchedWait:
         """Whether our watcher reports every deletion since ``place.seen``: it was
         created with nothing written since (it starts after the revision its creation
         answer carries), or the gap's look, made once it existed, came back unchanged."""
-        return self.clean or (self.created == len(self.requests) and self.since <= self.place.seen)
+        return self.clean or 0 < self.since <= self.place.seen
 
     def read(self, response: Any) -> Step:
         """What to do after ``response``: end the wait, make the gap's look, or read on."""
         if self.line.watched(self.place, response, covered=self.covered()):
             return Step.END
         if response.created:
-            self.created += 1
-            self.since = max(self.since, int(response.header.revision))
+            self.since = int(response.header.revision)
         elif not response.events:  # the answer to our progress request
             self.progressed = True
-        if (self.created == len(self.requests) and self.progressed and self.since > self.place.seen
-                and not self.looked):
-            # Written to since we looked: our watches are in place now, so one more
-            # look cannot miss a deletion.
+        if self.progressed and self.since > self.place.seen and not self.looked:
+            # Written to since we looked: our watch is in place now, so one more look
+            # cannot miss a deletion.
             self.looked = True
             return Step.LOOK
         return Step.READ_ON

@@ -54,7 +54,7 @@ def _created(revision: int) -> etcdrpc.WatchResponse:
 
 def test_behind_the_holder_one_watcher_covers_both_keys() -> None:
     place = _behind_the_holder()
-    [request] = LineRequests.watch_requests(place)
+    request = LineRequests.watch_request(place)
     create = request.create_request
     assert (create.key, create.range_end) == (PREFIX + b"1f-0", PREFIX + b"2a-0\0")
     assert list(create.filters) == [etcdrpc.WatchCreateRequest.NOPUT]
