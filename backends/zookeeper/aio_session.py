@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +24,7 @@ from fencing_coord.aio.expiries import Expiries
 from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable
 
-from .session import RETRYABLE, STALE_FAILURE, OutcomeUnknown, Session, SessionState, kazoo_error
+from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
 
 __all__ = ["AsyncRequests", "Deferred", "LoopResult", "use_loop_results"]
 
@@ -139,10 +138,7 @@ class AsyncRequests:
                 raise
             except RETRYABLE as exc:
                 last = exc
-                # As Session.request: a request sent ahead may have failed with an older
-                # connection than ``epoch``; if this one stays up, try again on it.
-                await self.connected(what, limit, exc, newer_than=epoch, to_the_end=to_the_end,
-                                     patience=STALE_FAILURE)
+                await self.connected(what, limit, exc, newer_than=epoch, to_the_end=to_the_end)
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
@@ -171,23 +167,16 @@ class AsyncRequests:
             self.expiries.discard(future)
 
     async def connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
-                        to_the_end: Deferred | None = None, patience: float | None = None) -> int:
-        """Wait until connected (on a connection newer than epoch ``newer_than``, or on
-        that one if it stays connected for ``patience`` seconds); the connection's epoch.
-        BackendUnavailable at ``limit``, InvalidArgument once closed. With
-        ``to_the_end``, a cancellation of the calling task is kept there, not raised."""
+                        to_the_end: Deferred | None = None) -> int:
+        """Wait until connected (on a connection newer than epoch ``newer_than``); the
+        connection's epoch. BackendUnavailable at ``limit``, InvalidArgument once closed.
+        With ``to_the_end``, a cancellation of the calling task is kept there, not raised."""
         session = self.session
-        settled = math.inf if patience is None else time.monotonic() + patience
         while session.state is not SessionState.CONNECTED or (newer_than is not None
                                                               and session.epoch == newer_than):
-            now = time.monotonic()
-            if session.state is SessionState.CONNECTED and now >= settled:
-                break
-            remaining = None if limit == float("inf") else limit - now
+            remaining = None if limit == float("inf") else limit - time.monotonic()
             if session.closed or (remaining is not None and remaining <= 0):
                 raise session.not_connected(what, last)
-            if session.state is SessionState.CONNECTED and settled < math.inf:
-                remaining = settled - now if remaining is None else min(remaining, settled - now)
             changed = LoopSignal()
             if session.add_wakeup(changed):
                 try:

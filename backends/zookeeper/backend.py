@@ -186,7 +186,9 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
                                              expected=(NoNodeError,))
         except NoNodeError:
             return []
-        stats = [(child, presend(functools.partial(client.exists_async, f"{base}/{child}"))) for child in children]
+        epoch = self._session.current_epoch
+        stats = [(child, presend(epoch, functools.partial(client.exists_async, f"{base}/{child}")))
+                 for child in children]
         names = []
         for child, stat_of in stats:
             stat = self._session.request(f"stat {base}/{child}", stat_of)

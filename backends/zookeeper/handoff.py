@@ -109,7 +109,8 @@ class NextWait:
 
     __slots__ = ("mine", "own", "place", "start", "watch", "what")
 
-    def __init__(self, client: Any, place: ZooKeeperPlace, parent: str, mine: NodeWatch | None, woke: Wakeup) -> None:
+    def __init__(self, client: Any, epoch: Callable[[], int], place: ZooKeeperPlace, parent: str,
+                 mine: NodeWatch | None, woke: Wakeup) -> None:
         entry = place.entry
         if mine is None or mine.entry != entry or mine.changed:
             mine = NodeWatch(entry)
@@ -118,7 +119,7 @@ class NextWait:
         self.watch = PredecessorWatch(mine, woke)
         path = f"{parent}/{place.predecessor}"
         self.what = f"watch {path} and {entry.path}"
-        self.own: Callable[[], Any] = presend(lambda: client.exists_async(entry.path, watch=mine))
+        self.own: Callable[[], Any] = presend(epoch, lambda: client.exists_async(entry.path, watch=mine))
         self.start: Callable[[], Any] = lambda: client.exists_async(path, watch=self.watch)
 
     @property

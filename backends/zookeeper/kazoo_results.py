@@ -31,13 +31,21 @@ def kazoo_error(what: str, exc: KazooException) -> FencingCoordError:
     return BackendUnavailable(f"{what}: ZooKeeper failed: {exc!r}")
 
 
-def presend(start: Callable[[], Any]) -> Callable[[], Any]:
-    """Send ``start()``'s request now and return a ``start`` for :meth:`Session.request`
+def presend(epoch: Callable[[], int], start: Callable[[], Any]) -> Callable[[], Any]:
+    """Send ``start()``'s request now and return a ``start`` for :meth:`.session.Session.request`
     that collects it: so several reads go out before any answer is awaited (one round
-    trip, not one each). Called again (a retry after a reconnection), it sends anew."""
+    trip, not one each). ``epoch()`` counts the session's connections: a request
+    collected on a later connection than the one it went out on is sent again, as on
+    every later call (a retry after a reconnection). Its answer, or its failure, belongs
+    to a connection gone since; taken as is, a failure made ``request`` wait for a
+    connection newer than the current one, which never came."""
+    sent_on = epoch()
     pending = [start()]
 
     def collect() -> Any:
-        return pending.pop() if pending else start()
+        if pending and epoch() == sent_on:
+            return pending.pop()
+        pending.clear()
+        return start()
 
     return collect

@@ -71,7 +71,8 @@ def _read(session: Session, parent: str, kind: str, count: int | None, attempts:
         except NoNodeError:
             return []
         wanted = queue_order(queue_contenders(children, kind))[:count]
-        reads = [presend(functools.partial(client.get_async, f"{parent}/{c.node}")) for c in wanted]
+        reads = [presend(session.current_epoch, functools.partial(client.get_async, f"{parent}/{c.node}"))
+                 for c in wanted]
         found = []
         for contender, read in zip(wanted, reads, strict=True):
             try:

@@ -216,7 +216,7 @@ class ZooKeeperQueue:
 
     def next_wait(self, place: ZooKeeperPlace, woke: Wakeup) -> NextWait:
         """Start a wait as the next in line (both front ends; see :class:`.handoff.NextWait`)."""
-        waiting = NextWait(self.session.client, place, self.parent, self.mine, woke)
+        waiting = NextWait(self.session.client, self.session.current_epoch, place, self.parent, self.mine, woke)
         self.mine = waiting.mine
         return waiting
 

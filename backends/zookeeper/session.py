@@ -57,13 +57,7 @@ else:
     from fencing_coord.typeless import NamedTuple
     Protocol = object  # Wakeup is a plain class at runtime: nothing checks it there
 
-__all__ = ["RETRYABLE", "STALE_FAILURE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error",
-           "presend"]
-
-#: Seconds a connection must stay up, after a request on it failed as if it had dropped,
-#: before the request is tried again on it: the failure then belonged to an older
-#: connection (a request sent ahead of its wait, see :func:`presend`).
-STALE_FAILURE = 0.5
+__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
 
 _log = logging.getLogger(__name__)
 
@@ -332,14 +326,15 @@ class Session:
                 raise BackendUnavailable(f"{what}: ZooKeeper ({self.hosts}) did not answer in time") from exc
             except RETRYABLE as exc:
                 last = exc
-                # Normally the connection the request went out on failed: wait for the
-                # next one. But a request sent ahead (see presend) may have gone out on
-                # an older connection than ``epoch``: if this one stays up, try again.
-                self._wait_connected(what, limit, exc, newer_than=epoch, patience=STALE_FAILURE)
+                self._wait_connected(what, limit, exc, newer_than=epoch)
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
                 raise kazoo_error(what, exc) from exc
+
+    def current_epoch(self) -> int:
+        """The number of connections made so far (see :func:`.kazoo_results.presend`)."""
+        return self.epoch
 
     def add_wakeup(self, event: Wakeup) -> bool:
         """Set ``event`` on every change of connection state and on close; False (not
@@ -363,21 +358,13 @@ class Session:
         error.__cause__ = last
         return error
 
-    def _wait_connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None,
-                        patience: float | None = None) -> int:
-        """Block until connected (on a connection newer than epoch ``newer_than``, or on
-        that one if it stays connected for ``patience`` seconds); return the connection's
-        epoch. BackendUnavailable at ``limit``."""
-        settled = None if patience is None else time.monotonic() + patience
+    def _wait_connected(self, what: str, limit: float, last: BaseException | None, newer_than: int | None) -> int:
+        """Block until connected (on a connection newer than epoch ``newer_than``);
+        return the connection's epoch. BackendUnavailable at ``limit``."""
         with self.cond:
             while self.state != SessionState.CONNECTED or (newer_than is not None and self.epoch == newer_than):
-                now = time.monotonic()
-                if self.state == SessionState.CONNECTED and settled is not None and now >= settled:
-                    break
                 remaining = _remaining(limit)
                 if self.closed or (remaining is not None and remaining <= 0):
                     raise self.not_connected(what, last)
-                if self.state == SessionState.CONNECTED and settled is not None:
-                    remaining = settled - now if remaining is None else min(remaining, settled - now)
                 self.cond.wait(remaining)
             return self.epoch
