@@ -18,6 +18,7 @@ from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
 from fencing_coord.testing.aio_fixtures import run_guarded
 
+from ..spies import recorded
 from .conftest import ZooKeeperTarget
 from .test_backend import _eventually, _ordered_children, _Requests, _watched_by
 
@@ -149,30 +150,23 @@ def test_a_waiters_wake_up_reaches_the_loop_from_kazoos_connection_thread(local:
             assert isinstance(holder, AsyncZooKeeperBackend)
             assert isinstance(next_, AsyncZooKeeperBackend)
             assert isinstance(last, AsyncZooKeeperBackend)
-            handed: list[Any] = []
-            for waiter in (next_, last):
-                callbacks = waiter.kazoo_client.handler.callback_queue
-                put = callbacks.put
-
-                def counted(item: Any, *args: Any, put: Any = put, **kwargs: Any) -> None:
-                    handed.append(item)
-                    put(item, *args, **kwargs)
-
-                callbacks.put = counted
-            grant = await holder.acquire("orders", timeout=PROMPT)
-            parent = holder.lock_path("orders")
-            first_task = await _queued_behind(next_, "orders")
-            second_task = await _queued_behind(last, "orders")
-            held, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
-                                                                                      parent))
-            await _until_watched(local, next_, held)
-            await _until_watched(local, last, nexts_node)
-            assert await holder.release(grant) is True
-            async with asyncio.timeout(PROMPT):
-                taken = await first_task
-            assert await next_.release(taken) is True
-            async with asyncio.timeout(PROMPT):
-                last_taken = await second_task
+            with recorded(next_.kazoo_client.handler.callback_queue, "put") as nexts, \
+                    recorded(last.kazoo_client.handler.callback_queue, "put") as lasts:
+                grant = await holder.acquire("orders", timeout=PROMPT)
+                parent = holder.lock_path("orders")
+                first_task = await _queued_behind(next_, "orders")
+                second_task = await _queued_behind(last, "orders")
+                held, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
+                                                                                          parent))
+                await _until_watched(local, next_, held)
+                await _until_watched(local, last, nexts_node)
+                assert await holder.release(grant) is True
+                async with asyncio.timeout(PROMPT):
+                    taken = await first_task
+                assert await next_.release(taken) is True
+                async with asyncio.timeout(PROMPT):
+                    last_taken = await second_task
+            handed = nexts + lasts
             assert handed == [], f"{len(handed)} watch callbacks went through kazoo's callback thread"
             assert last_taken.token > taken.token > grant.token
             assert await last.release(last_taken) is True

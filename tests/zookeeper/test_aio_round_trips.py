@@ -18,6 +18,7 @@ from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.backends.zookeeper.grant import ZooKeeperGrant
 from fencing_coord.testing.aio_fixtures import run_guarded
 
+from ..spies import recorded
 from .conftest import ZooKeeperTarget
 from .test_backend import _Requests
 
@@ -89,20 +90,9 @@ def test_no_answer_of_an_uncontended_acquire_and_release_goes_through_kazoos_com
     async def main() -> None:
         async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
             await backend.release(await backend.acquire("orders", timeout=PROMPT))
-            completions = backend.kazoo_client.handler.completion_queue
-            handed: list[Any] = []
-            put = completions.put
-
-            def counted(item: Any, *args: Any, **kwargs: Any) -> None:
-                handed.append(item)
-                put(item, *args, **kwargs)
-
-            completions.put = counted
-            try:
+            with recorded(backend.kazoo_client.handler.completion_queue, "put") as handed:
                 for _ in range(rounds):
                     assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
-            finally:
-                del completions.put
             assert handed == [], f"{len(handed)} hand-overs to kazoo's completion thread for {rounds} acquire+release"
 
     run_guarded(main)
@@ -117,21 +107,10 @@ def test_the_time_limits_of_requests_share_one_timer_of_the_loop(zk_standalone: 
     async def main() -> None:
         async with await _connect(zk_standalone, f"rt-{uuid.uuid4().hex[:10]}") as backend:
             await backend.release(await backend.acquire("orders", timeout=PROMPT))
-            loop = asyncio.get_running_loop()
-            scheduled: list[Any] = []
-            call_at = loop.call_at
-
-            def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
-                scheduled.append(callback)
-                return call_at(when, callback, *args, **kwargs)
-
-            loop.call_at = counted  # type: ignore[method-assign,assignment]
-            try:
+            with recorded(asyncio.get_running_loop(), "call_at") as scheduled:
                 for _ in range(rounds):
                     assert await backend.release(await backend.acquire("orders", timeout=PROMPT)) is True
-            finally:
-                del loop.call_at
-            assert len(scheduled) <= 2, f"{len(scheduled)} timers for {rounds} acquire+release: {scheduled[:6]}"
+            assert len(scheduled) <= 2, f"{len(scheduled)} timers for {rounds} acquire+release, at {scheduled[:6]}"
             assert len(backend._requests.expiries) == 0, "answered requests keep their time limits"
 
     run_guarded(main)
