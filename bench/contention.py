@@ -13,12 +13,19 @@ Per service and number of processes, three kinds run once per round, the order r
 * the peer: python3-etcd3's ``Lock``, kazoo's ``Lock``;
 * ours.
 
-Printed per kind: grants/s, Jain's fairness index of the grants per process, the client
-CPU time per grant (all processes together), and the server's work per grant: etcd
-counts Txn, Range, DeleteRange requests and the Watch messages sent to clients (its
-/metrics, over the whole run); ZooKeeper the packets
-it received (``mntr``). Ratios: medians of the per-round ratios of grants/s.
-Targets (issue 13): ours >= 0.95x floor and >= 1.1x the peer at every N; Jain >= 0.99.
+Printed per kind: grants/s; handoffs/s, the grants that went to another process than
+the one that held the lock before; Jain's fairness index of the grants per process; the
+client CPU time per grant (all processes together); and the server's work per grant.
+For etcd that is the Txn, Range and DeleteRange requests and the Watch messages sent to
+clients (its /metrics, over the whole run). For ZooKeeper it is the packets it received
+(``mntr``).
+
+Ratios are the medians of the per-round ratios. Issue 13's measure is contended
+*handoffs* per second, so the targets apply to handoffs/s: ours >= 0.95x floor and
+>= 1.1x the peer at every N, and Jain >= 0.99. A FIFO lock hands off on every grant.
+python3-etcd3's lock is not FIFO: a process that releases often takes the lock straight
+back, with no other process served. Those re-takes count as grants but not as
+handoffs. The grants/s ratios are printed beside the targets, for the record.
 """
 
 from __future__ import annotations
@@ -190,17 +197,24 @@ def service(name: str, url: str, kinds: dict[str, OpenLock], peer: str, work: Ca
         print(f"\n{name}, {n} processes on one lock, {rounds} rounds of {seconds:g} s (medians)")
         for kind, done in runs.items():
             rate = statistics.median(r.result.grants for r in done)
+            handoffs = statistics.median(r.result.handoffs for r in done)
             jain = statistics.median(r.result.fairness for r in done)
             per_grant = "  ".join(f"{what} {statistics.median(r.per_grant.get(what, 0.0) for r in done):.2f}"
                                   for what in sorted(done[0].per_grant))
             cpu = statistics.median(r.result.cpu for r in done) * 1e6
-            print(f"  {kind:<6} {rate:8.0f} grants/s  Jain {jain:.3f}  client CPU {cpu:5.0f} us"
-                  f"  per grant: {per_grant}")
-        ours = [r.result.grants for r in runs["ours"]]
+            print(f"  {kind:<6} {rate:6.0f} grants/s {handoffs:6.0f} handoffs/s  Jain {jain:.3f}"
+                  f"  client CPU {cpu:5.0f} us  per grant: {per_grant}")
+        ours = [r.result.handoffs for r in runs["ours"]]
+        ours_grants = [r.result.grants for r in runs["ours"]]
         missed += _common.print_ratios([
-            (f"{name} N={n}: ours / floor", _common.paired_ratio(ours, [r.result.grants for r in runs["floor"]]),
-             0.95),
-            (f"{name} N={n}: ours / {peer}", _common.paired_ratio(ours, [r.result.grants for r in runs[peer]]), 1.1),
+            (f"{name} N={n}: ours / floor, handoffs/s",
+             _common.paired_ratio(ours, [r.result.handoffs for r in runs["floor"]]), 0.95),
+            (f"{name} N={n}: ours / {peer}, handoffs/s",
+             _common.paired_ratio(ours, [r.result.handoffs for r in runs[peer]]), 1.1),
+            (f"{name} N={n}: ours / floor, grants/s",
+             _common.paired_ratio(ours_grants, [r.result.grants for r in runs["floor"]]), None),
+            (f"{name} N={n}: ours / {peer}, grants/s",
+             _common.paired_ratio(ours_grants, [r.result.grants for r in runs[peer]]), None),
         ])
     return missed
 
