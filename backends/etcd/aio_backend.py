@@ -64,7 +64,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         self._session = Session(settings, lease_ttl, settings.label)  # the lease book; its thread never runs
         self._lease = AsyncSession(self._conn, self._session)
         self._held_keys = AsyncHeldKeys(self._conn, deleted=self._held_key_deleted, check=self._check_held_keys,
-                                        label=settings.label)
+                                        label=settings.label, watch_after=min(lease_ttl / 10, 0.1))
         self._lease.after_keepalive = self._held_keys.keepalive_round
         self._recheck_interval = max(2.0 * self.ttl, settings.timeout)
         self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)

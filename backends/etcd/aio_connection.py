@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
@@ -138,8 +138,9 @@ class AsyncConnection(Members):
         if self._closed and (task is None or task.cancelling() == 0):
             raise InvalidArgument(f"{self.label}: the backend is closed")
 
-    async def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Any:
-        return await self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)
+    def txn(self, request: Any, *, budget: float | None = None, idempotent: bool = True) -> Awaitable[Any]:
+        """:meth:`call` of KV.Txn (its coroutine itself: no frame of its own to resume)."""
+        return self.call("KV", "Txn", request, budget=budget, idempotent=idempotent)
 
     async def range(self, request: Any, *, budget: float | None = None) -> list[KV]:
         response = await self.call("KV", "Range", request, budget=budget)

@@ -1,8 +1,14 @@
 """The held keys of one asyncio backend, watched rather than polled: one ``grpc.aio``
 watch stream per backend, followed by one task, carries one watch per held key, by the
 rules of :class:`.heldbook.HeldKeysBook` (those of the blocking :mod:`.heldkeys`). A key
-deleted out of band is reported within a round trip, and keepalive rounds cost etcd
-nothing per held key."""
+deleted out of band is reported within ``watch_after`` and a round trip, and keepalive
+rounds cost etcd nothing per held key.
+
+As in the blocking front end, a key is watched once its grant has been held
+``watch_after`` seconds (from the revision after the one it was last seen at, so a
+deletion meanwhile is the watch's first event): the common short hold costs no create
+and no cancel on the stream, nor their answers, even while the stream is open. One
+timer of the loop, armed when no other is, times the deferred watches: none per grant."""
 
 from __future__ import annotations
 
@@ -29,20 +35,26 @@ _log = logging.getLogger(__name__)
 
 
 class AsyncHeldKeys:
-    """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`.
+    """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`, each
+    from ``watch_after`` seconds after its :meth:`add`.
 
     ``deleted(grant)`` is awaited from the watch task when a grant's key was deleted (the
     caller marks it lost); ``check(grants)`` reads the keys of ``grants`` and reports the
     deleted ones the same way. :meth:`add` and :meth:`remove` never suspend: they queue
     the stream's requests. One task per backend, started by the first grant still held
-    when the event loop next runs its callbacks."""
+    when the event loop next runs its callbacks; it opens the stream, on which the
+    watches are created when due."""
 
     def __init__(self, conn: AsyncConnection, *, deleted: Callable[[EtcdGrant], Awaitable[None]],
-                 check: Callable[[list[EtcdGrant]], Awaitable[None]], label: str) -> None:
+                 check: Callable[[list[EtcdGrant]], Awaitable[None]], label: str, watch_after: float) -> None:
         self.conn = conn
         self.deleted = deleted
         self.check = check
         self.label = label
+        #: Seconds a grant is held before its key is watched.
+        self.watch_after = watch_after
+        #: The timer of the first deferred watch (None: no watch is deferred).
+        self._timer: asyncio.TimerHandle | None = None
         self._book = HeldKeysBook()
         #: The open stream's requests (None between streams), and the stream itself.
         self._requests: asyncio.Queue[Any] | None = None
@@ -55,17 +67,34 @@ class AsyncHeldKeys:
         self._closed = False
 
     def add(self, grant: EtcdGrant) -> None:
-        """Watch ``grant``'s key from the revision after the one it was last seen at."""
-        self._send(self._book.add(grant))
-        if self._requests is None and not self._looking:
-            # No stream: open one if the grant is still held once the caller yields (a
-            # lock released at once, the common short hold, costs no task step then).
+        """Watch ``grant``'s key in ``watch_after`` seconds if it is still held then, from
+        the revision after the one it was last seen at."""
+        self._book.add(grant, due=time.monotonic() + self.watch_after)
+        if self._timer is None:  # else it fires earlier than this grant is due
+            self._timer = asyncio.get_running_loop().call_later(self.watch_after, self._due)
+        if self._task is None and not self._looking:
+            # Start the task if the grant is still held once the caller yields (a lock
+            # released at once, the common short hold, costs no task step then).
             self._looking = True
             asyncio.get_running_loop().call_soon(self._look)
 
+    def _due(self) -> None:
+        """The timer: create the watches due now (or have the task open the stream they
+        are created on), and arm the timer again for the next deferred one."""
+        self._timer = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        self._send(*self._book.take_due(now))
+        due = self._book.next_due
+        if due is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, due - now), self._due)
+        if self._requests is None and not self._book.idle:
+            self._wake.set()
+
     def _look(self) -> None:
         self._looking = False
-        if self._book.idle or self._closed:
+        if not self._book.holding or self._closed:
             return
         if self._task is None:
             loop = asyncio.get_running_loop()
@@ -84,6 +113,8 @@ class AsyncHeldKeys:
 
     async def close(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,7 +128,7 @@ class AsyncHeldKeys:
     async def _run(self) -> None:
         pause = StreamPause()
         while True:
-            if self._book.idle:
+            if not self._book.holding:
                 self._wake.clear()
                 await self._wake.wait()
                 continue

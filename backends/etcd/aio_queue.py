@@ -45,7 +45,8 @@ class AsyncEtcdQueue:
     async def enqueue(self, exclusive: bool) -> Place | None:
         self._check_open()
         book, line = self.session.book, self.line
-        lease = await self.session.lease(line.budget.request())
+        # The live lease without a coroutine of its own, as nearly always.
+        lease = book.live() or await self.session.lease(line.budget.request())
         slot = book.take_slot(lease)
         key = line.new_key(lease, slot)
         asked = time.monotonic()

@@ -81,6 +81,11 @@ class HeldKeysBook:
         return len(self._grants) == len(self._deferred)
 
     @property
+    def holding(self) -> bool:
+        """A grant is held (its watch created, due or deferred)."""
+        return bool(self._grants)
+
+    @property
     def next_due(self) -> float | None:
         """When the first deferred watch is due (time.monotonic()); None: none is."""
         return next(iter(self._deferred.values()), None)

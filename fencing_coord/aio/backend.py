@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from ..errors import NotSupported
 from ..fairqueue import complete
@@ -88,7 +88,8 @@ class AsyncLockBackend(FrontEnd, ABC):
         try:
             got = self._granted(ticket, await self._acquire(name, ticket.deadline, on_queued))
             assert got is not None  # _granted raises LockTimeout rather than return None here
-            got = await self._kept(got)
+            if got.released:
+                await self._give_back(got)
         except Exception as exc:
             self._acquire_failed(ticket, exc)
             raise
@@ -102,8 +103,8 @@ class AsyncLockBackend(FrontEnd, ABC):
             return ticket.reentered
         try:
             got = self._granted(ticket, await self._acquire(name, ticket.deadline, None), try_once=True)
-            if got is not None:
-                got = await self._kept(got)
+            if got is not None and got.released:
+                await self._give_back(got)
         except Exception as exc:
             self._acquire_failed(ticket, exc)
             raise
@@ -203,15 +204,15 @@ class AsyncLockBackend(FrontEnd, ABC):
 
     # -- helpers --------------------------------------------------------------------
 
-    async def _kept(self, grant: Grant, name: str | None = None) -> Grant:
-        """``grant``, unless close() raced with its acquisition: then it is given back."""
-        if grant.released:
-            try:
-                await complete(self._release(grant))
-            except Exception:
-                _log.exception("releasing %r after close failed", grant)
-            raise self._closed_meanwhile(name or grant.name, "being acquired" if name is None else "campaigning")
-        return grant
+    async def _give_back(self, grant: Grant, name: str | None = None) -> NoReturn:
+        """``grant`` was released while it was acquired (close() raced with it): give it
+        back and raise InvalidArgument ("closed"). Called only then, so that the common
+        acquisition awaits no coroutine of this check."""
+        try:
+            await complete(self._release(grant))
+        except Exception:
+            _log.exception("releasing %r after close failed", grant)
+        raise self._closed_meanwhile(name or grant.name, "being acquired" if name is None else "campaigning")
 
 
 class AsyncElectionBackend(AsyncLockBackend):
@@ -222,7 +223,9 @@ class AsyncElectionBackend(AsyncLockBackend):
                           on_queued: Callable[[], object] | None) -> Grant | None:
         self._check_open()
         term = self._book_term(await self._campaign(name, value, deadline, on_queued))
-        return None if term is None else await self._kept(term, name)
+        if term is not None and term.released:
+            await self._give_back(term, name)
+        return term
 
     @abstractmethod
     async def _campaign(self, name: str, value: bytes, deadline: float | None,

@@ -160,6 +160,18 @@ def watch_count(member: EtcdMember) -> int:
     return int(found.group(1))
 
 
+_WATCH_RECEIVED = re.compile(
+    r'^grpc_server_msg_received_total\{grpc_method="Watch",grpc_service="etcdserverpb\.Watch"[^}]*\} (\d+)', re.M)
+
+
+def watch_requests(member: EtcdMember) -> int:
+    """How many watch requests (creates, cancels) ``member`` has received so far."""
+    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
+        found = _WATCH_RECEIVED.search(response.read().decode())
+    assert found is not None, "etcd's /metrics no longer count Watch messages received"
+    return int(found.group(1))
+
+
 def acquire_watched(member: EtcdMember, backend: EtcdBackend, name: str) -> EtcdGrant:
     """``backend``'s grant of ``name`` (30 s at most), returned once ``member`` serves
     its held key's watch, which begins once the grant was held 0.1 s: watches and

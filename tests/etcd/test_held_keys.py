@@ -6,10 +6,8 @@ revision after the grant's)."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,23 +18,11 @@ import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget
+from .conftest import EtcdTarget, watch_requests
 
 pytestmark = pytest.mark.etcd
 
 PROMPT = 30.0
-
-_WATCH_RECEIVED = re.compile(
-    r'^grpc_server_msg_received_total\{grpc_method="Watch",grpc_service="etcdserverpb\.Watch"[^}]*\} (\d+)', re.M)
-
-
-def _watch_requests(member: EtcdMember) -> int:
-    """How many watch requests (creates, cancels) ``member`` has received so far."""
-    with urllib.request.urlopen(member.client_url + "/metrics", timeout=5) as response:
-        found = _WATCH_RECEIVED.search(response.read().decode())
-    assert found is not None, "etcd's /metrics no longer count Watch messages received"
-    return int(found.group(1))
-
 
 @pytest.fixture
 def member(etcd_single: EtcdTarget) -> EtcdMember:
@@ -88,11 +74,11 @@ def test_grants_released_at_once_send_no_watch_request(backend: EtcdBackend, mem
     """20 grants released at once, on an open stream, cost no watch create or cancel
     (each cost one of each before: 40 requests)."""
     _lose_a_grant(backend, operator, "first")  # the stream is open
-    before = _watch_requests(member)
+    before = watch_requests(member)
     for _ in range(20):
         backend.release(backend.acquire("orders", timeout=PROMPT))
     _lose_a_grant(backend, operator, "last")  # every request of the 20 has arrived
-    received = _watch_requests(member) - before
+    received = watch_requests(member) - before
     # "last"'s create, and possibly the cancels of "first" and "last" (sent once their
     # DELETE came, maybe not arrived): 1 to 3. Two more: room for one of the 20 grants
     # stalled past 0.1 s on a loaded machine.
@@ -104,11 +90,11 @@ def test_a_key_deleted_while_watched_is_reported_promptly(backend: EtcdBackend, 
                                                           operator: Any, stream_open: bool) -> None:
     if stream_open:
         _lose_a_grant(backend, operator, "first")
-    before = _watch_requests(member)
+    before = watch_requests(member)
     grant = backend.acquire("orders", timeout=PROMPT)
     told = _lost(grant)
     deadline = time.monotonic() + PROMPT
-    while _watch_requests(member) < before + 1:  # the grant's watch, once held 0.1 s
+    while watch_requests(member) < before + 1:  # the grant's watch, once held 0.1 s
         assert time.monotonic() < deadline, "the held key was never watched"
         time.sleep(0.01)  # polling the server's counters: no event tells of it
     deleted = time.monotonic()
@@ -127,17 +113,17 @@ def test_a_key_deleted_before_its_watch_is_reported(backend: EtcdBackend, member
         _lose_a_grant(backend, operator, "first")
     # A delay the out-of-band delete surely falls in, even on a loaded machine.
     backend._held_keys.watch_after = 2.0
-    before = _watch_requests(member)
+    before = watch_requests(member)
     grant = backend.acquire("orders", timeout=PROMPT)
     granted = time.monotonic()
     told = _lost(grant)
     operator.delete_prefix(backend.lock_prefix("orders"))
     assert time.monotonic() - granted < 2.0, "the delete took longer than the delay"
-    assert _watch_requests(member) == before, "the key was watched before the delete"
+    assert watch_requests(member) == before, "the key was watched before the delete"
     assert told.wait(PROMPT), "a deletion before the watch began was not reported"
     assert grant.lost_reason == "lock key deleted"
     assert time.monotonic() - granted < 2.0 + 5.0
-    assert _watch_requests(member) > before  # reported by the watch, created after the delay
+    assert watch_requests(member) > before  # reported by the watch, created after the delay
 
 
 @pytest.mark.parametrize("stream_open", [False, True], ids=["no-stream", "open-stream"])
