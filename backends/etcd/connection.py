@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,45 +27,16 @@ _log = logging.getLogger(__name__)
 
 _DEFAULT_PORT = 2379
 
-class IdleStream:
-    """A Watch stream on member ``index`` that sends no request and so receives nothing,
-    open until :meth:`end` or until its member ends it. See :meth:`Connection.watch`."""
-
-    __slots__ = ("_ended", "call", "index")
-
-    def __init__(self, index: int, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.index = index
-        self._ended = threading.Event()
-        self.call = stub.Watch(self._requests(), metadata=metadata)
-
-    def _requests(self) -> Iterator[Any]:
-        self._ended.wait()  # gRPC's request thread for this stream blocks here, with no wake-up
-        yield from ()
-
-    def live(self) -> bool:
-        return not self.call.done()
-
-    def end(self) -> None:
-        self._ended.set()
-        self.call.cancel()
-
-
 class Connection(Members):
     """gRPC channels to the cluster's members: one in use at a time, the next one after
     a failure. Authenticates, retries what may be retried within a time budget, and
     maps gRPC errors to fencing_coord errors (chained); see :class:`.retry.Retry`."""
 
-    _idle: IdleStream | None = None
 
     # -- channels ----------------------------------------------------------------------
 
     def close(self) -> None:
-        channels = self._take_channels()  # closed first: no IdleStream is opened after
-        with self._lock:
-            idle, self._idle = self._idle, None
-        if idle is not None:
-            idle.end()
-        for channel in channels:
+        for channel in self._take_channels():
             channel.close()
 
     # -- requests ----------------------------------------------------------------------
@@ -144,30 +114,6 @@ class Connection(Members):
         index = self._current
         stub = self._stub(index, "Watch")
         return index, stub.Watch(requests, timeout=timeout, metadata=(*self._metadata, ("hasleader", "true")))
-
-    def keep_stream_thread(self) -> None:
-        """Keep gRPC's stream thread of the member in use running, for streams opened
-        one after another (as waits do).
-
-        gRPC's blocking channel serves its streams from a thread that it starts with
-        the channel's first open stream and ends with its last. A waiter's stream was
-        usually the only one, so every wait started that thread and ended it (about
-        0.3 ms of CPU per contended grant, issue 13). From the first call on, the
-        channel keeps one :class:`IdleStream` open (one at a time, on the member in
-        use; ended by :meth:`close`): no request, no response, no watch for etcd to
-        serve; the thread stays, waking every 0.2 s (gRPC's own poll)."""
-        index = self._current
-        idle = self._idle
-        if idle is not None and idle.index == index and idle.live():
-            return
-        stub = self._stub(index, "Watch")
-        with self._lock:
-            idle = self._idle
-            if self._closed or (idle is not None and idle.index == index and idle.live()):
-                return
-            self._idle = IdleStream(index, stub, self._metadata)
-        if idle is not None:
-            idle.end()
 
 
 # -- from a URL --------------------------------------------------------------------------------

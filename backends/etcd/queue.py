@@ -178,7 +178,6 @@ class EtcdQueue(LineRequests):
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
         try:
-            queues.conn.keep_stream_thread()
             index, call = queues.conn.watch(stream(), timeout=wait)
         except BackendUnavailable:
             time.sleep(0.05)

@@ -101,42 +101,6 @@ def test_no_thread_is_started_per_wait(member: EtcdMember, connect: Connect) -> 
     waiter.release(waiting.result(PROMPT))
 
 
-def test_a_wait_starts_only_grpcs_request_thread(member: EtcdMember, connect: Connect,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """gRPC's blocking channel serves streams from a thread it starts with the channel's
-    first open stream and ends with its last: every wait started it and ended it (two
-    threads a wait with the stream's request thread). The waiter's channel now keeps an
-    idle stream open from its first wait on, so each later wait starts one thread, and
-    the waits still cost one Watch stream each. Closing ends the idle stream."""
-    holder, waiter = connect(ttl=30), connect(ttl=30)  # no keepalive round (a stream) meanwhile
-
-    def wait_once() -> None:
-        grant = holder.acquire("orders", timeout=PROMPT)
-        # Released once the waiter is queued behind it: its wait opens a watch stream.
-        waiter.release(waiter.acquire("orders", timeout=PROMPT, on_queued=lambda: holder.release(grant)))
-
-    wait_once()
-    started: list[str] = []
-    real_start = threading.Thread.start
-
-    def start(thread: threading.Thread) -> None:
-        started.append(thread.name)
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
-    streams = rpc_counts(member)["Watch"]
-    for _ in range(10):
-        wait_once()
-    assert rpc_counts(member)["Watch"] - streams == 10  # one stream per wait, no more
-    assert len(started) <= 10, f"10 waits started {len(started)} threads: {started}"
-    idle = waiter._conn._idle
-    assert idle is not None
-    assert idle.live()
-    waiter.close()
-    assert waiter._conn._idle is None
-    assert idle.call.done()
-
-
 def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
         member: EtcdMember, connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
     """The waiting predecessor's key is deleted after the waiter read it and before its
