@@ -13,7 +13,9 @@ stream, the thread that serves the channel's streams). Printed per kind and N: g
 CPU per grant (``time.process_time``, all processes), then per kind of thread the CPU
 per grant and its slices per grant (ended threads: how many ended per grant). Thread
 kinds: our threads by name, gRPC's Python threads by their function, gRPC's C threads
-by their kernel name (``C:``), ``main`` the thread that takes the lock.
+by their kernel name (``C:``), ``main`` the thread that takes the lock; and ``etcd
+server``, the server process's CPU per grant (user + system, 10 ms ticks, read from just
+before the run to the last result: it shares the machine's cores with the clients).
 """
 
 from __future__ import annotations
@@ -120,8 +122,19 @@ def _contender(kind: str, url: str, name: str, ready: Any, go: Any, stop_at: Any
     out.close()
 
 
-def one_run(kind: str, url: str, clients: int, seconds: float) -> tuple[float, float, Usage]:
-    """grants/s, CPU seconds per grant and per kind of thread (CPU, count) per grant."""
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by process ``pid`` (0.0 if unknown)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(kind: str, url: str, clients: int, seconds: float,
+            server_pid: int | None) -> tuple[float, float, Usage]:
+    """grants/s, CPU seconds per grant and per kind of thread (CPU, count) per grant;
+    the server's CPU per grant as kind ``etcd server``."""
     ctx = multiprocessing.get_context("spawn")
     name = f"cpu-{uuid.uuid4().hex[:8]}"
     ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
@@ -135,6 +148,7 @@ def one_run(kind: str, url: str, clients: int, seconds: float) -> tuple[float, f
     ready.wait(120)
     stop_at.value = time.time() + seconds
     go.set()
+    server_cpu = _process_cpu(server_pid)
     grants, cpu = 0, 0.0
     total: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for receive in pipes:
@@ -144,6 +158,7 @@ def one_run(kind: str, url: str, clients: int, seconds: float) -> tuple[float, f
         for kind_of, (seconds_used, count) in usage.items():
             total[kind_of][0] += seconds_used
             total[kind_of][1] += count
+    total["etcd server"] = [_process_cpu(server_pid) - server_cpu, 0.0]  # to the last process's end
     for proc in procs:
         proc.join()
     per = max(grants, 1)
@@ -163,8 +178,8 @@ def report(kind: str, clients: int, runs: list[tuple[float, float, Usage]]) -> N
              _median([u[k][1] for _, _, u in runs if k in u], len(runs))) for k in kinds]
     for kind_of, used, count in sorted(rows, key=lambda row: -row[1]):
         if used >= 5e-6:
-            what = "threads ended" if kind_of.endswith("[ended]") else "slices"
-            print(f"  {kind_of:40s} {used * 1e6:6.0f} us/grant  {count:6.2f} {what}/grant")
+            what = "threads ended" if kind_of.endswith("[ended]") else "slices" if count else ""
+            print(f"  {kind_of:40s} {used * 1e6:6.0f} us/grant" + (f"  {count:6.2f} {what}/grant" if what else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[tuple[float, float, Usage]]] = {kind: [] for kind in kinds}
             for r in range(args.rounds):
                 for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
-                    runs[kind].append(one_run(kind, server.url, clients, args.seconds))
+                    runs[kind].append(one_run(kind, server.url, clients, args.seconds,
+                                              server.members[0].process.pid))
             for kind in kinds:
                 report(kind, clients, runs[kind])
     return 0
