@@ -7,10 +7,11 @@ A watch is created from the revision after the one at which the grant's key was 
 seen present, so no deletion between the grant and the watch is missed: etcd replays
 it as the watch's first event. Waiting ``watch_after`` first makes the common short
 hold free: a grant released before costs no create and no cancel on the stream, no
-work for etcd and no response to read. A deletion is then reported at most
-``watch_after`` plus etcd's catching up of a watch that starts in the past (it serves
-such "unsynced" watches every 100 ms) after it happened, well within the ttl / 3 at
-which held keys used to be polled. The deferred watches are timed by the stream's
+work for etcd and no response to read. The timing side may create a watch up to one
+``watch_after`` late, so that grants coming one after another do not wake it each time.
+A deletion is then reported at most twice ``watch_after`` plus etcd's catching up of a
+watch that starts in the past (it serves such "unsynced" watches every 100 ms) after it
+happened, well within the ttl / 3 at which held keys used to be polled. The deferred watches are timed by the stream's
 request iterator (gRPC's own thread for the stream) while a stream is open, and by our
 thread otherwise: no thread or timer per grant.
 
@@ -62,7 +63,7 @@ _DUE = _Due()
 
 class HeldKeys:
     """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`, each
-    from ``watch_after`` seconds after its :meth:`add` (see the module's docstring).
+    from ``watch_after`` to twice that after its :meth:`add` (see the module's docstring).
 
     ``deleted(grant)`` is called from the watch thread when a grant's key was deleted
     (the caller marks it lost); ``check(grants)`` reads the keys of ``grants`` and
@@ -99,7 +100,9 @@ class HeldKeys:
             self._added_at = now = time.monotonic()
             due = now + self.watch_after
             self._book.add(grant, due=due)
-            if due >= self._timer_at:
+            if self._timer_at <= due + self.watch_after:
+                # The timing side looks soon enough: this watch is created at most one
+                # watch_after late, and the acquiring thread makes no thread switch.
                 return
             self._timer_at = due  # woken once: later adds are due later still
             if self._requests is not None:
@@ -147,13 +150,15 @@ class HeldKeys:
             now = time.monotonic()
             self._send(*self._book.take_due(now))
             due = self._book.next_due
-            if due is None and now - self._added_at < self.watch_after:
+            if due is None and now - self._added_at < 2 * self.watch_after:
                 # Grants came lately and went before their watches were due: look again
-                # one watch_after from now rather than be woken by the next add. Grants
-                # held briefly, one after another, would otherwise wake this thread (or
-                # the stream's) for every one of them, each wake a thread switch on the
-                # acquiring thread's path.
-                due = now + self.watch_after
+                # two watch_after from now rather than be woken by the next add (which
+                # lets this look be one watch_after late). Grants held briefly, one after
+                # another, would otherwise wake this thread (or the stream's) once or
+                # twice for every one of them, each wake a thread switch on the acquiring
+                # thread's path: with many processes on one lock, each gets a grant
+                # about every 0.2 s, longer than watch_after, and was woken twice.
+                due = now + 2 * self.watch_after
             self._timer_at = math.inf if due is None else due
             return self._timer_at
 

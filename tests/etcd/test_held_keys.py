@@ -151,3 +151,34 @@ def test_grants_released_at_once_do_not_wake_the_watch_timer_each_time(
     elapsed = time.monotonic() - started
     during = len([at for at in looks if at <= started + elapsed])
     assert during <= elapsed / held.watch_after + 4, f"{during} wakes for 100 grants in {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("stream_open", [False, True], ids=["no-stream", "open-stream"])
+def test_grants_spaced_longer_than_the_delay_wake_the_watch_timer_once_each(
+        backend: EtcdBackend, operator: Any, monkeypatch: pytest.MonkeyPatch, stream_open: bool) -> None:
+    """Grants held briefly, one every 1.5 ``watch_after`` (as each of 32 processes on one
+    lock gets them): the timing side looks about once per grant, not twice (once woken
+    by the add, once when the watch would have been due). The pause between grants is
+    the workload's shape, not a synchronisation."""
+    if stream_open:
+        _lose_a_grant(backend, operator, "first")
+    held = backend._held_keys
+    held.watch_after = 0.2
+    looks: list[float] = []
+    real_take_due = held._take_due
+
+    def take_due(requests: Any) -> float:
+        looks.append(time.monotonic())
+        due: float = real_take_due(requests)
+        return due
+
+    backend.release(backend.acquire("orders", timeout=PROMPT))  # the pace starts from here
+    monkeypatch.setattr(held, "_take_due", take_due)
+    pace = threading.Event()
+    started = time.monotonic()
+    for _ in range(12):
+        pace.wait(1.5 * held.watch_after)
+        backend.release(backend.acquire("orders", timeout=PROMPT))
+    elapsed = time.monotonic() - started
+    during = len([at for at in looks if at <= started + elapsed])
+    assert during <= 12 + 3, f"{during} looks for 12 grants in {elapsed:.2f} s"
