@@ -195,24 +195,38 @@ class Contended(NamedTuple):
     fairness: float = 1.0  # Jain's index of the grants per client (1.0: all got as many)
 
 
+def start_contenders(clients: int, seconds: float,
+                     task: Callable[[Any, Any, Any, Any], tuple[Callable[..., None], tuple[Any, ...]]],
+                     ) -> tuple[list[Any], list[Any]]:
+    """Spawn ``clients`` processes, each running ``target(*args)`` for ``(target, args) =
+    task(ready, go, stop_at, send)``: a barrier to pass once connected, an event to start
+    on, the time.time() to stop at (set here, ``seconds`` after all passed ``ready``),
+    and the end of a pipe to send results on. Returns the pipes' receiving ends and the
+    processes, started and going."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
+    pipes, procs = [], []
+    for _ in range(clients):
+        receive, send = ctx.Pipe(duplex=False)
+        target, args = task(ready, go, stop_at, send)
+        proc = ctx.Process(target=target, args=args)
+        proc.start()
+        pipes.append(receive)
+        procs.append(proc)
+    ready.wait(120)
+    stop_at.value = time.time() + seconds
+    go.set()
+    return pipes, procs
+
+
 def contended(open_lock: OpenLock, url: str, clients: int, seconds: float, *,
               quiet: Callable[[], Sized] | None = None) -> Contended:
     """``clients`` processes, each with its own ``open_lock(url, name)``, on one lock for
     ``seconds`` from when all of them are connected. ``open_lock`` and ``quiet`` must be
     module-level (they are pickled for the spawned processes)."""
-    ctx = multiprocessing.get_context("spawn")
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
-    pipes, procs = [], []
-    for _ in range(clients):
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(open_lock, url, name, ready, go, stop_at, send, quiet))
-        proc.start()
-        pipes.append(receive)
-        procs.append(proc)
-    ready.wait()
-    stop_at.value = time.time() + seconds
-    go.set()
+    pipes, procs = start_contenders(clients, seconds, lambda ready, go, stop_at, send: (
+        _contender, (open_lock, url, name, ready, go, stop_at, send, quiet)))
     timeline: list[tuple[float, int]] = []
     per_client: list[int] = []
     cpu = 0.0

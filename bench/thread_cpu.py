@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import multiprocessing
 import os
 import re
 import statistics
@@ -34,6 +33,7 @@ import types
 import uuid
 from typing import Any
 
+import _common  # bench/_common.py: this script's directory is on sys.path
 from contention import etcd_floor, our_lock_quiet  # bench/contention.py
 
 from fencing_coord.servers.etcd import EtcdServer
@@ -135,20 +135,10 @@ def one_run(kind: str, url: str, clients: int, seconds: float,
             server_pid: int | None) -> tuple[float, float, Usage]:
     """grants/s, CPU seconds per grant and per kind of thread (CPU, count) per grant;
     the server's CPU per grant as kind ``etcd server``."""
-    ctx = multiprocessing.get_context("spawn")
     name = f"cpu-{uuid.uuid4().hex[:8]}"
-    ready, go, stop_at = ctx.Barrier(clients + 1), ctx.Event(), ctx.Value("d", 0.0)
-    pipes, procs = [], []
-    for _ in range(clients):
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_contender, args=(kind, url, name, ready, go, stop_at, send))
-        proc.start()
-        pipes.append(receive)
-        procs.append(proc)
-    ready.wait(120)
-    stop_at.value = time.time() + seconds
-    go.set()
-    server_cpu = _process_cpu(server_pid)
+    pipes, procs = _common.start_contenders(clients, seconds, lambda ready, go, stop_at, send: (
+        _contender, (kind, url, name, ready, go, stop_at, send)))
+    server_cpu = _process_cpu(server_pid)  # from the start, as the clients' own figures
     grants, cpu = 0, 0.0
     total: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for receive in pipes:

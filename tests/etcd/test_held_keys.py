@@ -126,6 +126,21 @@ def test_a_key_deleted_before_its_watch_is_reported(backend: EtcdBackend, member
     assert watch_requests(member) > before  # reported by the watch, created after the delay
 
 
+def _record_looks(held: Any, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times (time.monotonic()) at which the side timing ``held``'s deferred watches
+    looks for due ones from now on."""
+    looks: list[float] = []
+    real_take_due = held._take_due
+
+    def take_due(requests: Any) -> float:
+        looks.append(time.monotonic())
+        due: float = real_take_due(requests)
+        return due
+
+    monkeypatch.setattr(held, "_take_due", take_due)
+    return looks
+
+
 @pytest.mark.parametrize("stream_open", [False, True], ids=["no-stream", "open-stream"])
 def test_grants_released_at_once_do_not_wake_the_watch_timer_each_time(
         backend: EtcdBackend, operator: Any, monkeypatch: pytest.MonkeyPatch, stream_open: bool) -> None:
@@ -136,15 +151,7 @@ def test_grants_released_at_once_do_not_wake_the_watch_timer_each_time(
     if stream_open:
         _lose_a_grant(backend, operator, "first")
     held = backend._held_keys
-    looks: list[float] = []
-    real_take_due = held._take_due
-
-    def take_due(requests: Any) -> float:
-        looks.append(time.monotonic())
-        due: float = real_take_due(requests)
-        return due
-
-    monkeypatch.setattr(held, "_take_due", take_due)
+    looks = _record_looks(held, monkeypatch)
     started = time.monotonic()
     for _ in range(100):
         backend.release(backend.acquire("orders", timeout=PROMPT))
@@ -164,16 +171,8 @@ def test_grants_spaced_longer_than_the_delay_wake_the_watch_timer_once_each(
         _lose_a_grant(backend, operator, "first")
     held = backend._held_keys
     held.watch_after = 0.2
-    looks: list[float] = []
-    real_take_due = held._take_due
-
-    def take_due(requests: Any) -> float:
-        looks.append(time.monotonic())
-        due: float = real_take_due(requests)
-        return due
-
     backend.release(backend.acquire("orders", timeout=PROMPT))  # the pace starts from here
-    monkeypatch.setattr(held, "_take_due", take_due)
+    looks = _record_looks(held, monkeypatch)
     pace = threading.Event()
     started = time.monotonic()
     for _ in range(12):
