@@ -4,40 +4,38 @@ monitor's thread makes the round trips."""
 
 from __future__ import annotations
 
+from fencing_coord.typeless import FrozenValue
+
 from .grant import ZooKeeperGrant
 from .session import SessionState
 
 __all__ = ["StateChanged", "Stop", "Task", "Tick", "Tidy", "Verify"]
 
 
-# The messages are plain classes, not dataclasses: making the five dataclasses was a
-# noticeable part of connect()'s import time (issue 13).
+# The messages are not dataclasses: making the five dataclasses was a noticeable part of
+# connect()'s import time (issue 13). Those with fields are FrozenValues instead.
 
 
-class Verify:
+class Verify(FrozenValue):
     """Check that ``grant``'s node still exists, and watch it again (its watch fired)."""
 
     __slots__ = ("grant",)
     __match_args__ = ("grant",)
+    grant: ZooKeeperGrant
 
     def __init__(self, grant: ZooKeeperGrant) -> None:
-        self.grant = grant
-
-    def __repr__(self) -> str:
-        return f"Verify({self.grant!r})"
+        object.__setattr__(self, "grant", grant)
 
 
-class StateChanged:
+class StateChanged(FrozenValue):
     """The session went to ``state``."""
 
     __slots__ = ("state",)
     __match_args__ = ("state",)
+    state: SessionState
 
     def __init__(self, state: SessionState) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"StateChanged({self.state!r})"
+        object.__setattr__(self, "state", state)
 
 
 class Tick:
