@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from aio_floor import _requests  # bench/aio_floor.py: this script's directory is on sys.path
+from aio_floor import _requests, open_held_keys_stream  # bench/aio_floor.py: this script's directory is on sys.path
 from etcd3 import etcdrpc
 from etcd3.etcdrpc import rpc_pb2_grpc
 
@@ -103,9 +103,7 @@ async def _ours_aio(url: str, iterations: int, table: dict[str, dict[str, float]
                 await backend.release(await backend.acquire("orders", timeout=10))
 
         await _measure("ours aio", body, iterations, table)
-        held = await backend.acquire("held", timeout=10)  # watched after 0.1 s: the stream opens
-        await asyncio.sleep(0.3)
-        await backend.release(held)
+        await open_held_keys_stream(backend)
         await _measure("ours aio+s", body, iterations, table)
 
 
