@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -15,6 +16,7 @@ from etcd3 import etcdrpc
 
 from fencing_coord.errors import InvalidArgument
 
+from .aio_unary import ToEnd, Unary, cancel_all, direct
 from .connection import Connection
 from .retry import Members, Retry
 from .wire import KV, StreamEnded
@@ -33,9 +35,16 @@ class AsyncConnection(Members):
     def __init__(self, settings: Connection) -> None:
         super().__init__(settings.targets, credentials=settings.credentials, user=settings.user,
                          password=settings.password, timeout=settings.timeout, label=settings.label)
+        #: (member index, service, method): its unary callable (see :meth:`_direct`).
+        self._unary: dict[tuple[int, str, str], Unary] = {}
+        #: The calls of :attr:`_unary`'s callables in flight (cancelled by :meth:`close`).
+        self._in_flight: set[Any] = set()
 
     async def close(self) -> None:
-        for channel in self._take_channels():
+        channels = self._take_channels()
+        self._unary.clear()
+        cancel_all(self._in_flight)  # as the channels' close() does grpc.aio's own calls
+        for channel in channels:
             await channel.close()
 
     async def authenticate(self, budget: float | None = None) -> None:
@@ -50,14 +59,17 @@ class AsyncConnection(Members):
     async def call(self, service: str, method: str, request: Any, *, budget: float | None = None,
                    idempotent: bool = True, authenticating: bool = False) -> Any:
         """Send one unary request and return the response; retried and mapped as
-        :meth:`Connection.call`."""
-        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating)
+        :meth:`Connection.call`. The first try needs no :class:`Retry` (made on its
+        failure, with the budget counted from the start)."""
+        started = time.monotonic()
+        index, seconds = self._current, self._first_try(budget)
+        retry: Retry | None = None
         while True:
-            index, seconds = retry.attempt()
             try:
-                rpc = getattr(self._stub(index, service), method)
-                return await rpc(request, timeout=seconds, metadata=self._metadata)
+                return await self._direct(index, service, method)(request, timeout=seconds, metadata=self._metadata)
             except (ValueError, grpc.RpcError) as exc:
+                if retry is None:
+                    retry = self._retry(started, service, method, budget, idempotent, authenticating)
                 pause = retry.failed(index, exc)
             except asyncio.CancelledError:
                 self._check_closed_meanwhile()
@@ -66,30 +78,38 @@ class AsyncConnection(Members):
                 await self.authenticate(budget=retry.left())
             else:
                 await asyncio.sleep(pause)
+            index, seconds = retry.attempt()
 
     async def call_to_end(self, service: str, method: str, request: Any, *, budget: float | None = None,
                           idempotent: bool = True) -> tuple[Any, asyncio.CancelledError | None]:
         """As :meth:`call`, but carried to its end even when the calling task is cancelled
-        meanwhile (a release must not be cut in half), without a task of its own: the
-        response and the cancellation, if one came, for the caller to raise once it has
-        booked the response. If the request fails after a cancellation came, that
-        cancellation is raised, caused by the request's error."""
-        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=False)
+        meanwhile (a release must not be cut in half), without a task of its own (see
+        :class:`.aio_unary.ToEnd`): the response and the cancellation, if one came, for
+        the caller to raise once it has booked the response. If the request fails after
+        a cancellation came, that cancellation is raised, caused by the request's error."""
+        started = time.monotonic()
+        index, seconds = self._current, self._first_try(budget)
+        retry: Retry | None = None
         cancelled: asyncio.CancelledError | None = None
         while True:
-            index, seconds = retry.attempt()
+            attempt = None
             try:
-                call = getattr(self._stub(index, service), method)(request, timeout=seconds, metadata=self._metadata)
-                cancelled = await _until_done(call, cancelled)
-                return await call, cancelled  # done: the answer is there, no suspension
+                rpc = self._direct(index, service, method)
+                attempt = ToEnd(rpc(request, timeout=seconds, metadata=self._metadata))
+                response = await attempt
+                return response, attempt.cancelled or cancelled
             except (ValueError, grpc.RpcError) as exc:
+                cancelled = cancelled if attempt is None else attempt.cancelled or cancelled
                 try:
+                    if retry is None:
+                        retry = self._retry(started, service, method, budget, idempotent, False)
                     pause = retry.failed(index, exc)
                 except Exception as error:
                     if cancelled is not None:
                         raise cancelled from error
                     raise
             except asyncio.CancelledError:  # not ours (absorbed above): the channel was closed
+                cancelled = cancelled if attempt is None else attempt.cancelled or cancelled
                 if cancelled is not None:
                     raise cancelled from None
                 self._check_closed_meanwhile()
@@ -101,6 +121,28 @@ class AsyncConnection(Members):
                     await asyncio.sleep(pause)
             except asyncio.CancelledError as exc:  # cut the pause short; the request goes on
                 cancelled = exc
+            index, seconds = retry.attempt()
+
+    def _first_try(self, budget: float | None) -> float:
+        """Seconds of a request's first try (as :meth:`Retry.attempt` at its start)."""
+        return max(0.05, min(self.timeout if budget is None else budget, self.attempt_timeout))
+
+    def _retry(self, started: float, service: str, method: str, budget: float | None, idempotent: bool,
+               authenticating: bool) -> Retry:
+        """The policy of a request sent at ``started`` whose first try failed."""
+        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating)
+        retry.stop = started + (self.timeout if budget is None else budget)
+        return retry
+
+    def _direct(self, index: int, service: str, method: str) -> Unary:
+        """The unary callable of ``service.method`` on member ``index`` (see
+        :mod:`.aio_unary`; cached: no lock and no lookup per request). After
+        :meth:`close`: InvalidArgument."""
+        rpc = self._unary.get((index, service, method))
+        if rpc is None:
+            rpc = direct(getattr(self._stub(index, service), method), self._in_flight)
+            self._unary[(index, service, method)] = rpc
+        return rpc
 
     async def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:
         """Refresh lease ``lease_id`` once; its new TTL (<= 0: etcd no longer has it)."""
@@ -153,24 +195,3 @@ class AsyncConnection(Members):
         that member loses its leader."""
         index = self._current
         return index, self._stub(index, "Watch").Watch(requests, metadata=(*self._metadata, ("hasleader", "true")))
-
-
-async def _until_done(call: Any, cancelled: asyncio.CancelledError | None) -> asyncio.CancelledError | None:
-    """Wait until the grpc.aio ``call`` is done, without cancelling it when the task is
-    cancelled meanwhile (awaiting the call itself would): the cancellation that came,
-    else ``cancelled``. A future of our own stands between the task and the call."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-
-    def wake(_: object) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    call.add_done_callback(wake)
-    while not call.done():
-        try:
-            await waiter
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-            waiter = loop.create_future()
-    return cancelled
