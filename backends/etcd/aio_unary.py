@@ -9,11 +9,16 @@ floor of an asyncio client stood at 0.86x the blocking one's rate. Awaiting the 
 call in the calling task leaves the same requests on the wire, one loop pass and two
 callbacks fewer per request.
 
+The Cython call gets what grpc.aio's call object gives it (the serialized request,
+the metadata, an observability context), and its ``cancel`` when the awaiting task is
+cancelled. grpc.aio's channel does not know these calls, so its ``close()`` cannot
+cancel them: :func:`cancel_all` does, as the connection closes.
+
 This leans on grpc.aio's internals (its callables' ``_channel``, ``_method``,
 ``_request_serializer``, ``_response_deserializer`` and ``_registered_call_handle``; the
 Cython call's ``unary_unary``, ``is_ok``, ``status`` and ``cancel``, which grpc.aio's
-own call object uses the same way): where they are missing, :func:`direct` returns
-grpc.aio's callable unchanged, and requests cost what they did.
+own call object uses the same way): where they are missing, :func:`direct` awaits
+grpc.aio's callable instead, and requests cost what they did (grpcio 1.85 is tested).
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ class _DirectUnary:
     ``CancelledError`` when the call was cancelled locally (the caller's task was
     cancelled, or :func:`cancel_all` ran). The calls in flight are kept in ``calls``."""
 
-    __slots__ = ("_calls", "_channel", "_codes", "_handle", "_method", "_parse", "_serialize")
+    __slots__ = ("_calls", "_census", "_channel", "_codes", "_handle", "_method", "_parse", "_serialize")
 
-    def __init__(self, rpc: Any, calls: set[Any], codes: Callable[[int], grpc.StatusCode]) -> None:
+    def __init__(self, rpc: Any, calls: set[Any], codes: Callable[[int], grpc.StatusCode],
+                 census: Callable[[], Any]) -> None:
         self._channel = rpc._channel
         self._method = rpc._method
         self._serialize = rpc._request_serializer
@@ -55,13 +61,14 @@ class _DirectUnary:
         self._handle = rpc._registered_call_handle
         self._calls = calls
         self._codes = codes
+        self._census = census
 
     async def __call__(self, request: Any, *, timeout: float, metadata: tuple[tuple[str, str], ...]) -> Any:
         call = self._channel.call(self._method, time.time() + timeout, None, None, self._handle)
         calls = self._calls
         calls.add(call)
         try:
-            data = await call.unary_unary(self._serialize(request), metadata, None)
+            data = await call.unary_unary(self._serialize(request), metadata, self._census())
         except BaseException:  # the task cancelled, or the coroutine closed: gRPC's call must end too
             if not call.done():
                 call.cancel(_CANCELLED)
@@ -81,9 +88,9 @@ def direct(rpc: Any, calls: set[Any]) -> Unary:
     """A :data:`Unary` for grpc.aio's unary callable ``rpc`` that awaits gRPC's call in
     the calling task, keeping the calls in flight in ``calls`` (for :func:`cancel_all`);
     where this grpc does not have what that needs, one that awaits ``rpc``'s call."""
-    if not getattr(rpc, "_interceptors", True) and _CODES is not None:
+    if not getattr(rpc, "_interceptors", True) and _CODES is not None and _CENSUS is not None:
         try:
-            return _DirectUnary(rpc, calls, _CODES)
+            return _DirectUnary(rpc, calls, _CODES, _CENSUS)
         except AttributeError:
             pass
     _log.debug("grpc %s: unary requests through grpc.aio's callables", grpc.__version__)
@@ -156,5 +163,16 @@ def _status_mapper() -> Callable[[int], grpc.StatusCode] | None:
     return codes.__getitem__
 
 
+def _census_context() -> Callable[[], Any] | None:
+    try:
+        from grpc._cython import cygrpc
+    except ImportError:
+        return None
+    build: Callable[[], Any] | None = getattr(cygrpc, "build_census_context", None)
+    return build
+
+
 #: gRPC's status code of the Cython call's (None: not found in this grpc).
 _CODES = _status_mapper()
+#: The observability context grpc.aio gives each of its calls (None: not found).
+_CENSUS = _census_context()
