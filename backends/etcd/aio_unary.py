@@ -134,7 +134,10 @@ class ToEnd:
                 return done.value
             try:
                 if waited is None:  # a bare yield (asyncio.sleep(0)): one loop pass
-                    yield None
+                    try:
+                        yield None
+                    except asyncio.CancelledError as exc:
+                        self.cancelled = exc
                     continue
                 waited._asyncio_future_blocking = False  # as a task does with what it is to wait on
                 while not waited.done():

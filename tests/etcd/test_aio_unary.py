@@ -195,3 +195,25 @@ def test_to_end_raises_the_coroutines_error_and_keeps_the_cancellation() -> None
 
 async def _await(awaitable: ToEnd) -> Any:
     return await awaitable
+
+
+def test_to_end_absorbs_a_cancellation_at_a_bare_yield() -> None:
+    async def main() -> None:
+        steps: list[int] = []
+
+        async def work() -> str:
+            for step in range(3):
+                steps.append(step)
+                await asyncio.sleep(0)
+            return "done"
+
+        to_end = ToEnd(work())
+        task = asyncio.ensure_future(_await(to_end))
+        await asyncio.sleep(0)
+        assert steps == [0]
+        task.cancel()
+        assert await task == "done"
+        assert steps == [0, 1, 2]
+        assert isinstance(to_end.cancelled, asyncio.CancelledError)
+
+    asyncio.run(main())
