@@ -17,8 +17,11 @@ cancel them: :func:`cancel_all` does, as the connection closes.
 This leans on grpc.aio's internals (its callables' ``_channel``, ``_method``,
 ``_request_serializer``, ``_response_deserializer`` and ``_registered_call_handle``; the
 Cython call's ``unary_unary``, ``is_ok``, ``status`` and ``cancel``, which grpc.aio's
-own call object uses the same way): where they are missing, :func:`direct` awaits
-grpc.aio's callable instead, and requests cost what they did (grpcio 1.85 is tested).
+own call object uses the same way). Internals can change in any release, so the direct
+path is taken only on the grpcio releases it was tested with (:data:`TESTED_GRPC`: 1.84.0
+and 1.85.3; 1.70 to 1.82 lack a registered call handle) and only where every one of them
+is there; elsewhere :func:`direct` awaits grpc.aio's callable, and requests cost what
+they did.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
-__all__ = ["ToEnd", "Unary", "cancel_all", "direct"]
+__all__ = ["DIRECT", "TESTED_GRPC", "ToEnd", "Unary", "cancel_all", "direct", "tested_release"]
 
 _log = logging.getLogger(__name__)
+
+#: The grpcio releases (major, minor) whose internals the direct path was tested with.
+TESTED_GRPC = ((1, 84), (1, 85))
 
 #: What grpc.aio tells gRPC when its caller cancels a call.
 _CANCELLED = "Locally cancelled by application!"
@@ -88,7 +94,7 @@ def direct(rpc: Any, calls: set[Any]) -> Unary:
     """A :data:`Unary` for grpc.aio's unary callable ``rpc`` that awaits gRPC's call in
     the calling task, keeping the calls in flight in ``calls`` (for :func:`cancel_all`);
     where this grpc does not have what that needs, one that awaits ``rpc``'s call."""
-    if not getattr(rpc, "_interceptors", True) and _CODES is not None and _CENSUS is not None:
+    if DIRECT and _CODES is not None and _CENSUS is not None and not getattr(rpc, "_interceptors", True):
         try:
             return _DirectUnary(rpc, calls, _CODES, _CENSUS)
         except AttributeError:
@@ -179,3 +185,15 @@ def _census_context() -> Callable[[], Any] | None:
 _CODES = _status_mapper()
 #: The observability context grpc.aio gives each of its calls (None: not found).
 _CENSUS = _census_context()
+
+
+def tested_release(version: str) -> bool:
+    """Whether grpcio ``version`` (such as ``1.85.3``) is of a release in :data:`TESTED_GRPC`."""
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    return major.isdigit() and minor.isdigit() and (int(major), int(minor)) in TESTED_GRPC
+
+
+#: Whether :func:`direct` may await gRPC's Cython call: this grpcio release was tested
+#: and its internals were found.
+DIRECT = tested_release(grpc.__version__) and _CODES is not None and _CENSUS is not None

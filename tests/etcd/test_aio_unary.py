@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import grpc
 import pytest
 from etcd3 import etcdrpc
 
@@ -66,6 +67,8 @@ async def _acquire_release_tasks(url: str, rounds: int = 3) -> list[str]:
 def test_an_uncontended_acquire_and_release_make_no_task_at_all(etcd_single: EtcdTarget) -> None:
     """Not even grpc.aio's one per unary call (two per acquire+release before): each is
     a loop pass and a callback more per request."""
+    if not aio_unary.DIRECT:
+        pytest.skip(f"grpcio {grpc.__version__} is not among the releases the direct path was tested with")
 
     async def main() -> None:
         made = await _acquire_release_tasks(etcd_single.url)
@@ -78,13 +81,22 @@ def test_without_grpcs_internals_requests_go_through_grpc_aio(etcd_single: EtcdT
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the grpc internals are missing, the same calls work through grpc.aio's
     callables (and their tasks)."""
-    monkeypatch.setattr(aio_unary, "_CODES", None)
+    monkeypatch.setattr(aio_unary, "DIRECT", False)
 
     async def main() -> None:
         made = await _acquire_release_tasks(etcd_single.url)
         assert len(made) == 6, f"expected grpc.aio's one task per request: {made}"
 
     run_guarded(main)
+
+
+@pytest.mark.parametrize(("version", "direct"), [("1.85.3", True), ("1.84.0", True), ("1.86.0", False),
+                                                  ("1.82.1", False), ("2.0.0", False), ("1.85.0rc1", True),
+                                                  ("dev", False)])
+def test_the_direct_path_is_taken_only_on_tested_grpc_releases(version: str, direct: bool) -> None:
+    """grpc's internals can change in any release: a release it was not tested with
+    (newer ones too) goes through grpc.aio's callables."""
+    assert aio_unary.tested_release(version) is direct
 
 
 def test_a_refused_request_is_mapped_from_the_servers_status(etcd_single: EtcdTarget) -> None:
