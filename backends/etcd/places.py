@@ -88,13 +88,21 @@ class QueueReads:
     dicts: building their parts as messages first, each copied into its parent, cost
     3-4 times as much CPU (about 20 us per transaction; issue 13, contention)."""
 
-    __slots__ = ("count_all", "end", "newest_two")
+    __slots__ = ("count_all", "end", "newest_two", "puts")
+
+    #: How many put-last transactions a queue keeps (see :attr:`puts`).
+    PUTS_KEPT = 4
 
     def __init__(self, prefix: bytes) -> None:
         self.end = prefix_end(prefix)
         self.newest_two: dict[str, Any] = {
             "request_range": {"key": prefix, "range_end": self.end, "limit": 2, **_NEWEST_FIRST}}
         self.count_all: dict[str, Any] = {"request_range": {"key": prefix, "range_end": self.end, "count_only": True}}
+        #: Put-last transactions already built, by (key, lease id, value): a contender's
+        #: key names come back (slots are reused once deleted), so a process that takes
+        #: a lock again and again sends the same few. At most PUTS_KEPT (emptied when
+        #: full: a new lease or value makes new ones); sent as they are, never changed.
+        self.puts: dict[tuple[bytes, int, bytes], Any] = {}
 
 
 class LineRequests:
@@ -107,6 +115,7 @@ class LineRequests:
         self.end = reads.end
         self.newest_two = reads.newest_two
         self.count_all = reads.count_all
+        self.puts = reads.puts
         self.name = name
         self.value = value
         #: The place whose predecessor, the holder, the wait saw deleted while its
@@ -121,6 +130,18 @@ class LineRequests:
         return self.prefix + f"{lease.id:x}-{slot}".encode()
 
     def put_last_request(self, key: bytes, lease: Lease) -> Any:
+        """Put ``key`` (bound to ``lease``) unless it exists, and read the queue's two
+        newest keys and its length; if it exists, read it. The same object for the same
+        key, lease and value while the queue keeps it (see :attr:`QueueReads.puts`)."""
+        puts = self.puts
+        request = puts.get((key, lease.id, self.value))
+        if request is None:
+            if len(puts) >= QueueReads.PUTS_KEPT:
+                puts.clear()
+            request = puts[(key, lease.id, self.value)] = self._build_put_last(key, lease)
+        return request
+
+    def _build_put_last(self, key: bytes, lease: Lease) -> Any:
         return etcdrpc.TxnRequest(
             compare=[{"key": key, **_NEVER_CREATED}],
             success=[{"request_put": {"key": key, "value": self.value, "lease": lease.id}},
