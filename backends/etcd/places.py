@@ -259,15 +259,22 @@ class LineRequests:
         (the holder) but not our key make the next :meth:`granted_by_event` true."""
         if response.canceled or response.compact_revision:
             return True
-        if not response.events:
+        events = response.events
+        if not events:
             return False
-        keys = {bytes(event.kv.key) for event in response.events}
-        if place.key not in keys and place.predecessor not in keys:
+        ours = theirs = False  # events on our key; on the predecessor's (and its last revision)
+        left = 0
+        for event in events:
+            kv = event.kv
+            if kv.key == place.key:
+                ours = True
+            elif kv.key == place.predecessor:
+                theirs, left = True, max(left, int(kv.mod_revision))
+        if not ours and not theirs:
             return False  # a newer contender's key between ours and the holder's
         self._woken = (place, int(response.header.revision))
-        if covered and place.head_before and place.key not in keys:
-            self._head_left = (place, max(int(event.kv.mod_revision) for event in response.events
-                                          if bytes(event.kv.key) == place.predecessor))
+        if covered and place.head_before and not ours:
+            self._head_left = (place, left)
         return True
 
     def granted_by_event(self, place: Place) -> Place | None:
