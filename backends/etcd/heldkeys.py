@@ -60,10 +60,6 @@ class _Due:
 
 _DUE = _Due()
 
-#: For this many ``watch_after`` after the last add, the timing side looks every two
-#: ``watch_after`` (see HeldKeys._take_due).
-_BUSY = 5
-
 
 class HeldKeys:
     """Watches the keys of the grants handed to :meth:`add` until :meth:`remove`, each
@@ -154,17 +150,15 @@ class HeldKeys:
             now = time.monotonic()
             self._send(*self._book.take_due(now))
             due = self._book.next_due
-            if now - self._added_at < _BUSY * self.watch_after:
-                # Grants come often: look every two watch_after, rather than when woken
-                # by an add and again at each grant's due (the add lets a look be one
-                # watch_after late: so may this one). Grants held briefly, one after
+            if due is None and now - self._added_at < 2 * self.watch_after:
+                # Grants came lately and went before their watches were due: look again
+                # two watch_after from now rather than be woken by the next add (which
+                # lets this look be one watch_after late). Grants held briefly, one after
                 # another, would otherwise wake this thread (or the stream's) once or
                 # twice for every one of them, each wake a thread switch on the acquiring
-                # thread's path: with 32 processes on one lock, each gets a grant every
-                # 0.2-0.4 s, and this side looked twice per grant (woken by the add,
-                # then at the due or two watch_after later); now about 1.5 times.
-                poll = now + 2 * self.watch_after
-                due = poll if due is None else min(due + self.watch_after, poll)
+                # thread's path: with many processes on one lock, each gets a grant
+                # about every 0.2 s, longer than watch_after, and was woken twice.
+                due = now + 2 * self.watch_after
             self._timer_at = math.inf if due is None else due
             return self._timer_at
 

@@ -181,27 +181,3 @@ def test_grants_spaced_longer_than_the_delay_wake_the_watch_timer_once_each(
     elapsed = time.monotonic() - started
     during = len([at for at in looks if at <= started + elapsed])
     assert during <= 12 + 3, f"{during} looks for 12 grants in {elapsed:.2f} s"
-
-
-@pytest.mark.parametrize("stream_open", [False, True], ids=["no-stream", "open-stream"])
-def test_grants_spaced_three_delays_apart_wake_the_watch_timer_less_than_twice_each(
-        backend: EtcdBackend, operator: Any, monkeypatch: pytest.MonkeyPatch, stream_open: bool) -> None:
-    """Grants held briefly, one every three ``watch_after`` (as each of 32 processes on
-    one lock gets them, every 0.2-0.4 s): while grants come that often the timing side
-    looks every two ``watch_after``: 15 looks for 10 grants here; it looked twice per
-    grant (woken by the add, then at the due or two ``watch_after`` later). The pause between
-    grants is the workload's shape, not a synchronisation."""
-    if stream_open:
-        _lose_a_grant(backend, operator, "first")
-    held = backend._held_keys
-    held.watch_after = 0.1
-    backend.release(backend.acquire("orders", timeout=PROMPT))  # the pace starts from here
-    looks = _record_looks(held, monkeypatch)
-    pace = threading.Event()
-    started = time.monotonic()
-    for _ in range(10):
-        pace.wait(3 * held.watch_after)
-        backend.release(backend.acquire("orders", timeout=PROMPT))
-    elapsed = time.monotonic() - started
-    during = len([at for at in looks if at <= started + elapsed])
-    assert during <= 17, f"{during} looks for 10 grants in {elapsed:.2f} s"
