@@ -49,6 +49,8 @@ def check_name(value: object, what: str = "name") -> str:
         raise InvalidArgument(f"{what} {value!r} contains '/'; use another separator such as ':'")
     if value in (".", ".."):
         raise InvalidArgument(f"{what} may not be {value!r}")
+    if value.isascii() and value.isprintable():
+        return value  # no printable ASCII character is in a category refused below
     for ch in value:
         # Control, surrogate and private-use characters are refused by ZooKeeper paths.
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):

@@ -62,11 +62,24 @@ class Connection(Members):
         :class:`ConfigurationError` for refused credentials or permissions.
         """
 
+        # The first try needs no Retry (most requests succeed at once): its stop, the
+        # attempt's timeout and the member are Retry's (attempt()), computed inline.
+        started = time.monotonic()
+        whole = self.timeout if budget is None else budget
+        index = self._current
+        try:
+            return getattr(self._stub(index, service), method)(
+                request, timeout=max(0.05, min(whole, self.attempt_timeout)), metadata=self._metadata)
+        except (ValueError, StreamEnded, grpc.RpcError) as exc:
+            failure: Exception = exc
+
         def invoke(index: int, timeout: float) -> Any:
             rpc = getattr(self._stub(index, service), method)
             return rpc(request, timeout=timeout, metadata=self._metadata)
 
-        return self._retry(invoke, f"{service}.{method}", budget, idempotent, authenticating)
+        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating,
+                      stop=started + whole)
+        return self._retry(invoke, retry, first_failure=(index, failure))
 
     def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:
         """Refresh lease ``lease_id`` once; return its new TTL (<= 0: etcd no longer
@@ -81,18 +94,23 @@ class Connection(Members):
                 return int(answer.TTL)
             raise StreamEnded("etcd closed the keepalive stream without an answer")
 
-        ttl: int = self._retry(invoke, "LeaseKeepAlive", budget, True, False)
+        ttl: int = self._retry(invoke, Retry(self, "LeaseKeepAlive", budget, idempotent=True, authenticating=False))
         return ttl
 
-    def _retry(self, invoke: Callable[[int, float], Any], what: str, budget: float | None,
-               idempotent: bool, authenticating: bool) -> Any:
-        retry = Retry(self, what, budget, idempotent=idempotent, authenticating=authenticating)
+    def _retry(self, invoke: Callable[[int, float], Any], retry: Retry, *,
+               first_failure: tuple[int, Exception] | None = None) -> Any:
+        """Try ``invoke(member index, seconds)`` as ``retry`` says; ``first_failure``:
+        (member index, error) of a try already made."""
         while True:
-            index, seconds = retry.attempt()
-            try:
-                return invoke(index, seconds)
-            except (ValueError, StreamEnded, grpc.RpcError) as exc:
-                pause = retry.failed(index, exc)
+            if first_failure is None:
+                index, seconds = retry.attempt()
+                try:
+                    return invoke(index, seconds)
+                except (ValueError, StreamEnded, grpc.RpcError) as exc:
+                    pause = retry.failed(index, exc)
+            else:
+                pause = retry.failed(*first_failure)
+                first_failure = None
             if pause is None:
                 self.authenticate(budget=retry.left())
             else:

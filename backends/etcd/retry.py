@@ -76,6 +76,11 @@ class Members:
 
     def _stub(self, index: int, service: str) -> Any:
         """The ``etcdrpc`` stub of ``service`` on member ``index``."""
+        stub = self._stubs.get((index, service))
+        if stub is not None:
+            # Without the lock: close() empties the dict first; a stub taken just before
+            # fails its call with grpc's "closed channel" (see Retry.failed).
+            return stub
         with self._lock:
             if self._closed:
                 raise InvalidArgument(f"{self.label}: the backend is closed")
@@ -110,10 +115,12 @@ class Retry:
     __slots__ = ("authenticating", "idempotent", "members", "pause", "reauthenticated", "stop", "what")
 
     def __init__(self, members: Members, what: str, budget: float | None, *, idempotent: bool,
-                 authenticating: bool) -> None:
+                 authenticating: bool, stop: float | None = None) -> None:
+        """``stop``: the time.monotonic() the budget ends at, when the request began
+        before this policy was made (a first try made without one)."""
         self.members = members
         self.what = what
-        self.stop = time.monotonic() + (members.timeout if budget is None else budget)
+        self.stop = stop if stop is not None else time.monotonic() + (members.timeout if budget is None else budget)
         self.idempotent = idempotent
         self.authenticating = authenticating
         self.reauthenticated = False
