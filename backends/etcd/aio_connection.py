@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -61,15 +60,14 @@ class AsyncConnection(Members):
         """Send one unary request and return the response; retried and mapped as
         :meth:`Connection.call`. The first try needs no :class:`Retry` (made on its
         failure, with the budget counted from the start)."""
-        started = time.monotonic()
-        index, seconds = self._current, self._first_try(budget)
+        index, seconds, stop = self.first_try(budget)
         retry: Retry | None = None
         while True:
             try:
                 return await self._direct(index, service, method)(request, timeout=seconds, metadata=self._metadata)
             except (ValueError, grpc.RpcError) as exc:
                 if retry is None:
-                    retry = self._retry(started, service, method, budget, idempotent, authenticating)
+                    retry = self._retry(stop, service, method, budget, idempotent, authenticating)
                 pause = retry.failed(index, exc)
             except asyncio.CancelledError:
                 self._check_closed_meanwhile()
@@ -87,8 +85,7 @@ class AsyncConnection(Members):
         :class:`.aio_unary.ToEnd`): the response and the cancellation, if one came, for
         the caller to raise once it has booked the response. If the request fails after
         a cancellation came, that cancellation is raised, caused by the request's error."""
-        started = time.monotonic()
-        index, seconds = self._current, self._first_try(budget)
+        index, seconds, stop = self.first_try(budget)
         retry: Retry | None = None
         cancelled: asyncio.CancelledError | None = None
         while True:
@@ -102,7 +99,7 @@ class AsyncConnection(Members):
                 cancelled = cancelled if attempt is None else attempt.cancelled or cancelled
                 try:
                     if retry is None:
-                        retry = self._retry(started, service, method, budget, idempotent, False)
+                        retry = self._retry(stop, service, method, budget, idempotent, False)
                     pause = retry.failed(index, exc)
                 except Exception as error:
                     if cancelled is not None:
@@ -123,16 +120,11 @@ class AsyncConnection(Members):
                 cancelled = exc
             index, seconds = retry.attempt()
 
-    def _first_try(self, budget: float | None) -> float:
-        """Seconds of a request's first try (as :meth:`Retry.attempt` at its start)."""
-        return max(0.05, min(self.timeout if budget is None else budget, self.attempt_timeout))
-
-    def _retry(self, started: float, service: str, method: str, budget: float | None, idempotent: bool,
+    def _retry(self, stop: float, service: str, method: str, budget: float | None, idempotent: bool,
                authenticating: bool) -> Retry:
-        """The policy of a request sent at ``started`` whose first try failed."""
-        retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating)
-        retry.stop = started + (self.timeout if budget is None else budget)
-        return retry
+        """The policy of a request whose first try (see :meth:`first_try`) failed."""
+        return Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating,
+                     stop=stop)
 
     def _direct(self, index: int, service: str, method: str) -> Unary:
         """The unary callable of ``service.method`` on member ``index`` (see

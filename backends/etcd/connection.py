@@ -62,14 +62,9 @@ class Connection(Members):
         :class:`ConfigurationError` for refused credentials or permissions.
         """
 
-        # The first try needs no Retry (most requests succeed at once): its stop, the
-        # attempt's timeout and the member are Retry's (attempt()), computed inline.
-        started = time.monotonic()
-        whole = self.timeout if budget is None else budget
-        index = self._current
+        index, seconds, stop = self.first_try(budget)
         try:
-            return getattr(self._stub(index, service), method)(
-                request, timeout=max(0.05, min(whole, self.attempt_timeout)), metadata=self._metadata)
+            return getattr(self._stub(index, service), method)(request, timeout=seconds, metadata=self._metadata)
         except (ValueError, StreamEnded, grpc.RpcError) as exc:
             failure: Exception = exc
 
@@ -78,7 +73,7 @@ class Connection(Members):
             return rpc(request, timeout=timeout, metadata=self._metadata)
 
         retry = Retry(self, f"{service}.{method}", budget, idempotent=idempotent, authenticating=authenticating,
-                      stop=started + whole)
+                      stop=stop)
         return self._retry(invoke, retry, first_failure=(index, failure))
 
     def keepalive(self, lease_id: int, *, budget: float | None = None) -> int:

@@ -74,6 +74,13 @@ class Members:
         if status_code(exc) in RETRY_CODES:
             self.move_on(index)
 
+    def first_try(self, budget: float | None) -> tuple[int, float, float]:
+        """(member index, seconds, stop) of a request's first try, made without a
+        :class:`Retry` (most requests succeed at once): what :meth:`Retry.attempt` would
+        give at the request's start, and the ``stop`` for a :class:`Retry` made if it fails."""
+        whole = self.timeout if budget is None else budget
+        return self._current, max(0.05, min(whole, self.attempt_timeout)), time.monotonic() + whole
+
     def _stub(self, index: int, service: str) -> Any:
         """The ``etcdrpc`` stub of ``service`` on member ``index``."""
         stub = self._stubs.get((index, service))
