@@ -16,37 +16,53 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from etcd3 import etcdrpc
 
 from fencing_coord.errors import FencingCoordError
+from fencing_coord.typeless import FrozenValue
 
 from .places import EtcdGrant
 
 __all__ = ["HeldKeysBook", "StreamPause", "WatchNews"]
 
 
-@dataclass(frozen=True)
-class _Creating:
+# Frozen values written out, not dataclasses: making a dataclass costs about a millisecond
+# at import, on the path of a process's first grant (issue 13).
+
+
+class _Creating(FrozenValue):
     """A create request sent on the stream, awaiting etcd's ``created`` answer (etcd
     answers a stream's creates in the order they were sent)."""
+
+    __match_args__ = ("grant", "check")
 
     grant: EtcdGrant
     #: Read the key once the watch exists (it was not watched for a while).
     check: bool
 
+    def __init__(self, grant: EtcdGrant, check: bool) -> None:
+        object.__setattr__(self, "grant", grant)
+        object.__setattr__(self, "check", check)
 
-@dataclass(frozen=True)
-class WatchNews:
+
+class WatchNews(FrozenValue):
     """What one watch response means: ``requests`` to send on the stream (in order),
     grants whose key was ``deleted`` (to report lost), grants whose key must be read
     now (``unchecked``: watched again after a gap)."""
 
-    requests: tuple[Any, ...] = ()
-    deleted: tuple[EtcdGrant, ...] = ()
-    unchecked: tuple[EtcdGrant, ...] = ()
+    __match_args__ = ("requests", "deleted", "unchecked")
+
+    requests: tuple[Any, ...]
+    deleted: tuple[EtcdGrant, ...]
+    unchecked: tuple[EtcdGrant, ...]
+
+    def __init__(self, requests: tuple[Any, ...] = (), deleted: tuple[EtcdGrant, ...] = (),
+                 unchecked: tuple[EtcdGrant, ...] = ()) -> None:
+        object.__setattr__(self, "requests", requests)
+        object.__setattr__(self, "deleted", deleted)
+        object.__setattr__(self, "unchecked", unchecked)
 
 
 _NOTHING = WatchNews()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from etcd3 import etcdrpc
@@ -25,6 +24,7 @@ from etcd3 import etcdrpc
 from fencing_coord.deadlines import RequestBudget
 from fencing_coord.frontend import FrontEnd
 from fencing_coord.grant import Grant
+from fencing_coord.typeless import FrozenValue
 
 from .session import Lease
 from .wire import prefix_end, range_kvs
@@ -34,11 +34,13 @@ __all__ = ["EtcdGrant", "LineRequests", "Place", "QueueReads"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(FrozenValue):
     """A contender's place in a queue: its key, that key's create revision (the token),
     the lease the key is bound to and the key name's slot; and what it last saw: the key
-    of its predecessor (None: first) and the revision it read at."""
+    of its predecessor (None: first) and the revision it read at. A frozen value
+    (:class:`~fencing_coord.typeless.FrozenValue`, not a dataclass: issue 13)."""
+
+    __match_args__ = ("key", "revision", "lease", "slot", "predecessor", "seen", "head_before")
 
     key: bytes
     revision: int
@@ -49,6 +51,16 @@ class Place:
     #: At ``seen`` the predecessor was the only key older than ours (the holder): once
     #: it is deleted nobody precedes us, since no key created later can be older.
     head_before: bool = False
+
+    def __init__(self, key: bytes, revision: int, lease: Lease, slot: int, predecessor: bytes | None = None,
+                 seen: int = 0, head_before: bool = False) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "lease", lease)
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "predecessor", predecessor)
+        object.__setattr__(self, "seen", seen)
+        object.__setattr__(self, "head_before", head_before)
 
     @property
     def first(self) -> bool:

@@ -9,13 +9,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from etcd3 import etcdrpc
 
 from fencing_coord.errors import BackendUnavailable, ConfigurationError, FencingCoordError, InvalidArgument, LockLost
 from fencing_coord.grant import Grant
+from fencing_coord.typeless import FrozenValue
 
 from .connection import Connection
 from .wire import LeaseNotFound
@@ -25,41 +25,72 @@ __all__ = ["Cleanup", "DeleteKey", "Lease", "RevokeLease", "Session", "cleanup_r
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RevokeLease:
+# The values here are written out, not dataclasses: making a dataclass costs about a
+# millisecond when the module is imported, on the path of a process's first grant (issue 13).
+
+
+class RevokeLease(FrozenValue):
     """For the keepalive thread: revoke lease ``id`` (we consider it gone; etcd may not)."""
+
+    __match_args__ = ("id",)
 
     id: int
 
+    def __init__(self, id: int) -> None:
+        object.__setattr__(self, "id", id)
 
-@dataclass(frozen=True)
-class DeleteKey:
+
+class DeleteKey(FrozenValue):
     """For the keepalive thread: delete ``key`` (a contender's key we could not withdraw)."""
 
+    __match_args__ = ("key",)
+
     key: bytes
+
+    def __init__(self, key: bytes) -> None:
+        object.__setattr__(self, "key", key)
 
 
 #: What the keepalive thread carries out once etcd answers again.
 Cleanup = RevokeLease | DeleteKey
 
 
-@dataclass(eq=False)
 class Lease:
+    """One lease as this process knows it (mutable; equal only to itself, as an
+    ``eq=False`` dataclass)."""
+
     id: int
     ttl: int
     #: time.monotonic() before which etcd certainly still has the lease: the send time of
     #: the last confirmed keepalive (or grant) plus the TTL it confirmed.
     confirmed_until: float
-    grants: set[Grant] = field(default_factory=set)
+    grants: set[Grant]
     #: Why the lease is gone, once it is.
-    dead: str | None = None
+    dead: str | None
     #: Key-name numbers in use by this lease's contenders (see Session.take_slot).
-    slots: set[int] = field(default_factory=set)
+    slots: set[int]
     #: Numbers below ``next_slot`` that are free again (a heap: the lowest first). Every
     #: number below ``next_slot`` is in ``slots`` or here, so taking one costs O(log n)
     #: whatever the number of keys held (a scan for the lowest free one cost O(n)).
-    free_slots: list[int] = field(default_factory=list)
-    next_slot: int = 0
+    free_slots: list[int]
+    next_slot: int
+
+    def __init__(self, id: int, ttl: int, confirmed_until: float,
+                 grants: set[Grant] | None = None, dead: str | None = None, slots: set[int] | None = None,
+                 free_slots: list[int] | None = None, next_slot: int = 0) -> None:
+        self.id = id
+        self.ttl = ttl
+        self.confirmed_until = confirmed_until
+        self.grants = set() if grants is None else grants
+        self.dead = dead
+        self.slots = set() if slots is None else slots
+        self.free_slots = [] if free_slots is None else free_slots
+        self.next_slot = next_slot
+
+    def __repr__(self) -> str:
+        return (f"Lease(id={self.id!r}, ttl={self.ttl!r}, confirmed_until={self.confirmed_until!r}, "
+                f"grants={self.grants!r}, dead={self.dead!r}, slots={self.slots!r}, "
+                f"free_slots={self.free_slots!r}, next_slot={self.next_slot!r})")
 
 
 class Session:

@@ -10,7 +10,6 @@ inside a transaction. No protobuf message leaves the package: responses are read
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,6 +17,7 @@ import grpc.aio
 from etcd3 import etcdrpc
 
 from fencing_coord.errors import LockLost
+from fencing_coord.typeless import FrozenValue
 
 __all__ = [
     "KV",
@@ -56,15 +56,25 @@ def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-@dataclass(frozen=True)
-class KV:
-    """A key-value pair as etcd reports it (no protobuf beyond this package's edge)."""
+class KV(FrozenValue):
+    """A key-value pair as etcd reports it (no protobuf beyond this package's edge).
+    A frozen value (:class:`~fencing_coord.typeless.FrozenValue`, not a dataclass: making
+    one costs a millisecond at import, issue 13)."""
+
+    __match_args__ = ("key", "value", "create_revision", "mod_revision", "lease")
 
     key: bytes
     value: bytes
     create_revision: int
     mod_revision: int
     lease: int
+
+    def __init__(self, key: bytes, value: bytes, create_revision: int, mod_revision: int, lease: int) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "create_revision", create_revision)
+        object.__setattr__(self, "mod_revision", mod_revision)
+        object.__setattr__(self, "lease", lease)
 
     @staticmethod
     def of(pb: Any) -> KV:
