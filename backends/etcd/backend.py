@@ -18,18 +18,20 @@ from fencing_coord.spi import ROOT, ElectionBackend, narrow
 from fencing_coord.url import BackendURL, OptionReader
 
 from .connection import Connection, connection_for, readable_file
-from .election import candidate_value, proclaim, read_leader
 from .heldkeys import HeldKeys
 from .keys import EtcdKeys
 from .layout import parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
-from .watch import PrefixWatch
 from .wire import prefix_end, range_request
 
 __all__ = ["EtcdBackend"]
 
 _log = logging.getLogger(__name__)
+
+# .election and .watch (candidate records, the leader, observers' watch) are imported by
+# the election methods when first called: connect() and a first grant need neither
+# (issue 13: startup).
 
 
 class EtcdBackend(EtcdKeys, ElectionBackend):
@@ -239,6 +241,8 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
 
     def _campaign(self, name: str, value: bytes, deadline: float | None,
                   on_queued: Callable[[], object] | None) -> Grant | None:
+        from .election import candidate_value
+
         line = self._queues.line(self._election_prefix(name), name,
                                  candidate_value(self.identity, value, self._raw_values), deadline)
         return self._watched(wait_in_line(line, deadline, on_queued))
@@ -246,14 +250,20 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
     def _proclaim(self, grant: Grant, value: bytes) -> None:
         """Raises LockLost (and marks the term lost) when the leader's key no longer has
         the term's create revision: the term is over, and a successor's key is untouched."""
+        from .election import proclaim
+
         mine = narrow(grant, EtcdGrant)
         if not proclaim(self._conn, mine.place, mine.holder, value, self._raw_values):
             self._key_deleted(mine)
 
     def _leader(self, name: str) -> Leader | None:
+        from .election import read_leader
+
         return read_leader(self._conn, self._election_prefix(name), self._raw_values)
 
     def _watch_leader(self, name: str, notify: Callable[[], None]) -> Callable[[], None]:
+        from .watch import PrefixWatch
+
         watch = PrefixWatch(self._conn, self._election_prefix(name), notify,
                             recheck_interval=self._recheck_interval, closed=lambda: self.closed)
         return watch.start()

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
+import subprocess
+import sys
 import time
 import tracemalloc
 import uuid
@@ -109,3 +112,28 @@ def test_a_held_lock_keeps_no_protobuf_message_and_under_1200_bytes_of_python_ob
     # About 1,000 B: the grant, its place, the bookkeeping of the backend, lease and watch.
     assert per_grant < 1200, f"{per_grant:.0f} B of Python objects per held grant"
     assert not [g for g in grants if g.lost]
+
+
+def test_the_backend_loads_the_election_and_observer_modules_when_first_used(etcd_single: EtcdTarget) -> None:
+    # connect() + acquire() need neither the candidate records nor the prefix watch
+    # (issue 13: startup); the election methods import them on first use.
+    onlookers = {"fencing_coord.backends.etcd.election", "fencing_coord.backends.etcd.watch"}
+    script = ("import json, sys\n"
+              "import fencing_coord as fc\n"
+              f"backend = fc.connect({etcd_single.url!r}, namespace='t-{uuid.uuid4().hex[:8]}', ttl=3)\n"
+              "backend.release(backend.acquire('a', timeout=10))\n"
+              "before = sorted(sys.modules)\n"
+              "election = backend.election('e')\n"
+              "assert election.leader() is None\n"
+              "term = election.campaign(10, b'v')\n"
+              "term.proclaim(b'w')\n"
+              "assert election.leader().value == b'w'\n"
+              "election.observe(lambda leader: None).stop()\n"
+              "term.resign()\n"
+              "backend.close()\n"
+              "print(json.dumps([before, sorted(sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    before, after = (set(names) for names in json.loads(out.splitlines()[-1]))
+    assert "fencing_coord.backends.etcd.queue" in before
+    assert not onlookers & before
+    assert onlookers <= after
