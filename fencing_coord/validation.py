@@ -4,7 +4,6 @@ same bad input with the same message."""
 from __future__ import annotations
 
 import math
-import unicodedata
 
 from .errors import InvalidArgument, InvalidArgumentType
 
@@ -51,6 +50,10 @@ def check_name(value: object, what: str = "name") -> str:
         raise InvalidArgument(f"{what} may not be {value!r}")
     if value.isascii() and value.isprintable():
         return value  # no printable ASCII character is in a category refused below
+    # Imported here: loading the module costs about a millisecond, and most names are
+    # printable ASCII (issue 13: a process's first grant).
+    import unicodedata
+
     for ch in value:
         # Control, surrogate and private-use characters are refused by ZooKeeper paths.
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):

@@ -57,6 +57,25 @@ def test_connect_and_a_grant_load_no_gate_store_audit_or_rollout() -> None:
                 "fencing_coord.stores", "hashlib"} & loaded
 
 
+def test_printable_ascii_names_load_no_unicode_database() -> None:
+    # unicodedata costs about a millisecond to load (issue 13: startup); it is needed
+    # only to classify the characters of a name that is not printable ASCII.
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('a-lock:1', timeout=1))")
+    assert "unicodedata" not in loaded
+    loaded = _modules_after("import fencing_coord as fc\n"
+                            "with fc.connect('memory://x') as backend:\n"
+                            "    backend.release(backend.acquire('verrou-\u00e9', timeout=1))\n"
+                            "    try:\n"
+                            "        backend.acquire('a\u200bb', timeout=1)\n"
+                            "    except fc.InvalidArgument:\n"
+                            "        pass\n"
+                            "    else:\n"
+                            "        raise SystemExit('a name with U+200B was accepted')")
+    assert "unicodedata" in loaded
+
+
 def test_a_backend_package_loads_its_store_when_first_named() -> None:
     for backend, store in (("etcd", "EtcdStore"), ("zookeeper", "ZooKeeperStore")):
         loaded = _modules_after(f"import fencing_coord.backends.{backend}")
