@@ -1,7 +1,5 @@
 """``python -m fencing_coord.cli``: the same as the ``fencing-coord`` console script."""
 
-import sys
+from . import console_main
 
-from . import main
-
-sys.exit(main())
+console_main()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 #: The command line, run from this interpreter (the installed console script calls the
-#: same ``fencing_coord.cli:main``).
+#: same ``fencing_coord.cli:console_main``).
 CLI = [sys.executable, "-m", "fencing_coord.cli"]
 
 

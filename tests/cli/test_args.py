@@ -133,5 +133,5 @@ def test_the_console_script_is_declared() -> None:
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts.get("fencing-coord") == "fencing_coord.cli:main"
+    assert scripts.get("fencing-coord") == "fencing_coord.cli:console_main"
     assert os.access(os.path.join(os.path.dirname(sys.executable), "fencing-coord"), os.X_OK)
