@@ -4,18 +4,11 @@ stays bounded whatever the number of lock names, leases, values or grants."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-
-import fencing_coord as fc
-from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.backends.etcd.places import LineRequests, QueueReads
 from fencing_coord.backends.etcd.session import Lease
 from fencing_coord.deadlines import RequestBudget
 
-from .conftest import EtcdTarget
+from .conftest import Connect
 
 PREFIX = b"/ns/locks/orders/"
 PROMPT = 5.0
@@ -50,15 +43,8 @@ def test_a_queue_keeps_a_bounded_number_of_transactions() -> None:
             assert 0 < len(reads.puts) <= QueueReads.PUTS_KEPT
 
 
-@pytest.fixture
-def backend(etcd_single: EtcdTarget) -> Iterator[EtcdBackend]:
-    made = fc.connect(etcd_single.url, namespace=f"t-{uuid.uuid4().hex[:8]}", ttl=3)
-    assert isinstance(made, EtcdBackend)
-    yield made
-    made.close()
-
-
-def test_many_names_and_grants_keep_a_bounded_number_of_requests(backend: EtcdBackend) -> None:
+def test_many_names_and_grants_keep_a_bounded_number_of_requests(connect: Connect) -> None:
+    backend = connect()
     queues = backend._queues
     held = [backend.acquire(f"held-{i}", timeout=PROMPT) for i in range(6)]  # six slots of one lease
     for i in range(200):
