@@ -75,17 +75,15 @@ class Lease:
     free_slots: list[int]
     next_slot: int
 
-    def __init__(self, id: int, ttl: int, confirmed_until: float,
-                 grants: set[Grant] | None = None, dead: str | None = None, slots: set[int] | None = None,
-                 free_slots: list[int] | None = None, next_slot: int = 0) -> None:
+    def __init__(self, id: int, ttl: int, confirmed_until: float) -> None:
         self.id = id
         self.ttl = ttl
         self.confirmed_until = confirmed_until
-        self.grants = set() if grants is None else grants
-        self.dead = dead
-        self.slots = set() if slots is None else slots
-        self.free_slots = [] if free_slots is None else free_slots
-        self.next_slot = next_slot
+        self.grants = set()
+        self.dead = None
+        self.slots = set()
+        self.free_slots = []
+        self.next_slot = 0
 
     def __repr__(self) -> str:
         return (f"Lease(id={self.id!r}, ttl={self.ttl!r}, confirmed_until={self.confirmed_until!r}, "
