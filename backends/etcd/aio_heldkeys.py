@@ -25,7 +25,7 @@ import grpc.aio
 from fencing_coord.errors import FencingCoordError
 
 from .aio_connection import AsyncConnection
-from .heldbook import HeldKeysBook, StreamPause
+from .heldbook import HeldKeysBook, StreamPause, WatchOrder, watch_request
 from .places import EtcdGrant
 from .wire import status_code
 
@@ -57,7 +57,7 @@ class AsyncHeldKeys:
         self._timer: asyncio.TimerHandle | None = None
         self._book = HeldKeysBook()
         #: The open stream's requests (None between streams), and the stream itself.
-        self._requests: asyncio.Queue[Any] | None = None
+        self._requests: asyncio.Queue[WatchOrder | None] | None = None
         self._call: Any = None
         self._member = -1
         self._wake = asyncio.Event()
@@ -120,7 +120,7 @@ class AsyncHeldKeys:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _send(self, *requests: Any) -> None:
+    def _send(self, *requests: WatchOrder | None) -> None:
         for request in requests:
             if request is not None and self._requests is not None:
                 self._requests.put_nowait(request)
@@ -141,11 +141,11 @@ class AsyncHeldKeys:
 
     async def _follow(self) -> None:
         """Open one stream, watch every held key on it, and follow it until it ends."""
-        requests: asyncio.Queue[Any] = asyncio.Queue()
+        requests: asyncio.Queue[WatchOrder | None] = asyncio.Queue()
 
         async def stream() -> AsyncIterator[Any]:
             while (request := await requests.get()) is not None:
-                yield request
+                yield watch_request(request)
 
         try:
             index, call = self.conn.watch(stream())

@@ -25,7 +25,14 @@ from fencing_coord.typeless import FrozenValue
 
 from .places import EtcdGrant
 
-__all__ = ["HeldKeysBook", "StreamPause", "WatchNews"]
+__all__ = ["HeldKeysBook", "StreamPause", "WatchNews", "WatchOrder", "watch_request"]
+
+#: A request for the stream, as plain values: ``(key, start_revision)`` creates a watch
+#: of ``key``, an ``int`` cancels that watch id. The front ends make the message only as
+#: the stream sends it (:func:`watch_request`): orders wait in their queue until gRPC
+#: takes them, hundreds when many grants come at once or the process is starved, and a
+#: protobuf message is about 1 KiB of C memory where a tuple is ~60 B (issue 13).
+WatchOrder = tuple[bytes, int] | int
 
 
 # Frozen values written out, not dataclasses: making a dataclass costs about a millisecond
@@ -54,11 +61,11 @@ class WatchNews(FrozenValue):
 
     __match_args__ = ("requests", "deleted", "unchecked")
 
-    requests: tuple[Any, ...]
+    requests: tuple[WatchOrder, ...]
     deleted: tuple[EtcdGrant, ...]
     unchecked: tuple[EtcdGrant, ...]
 
-    def __init__(self, requests: tuple[Any, ...] = (), deleted: tuple[EtcdGrant, ...] = (),
+    def __init__(self, requests: tuple[WatchOrder, ...] = (), deleted: tuple[EtcdGrant, ...] = (),
                  unchecked: tuple[EtcdGrant, ...] = ()) -> None:
         object.__setattr__(self, "requests", requests)
         object.__setattr__(self, "deleted", deleted)
@@ -106,7 +113,7 @@ class HeldKeysBook:
         """When the first deferred watch is due (time.monotonic()); None: none is."""
         return next(iter(self._deferred.values()), None)
 
-    def add(self, grant: EtcdGrant, *, due: float | None = None) -> Any | None:
+    def add(self, grant: EtcdGrant, *, due: float | None = None) -> WatchOrder | None:
         """Watch ``grant``'s key: the create request to send now, if a stream is open.
 
         With ``due`` (a time.monotonic(), not earlier than the ``due`` of any grant
@@ -126,7 +133,7 @@ class HeldKeysBook:
         self._unwatched.add(grant)
         return None
 
-    def remove(self, grant: EtcdGrant) -> Any | None:
+    def remove(self, grant: EtcdGrant) -> WatchOrder | None:
         """Stop watching ``grant``'s key (released, or known lost): the cancel request to
         send now, if its watch exists on the open stream."""
         if self._grants.get(grant.place.key) is grant:
@@ -140,7 +147,7 @@ class HeldKeysBook:
         del self._watching[watch_id]
         return _cancel(watch_id) if self.streaming else None
 
-    def take_due(self, now: float) -> list[Any]:
+    def take_due(self, now: float) -> list[WatchOrder]:
         """The deferred watches due at ``now`` (time.monotonic()) or before: their
         creates to send now, from the revision after the one their key was seen at.
         With no stream open, none: they are created on the next (see :meth:`opened`)."""
@@ -156,7 +163,7 @@ class HeldKeysBook:
                 self._unwatched.add(grant)
         return requests
 
-    def opened(self) -> list[Any]:
+    def opened(self) -> list[WatchOrder]:
         """A new stream is open: the creates to send on it, one per held key whose
         watch is not deferred."""
         self.streaming = True
@@ -182,7 +189,7 @@ class HeldKeysBook:
     def handle(self, response: Any) -> WatchNews:
         """What watch ``response`` means. Raises FencingCoordError when etcd refused a
         watch (the stream must be opened again)."""
-        requests: list[Any] = []
+        requests: list[WatchOrder] = []
         deleted: list[EtcdGrant] = []
         watch_id = int(response.watch_id)
         if response.created:
@@ -217,10 +224,9 @@ class HeldKeysBook:
             return _NOTHING
         return WatchNews(tuple(requests), tuple(deleted), tuple(unchecked))
 
-    def _create(self, grant: EtcdGrant, start_revision: int, *, check: bool) -> Any:
+    def _create(self, grant: EtcdGrant, start_revision: int, *, check: bool) -> WatchOrder:
         self._creating.append(_Creating(grant, check))
-        return etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-            key=grant.place.key, start_revision=start_revision, filters=[etcdrpc.WatchCreateRequest.NOPUT]))
+        return (grant.place.key, start_revision)
 
 
 class StreamPause:
@@ -247,5 +253,14 @@ def _after_seen(grant: EtcdGrant) -> int:
     return max(grant.place.revision, grant.place.seen) + 1
 
 
-def _cancel(watch_id: int) -> Any:
-    return etcdrpc.WatchRequest(cancel_request=etcdrpc.WatchCancelRequest(watch_id=watch_id))
+def _cancel(watch_id: int) -> WatchOrder:
+    return watch_id
+
+
+def watch_request(order: WatchOrder) -> Any:
+    """The ``etcdrpc.WatchRequest`` that carries ``order``."""
+    if isinstance(order, int):
+        return etcdrpc.WatchRequest(cancel_request=etcdrpc.WatchCancelRequest(watch_id=order))
+    key, start_revision = order
+    return etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
+        key=key, start_revision=start_revision, filters=[etcdrpc.WatchCreateRequest.NOPUT]))

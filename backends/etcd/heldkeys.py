@@ -37,7 +37,7 @@ import grpc
 from fencing_coord.errors import FencingCoordError
 
 from .connection import Connection
-from .heldbook import HeldKeysBook, StreamPause
+from .heldbook import HeldKeysBook, StreamPause, WatchOrder, watch_request
 from .places import EtcdGrant
 from .wire import status_code
 
@@ -88,7 +88,7 @@ class HeldKeys:
         self._timer_at = math.inf  # under _lock
         #: When :meth:`add` last came (time.monotonic()), under _lock.
         self._added_at = -math.inf
-        self._requests: queue.SimpleQueue[Any] | None = None
+        self._requests: queue.SimpleQueue[WatchOrder | _Due | _Stop] | None = None
         self._call: Any = None
         self._member = -1
         self._stop = threading.Event()
@@ -140,13 +140,13 @@ class HeldKeys:
 
     # -- the watch thread ------------------------------------------------------------------
 
-    def _send(self, *requests: Any) -> None:
+    def _send(self, *requests: WatchOrder | None) -> None:
         """Put ``requests`` on the stream (under _lock: in the book's order)."""
         for request in requests:
             if request is not None and self._requests is not None:
                 self._requests.put(request)
 
-    def _take_due(self, requests: queue.SimpleQueue[Any] | None) -> float:
+    def _take_due(self, requests: queue.SimpleQueue[WatchOrder | _Due | _Stop] | None) -> float:
         """Create the watches due now on the stream fed by ``requests`` (None: between
         streams, for the next one); when to look next (inf: when an add says so)."""
         with self._lock:
@@ -186,7 +186,7 @@ class HeldKeys:
 
     def _follow(self) -> None:
         """Open one stream, watch every held key on it, and follow it until it ends."""
-        requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        requests: queue.SimpleQueue[WatchOrder | _Due | _Stop] = queue.SimpleQueue()
 
         def stream() -> Iterator[Any]:
             look_at = math.inf
@@ -201,7 +201,7 @@ class HeldKeys:
                 if isinstance(request, _Due):
                     look_at = self._take_due(requests)
                 else:
-                    yield request
+                    yield watch_request(request)
 
         try:
             index, call = self.conn.watch(stream())
@@ -209,7 +209,8 @@ class HeldKeys:
             return
         with self._lock:
             self._requests, self._call, self._member = requests, call, index
-            self._send(*self._book.opened(), _DUE)
+            self._send(*self._book.opened())
+            requests.put(_DUE)
         if self._stop.is_set():
             call.cancel()
         try:

@@ -108,7 +108,10 @@ def test_a_held_lock_keeps_no_protobuf_message_and_under_1200_bytes_of_python_ob
         per_grant = (tracemalloc.get_traced_memory()[0] - traced) / held
     finally:
         tracemalloc.stop()
-    assert _live_messages() - messages <= 64, "held locks keep protobuf messages (the reads of at most 32 queues)"
+    # What may be live: the put-last transactions kept for the last 32 queues (one per
+    # queue here), and the few requests and answers in flight on the streams (the held
+    # keys' watch creates wait as plain values until sent: test_held_keys).
+    assert _live_messages() - messages <= 32 + 8, "held locks keep protobuf messages"
     # About 1,000 B: the grant, its place, the bookkeeping of the backend, lease and watch.
     assert per_grant < 1200, f"{per_grant:.0f} B of Python objects per held grant"
     assert not [g for g in grants if g.lost]
