@@ -40,7 +40,8 @@ def add_parser(subparsers: Any) -> None:
             "If the lock is lost, CMD's process group gets SIGTERM, then SIGKILL after --grace "
             "seconds. SIGINT and SIGTERM sent to this command are passed on to CMD's group; if CMD "
             "has not exited --grace seconds later, or on a second SIGINT/SIGTERM, the group gets "
-            "SIGKILL. SIGHUP is passed on as it is. CMD and its process group never outlive this "
+            "SIGKILL. SIGHUP is passed on as it is. A signal ignored when this command starts (nohup) "
+            "stays ignored, by CMD too. CMD and its process group never outlive this "
             "command, even if it is killed (SIGKILL included). Exits with CMD's status."
         ),
         epilog=RUN_EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -63,7 +64,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     and runs in its own process group, so that a lost lock stops everything it started:
     SIGTERM to the group, SIGKILL after ``--grace`` seconds. SIGINT, SIGTERM and SIGHUP
     sent to this command are passed on to that group; SIGKILL follows a SIGINT/SIGTERM
-    after ``--grace`` seconds, or at once on a second one. The lease is kept alive by the
+    after ``--grace`` seconds, or at once on a second one; those ignored when this command
+    started stay ignored (:mod:`.signals`). The lease is kept alive by the
     backend's own keepalive while CMD runs, and released when CMD exits, once what CMD
     left in its group is killed. CMD and its group never outlive this command, even if
     it is SIGKILLed (see :mod:`.tether`).

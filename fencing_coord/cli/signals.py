@@ -1,7 +1,8 @@
 """Signal handling of ``fencing-coord run``: signals are collected
 (:class:`SignalInbox`) for run's loops to act on, never raised where they land. While
 it waits for its lock, SIGTERM and SIGHUP end it (:class:`Terminated`); while its
-command runs, SIGINT, SIGTERM and SIGHUP are passed on."""
+command runs, SIGINT, SIGTERM and SIGHUP are passed on. A signal ignored when ``run``
+started (``nohup``; ``cmd &`` in a script) stays ignored, by ``run`` and its command."""
 
 from __future__ import annotations
 
@@ -25,8 +26,12 @@ class Terminated(Exception):
 
 @contextlib.contextmanager
 def _signals_handled_by(handler: Callable[[int, FrameType | None], None], *sigs: signal.Signals) -> Iterator[None]:
-    """Install ``handler`` for ``sigs`` while the block runs; restore the previous ones."""
-    previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    """Install ``handler`` for those of ``sigs`` not ignored, while the block runs;
+    restore the previous ones. An ignored signal stays ignored: a process started by
+    ``nohup`` (SIGHUP) or in the background by a script (``cmd &``: SIGINT) was asked
+    not to be stopped by it, and a command it starts inherits the ignored disposition
+    (a handler would be reset to the default action by exec)."""
+    previous = {sig: signal.signal(sig, handler) for sig in sigs if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
@@ -51,7 +56,8 @@ class SignalInbox:
         self._received: list[int] = []
 
     def collecting(self, *sigs: signal.Signals) -> contextlib.AbstractContextManager[None]:
-        """Collect ``sigs`` (instead of their usual effect) while the block runs."""
+        """Collect ``sigs`` (instead of their usual effect) while the block runs; those
+        ignored when it begins stay ignored."""
 
         def collect(signum: int, _frame: FrameType | None) -> None:
             self._received.append(signum)

@@ -13,7 +13,7 @@ from fencing_coord import cli
 # left behind when ``run`` exited after a signal (the teardown's collection then waited
 # forever). The command itself is ``--version``: any command ends the same way.
 _STOPPED_HOLDER = textwrap.dedent("""
-    import sys, threading
+    import gc, sys, threading
     from fencing_coord import cli
 
     lock, held = threading.Lock(), threading.Event()
@@ -28,6 +28,9 @@ _STOPPED_HOLDER = textwrap.dedent("""
             with lock:
                 pass
 
+    # Only the teardown collects: a collection while the command runs (its allocations
+    # can cross gc's threshold) would call __del__ there, and wait forever.
+    gc.disable()
     threading.Thread(target=hold, daemon=True).start()
     held.wait()
     call = Call()

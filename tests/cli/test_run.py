@@ -176,6 +176,25 @@ def test_sigterm_while_waiting_leaves_the_queue_at_once(etcd_url: str, namespace
     assert not (tmp_path / "env.json").exists()
 
 
+def test_signals_ignored_when_run_started_stay_ignored_while_it_waits(etcd_url: str, namespace: str) -> None:
+    """Started under nohup (SIGHUP ignored) or in the background by a script (SIGINT),
+    run was asked not to stop on them: SIGHUP ended its wait (exit 129). SIGTERM,
+    sent after them, still ends it."""
+    with connect(etcd_url, namespace=namespace, ttl=30) as other, other.lock("queue"):
+        proc = start_cli("run", "--url", etcd_url, "--namespace", namespace, "--lock", "queue", "--ttl", "30",
+                         "--", sys.executable, "-c", "pass", ignoring=(signal.SIGHUP, signal.SIGINT))
+        try:
+            assert proc.stderr is not None
+            assert "waiting for lock" in proc.stderr.readline()
+            for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+                proc.send_signal(sig)
+            _, err = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+        assert proc.returncode == 128 + int(signal.SIGTERM), err
+        assert other.describe("queue").waiters == ()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_waiting_never_hangs_run(etcd_url: str, namespace: str, sig: signal.Signals) -> None:
     """Sent as soon as run says it waits, so it lands while gRPC calls are in flight. A

@@ -87,3 +87,18 @@ def test_sighup_is_passed_on_without_starting_the_grace_period(namespace: str, t
     finally:
         proc.kill()
     assert proc.returncode == 5, err
+
+
+def test_a_command_inherits_the_signals_ignored_when_run_started(namespace: str) -> None:
+    # As under nohup (SIGHUP) and for a command a script starts in the background
+    # (SIGINT): CMD got their default action instead (run's handlers, reset by exec).
+    script = ("import signal; print(*(signal.getsignal(s) is signal.SIG_IGN"
+              " for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)))")
+    proc = start_cli("run", "--url", f"memory://{namespace}", "--lock", "job",
+                     "--", sys.executable, "-c", script, ignoring=(signal.SIGHUP, signal.SIGINT))
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.split() == ["True", "True", "False"]
