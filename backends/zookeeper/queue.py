@@ -7,7 +7,8 @@ parent's children, and holds the lock when no contender's sequence number preced
 own -- ours, and those of kazoo, Curator and ZooKeeper's recipes (see :mod:`.names` for
 the order and the names); otherwise it watches only its immediate predecessor and,
 woken, lists the children again (its own node may have vanished: it then joins the queue
-anew). An acquisition costs three round trips: create, list, and the delete of release.
+anew). An acquisition costs three requests in two round trips: the create and the
+listing sent behind it (see :mod:`.behind`), and the delete of release.
 A waiter whose only older contender is its predecessor is granted from the deletion event
 itself, without listing again (see :mod:`.handoff`).
 
@@ -59,6 +60,7 @@ from .names import (
     serial_distance,
 )
 from .session import OutcomeUnknown, Stat
+from .wakes import wakes_together
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
 TYPE_CHECKING = False
@@ -240,8 +242,10 @@ class ZooKeeperQueue:
                                    sequence=True, include_data=True)
 
         def start() -> Any:
-            created = create()
-            self.behind = ListingBehind.send(session.current_epoch, self._listing)
+            with wakes_together(session.client) as sent:  # both queued before kazoo's thread wakes
+                created = create()
+                self.behind = ListingBehind.send(session.current_epoch, self._listing)
+                sent += (created, self.behind.result)
             return created
 
         return nonce, start, time.monotonic() + self.budget.request()

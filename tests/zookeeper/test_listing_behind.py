@@ -1,7 +1,8 @@
 """Joining a queue in one round trip: the listing goes out right behind the create (see
-:mod:`fencing_coord.backends.zookeeper.behind`), on both front ends; the asyncio one
-hears both answers in one hop from kazoo's thread. And the listing behind is used only
-when it may stand for a fresh one."""
+:mod:`fencing_coord.backends.zookeeper.behind`), on both front ends, and both wake
+kazoo's connection thread once (:mod:`~fencing_coord.backends.zookeeper.wakes`); the
+asyncio one hears both answers in one hop from kazoo's thread. And the listing behind is
+used only when it may stand for a fresh one."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
 from fencing_coord.backends.zookeeper.backend import ZooKeeperBackend
 from fencing_coord.backends.zookeeper.behind import ListingBehind
 from fencing_coord.backends.zookeeper.grant import Entry
+from fencing_coord.backends.zookeeper.wakes import WakeSocket
 from fencing_coord.testing.aio_fixtures import run_guarded
 
 from ..spies import recorded
@@ -31,28 +33,42 @@ ROUNDS = 10
 
 
 class _RoundTrips:
-    """Round trips of one backend's kazoo connection: runs of requests sent with no
-    answer read in between (pings, watch events and auth left out)."""
+    """Round trips of one backend's kazoo client: requests queued while none of its
+    requests was queued or awaiting its answer (pings and watch events are neither)."""
 
     def __init__(self, backend: ZooKeeperBackend | AsyncZooKeeperBackend) -> None:
         self.count = 0
-        self._answered = True
-        connection = backend.kazoo_client._connection
-        submit, read_header = connection._submit, connection._read_header
+        client = backend.kazoo_client
+        call = client._call
 
-        def submitted(request: Any, timeout: float, xid: int | None = None) -> Any:
-            if xid is not None and xid >= 0:
-                self.count += self._answered
-                self._answered = False
-            return submit(request, timeout, xid)
+        def queued(request: Any, async_object: Any) -> Any:
+            self.count += not client._queue and not client._pending
+            return call(request, async_object)
 
-        def read(timeout: float) -> Any:
-            header, buffer, offset = read_header(timeout)
-            if header.xid >= 0:
-                self._answered = True
-            return header, buffer, offset
+        client._call = queued
 
-        connection._submit, connection._read_header = submitted, read
+
+class _WakeSends:
+    """The sends on kazoo's wake-up socket (one wakes its connection thread for one or
+    more requests queued; see .wakes)."""
+
+    def __init__(self, backend: ZooKeeperBackend | AsyncZooKeeperBackend) -> None:
+        self.count = 0
+        wake = backend.kazoo_client._connection._write_sock
+        assert isinstance(wake, WakeSocket)
+        sock = wake.socket
+        outer = self
+
+        class Counted:
+            def send(self, data: bytes) -> int:
+                outer.count += 1
+                sent: int = sock.send(data)
+                return sent
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(sock, name)
+
+        wake.socket = Counted()
 
 
 def test_an_uncontended_acquire_and_release_take_two_round_trips(make: Any) -> None:
@@ -61,15 +77,14 @@ def test_an_uncontended_acquire_and_release_take_two_round_trips(make: Any) -> N
     listing sent only once the create was answered."""
     backend = make()
     backend.release(backend.acquire("orders", timeout=PROMPT))  # the parent is made
-    sent, trips = _Requests(backend), _RoundTrips(backend)
+    sent, trips, wakes = _Requests(backend), _RoundTrips(backend), _WakeSends(backend)
     with recorded(backend._session, "request") as awaited:
         for _ in range(ROUNDS):
             assert backend.release(backend.acquire("orders", timeout=PROMPT)) is True
     assert sent.since(0) == ["Create2", "GetChildren2", "Delete"] * ROUNDS
     assert awaited == [f"join the queue of {backend.lock_path('orders')}", "release 'orders'"] * ROUNDS
-    # A create answered before the caller sent the listing behind it (kazoo's thread took
-    # the interpreter meanwhile) costs a round trip more now and then, never in most rounds.
-    assert trips.count <= 2.5 * ROUNDS, f"{trips.count} round trips for {ROUNDS} acquire+release"
+    assert trips.count <= 2 * ROUNDS, f"{trips.count} round trips for {ROUNDS} acquire+release"
+    assert wakes.count <= 2 * ROUNDS, f"kazoo's thread woken {wakes.count} times for {ROUNDS} acquire+release"
 
 
 def test_async_an_uncontended_acquire_and_release_take_two_round_trips_and_two_hops(
@@ -82,7 +97,7 @@ def test_async_an_uncontended_acquire_and_release_take_two_round_trips_and_two_h
         assert isinstance(backend, AsyncZooKeeperBackend)
         async with backend:
             await backend.release(await backend.acquire("orders", timeout=PROMPT))
-            sent, trips = _Requests(backend), _RoundTrips(backend)
+            sent, trips, wakes = _Requests(backend), _RoundTrips(backend), _WakeSends(backend)
             with recorded(backend._requests, "request") as awaited, \
                     recorded(asyncio.get_running_loop(), "call_soon_threadsafe") as hops:
                 for _ in range(ROUNDS):
@@ -91,7 +106,8 @@ def test_async_an_uncontended_acquire_and_release_take_two_round_trips_and_two_h
             assert awaited == [f"join the queue of {backend.lock_path('orders')}", "release 'orders'"] * ROUNDS
             # An answer there before it is awaited costs no hop at all.
             assert len(hops) <= 2 * ROUNDS, f"{len(hops)} hops to the loop for {ROUNDS} acquire+release"
-            assert trips.count <= 2.5 * ROUNDS, f"{trips.count} round trips for {ROUNDS} acquire+release"
+            assert trips.count <= 2 * ROUNDS, f"{trips.count} round trips for {ROUNDS} acquire+release"
+            assert wakes.count <= 2 * ROUNDS, f"kazoo's thread woken {wakes.count} times for {ROUNDS} acquire+release"
 
     run_guarded(main)
 
@@ -134,3 +150,4 @@ def test_a_listing_behind_that_lists_our_node_on_the_same_connection_is_used() -
 ])
 def test_any_other_listing_behind_is_not_used(listing: ListingBehind, epoch: int) -> None:
     assert listing.take(_ENTRY, epoch) is None
+
