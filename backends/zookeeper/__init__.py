@@ -27,7 +27,9 @@ The modules, one idea each:
   and ``request()``, where every request is sent, retried and its errors mapped.
 * :mod:`.queue`: the fair-queue driver (:class:`~.queue.ZooKeeperQueue`) that
   :func:`fencing_coord.fairqueue.wait_in_line` runs for locks and elections alike, and the
-  limits of the sequence counter.
+  limits of the sequence counter; :mod:`.behind`: the listing it sends behind its create
+  (one round trip to join a queue), and :mod:`.wakes`: requests sent together wake
+  kazoo's connection thread once.
 * :mod:`.grant`: :class:`ZooKeeperGrant` (the node a grant holds) and why tokens are czxids.
 * :mod:`.members`: a queue as onlookers read it (``describe``, ``leader``).
 * :mod:`.election`: reading and watching an election's leader.

@@ -17,7 +17,7 @@ from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import FencingCoordError
 from fencing_coord.fairqueue import EntryGone
 
-from .aio_session import AsyncRequests
+from .aio_session import AsyncRequests, joined
 from .grant import Entry, ZooKeeperGrant
 from .names import contenders
 from .queue import Exhausted, ZooKeeperPlace, ZooKeeperQueue, position
@@ -107,7 +107,13 @@ class AsyncZooKeeperQueue:
     async def _create(self) -> Entry:
         """Create our ephemeral-sequential node under the parent (made if missing)."""
         line = self.line
-        nonce, start, limit = line.create_plan()
+        nonce, create, limit = line.create_plan()
+
+        def start() -> Any:  # the create's answer and the listing's behind it in one hop
+            created = create()
+            behind = line.behind
+            return created if behind is None else joined(line.session.client.handler, created, behind.result)
+
         while True:
             try:
                 path, stat = await self.requests.request(f"join the queue of {line.parent}", start,
@@ -146,13 +152,15 @@ class AsyncZooKeeperQueue:
     async def _position(self, entry: Entry) -> ZooKeeperPlace:
         line = self.line
         client = line.session.client
-        try:
-            children, raw_stat = await self.requests.request(
-                f"read the queue of {entry.parent}", lambda: client.get_children_async(entry.parent, include_data=True),
-                budget=line._budget(), expected=(NoNodeError,))
-        except NoNodeError:
-            raise EntryGone(f"{entry.parent} no longer exists") from None
-        found = position(children, Stat.of(raw_stat), entry, line.kind, line.window)
+        listed = line.listed_behind(entry)  # answered with the create, if sent behind it
+        if listed is None:
+            try:
+                children, raw_stat = await self.requests.request(f"read the queue of {entry.parent}", line._listing,
+                                                                 budget=line._budget(), expected=(NoNodeError,))
+            except NoNodeError:
+                raise EntryGone(f"{entry.parent} no longer exists") from None
+            listed = children, Stat.of(raw_stat)
+        found = position(*listed, entry, line.kind, line.window)
         if not isinstance(found, Exhausted):
             return found
         note = found.note

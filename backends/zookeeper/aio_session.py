@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from fencing_coord.errors import BackendUnavailable
 
 from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
 
-__all__ = ["AsyncRequests", "Deferred", "LoopResult", "use_loop_results"]
+__all__ = ["AsyncRequests", "Deferred", "LoopResult", "joined", "use_loop_results"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +59,27 @@ class LoopResult(AsyncResult):  # type: ignore[misc]  # kazoo is untyped
             ready = self.ready()
         if ready:
             direct()
+
+
+def joined(handler: Any, first: LoopResult, second: LoopResult) -> LoopResult:
+    """A result with ``first``'s outcome, ready once ``second`` is ready too: for a
+    request whose answer comes right before ``second``'s (on one connection, in the order
+    sent), so that both reach the event loop in one hop, not two. kazoo fails every
+    request in flight when the connection drops, so ``second`` never holds ``first``
+    back beyond that. ``handler``: the client's kazoo handler."""
+    both = LoopResult(handler)
+    count = itertools.count()  # next() is atomic: the two completions may race
+
+    def one_ready() -> None:
+        if next(count) == 1:
+            if first.successful():
+                both.set(first.value)
+            else:
+                both.set_exception(first.exception)
+
+    first.notify(one_ready)
+    second.notify(one_ready)
+    return both
 
 
 def use_loop_results(client: Any) -> None:

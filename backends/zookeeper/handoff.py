@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .grant import Entry, ZooKeeperGrant
-from .session import presend
+from .kazoo_results import collector
+from .wakes import wakes_together
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
 TYPE_CHECKING = False
@@ -102,10 +103,11 @@ class NextWait:
     one given, if it still watches this entry unchanged, else a new one) and the watch
     on the predecessor, which sets ``woke``.
 
-    Making it sends the ``exists`` that sets ``mine`` at once; the front end then sends
-    the predecessor's (``start``, described by ``what``) and collects ours (``own``), so
-    both go out in one round trip. It waits on ``woke`` only if :meth:`watching` holds
-    for the two answers; afterwards :attr:`first` tells whether the wait made us first."""
+    Making it sends the ``exists`` that sets ``mine`` and the predecessor's at once, in
+    one round trip and one wake-up of kazoo's thread (see :mod:`.wakes`); the front end
+    collects them (``start``, described by ``what``, then ``own``). It waits on ``woke``
+    only if :meth:`watching` holds for the two answers; afterwards :attr:`first` tells
+    whether the wait made us first."""
 
     __slots__ = ("mine", "own", "place", "start", "watch", "what")
 
@@ -119,8 +121,19 @@ class NextWait:
         self.watch = PredecessorWatch(mine, woke)
         path = f"{parent}/{place.predecessor}"
         self.what = f"watch {path} and {entry.path}"
-        self.own: Callable[[], Any] = presend(epoch, lambda: client.exists_async(entry.path, watch=mine))
-        self.start: Callable[[], Any] = lambda: client.exists_async(path, watch=self.watch)
+        watch = self.watch
+
+        def own() -> Any:
+            return client.exists_async(entry.path, watch=mine)
+
+        def predecessor() -> Any:
+            return client.exists_async(path, watch=watch)
+
+        sent_on = epoch()
+        with wakes_together(client) as sent:  # both queued, then kazoo's thread woken once
+            sent += (own(), predecessor())
+        self.own = collector(epoch, sent_on, sent[0], own)
+        self.start = collector(epoch, sent_on, sent[1], predecessor)
 
     @property
     def woke(self) -> Wakeup:

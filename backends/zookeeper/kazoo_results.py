@@ -1,6 +1,6 @@
 """What the ZooKeeper session's requests share with their callers: the meaning of a kazoo
 failure that is not retried (:func:`kazoo_error`), and requests sent ahead of their
-wait (:func:`presend`)."""
+wait (:func:`presend`, :func:`collector`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # no ``from typing import ...`` at runtime: see fencing_c
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["kazoo_error", "presend"]
+__all__ = ["collector", "kazoo_error", "presend"]
 
 
 def kazoo_error(what: str, exc: KazooException) -> FencingCoordError:
@@ -40,7 +40,13 @@ def presend(epoch: Callable[[], int], start: Callable[[], Any]) -> Callable[[], 
     to a connection gone since; taken as is, a failure made ``request`` wait for a
     connection newer than the current one, which never came."""
     sent_on = epoch()
-    pending = [start()]
+    return collector(epoch, sent_on, start(), start)
+
+
+def collector(epoch: Callable[[], int], sent_on: int, result: Any, start: Callable[[], Any]) -> Callable[[], Any]:
+    """As :func:`presend`, for ``start()``'s ``result`` sent already on connection
+    ``sent_on``: so that several requests can be sent together first."""
+    pending = [result]
 
     def collect() -> Any:
         if pending and epoch() == sent_on:

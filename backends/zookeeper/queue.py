@@ -7,7 +7,8 @@ parent's children, and holds the lock when no contender's sequence number preced
 own -- ours, and those of kazoo, Curator and ZooKeeper's recipes (see :mod:`.names` for
 the order and the names); otherwise it watches only its immediate predecessor and,
 woken, lists the children again (its own node may have vanished: it then joins the queue
-anew). An acquisition costs three round trips: create, list, and the delete of release.
+anew). An acquisition costs three requests in two round trips: the create and the
+listing sent behind it (see :mod:`.behind`), and the delete of release.
 A waiter whose only older contender is its predecessor is granted from the deletion event
 itself, without listing again (see :mod:`.handoff`).
 
@@ -44,6 +45,7 @@ from fencing_coord.deadlines import RequestBudget
 from fencing_coord.errors import BackendUnavailable, FencingCoordError, TokenSpaceExhausted
 from fencing_coord.fairqueue import EntryGone
 
+from .behind import ListingBehind
 from .grant import Entry, ZooKeeperGrant
 from .handoff import NextWait, NodeWatch
 from .makepath import create_making_parents
@@ -58,6 +60,7 @@ from .names import (
     serial_distance,
 )
 from .session import OutcomeUnknown, Stat
+from .wakes import wakes_together
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
 TYPE_CHECKING = False
@@ -122,8 +125,8 @@ class ZooKeeperQueue:
     held by ``holder``. ``deadline`` bounds every request, a connection loss ridden out
     included (see :mod:`fencing_coord.deadlines`)."""
 
-    __slots__ = ("budget", "data", "deadline", "handed", "holder", "kind", "mine", "monitor", "name", "parent",
-                 "session", "window")
+    __slots__ = ("behind", "budget", "data", "deadline", "handed", "holder", "kind", "mine", "monitor", "name",
+                 "parent", "session", "window")
 
     def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
                  data: bytes, deadline: float | None) -> None:
@@ -139,10 +142,12 @@ class ZooKeeperQueue:
         self.budget = RequestBudget.until(deadline, self.session.timeout)
         self.mine: NodeWatch | None = None  # the watch on our own node, if set
         self.handed: ZooKeeperPlace | None = None  # a place made first by its predecessor's deletion
+        self.behind: ListingBehind | None = None  # the listing sent behind our last create
 
     def enqueue(self, exclusive: bool) -> ZooKeeperPlace:
-        """Create our node and list the queue (two round trips). Never refuses early: a
-        try-once contender queues and withdraws like any other (``exclusive`` unused)."""
+        """Create our node and list the queue (one round trip: the listing goes out behind
+        the create, see :mod:`.behind`). Never refuses early: a try-once contender queues
+        and withdraws like any other (``exclusive`` unused)."""
         entry = self._create()
         try:
             return self._position(entry)
@@ -229,11 +234,30 @@ class ZooKeeperQueue:
 
     def create_plan(self) -> tuple[str, Callable[[], Any], float]:
         """(nonce, the create request's start, its time limit) of our node's create (both
-        front ends): ephemeral-sequential under the parent, made if missing."""
+        front ends): ephemeral-sequential under the parent, made if missing. Each start
+        sends the queue's listing right behind the create (:attr:`behind`)."""
+        session = self.session
         prefix = node_prefix(self.parent, self.kind, nonce := new_nonce())
-        start = functools.partial(create_making_parents, self.session.client, prefix, self.data, ephemeral=True,
-                                  sequence=True, include_data=True)
+        create = functools.partial(create_making_parents, session.client, prefix, self.data, ephemeral=True,
+                                   sequence=True, include_data=True)
+
+        def start() -> Any:
+            with wakes_together(session.client) as sent:  # both queued before kazoo's thread wakes
+                created = create()
+                self.behind = ListingBehind.send(session.current_epoch, self._listing)
+                sent += (created, self.behind.result)
+            return created
+
         return nonce, start, time.monotonic() + self.budget.request()
+
+    def _listing(self) -> Any:
+        return self.session.client.get_children_async(self.parent, include_data=True)
+
+    def listed_behind(self, entry: Entry) -> tuple[list[str], Stat] | None:
+        """The listing sent behind ``entry``'s create, once, if it may stand for a fresh
+        one (see :meth:`.behind.ListingBehind.take`); else None."""
+        behind, self.behind = self.behind, None
+        return None if behind is None else behind.take(entry, self.session.current_epoch())
 
     def late(self, result: Any) -> None:
         """An abandoned create may still succeed: never leave its node behind."""
@@ -287,19 +311,20 @@ class ZooKeeperQueue:
         return None
 
     def _position(self, entry: Entry) -> ZooKeeperPlace:
-        """Our place now (one round trip). Raises EntryGone when our node has vanished and
-        TokenSpaceExhausted when the queue's sequence window is used up (the caller
-        withdraws)."""
-        client = self.session.client
-        try:
-            children, raw_stat = self.session.request(
-                f"read the queue of {entry.parent}",
-                lambda: client.get_children_async(entry.parent, include_data=True),
-                budget=self._budget(), expected=(NoNodeError,),
-            )
-        except NoNodeError:
-            raise EntryGone(f"{entry.parent} no longer exists") from None
-        found = position(children, Stat.of(raw_stat), entry, self.kind, self.window)
+        """Our place now (one round trip, or none after our create: see :mod:`.behind`).
+        Raises EntryGone when our node has vanished and TokenSpaceExhausted when the
+        queue's sequence window is used up (the caller withdraws)."""
+        if self.behind is not None:  # answered right after the create: a drop fails it at once
+            self.behind.result.wait(min(self._budget(), self.session.timeout))
+        listed = self.listed_behind(entry)
+        if listed is None:
+            try:
+                children, raw_stat = self.session.request(f"read the queue of {entry.parent}", self._listing,
+                                                          budget=self._budget(), expected=(NoNodeError,))
+            except NoNodeError:
+                raise EntryGone(f"{entry.parent} no longer exists") from None
+            listed = children, Stat.of(raw_stat)
+        found = position(*listed, entry, self.kind, self.window)
         if isinstance(found, Exhausted):
             if found.note is None:
                 raise self._exhausted(self._mark())

@@ -49,6 +49,7 @@ from fencing_coord.errors import BackendUnavailable, FencingCoordError, InvalidA
 from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
 from .kazoo_results import kazoo_error, presend
 from .tls import FirstConnection, TLSOptions
+from .wakes import hold_wakes
 
 TYPE_CHECKING = False  # no ``from typing import ...`` at runtime: see fencing_coord.typeless
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class Session:
         self._hook_replies()
         bound_handshakes(self.client, self.timeout)
         poll_sockets(self.client)
+        hold_wakes(self.client)  # requests sent together wake kazoo's thread once (see .wakes)
         self.client.add_listener(self._on_state)
 
     def subscribe(self, listener: Callable[[SessionState], None]) -> None:

@@ -21,6 +21,7 @@ from fencing_coord.testing.aio_fixtures import run_guarded
 from ..spies import recorded
 from .conftest import ZooKeeperTarget
 from .test_backend import _eventually, _ordered_children, _Requests, _watched_by
+from .test_listing_behind import _WakeSends
 
 pytestmark = pytest.mark.zookeeper
 
@@ -170,5 +171,30 @@ def test_a_waiters_wake_up_reaches_the_loop_from_kazoos_connection_thread(local:
             assert handed == [], f"{len(handed)} watch callbacks went through kazoo's callback thread"
             assert last_taken.token > taken.token > grant.token
             assert await last.release(last_taken) is True
+
+    run_guarded(main)
+
+
+def test_a_waiter_next_in_line_wakes_kazoos_thread_once_for_its_two_watches(local: ZooKeeperTarget) -> None:
+    """A waiter sends Create2 and GetChildren2 together, then the Exists on its own node
+    and its predecessor's together: two wake-ups of kazoo's thread (four before), and
+    none more until it is granted from the holder's deletion event."""
+
+    async def main() -> None:
+        async with _pair(local) as (holder, waiter):
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            sent, wakes = _Requests(waiter), _WakeSends(waiter)
+            queued = asyncio.Event()
+            task = asyncio.create_task(waiter.acquire("orders", timeout=PROMPT, on_queued=queued.set))
+            async with asyncio.timeout(PROMPT):
+                await queued.wait()
+            assert isinstance(grant, ZooKeeperGrant)
+            await _until_watched(local, waiter, grant.entry.path)
+            assert await holder.release(grant) is True
+            async with asyncio.timeout(PROMPT):
+                taken = await task
+            assert sent.since(0) == ["Create2", "GetChildren2", "Exists", "Exists"]
+            assert wakes.count == 2, f"kazoo's thread woken {wakes.count} times"
+            assert await waiter.release(taken) is True
 
     run_guarded(main)

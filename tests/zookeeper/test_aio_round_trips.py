@@ -1,8 +1,9 @@
 """What one uncontended acquire+release costs the asyncio ZooKeeper driver: the blocking
-driver's three requests (Create2, GetChildren2; Delete), no task of ours, six event-loop
-passes (two per request: the answer's hand-over, then the task's step), each answer in
-one hop from kazoo's connection thread, and no timer per request; the release's Delete
-still runs to its end through cancellations."""
+driver's three requests (Create2 and GetChildren2 together; Delete), no task of ours,
+four event-loop passes (two per answer awaited: the answer's hand-over, then the task's
+step; see test_listing_behind), each answer in one hop from kazoo's connection thread,
+and no timer per request; the release's Delete still runs to its end through
+cancellations."""
 
 from __future__ import annotations
 
