@@ -170,14 +170,18 @@ def test_lease_revoked_out_of_band(etcd_single: EtcdTarget, namespace: str) -> N
 
 def test_release_on_a_silent_server_is_unknown_or_false_once_lost(namespace: str) -> None:
     require_etcd_binary()
-    with EtcdServer() as server, fc.connect(server.url, ttl=2, timeout=1, namespace=namespace) as backend:
-        unanswered = backend.acquire("orders", timeout=PROMPT)
+    # ``unanswered`` is held on a 30 s lease: with the 2 s one, a loaded machine (load 9)
+    # starved the keepalive for a whole TTL before the pause, the grant was known lost,
+    # and its release rightly said False at once.
+    with EtcdServer() as server, fc.connect(server.url, ttl=30, timeout=1, namespace=namespace) as steady, \
+            fc.connect(server.url, ttl=2, timeout=1, namespace=namespace) as backend:
+        unanswered = steady.acquire("orders", timeout=PROMPT)
         doomed = backend.acquire("payments", timeout=PROMPT)
         server.pause(server.member)
         try:
             started = time.monotonic()
             with pytest.raises(fc.BackendUnavailable):
-                backend.release(unanswered)  # etcd cannot say whether it was still held
+                steady.release(unanswered)  # etcd cannot say whether it was still held
             assert time.monotonic() - started < 1.5
             assert unanswered.released
             # No keepalive confirmed for a whole TTL: the grant is known lost, and its
