@@ -3,10 +3,11 @@
 in the window (the keepalive's share is the difference), and the floor of
 ``contention.py`` (its lease has no keepalive).
 
-    python bench/idle_waiter.py [--seconds 20] [--rounds 2] [--kinds floor,ours,ours-no-keepalive]
+    python bench/idle_waiter.py [--seconds 20] [--warm-up 1.5] [--rounds 2] [--kinds floor,ours,ours-no-keepalive]
 
 Per kind and round, one process takes the lock and holds it; a second one blocks in
-acquire. From 1.5 s after the waiter connected, for ``--seconds``, the waiter measures
+acquire. From ``--warm-up`` seconds after the waiter connected (the keepalive's first
+round is 10 s after it connected; 11 s leaves it out), for ``--seconds``, the waiter measures
 its own CPU (``time.process_time``, every thread, those that end included) and per
 thread (``/proc/self/task/*/schedstat``, ns; the measuring thread's own CPU left
 out); then the holder lets go. Printed: ms of
@@ -25,15 +26,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from contention import etcd_floor, our_lock_quiet  # bench/contention.py
+from contention import etcd_floor  # bench/contention.py
 from thread_cpu import _GRPC_THREADS, _tasks, _thread_kind  # bench/thread_cpu.py
 
+import fencing_coord as fc
 from fencing_coord.servers.etcd import EtcdServer
-
-_WARM_UP = 1.5
 
 
 def _name_grpc_threads() -> None:
@@ -50,7 +50,14 @@ def _open(kind: str) -> Callable[[str, str], Any]:
         from fencing_coord.backends.etcd.session import Session
 
         setattr(Session, "until_keepalive", lambda self, lease: 3600.0)  # noqa: B010
-    return etcd_floor if kind == "floor" else our_lock_quiet
+    return etcd_floor if kind == "floor" else _ours
+
+
+@contextlib.contextmanager
+def _ours(url: str, name: str) -> Iterator[tuple[Any, Any]]:
+    """As contention.py's (ttl 30), with time to wait longer than a measured window."""
+    with fc.connect(url, ttl=30, namespace=name) as backend:
+        yield (lambda: backend.acquire("orders", timeout=600)), backend.release
 
 
 def _holder(kind: str, url: str, name: str, held: Any, release: Any) -> None:
@@ -61,12 +68,12 @@ def _holder(kind: str, url: str, name: str, held: Any, release: Any) -> None:
         give(key)
 
 
-def _waiter(kind: str, url: str, name: str, seconds: float, out: Any, done: Any) -> None:
+def _waiter(kind: str, url: str, name: str, warm_up: float, seconds: float, out: Any, done: Any) -> None:
     _name_grpc_threads()
     with _open(kind)(url, name) as (take, give):
 
         def measure() -> None:
-            time.sleep(_WARM_UP)
+            time.sleep(warm_up)
             before, cpu = _tasks(), time.process_time()
             time.sleep(seconds)
             after, cpu = _tasks(), time.process_time() - cpu
@@ -84,7 +91,7 @@ def _waiter(kind: str, url: str, name: str, seconds: float, out: Any, done: Any)
         give(take())
 
 
-def one_run(kind: str, url: str, seconds: float) -> tuple[float, dict[str, float]]:
+def one_run(kind: str, url: str, warm_up: float, seconds: float) -> tuple[float, dict[str, float]]:
     ctx = multiprocessing.get_context("spawn")
     name = f"idle-{uuid.uuid4().hex[:8]}"
     held, release, done = ctx.Event(), ctx.Event(), ctx.Event()
@@ -93,9 +100,9 @@ def one_run(kind: str, url: str, seconds: float) -> tuple[float, dict[str, float
     holder.start()
     if not held.wait(60):
         raise RuntimeError("the holder did not take the lock")
-    waiter = ctx.Process(target=_waiter, args=(kind, url, name, seconds, send, done))
+    waiter = ctx.Process(target=_waiter, args=(kind, url, name, warm_up, seconds, send, done))
     waiter.start()
-    if not done.wait(seconds + 60):
+    if not done.wait(warm_up + seconds + 60):
         raise RuntimeError("the waiter did not measure")
     cpu, usage = receive.recv()
     release.set()
@@ -107,6 +114,7 @@ def one_run(kind: str, url: str, seconds: float) -> tuple[float, dict[str, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warm-up", type=float, default=1.5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--kinds", default="floor,ours,ours-no-keepalive")
     args = parser.parse_args(argv)
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with EtcdServer() as server:
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
-                runs[kind].append(one_run(kind, server.url, args.seconds))
+                runs[kind].append(one_run(kind, server.url, args.warm_up, args.seconds))
     for kind in kinds:
         per_round = ", ".join(f"{cpu * 1e3:.2f}" for cpu, _ in runs[kind])
         print(f"\n{kind}: waiting CPU {per_round} ms/s (per round)")
