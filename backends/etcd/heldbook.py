@@ -145,7 +145,7 @@ class HeldKeysBook:
         if watch_id is None:
             return None
         del self._watching[watch_id]
-        return _cancel(watch_id) if self.streaming else None
+        return watch_id if self.streaming else None  # a cancel's order is its watch id
 
     def take_due(self, now: float) -> list[WatchOrder]:
         """The deferred watches due at ``now`` (time.monotonic()) or before: their
@@ -202,7 +202,7 @@ class HeldKeysBook:
                 if creating.check:
                     self._unchecked.append(creating.grant)
             else:  # released before etcd confirmed the watch
-                requests.append(_cancel(watch_id))
+                requests.append(watch_id)  # cancel it
         elif response.compact_revision:
             # The start revision was compacted away: watch from now, and read the key.
             grant = self._watching.pop(watch_id, None)
@@ -213,7 +213,7 @@ class HeldKeysBook:
             grant = self._watching.pop(watch_id, None)
             if grant is not None:
                 del self._ids[grant]
-                requests.append(_cancel(watch_id))
+                requests.append(watch_id)  # cancel it
                 if self._grants.get(grant.place.key) is grant:
                     del self._grants[grant.place.key]
                     deleted.append(grant)
@@ -251,10 +251,6 @@ class StreamPause:
 def _after_seen(grant: EtcdGrant) -> int:
     """The revision after the one at which ``grant``'s key was last seen present."""
     return max(grant.place.revision, grant.place.seen) + 1
-
-
-def _cancel(watch_id: int) -> WatchOrder:
-    return watch_id
 
 
 def watch_request(order: WatchOrder) -> Any:
