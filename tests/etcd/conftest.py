@@ -11,6 +11,8 @@ each other's keys. Tests that kill, pause or restart members start their own ser
 
 from __future__ import annotations
 
+import gc
+import importlib
 import re
 import shutil
 import time
@@ -170,6 +172,14 @@ def watch_requests(member: EtcdMember) -> int:
         found = _WATCH_RECEIVED.search(response.read().decode())
     assert found is not None, "etcd's /metrics no longer count Watch messages received"
     return int(found.group(1))
+
+
+def live_messages(kind: type | None = None) -> int:
+    """How many protobuf messages (of class ``kind``, or any) are alive now, after a
+    collection: their memory is C memory (upb arenas), which tracemalloc does not see."""
+    message = importlib.import_module("google.protobuf.message").Message  # protobuf has no type stubs here
+    gc.collect()
+    return sum(isinstance(o, message) and (kind is None or type(o) is kind) for o in gc.get_objects())
 
 
 def acquire_watched(member: EtcdMember, backend: EtcdBackend, name: str) -> EtcdGrant:

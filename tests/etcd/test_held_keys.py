@@ -6,7 +6,6 @@ revision after the grant's)."""
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget, watch_requests
+from .conftest import EtcdTarget, live_messages, watch_requests
 
 pytestmark = pytest.mark.etcd
 
@@ -185,12 +184,6 @@ def test_grants_spaced_longer_than_the_delay_wake_the_watch_timer_once_each(
     assert during <= 12 + 3, f"{during} looks for 12 grants in {elapsed:.2f} s"
 
 
-def _live_watch_requests() -> int:
-    request_type = type(etcdrpc.WatchRequest())
-    gc.collect()
-    return sum(type(o) is request_type for o in gc.get_objects())
-
-
 def test_watch_creates_waiting_for_the_stream_keep_no_protobuf_message(
         backend: EtcdBackend, operator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The creates of a stream opened again (one per held key) wait in a queue until
@@ -213,7 +206,7 @@ def test_watch_creates_waiting_for_the_stream_keep_no_protobuf_message(
             with held._lock:  # the creates of the new stream are queued by now
                 queue = held._requests
                 seen["queued"] = queue.qsize() if queue is not None else -1
-            seen["messages"] = _live_watch_requests()
+            seen["messages"] = live_messages(type(etcdrpc.WatchRequest()))
         finally:
             measured.set()
         yield first

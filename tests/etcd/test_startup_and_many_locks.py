@@ -6,7 +6,6 @@ numbers held; a held lock keeps no protobuf message and about 1 KiB of Python ob
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import fencing_coord as fc
 from fencing_coord.backends.etcd import EtcdBackend
 
-from .conftest import EtcdTarget, rpc_counts
+from .conftest import EtcdTarget, live_messages, rpc_counts
 
 PROMPT = 30.0
 
@@ -85,12 +84,6 @@ def test_held_keys_get_their_own_names_and_release_frees_them(backend: EtcdBacke
     assert again.place.key.rsplit(b"/", 1)[1] == names[1]
 
 
-def _live_messages() -> int:
-    message = importlib.import_module("google.protobuf.message").Message  # protobuf has no type stubs here
-    gc.collect()
-    return sum(isinstance(o, message) for o in gc.get_objects())
-
-
 def test_a_held_lock_keeps_no_protobuf_message_and_under_1200_bytes_of_python_objects(backend: EtcdBackend) -> None:
     # Issue 13: < 2 KiB of RSS per held lock. A protobuf message's memory is C memory
     # (upb arenas, ~1 KiB a message), which tracemalloc does not see: they are counted.
@@ -99,7 +92,7 @@ def test_a_held_lock_keeps_no_protobuf_message_and_under_1200_bytes_of_python_ob
     for i in range(40):  # first-use costs (buffers, caches, the reads kept)
         backend.release(backend.acquire(f"warm-up-{i}", timeout=PROMPT))
     held = 300
-    messages = _live_messages()
+    messages = live_messages()
     tracemalloc.start()
     try:
         traced = tracemalloc.get_traced_memory()[0]
@@ -111,7 +104,7 @@ def test_a_held_lock_keeps_no_protobuf_message_and_under_1200_bytes_of_python_ob
     # What may be live: the put-last transactions kept for the last 32 queues (one per
     # queue here), and the few requests and answers in flight on the streams (the held
     # keys' watch creates wait as plain values until sent: test_held_keys).
-    assert _live_messages() - messages <= 32 + 8, "held locks keep protobuf messages"
+    assert live_messages() - messages <= 32 + 8, "held locks keep protobuf messages"
     # About 1,000 B: the grant, its place, the bookkeeping of the backend, lease and watch.
     assert per_grant < 1200, f"{per_grant:.0f} B of Python objects per held grant"
     assert not [g for g in grants if g.lost]
