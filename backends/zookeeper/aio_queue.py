@@ -1,7 +1,8 @@
 """The fair queue on ZooKeeper for asyncio: :class:`AsyncZooKeeperQueue`, the driver
 :func:`fencing_coord.fairqueue.await_in_line` runs. The recipe, node names and rules of
 :class:`.queue.ZooKeeperQueue` (its ``position`` reads a listing the same way, and the
-handoff from the predecessor's deletion event is its :class:`.handoff.NextWait`); a waiter
+handoff from the predecessor's deletion event is its :class:`.handoff.NextWait`, the
+listing sent at that event its :class:`.listing_at_event.ListingAtEvent`); a waiter
 waits on an ``exists`` watch that sets an asyncio event, not in a thread."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Final
+from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
@@ -28,18 +29,11 @@ __all__ = ["AsyncZooKeeperQueue"]
 _log = logging.getLogger(__name__)
 
 
-class _Wake:
-    """The watch on a predecessor that is not the only older contender: wakes the
-    waiter, which then lists the queue (kazoo's connection thread: never blocks)."""
-
-    __slots__ = ("woke",)
-    runs_at_once: Final = True  # see .kazoo_hooks.AT_ONCE
-
-    def __init__(self, woke: LoopSignal) -> None:
-        self.woke = woke
-
-    def __call__(self, _event: Any) -> None:
-        self.woke.set()
+def _wake_unless_there(stat: Any, woke: LoopSignal) -> None:
+    """``stat``'s answer is in (kazoo's connection thread): wake the waiter unless it says
+    the watched node exists."""
+    if not stat.successful() or stat.value is None:
+        woke.set()
 
 
 class AsyncZooKeeperQueue:
@@ -78,12 +72,17 @@ class AsyncZooKeeperQueue:
                 line.waited(waiting)
             return
 
-        watch = _Wake(woke)
+        # The exists that sets the watch is not awaited on its own: its answer wakes the
+        # waiter only if the predecessor is gone already or it failed (then look lists
+        # the queue, and a failure shows there). A predecessor still there costs the loop
+        # no pass: the waiter sleeps until the event, whose listing wakes it.
+        watch = line.watch_predecessor(woke)  # the listing goes out at the event; woke once answered
         path = f"{line.parent}/{place.predecessor}"
-        stat = await self.requests.request(f"watch {path}", lambda: session.client.exists_async(path, watch=watch),
-                                           budget=line._budget())
-        if stat is not None:
-            await self._wait(woke, deadline)
+        what = f"watch {path}"
+        await self.requests.connected(what, time.monotonic() + line._budget(), None, newer_than=None)
+        stat = session.client.exists_async(path, watch=watch)
+        stat.notify(functools.partial(_wake_unless_there, stat, woke))
+        await self._wait(woke, deadline)
 
     async def _wait(self, woke: LoopSignal, deadline: float | None) -> None:
         """Wait for ``woke``, a change of connection state or close, until ``deadline``
@@ -155,7 +154,8 @@ class AsyncZooKeeperQueue:
         listed = line.listed_behind(entry)  # answered with the create, if sent behind it
         if listed is None:
             try:
-                children, raw_stat = await self.requests.request(f"read the queue of {entry.parent}", line._listing,
+                children, raw_stat = await self.requests.request(f"read the queue of {entry.parent}",
+                                                                 line.listing_start(),
                                                                  budget=line._budget(), expected=(NoNodeError,))
             except NoNodeError:
                 raise EntryGone(f"{entry.parent} no longer exists") from None

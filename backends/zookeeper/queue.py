@@ -48,6 +48,7 @@ from fencing_coord.fairqueue import EntryGone
 from .behind import ListingBehind
 from .grant import Entry, ZooKeeperGrant
 from .handoff import NextWait, NodeWatch
+from .listing_at_event import ListingAtEvent
 from .makepath import create_making_parents
 from .monitor import Monitor
 from .names import (
@@ -125,8 +126,8 @@ class ZooKeeperQueue:
     held by ``holder``. ``deadline`` bounds every request, a connection loss ridden out
     included (see :mod:`fencing_coord.deadlines`)."""
 
-    __slots__ = ("behind", "budget", "data", "deadline", "handed", "holder", "kind", "mine", "monitor", "name",
-                 "parent", "session", "window")
+    __slots__ = ("at_event", "behind", "budget", "data", "deadline", "handed", "holder", "kind", "mine", "monitor",
+                 "name", "parent", "session", "window")
 
     def __init__(self, monitor: Monitor, kind: str, window: int, *, parent: str, name: str, holder: str,
                  data: bytes, deadline: float | None) -> None:
@@ -143,6 +144,7 @@ class ZooKeeperQueue:
         self.mine: NodeWatch | None = None  # the watch on our own node, if set
         self.handed: ZooKeeperPlace | None = None  # a place made first by its predecessor's deletion
         self.behind: ListingBehind | None = None  # the listing sent behind our last create
+        self.at_event: ListingAtEvent | None = None  # the last wait's watch, which lists the queue at its event
 
     def enqueue(self, exclusive: bool) -> ZooKeeperPlace:
         """Create our node and list the queue (one round trip: the listing goes out behind
@@ -180,10 +182,7 @@ class ZooKeeperQueue:
             self._wait_next(place, deadline)
             return
         woke = threading.Event()
-
-        def watch(_event: Any) -> None:  # kazoo's thread: just wake the waiter
-            woke.set()
-
+        watch = self.watch_predecessor(woke)
         path = f"{self.parent}/{place.predecessor}"
         stat = self.session.request(f"watch {path}", lambda: self.session.client.exists_async(path, watch=watch),
                                     budget=self._budget())
@@ -224,6 +223,19 @@ class ZooKeeperQueue:
         waiting = NextWait(self.session.client, self.session.current_epoch, place, self.parent, self.mine, woke)
         self.mine = waiting.mine
         return waiting
+
+    def watch_predecessor(self, woke: Wakeup) -> ListingAtEvent:
+        """The watch for a wait on a predecessor that is not the only older contender (both
+        front ends): it lists the queue at its event and sets ``woke``; the next
+        :meth:`listing_start` collects that listing (see :mod:`.listing_at_event`)."""
+        self.at_event = ListingAtEvent(self.session.current_epoch, self._listing, woke)
+        return self.at_event
+
+    def listing_start(self) -> Callable[[], Any]:
+        """The ``start`` of a request for the queue's listing: the one the last wait's
+        watch sent at its event, once; else a new one."""
+        watch, self.at_event = self.at_event, None
+        return self._listing if watch is None else watch.start()
 
     def waited(self, waiting: NextWait) -> None:
         """The wait ended: if it made us first, :meth:`look` knows without a request."""
@@ -319,7 +331,7 @@ class ZooKeeperQueue:
         listed = self.listed_behind(entry)
         if listed is None:
             try:
-                children, raw_stat = self.session.request(f"read the queue of {entry.parent}", self._listing,
+                children, raw_stat = self.session.request(f"read the queue of {entry.parent}", self.listing_start(),
                                                           budget=self._budget(), expected=(NoNodeError,))
             except NoNodeError:
                 raise EntryGone(f"{entry.parent} no longer exists") from None
