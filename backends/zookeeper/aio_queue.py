@@ -22,7 +22,7 @@ from .aio_session import AsyncRequests, joined
 from .grant import Entry, ZooKeeperGrant
 from .names import contenders
 from .queue import Exhausted, ZooKeeperPlace, ZooKeeperQueue, position
-from .session import OutcomeUnknown, Stat
+from .session import RETRYABLE, OutcomeUnknown, Stat, kazoo_error
 
 __all__ = ["AsyncZooKeeperQueue"]
 
@@ -30,8 +30,8 @@ _log = logging.getLogger(__name__)
 
 
 def _wake_unless_there(stat: Any, woke: LoopSignal) -> None:
-    """``stat``'s answer is in (kazoo's connection thread): wake the waiter unless it says
-    the watched node exists."""
+    """``stat``'s answer is in (called on kazoo's connection thread, or on the loop's if
+    it was in already): wake the waiter unless it says the watched node exists."""
     if not stat.successful() or stat.value is None:
         woke.set()
 
@@ -73,16 +73,25 @@ class AsyncZooKeeperQueue:
             return
 
         # The exists that sets the watch is not awaited on its own: its answer wakes the
-        # waiter only if the predecessor is gone already or it failed (then look lists
-        # the queue, and a failure shows there). A predecessor still there costs the loop
-        # no pass: the waiter sleeps until the event, whose listing wakes it.
+        # waiter only if the predecessor is gone already or it failed. A predecessor
+        # still there costs the loop no pass: the waiter sleeps until the event, whose
+        # listing wakes it. A failure is dealt with after the wait, as request() would.
         watch = line.watch_predecessor(woke)  # the listing goes out at the event; woke once answered
         path = f"{line.parent}/{place.predecessor}"
         what = f"watch {path}"
-        await self.requests.connected(what, time.monotonic() + line._budget(), None, newer_than=None)
+        limit = time.monotonic() + line._budget()
+        epoch = await self.requests.connected(what, limit, None, newer_than=None)
         stat = session.client.exists_async(path, watch=watch)
         stat.notify(functools.partial(_wake_unless_there, stat, woke))
-        await self._wait(woke, deadline)
+        try:
+            await self._wait(woke, deadline)
+        finally:
+            watch.disarm()  # an event after the wait sends no listing
+        if stat.ready() and not stat.successful():
+            error = stat.exception
+            if not isinstance(error, RETRYABLE):
+                raise kazoo_error(what, error) from error
+            await self.requests.connected(what, limit, error, newer_than=epoch)  # then look lists the queue
 
     async def _wait(self, woke: LoopSignal, deadline: float | None) -> None:
         """Wait for ``woke``, a change of connection state or close, until ``deadline``

@@ -184,11 +184,13 @@ class ZooKeeperQueue:
         woke = threading.Event()
         watch = self.watch_predecessor(woke)
         path = f"{self.parent}/{place.predecessor}"
-        stat = self.session.request(f"watch {path}", lambda: self.session.client.exists_async(path, watch=watch),
-                                    budget=self._budget())
-        if stat is None:
-            return
-        self.session.wait_for(woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        try:
+            stat = self.session.request(f"watch {path}", lambda: self.session.client.exists_async(path, watch=watch),
+                                        budget=self._budget())
+            if stat is not None:
+                self.session.wait_for(woke, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        finally:
+            watch.disarm()  # an event after the wait sends no listing
 
     def withdraw(self, place: ZooKeeperPlace) -> bool:
         return self._delete(place.entry)

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from kazoo.exceptions import ConnectionLoss
+from kazoo.exceptions import BadArgumentsError, ConnectionLoss
 from kazoo.handlers.threading import AsyncResult, SequentialThreadingHandler
 
 import fencing_coord as fc
@@ -24,7 +24,6 @@ from fencing_coord.backends.zookeeper.names import LOCK_KIND
 from fencing_coord.backends.zookeeper.queue import ZooKeeperPlace
 from fencing_coord.testing.aio_fixtures import run_guarded
 
-from ..spies import recorded
 from .conftest import ZooKeeperTarget
 from .test_aio_handoff import _queued_behind, _until_watched
 from .test_backend import _eventually, _ordered_children, _Requests, _watched_by
@@ -42,19 +41,37 @@ def local(zk_standalone: ZooKeeperTarget) -> ZooKeeperTarget:
     return zk_standalone
 
 
-class _ListingThreads:
-    """The threads that call ``get_children_async`` on one backend's kazoo client."""
+class _Reads:
+    """The ``get_children_async`` and ``exists_async`` calls on one backend's kazoo client:
+    the thread of each listing, and every result made (by request name)."""
 
     def __init__(self, backend: ZooKeeperBackend | AsyncZooKeeperBackend) -> None:
         self.threads: list[threading.Thread] = []
+        self.results: list[tuple[str, Any]] = []
         client = backend.kazoo_client
-        real = client.get_children_async
+        listing, exists = client.get_children_async, client.exists_async
 
-        def listing(*args: Any, **kwargs: Any) -> Any:
+        def listed(*args: Any, **kwargs: Any) -> Any:
             self.threads.append(threading.current_thread())
-            return real(*args, **kwargs)
+            result = listing(*args, **kwargs)
+            self.results.append(("listing", result))
+            return result
 
-        client.get_children_async = listing
+        def existed(*args: Any, **kwargs: Any) -> Any:
+            result = exists(*args, **kwargs)
+            self.results.append(("exists", result))
+            return result
+
+        client.get_children_async = listed
+        client.exists_async = existed
+
+
+class _Event:
+    def __init__(self, kind: str) -> None:
+        self.type = kind
+
+
+DELETED, NONE = _Event("DELETED"), _Event("NONE")
 
 
 def test_async_a_waiter_further_back_is_woken_by_the_listing_sent_at_the_event(local: ZooKeeperTarget,
@@ -62,9 +79,8 @@ def test_async_a_waiter_further_back_is_woken_by_the_listing_sent_at_the_event(l
     """The last of three contenders watches the second. When the second releases, the
     last's listing is sent by kazoo's connection thread as it reads the deletion event
     (before: by the waiting task, once the loop had run it), and that answer wakes the
-    task, which sends nothing more. Its whole acquire takes one answer handed to the loop
-    (the create's and the listing behind it); before, three (the exists, and the
-    listing, too)."""
+    task, which sends nothing more. Neither that listing's answer nor the exists' is
+    handed to the loop as an awaited answer (before, both were)."""
 
     async def main() -> None:
         namespace = f"at-event-{uuid.uuid4().hex[:10]}"
@@ -77,23 +93,35 @@ def test_async_a_waiter_further_back_is_woken_by_the_listing_sent_at_the_event(l
             grant = await holder.acquire("orders", timeout=PROMPT)
             parent = holder.lock_path("orders")
             first_task = await _queued_behind(next_, "orders")
-            sent, listings = _Requests(last), _ListingThreads(last)
-            with recorded(last._requests, "_handed_over") as answers:
-                second_task = await _queued_behind(last, "orders")
-                _, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
-                                                                                       parent))
-                await _until_watched(local, last, nexts_node)
-                assert await holder.release(grant) is True
-                async with asyncio.timeout(PROMPT):
-                    taken = await first_task
-                assert await next_.release(taken) is True
-                async with asyncio.timeout(PROMPT):
-                    last_taken = await second_task
-            assert sent.since(0) == ["Create2", "GetChildren2", "Exists", "GetChildren2"]
+            sent, reads = _Requests(last), _Reads(last)
+            handed: list[Any] = []
+            hand_over = last._requests._handed_over
+
+            def handing(future: Any, result: Any, *rest: Any) -> None:
+                handed.append(result)
+                hand_over(future, result, *rest)
+
+            last._requests._handed_over = handing
+            second_task = await _queued_behind(last, "orders")
+            _, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
+                                                                                   parent))
+            await _until_watched(local, last, nexts_node)
+            assert await holder.release(grant) is True
+            async with asyncio.timeout(PROMPT):
+                taken = await first_task
+            assert await next_.release(taken) is True
+            async with asyncio.timeout(PROMPT):
+                last_taken = await second_task
+            # (The monitor may add an Exists on the new grant's node 50 ms after the grant.)
+            assert sent.since(0)[:4] == ["Create2", "GetChildren2", "Exists", "GetChildren2"]
+            assert "GetChildren2" not in sent.since(4)
             loop_thread = threading.current_thread()
-            assert [t is loop_thread for t in listings.threads] == [True, False], \
+            assert [t is loop_thread for t in reads.threads[:2]] == [True, False], \
                 "the listing after the event was not sent from kazoo's thread"
-            assert len(answers) == 1, f"{len(answers)} answers handed to the loop for one acquire"
+            waited = [result for kind, result in reads.results[1:3]]
+            assert [kind for kind, _ in reads.results[1:3]] == ["exists", "listing"]
+            assert not [r for r in handed if any(r is w for w in waited)], \
+                "the exists' or the event listing's answer was handed to the loop as an awaited answer"
             assert last_taken.token > taken.token > grant.token
             assert await last.release(last_taken) is True
 
@@ -108,7 +136,7 @@ def test_a_blocking_waiter_further_back_gets_its_listing_sent_at_the_event(make:
     grant = holder.acquire("orders", timeout=PROMPT)
     parent = holder.lock_path("orders")
     first_thread, first = _queued_behind_sync(next_, "orders")
-    sent, listings = _Requests(last), _ListingThreads(last)
+    sent, reads = _Requests(last), _Reads(last)
     second_thread, second = _queued_behind_sync(last, "orders")
     nexts_node = f"{parent}/{_ordered_children(operator, parent)[1]}"
     _eventually(lambda: _watched_by(local, last.session_id, nexts_node))
@@ -116,9 +144,10 @@ def test_a_blocking_waiter_further_back_gets_its_listing_sent_at_the_event(make:
     first_thread.join(PROMPT)
     assert next_.release(first[0]) is True
     second_thread.join(PROMPT)
-    assert sent.since(0) == ["Create2", "GetChildren2", "Exists", "GetChildren2"]
-    assert listings.threads[0] is second_thread
-    assert listings.threads[1] is not second_thread, "the waiting thread sent the listing after the event"
+    assert sent.since(0)[:4] == ["Create2", "GetChildren2", "Exists", "GetChildren2"]
+    assert "GetChildren2" not in sent.since(4)
+    assert reads.threads[0] is second_thread
+    assert reads.threads[1] is not second_thread, "the waiting thread sent the listing after the event"
     assert second[0].token > first[0].token > grant.token
     assert last.release(second[0]) is True
 
@@ -146,6 +175,38 @@ def test_async_a_waiter_whose_predecessor_is_gone_before_its_exists_lists_at_onc
     run_guarded(main)
 
 
+def test_async_an_exists_that_fails_for_good_raises_its_error(zk_standalone: ZooKeeperTarget) -> None:
+    """The exists is not awaited on its own, but a failure that is not a lost connection
+    is raised after the wait, mapped as every request's is (here kazoo's
+    BadArgumentsError: InvalidArgument), instead of waking a waiter that lists the queue,
+    sets the watch again, fails again."""
+
+    async def main() -> None:
+        backend = await fc.aio.connect(zk_standalone.url, namespace=f"at-event-{uuid.uuid4().hex[:10]}", ttl=4)
+        assert isinstance(backend, AsyncZooKeeperBackend)
+        async with backend:
+            line = backend._line(LOCK_KIND, "orders", backend.lock_path("orders"), b"me", None)
+            place = await line.enqueue(True)
+            client = backend.kazoo_client
+            real = client.exists_async
+
+            def refused(*_args: Any, **_kwargs: Any) -> Any:  # the server's refusal, injected
+                result = client.handler.async_result()
+                result.set_exception(BadArgumentsError())
+                return result
+
+            client.exists_async = refused
+            waiting = ZooKeeperPlace(place.entry, "_c_0000-lock-0000000000", place.parent_czxid, alone=False)
+            try:
+                with pytest.raises(fc.InvalidArgument, match="refused the arguments"):
+                    await line.wait(waiting, time.monotonic() + 20)
+            finally:
+                client.exists_async = real
+            assert await line.withdraw(place) is True
+
+    run_guarded(main)
+
+
 # -- the watch itself ----------------------------------------------------------------------
 
 
@@ -167,25 +228,50 @@ def _listing_counted() -> tuple[list[AsyncResult], Any]:
     return sent, listing
 
 
-def test_the_watch_sends_one_listing_at_its_first_event_and_wakes() -> None:
+def test_the_watch_sends_one_listing_at_its_deletion_event_and_wakes() -> None:
     sent, listing = _listing_counted()
     woke = _Woke()
     watch = ListingAtEvent(lambda: 3, listing, woke)
-    assert watch.start() is listing  # no event yet: the waiter lists itself
-    watch(None)
-    watch(None)
+    watch(DELETED)
+    watch(DELETED)
     assert len(sent) == 1
-    assert woke.count == 1  # kazoo's own results cannot notify: woken at once
+    assert woke.count == 2  # kazoo's own results cannot notify: woken at once
     collect = watch.start()
     assert collect() is sent[0]  # the listing sent at the event, not a new one
     assert len(sent) == 1
+
+
+def test_a_wait_without_the_event_lists_anew_and_a_later_event_sends_nothing() -> None:
+    sent, listing = _listing_counted()
+    woke = _Woke()
+    watch = ListingAtEvent(lambda: 3, listing, woke)
+    assert watch.start() is listing  # no event came: the waiter lists itself
+    watch(DELETED)  # after the wait: it only wakes
+    assert sent == []
+    assert woke.count == 1
+    disarmed = ListingAtEvent(lambda: 3, listing, _Woke())
+    disarmed.disarm()  # a wait that ended on its deadline
+    disarmed(DELETED)
+    assert sent == []
+
+
+def test_an_event_other_than_the_deletion_only_wakes() -> None:
+    """kazoo fires every watch with a NONE event when the connection drops: no listing
+    then (it would go out on the next connection and be thrown away)."""
+    sent, listing = _listing_counted()
+    woke = _Woke()
+    watch = ListingAtEvent(lambda: 3, listing, woke)
+    watch(NONE)
+    assert sent == []
+    assert woke.count == 1
+    assert watch.start() is listing
 
 
 def test_a_listing_sent_at_the_event_on_an_earlier_connection_is_sent_again() -> None:
     sent, listing = _listing_counted()
     epoch = [3]
     watch = ListingAtEvent(lambda: epoch[0], listing, _Woke())
-    watch(None)
+    watch(DELETED)
     epoch[0] = 4
     collect = watch.start()
     again = collect()
@@ -200,6 +286,6 @@ def test_a_listing_that_cannot_be_sent_wakes_the_waiter_and_never_raises() -> No
         raise ConnectionLoss()
 
     watch = ListingAtEvent(lambda: 1, failing, woke)
-    watch(None)  # on kazoo's thread: must not raise
+    watch(DELETED)  # on kazoo's thread: must not raise
     assert woke.count == 1
     assert watch.start() is failing  # the waiter lists itself
