@@ -47,8 +47,6 @@ from fencing_coord.fairqueue import EntryGone
 
 from .behind import ListingBehind
 from .grant import Entry, ZooKeeperGrant
-from .handoff import NextWait, NodeWatch
-from .listing_at_event import ListingAtEvent
 from .makepath import create_making_parents
 from .monitor import Monitor
 from .names import (
@@ -68,6 +66,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
+    from .handoff import NextWait, NodeWatch  # imported by the first wait: see next_wait
+    from .listing_at_event import ListingAtEvent
     from .session import Wakeup
 else:
     from fencing_coord.typeless import NamedTuple
@@ -222,6 +222,7 @@ class ZooKeeperQueue:
 
     def next_wait(self, place: ZooKeeperPlace, woke: Wakeup) -> NextWait:
         """Start a wait as the next in line (both front ends; see :class:`.handoff.NextWait`)."""
+        from .handoff import NextWait  # waiters only: not on the connect + first grant path (issue 13)
         waiting = NextWait(self.session.client, self.session.current_epoch, place, self.parent, self.mine, woke)
         self.mine = waiting.mine
         return waiting
@@ -230,6 +231,7 @@ class ZooKeeperQueue:
         """The watch for a wait on a predecessor that is not the only older contender (both
         front ends): it lists the queue at its event and sets ``woke``; the next
         :meth:`listing_start` collects that listing (see :mod:`.listing_at_event`)."""
+        from .listing_at_event import ListingAtEvent  # waiters only, as NextWait
         self.at_event = ListingAtEvent(self.session.current_epoch, self._listing, woke)
         return self.at_event
 
