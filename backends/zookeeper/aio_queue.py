@@ -20,9 +20,10 @@ from fencing_coord.fairqueue import EntryGone
 
 from .aio_session import AsyncRequests, joined
 from .grant import Entry, ZooKeeperGrant
+from .kazoo_results import kazoo_error
 from .names import contenders
 from .queue import Exhausted, ZooKeeperPlace, ZooKeeperQueue, position
-from .session import RETRYABLE, OutcomeUnknown, Stat, kazoo_error
+from .session import RETRYABLE, OutcomeUnknown, Stat
 
 __all__ = ["AsyncZooKeeperQueue"]
 

@@ -25,7 +25,8 @@ from fencing_coord.aio.expiries import Expiries
 from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable
 
-from .session import RETRYABLE, OutcomeUnknown, Session, SessionState, kazoo_error
+from .kazoo_results import kazoo_error
+from .session import RETRYABLE, OutcomeUnknown, Session, SessionState
 
 __all__ = ["AsyncRequests", "Deferred", "LoopResult", "joined", "use_loop_results"]
 

@@ -24,7 +24,6 @@ from .common import ZooKeeperCommon
 from .grant import ZooKeeperGrant
 from .names import CANDIDATE_KIND, DEFAULT_SEQUENCE_WINDOW, LOCK_KIND, segment, unsegment
 from .queue import ZooKeeperQueue
-from .session import presend
 from .tls import DEFAULT_TLS_PORT, TLS_SCHEMES, TLSOptions, pem_file, tls_options
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
@@ -179,6 +178,8 @@ class ZooKeeperBackend(ZooKeeperCommon, ElectionBackend):
         return LockState(name, holder.identity, holder.czxid, tuple(m.identity for m in waiters))
 
     def _names(self) -> list[str]:
+        from .kazoo_results import presend  # listing names only: not on the connect + acquire path
+
         client = self._session.client
         base = f"{self._root}/locks"
         try:

@@ -16,8 +16,9 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from .kazoo_results import presend
 from .names import LEGACY, Contender, queue_contenders, queue_order
-from .session import Session, presend
+from .session import Session
 
 __all__ = ["Member", "head", "members"]
 

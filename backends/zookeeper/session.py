@@ -47,7 +47,6 @@ from kazoo.security import CREATOR_ALL_ACL
 from fencing_coord.errors import BackendUnavailable, FencingCoordError, InvalidArgument
 
 from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
-from .kazoo_results import kazoo_error, presend
 from .tls import FirstConnection, TLSOptions
 from .wakes import hold_wakes
 
@@ -58,7 +57,7 @@ else:
     from fencing_coord.typeless import NamedTuple
     Protocol = object  # Wakeup is a plain class at runtime: nothing checks it there
 
-__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup", "kazoo_error", "presend"]
+__all__ = ["RETRYABLE", "OutcomeUnknown", "Session", "SessionState", "Stat", "Wakeup"]
 
 _log = logging.getLogger(__name__)
 
@@ -332,6 +331,8 @@ class Session:
                 if not idempotent:
                     raise OutcomeUnknown(what) from exc
             except KazooException as exc:
+                from .kazoo_results import kazoo_error  # failures only: not on the path of a grant (issue 13)
+
                 raise kazoo_error(what, exc) from exc
 
     def current_epoch(self) -> int:

@@ -20,7 +20,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
 )
 
-from .session import kazoo_error
+from .kazoo_results import kazoo_error
 
 __all__ = ["LOST", "Commit", "Ensure", "Op", "Read", "Step", "StepRun", "applied"]
 

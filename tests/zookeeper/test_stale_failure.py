@@ -20,7 +20,8 @@ from kazoo.exceptions import SessionExpiredError
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper import ZooKeeperBackend
 from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
-from fencing_coord.backends.zookeeper.session import Session, SessionState, presend
+from fencing_coord.backends.zookeeper.kazoo_results import presend
+from fencing_coord.backends.zookeeper.session import Session, SessionState
 
 from .conftest import ZooKeeperTarget, expire_session
 

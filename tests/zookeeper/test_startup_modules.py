@@ -37,3 +37,11 @@ def test_a_first_grant_loads_no_module_of_waiters(zk_standalone: ZooKeeperTarget
     # line, .listing_at_event further back) are imported by the first wait.
     waiting = {"fencing_coord.backends.zookeeper.handoff", "fencing_coord.backends.zookeeper.listing_at_event"}
     assert not waiting & loaded_by_a_first_grant(zk_standalone.url, namespace)
+
+
+def test_a_first_grant_loads_no_module_of_failures(zk_standalone: ZooKeeperTarget, namespace: str) -> None:
+    # What a kazoo failure that is not retried means (.kazoo_results.kazoo_error), and the
+    # reads sent ahead of their wait (presend: listing names, describe), are imported by
+    # their first use.
+    assert "fencing_coord.backends.zookeeper.kazoo_results" not in loaded_by_a_first_grant(zk_standalone.url,
+                                                                                         namespace)
