@@ -215,3 +215,12 @@ class AsyncZooKeeperFixtures(OnZooKeeper, AsyncBackendFixtures):
         """As ZooKeeperFixtures.expire, from a thread of the test (a plain blocking kazoo
         client would stall the loop)."""
         await asyncio.to_thread(expire_session, self.target, backend)
+
+
+@pytest.fixture
+def local(zk_standalone: ZooKeeperTarget) -> ZooKeeperTarget:
+    """The standalone server, when this run started it: its four-letter words (the
+    server's watch table, its counters) can be read. Skips otherwise."""
+    if zk_standalone.ensemble is None:
+        pytest.skip("needs the server's four-letter words (local server)")
+    return zk_standalone

@@ -30,13 +30,6 @@ PROMPT = 30.0
 Pair = tuple[AsyncZooKeeperBackend, AsyncZooKeeperBackend]
 
 
-@pytest.fixture
-def local(zk_standalone: ZooKeeperTarget) -> ZooKeeperTarget:
-    if zk_standalone.ensemble is None:
-        pytest.skip("needs the server's four-letter words (local server)")
-    return zk_standalone
-
-
 @asynccontextmanager
 async def _pair(target: ZooKeeperTarget) -> AsyncIterator[Pair]:
     namespace = f"aio-handoff-{uuid.uuid4().hex[:10]}"
@@ -45,6 +38,34 @@ async def _pair(target: ZooKeeperTarget) -> AsyncIterator[Pair]:
         assert isinstance(holder, AsyncZooKeeperBackend)
         assert isinstance(waiter, AsyncZooKeeperBackend)
         yield holder, waiter
+
+
+@asynccontextmanager
+async def trio(target: ZooKeeperTarget) -> AsyncIterator[tuple[AsyncZooKeeperBackend, AsyncZooKeeperBackend,
+                                                                AsyncZooKeeperBackend]]:
+    """Three clients of ``target`` in a new namespace: a holder, the next in line, the last."""
+    namespace = f"aio-handoff-{uuid.uuid4().hex[:10]}"
+    async with await fc.aio.connect(target.url, namespace=namespace, ttl=4) as holder, \
+            await fc.aio.connect(target.url, namespace=namespace, ttl=4) as next_, \
+            await fc.aio.connect(target.url, namespace=namespace, ttl=4) as last:
+        assert isinstance(holder, AsyncZooKeeperBackend)
+        assert isinstance(next_, AsyncZooKeeperBackend)
+        assert isinstance(last, AsyncZooKeeperBackend)
+        yield holder, next_, last
+
+
+async def hand_down(holder: AsyncZooKeeperBackend, next_: AsyncZooKeeperBackend, grant: fc.Grant,
+                    first_task: asyncio.Task[fc.Grant],
+                    second_task: asyncio.Task[fc.Grant]) -> tuple[fc.Grant, fc.Grant]:
+    """The holder releases ``grant``; the next in line (``first_task``) is granted and
+    releases; the last (``second_task``) is granted. Returns the last two grants."""
+    assert await holder.release(grant) is True
+    async with asyncio.timeout(PROMPT):
+        taken = await first_task
+    assert await next_.release(taken) is True
+    async with asyncio.timeout(PROMPT):
+        last_taken = await second_task
+    return taken, last_taken
 
 
 async def _queued_behind(waiter: AsyncZooKeeperBackend, name: str) -> asyncio.Task[fc.Grant]:
@@ -144,13 +165,7 @@ def test_a_waiters_wake_up_reaches_the_loop_from_kazoos_connection_thread(local:
     read, not through kazoo's callback thread: one thread hop to the loop per wake-up."""
 
     async def main() -> None:
-        namespace = f"aio-handoff-{uuid.uuid4().hex[:10]}"
-        async with await fc.aio.connect(local.url, namespace=namespace, ttl=4) as holder, \
-                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as next_, \
-                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as last:
-            assert isinstance(holder, AsyncZooKeeperBackend)
-            assert isinstance(next_, AsyncZooKeeperBackend)
-            assert isinstance(last, AsyncZooKeeperBackend)
+        async with trio(local) as (holder, next_, last):
             with recorded(next_.kazoo_client.handler.callback_queue, "put") as nexts, \
                     recorded(last.kazoo_client.handler.callback_queue, "put") as lasts:
                 grant = await holder.acquire("orders", timeout=PROMPT)
@@ -161,12 +176,7 @@ def test_a_waiters_wake_up_reaches_the_loop_from_kazoos_connection_thread(local:
                                                                                           parent))
                 await _until_watched(local, next_, held)
                 await _until_watched(local, last, nexts_node)
-                assert await holder.release(grant) is True
-                async with asyncio.timeout(PROMPT):
-                    taken = await first_task
-                assert await next_.release(taken) is True
-                async with asyncio.timeout(PROMPT):
-                    last_taken = await second_task
+                taken, last_taken = await hand_down(holder, next_, grant, first_task, second_task)
             handed = nexts + lasts
             assert handed == [], f"{len(handed)} watch callbacks went through kazoo's callback thread"
             assert last_taken.token > taken.token > grant.token

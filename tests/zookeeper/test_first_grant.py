@@ -5,9 +5,6 @@ ancestors are created in one round trip, not walked up and down one at a time (i
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ from fencing_coord.testing.aio_fixtures import run_guarded
 
 from .conftest import ZooKeeperTarget
 from .test_backend import _Requests
+from .test_startup_modules import loaded_by_a_first_grant
 
 pytestmark = pytest.mark.zookeeper
 
@@ -132,15 +130,5 @@ def test_import_connect_and_a_first_grant_load_neither_typing_nor_dataclasses(zk
     # Importing typing and making dataclasses (the public values, the NamedTuples, the
     # fair queue's protocols) cost about 10 ms of CPU: a fifth of what a process pays
     # beyond kazoo's own before its first grant (issue 13: <= 1.2x kazoo).
-    script = ("import json, sys\n"
-              "import fencing_coord as fc\n"
-              f"backend = fc.connect({zk_standalone.url!r}, namespace={namespace!r})\n"
-              "grant = backend.acquire('first', timeout=30)\n"
-              "assert backend.release(grant)\n"
-              "backend.close()\n"
-              "print(json.dumps(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
-    loaded = set(json.loads(out.splitlines()[-1]))
-    assert "fencing_coord.backends.zookeeper.queue" in loaded, "the probe no longer reaches the ZooKeeper backend"
+    loaded = loaded_by_a_first_grant(zk_standalone.url, namespace)
     assert not {"typing", "dataclasses", "fencing_coord.fairqueue_protocols"} & loaded

@@ -10,6 +10,8 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from kazoo.handlers.threading import AsyncResult, SequentialThreadingHandler
 
 import fencing_coord as fc
 from fencing_coord.backends.zookeeper.aio_backend import AsyncZooKeeperBackend
+from fencing_coord.backends.zookeeper.aio_queue import AsyncZooKeeperQueue
 from fencing_coord.backends.zookeeper.backend import ZooKeeperBackend
 from fencing_coord.backends.zookeeper.listing_at_event import ListingAtEvent
 from fencing_coord.backends.zookeeper.names import LOCK_KIND
@@ -25,20 +28,13 @@ from fencing_coord.backends.zookeeper.queue import ZooKeeperPlace
 from fencing_coord.testing.aio_fixtures import run_guarded
 
 from .conftest import ZooKeeperTarget
-from .test_aio_handoff import _queued_behind, _until_watched
+from .test_aio_handoff import _queued_behind, _until_watched, hand_down, trio
 from .test_backend import _eventually, _ordered_children, _Requests, _watched_by
 from .test_backend import _queued_behind as _queued_behind_sync
 
 pytestmark = pytest.mark.zookeeper
 
 PROMPT = 30.0
-
-
-@pytest.fixture
-def local(zk_standalone: ZooKeeperTarget) -> ZooKeeperTarget:
-    if zk_standalone.ensemble is None:
-        pytest.skip("needs the server's four-letter words (local server)")
-    return zk_standalone
 
 
 class _Reads:
@@ -83,13 +79,7 @@ def test_async_a_waiter_further_back_is_woken_by_the_listing_sent_at_the_event(l
     handed to the loop as an awaited answer (before, both were)."""
 
     async def main() -> None:
-        namespace = f"at-event-{uuid.uuid4().hex[:10]}"
-        async with await fc.aio.connect(local.url, namespace=namespace, ttl=4) as holder, \
-                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as next_, \
-                await fc.aio.connect(local.url, namespace=namespace, ttl=4) as last:
-            assert isinstance(holder, AsyncZooKeeperBackend)
-            assert isinstance(next_, AsyncZooKeeperBackend)
-            assert isinstance(last, AsyncZooKeeperBackend)
+        async with trio(local) as (holder, next_, last):
             grant = await holder.acquire("orders", timeout=PROMPT)
             parent = holder.lock_path("orders")
             first_task = await _queued_behind(next_, "orders")
@@ -106,12 +96,7 @@ def test_async_a_waiter_further_back_is_woken_by_the_listing_sent_at_the_event(l
             _, nexts_node, _ = (f"{parent}/{c}" for c in await asyncio.to_thread(_ordered_children, operator,
                                                                                    parent))
             await _until_watched(local, last, nexts_node)
-            assert await holder.release(grant) is True
-            async with asyncio.timeout(PROMPT):
-                taken = await first_task
-            assert await next_.release(taken) is True
-            async with asyncio.timeout(PROMPT):
-                last_taken = await second_task
+            taken, last_taken = await hand_down(holder, next_, grant, first_task, second_task)
             # (The monitor may add an Exists on the new grant's node 50 ms after the grant.)
             assert sent.since(0)[:4] == ["Create2", "GetChildren2", "Exists", "GetChildren2"]
             assert "GetChildren2" not in sent.since(4)
@@ -152,6 +137,20 @@ def test_a_blocking_waiter_further_back_gets_its_listing_sent_at_the_event(make:
     assert last.release(second[0]) is True
 
 
+@asynccontextmanager
+async def _first_in_line(target: ZooKeeperTarget) -> AsyncIterator[tuple[AsyncZooKeeperBackend,
+                                                                          AsyncZooKeeperQueue, ZooKeeperPlace]]:
+    """A backend in a new namespace, one acquisition's queue driver and its place, first
+    in the queue of "orders" (the caller withdraws it)."""
+    backend = await fc.aio.connect(target.url, namespace=f"at-event-{uuid.uuid4().hex[:10]}", ttl=4)
+    assert isinstance(backend, AsyncZooKeeperBackend)
+    async with backend:
+        line = backend._line(LOCK_KIND, "orders", backend.lock_path("orders"), b"me", None)
+        place = await line.enqueue(True)
+        assert place.first
+        yield backend, line, place
+
+
 def test_async_a_waiter_whose_predecessor_is_gone_before_its_exists_lists_at_once(
         zk_standalone: ZooKeeperTarget) -> None:
     """The exists is not awaited on its own, but an answer saying the predecessor is
@@ -159,12 +158,7 @@ def test_async_a_waiter_whose_predecessor_is_gone_before_its_exists_lists_at_onc
     deadline on a watch that cannot fire."""
 
     async def main() -> None:
-        backend = await fc.aio.connect(zk_standalone.url, namespace=f"at-event-{uuid.uuid4().hex[:10]}", ttl=4)
-        assert isinstance(backend, AsyncZooKeeperBackend)
-        async with backend:
-            line = backend._line(LOCK_KIND, "orders", backend.lock_path("orders"), b"me", None)
-            place = await line.enqueue(True)
-            assert place.first
+        async with _first_in_line(zk_standalone) as (_, line, place):
             gone = ZooKeeperPlace(place.entry, "_c_0000-lock-0000000000", place.parent_czxid, alone=False)
             started = time.monotonic()
             await line.wait(gone, time.monotonic() + 20)
@@ -182,11 +176,7 @@ def test_async_an_exists_that_fails_for_good_raises_its_error(zk_standalone: Zoo
     sets the watch again, fails again."""
 
     async def main() -> None:
-        backend = await fc.aio.connect(zk_standalone.url, namespace=f"at-event-{uuid.uuid4().hex[:10]}", ttl=4)
-        assert isinstance(backend, AsyncZooKeeperBackend)
-        async with backend:
-            line = backend._line(LOCK_KIND, "orders", backend.lock_path("orders"), b"me", None)
-            place = await line.enqueue(True)
+        async with _first_in_line(zk_standalone) as (backend, line, place):
             client = backend.kazoo_client
             real = client.exists_async
 
