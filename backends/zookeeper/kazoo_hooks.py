@@ -1,23 +1,27 @@
 """Adjustments to kazoo that it offers no public setting for: its log records under ours,
 at debug level, connection attempts bounded by our timeout, the send time of each
-request the server answered, a cheaper wait for its socket (:func:`poll_sockets`), and
-watches that wake a waiter straight from its connection thread (:func:`run_watches_at_once`)."""
+request the server answered, a cheaper wait for its socket (:func:`poll_sockets`) and no
+wait at all for bytes already there (:func:`read_without_waiting`), and watches that wake
+a waiter straight from its connection thread (:func:`run_watches_at_once`)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import select
+import ssl
 import time
 from collections.abc import Callable, Sequence
+
+from kazoo.exceptions import ConnectionDropped
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["AT_ONCE", "bound_handshakes", "kazoo_logger", "poll_select", "poll_sockets", "run_watches_at_once",
-           "stamp_replies"]
+__all__ = ["AT_ONCE", "bound_handshakes", "kazoo_logger", "poll_select", "poll_sockets", "read_without_waiting",
+           "run_watches_at_once", "stamp_replies"]
 
 _log = logging.getLogger(__name__)
 
@@ -165,6 +169,45 @@ def poll_select(rlist: Sequence[Any], wlist: Sequence[Any], xlist: Sequence[Any]
         elif mask & _WRITABLE and events & ~_READABLE:
             writable.extend(objects[fd])
     return readable, writable, []
+
+
+def read_without_waiting(client: Any) -> bool:
+    """Have kazoo's connection thread take what its socket holds already without waiting
+    for it first. kazoo's ``_read`` waits (one :func:`poll_select`) before every
+    ``recv``: twice per reply (its length, then its body), though the body has almost
+    always come with the length, and the thread waited for the length already. Its
+    socket is non-blocking, so a ``recv`` that finds nothing raises BlockingIOError at
+    once: then, and for the rest of a reply that came in part, kazoo's own read waits
+    as before, with the same time limit. A TLS socket keeps kazoo's read (its records
+    need ``pending()``). False (kazoo's kept) when this kazoo's connection has no
+    ``_read``."""
+    connection = getattr(client, "_connection", None)
+    read = getattr(connection, "_read", None)
+    if read is None:
+        return False
+
+    def read_what_is_there(length: int, timeout: float) -> bytes:
+        sock = connection._socket  # type: ignore[union-attr]
+        if isinstance(sock, ssl.SSLSocket):
+            return read(length, timeout)  # type: ignore[no-any-return]
+        try:
+            chunk: bytes | None = sock.recv(length)
+        except BlockingIOError:
+            chunk = None
+        except OSError as exc:  # as kazoo's _socket_error_handling
+            raise ConnectionDropped(f"socket connection error: {exc.strerror or exc}") from exc
+        if chunk is None:  # nothing there yet: wait for it as kazoo does. Not from within the
+            # except block: what kazoo's read raises must not carry the BlockingIOError as its
+            # context (.tls tells a server that hung up by a ConnectionDropped without one).
+            return read(length, timeout)  # type: ignore[no-any-return]
+        if not chunk:
+            raise ConnectionDropped("socket connection broken")
+        if len(chunk) < length:
+            chunk += read(length - len(chunk), timeout)
+        return chunk
+
+    connection._read = read_what_is_there  # type: ignore[union-attr]
+    return True
 
 
 def _descriptor(item: Any) -> int:

@@ -46,7 +46,7 @@ from kazoo.security import CREATOR_ALL_ACL
 
 from fencing_coord.errors import BackendUnavailable, FencingCoordError, InvalidArgument
 
-from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, stamp_replies
+from .kazoo_hooks import bound_handshakes, kazoo_logger, poll_sockets, read_without_waiting, stamp_replies
 from .tls import FirstConnection, TLSOptions
 from .wakes import hold_wakes
 
@@ -150,6 +150,7 @@ class Session:
         self._hook_replies()
         bound_handshakes(self.client, self.timeout)
         poll_sockets(self.client)
+        read_without_waiting(self.client)  # a reply's bytes already there: no poll() first
         hold_wakes(self.client)  # requests sent together wake kazoo's thread once (see .wakes)
         self.client.add_listener(self._on_state)
 

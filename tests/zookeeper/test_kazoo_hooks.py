@@ -9,9 +9,10 @@ from typing import Any
 
 import kazoo.handlers.threading
 import pytest
+from kazoo.exceptions import ConnectionDropped
 from kazoo.handlers.utils import selector_select
 
-from fencing_coord.backends.zookeeper.kazoo_hooks import poll_select
+from fencing_coord.backends.zookeeper.kazoo_hooks import poll_select, read_without_waiting
 
 pytestmark = pytest.mark.zookeeper
 
@@ -113,3 +114,100 @@ def test_watches_marked_at_once_run_in_the_dispatching_thread_in_order_and_other
     assert handler.callback_queue.qsize() == 2  # the plain watch and the non-watch callback: kazoo's way
     assert "watch callback" in caplog.text
     assert "a bug in a watch" in caplog.text
+
+
+# -- reading what the socket holds already -------------------------------------------------
+
+
+class _Connection:
+    """What read_without_waiting reads of kazoo's connection: its socket, and its own
+    ``_read`` (recorded here: the wait-then-read it falls back to)."""
+
+    def __init__(self, sock: Any) -> None:
+        self._socket = sock
+        self.waited: list[int] = []
+        self.hung_up = False  # kazoo's read then finds the server gone
+
+    def _read(self, length: int, timeout: float) -> bytes:
+        self.waited.append(length)
+        if self.hung_up:
+            raise ConnectionDropped("socket connection broken")
+        return b"w" * length  # what kazoo's read would have waited for
+
+
+class _Client:
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+
+def _reading(sock: socket.socket) -> tuple[_Connection, Any]:
+    sock.setblocking(False)  # as kazoo's connection socket
+    connection = _Connection(sock)
+    assert read_without_waiting(_Client(connection)) is True
+    return connection, connection._read
+
+
+def test_bytes_already_there_are_read_without_waiting(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    connection, read = _reading(a)
+    b.send(b"\x00\x00\x00\x05hello")
+    assert read(4, 1.0) == b"\x00\x00\x00\x05"
+    assert read(5, 1.0) == b"hello"
+    assert connection.waited == []  # kazoo's read (a poll() first) was never needed
+
+
+def test_bytes_not_there_yet_or_in_part_are_waited_for_as_kazoo_does(pair: tuple[socket.socket,
+                                                                               socket.socket]) -> None:
+    a, b = pair
+    connection, read = _reading(a)
+    assert read(4, 1.0) == b"wwww"  # nothing there: kazoo's read (a poll() first)
+    assert connection.waited == [4]
+    b.send(b"abc")
+    assert read(5, 1.0) == b"abcww"  # 3 of 5 there: kazoo's read waits for the other 2
+    assert connection.waited == [4, 2]
+
+
+def test_a_hang_up_found_by_kazoos_read_carries_no_context(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The TLS diagnosis (.tls) tells a server that hung up by a ConnectionDropped with
+    neither cause nor context: the read that found nothing must not lend it its
+    BlockingIOError."""
+    a, _ = pair
+    connection, read = _reading(a)
+    connection.hung_up = True
+    with pytest.raises(ConnectionDropped) as raised:
+        read(4, 1.0)
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None
+
+
+def test_a_closed_peer_or_a_broken_socket_drops_the_connection(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    _, read = _reading(a)
+    b.close()
+    with pytest.raises(ConnectionDropped, match="broken"):
+        read(4, 1.0)
+    a.close()
+    with pytest.raises(ConnectionDropped, match="socket connection error"):
+        read(4, 1.0)
+
+
+def test_a_reply_costs_the_connection_thread_one_poll(make: Any) -> None:
+    """kazoo polled before each of a reply's two reads (its length, its body) besides the
+    wait of its loop: 15 polls per acquire+release here before, about 9 now."""
+    backend = make()
+    assert backend.release(backend.acquire("polled", timeout=10)) is True
+    handler = backend.kazoo_client.handler
+    polls = []
+    poll = handler.select
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        polls.append(args)
+        return poll(*args, **kwargs)
+
+    handler.select = counted
+    try:
+        for _ in range(10):
+            assert backend.release(backend.acquire("polled", timeout=10)) is True
+    finally:
+        handler.select = poll
+    assert len(polls) <= 120, f"{len(polls)} polls for 10 acquire+release"
