@@ -76,23 +76,21 @@ class AsyncZooKeeperQueue:
         # The exists that sets the watch is not awaited on its own: its answer wakes the
         # waiter only if the predecessor is gone already or it failed. A predecessor
         # still there costs the loop no pass: the waiter sleeps until the event, whose
-        # listing wakes it. A failure is dealt with after the wait, as request() would.
+        # listing wakes it. After the wait, a failure that is not a lost connection is
+        # raised as request() raises it; a lost connection is ridden out by look, whose
+        # listing request() waits for the next one.
         watch = line.watch_predecessor(woke)  # the listing goes out at the event; woke once answered
         path = f"{line.parent}/{place.predecessor}"
         what = f"watch {path}"
-        limit = time.monotonic() + line._budget()
-        epoch = await self.requests.connected(what, limit, None, newer_than=None)
+        await self.requests.connected(what, time.monotonic() + line._budget(), None, newer_than=None)
         stat = session.client.exists_async(path, watch=watch)
         stat.notify(functools.partial(_wake_unless_there, stat, woke))
         try:
             await self._wait(woke, deadline)
         finally:
             watch.disarm()  # an event after the wait sends no listing
-        if stat.ready() and not stat.successful():
-            error = stat.exception
-            if not isinstance(error, RETRYABLE):
-                raise kazoo_error(what, error) from error
-            await self.requests.connected(what, limit, error, newer_than=epoch)  # then look lists the queue
+        if stat.ready() and not stat.successful() and not isinstance(stat.exception, RETRYABLE):
+            raise kazoo_error(what, stat.exception) from stat.exception
 
     async def _wait(self, woke: LoopSignal, deadline: float | None) -> None:
         """Wait for ``woke``, a change of connection state or close, until ``deadline``

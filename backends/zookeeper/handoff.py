@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kazoo.protocol.states import EventType
+
 from .grant import Entry, ZooKeeperGrant
 from .kazoo_results import collector
 from .wakes import wakes_together
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["NextWait", "NodeWatch", "PredecessorWatch"]
 
-_DELETED: Final = "DELETED"  # kazoo's EventType.DELETED
 
 class NodeWatch:
     """The watch on our own node, from the wait that set it to the end of the grant.
@@ -93,7 +94,7 @@ class PredecessorWatch:
         mine.wake = woke
 
     def __call__(self, event: Any) -> None:  # kazoo's callback thread: never block
-        if getattr(event, "type", None) == _DELETED and not self.mine.changed:
+        if getattr(event, "type", None) == EventType.DELETED and not self.mine.changed:
             self.first = True
         self.woke.set()
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kazoo.protocol.states import EventType
+
 from .kazoo_results import collector
 
 # Not ``from typing import ...`` at runtime: see fencing_coord.typeless.
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ListingAtEvent"]
 
-_DELETED: Final = "DELETED"  # kazoo's EventType.DELETED
 _DISARMED: Final = (0, None)  # ``sent`` of a watch whose wait is over: its event sends nothing
 
 
@@ -59,7 +60,7 @@ class ListingAtEvent:
         self.sent: tuple[int, Any] | None = None  # (connection, kazoo's result) once the event came
 
     def __call__(self, event: Any) -> None:  # a kazoo thread: never block
-        if self.sent is not None or getattr(event, "type", None) != _DELETED:
+        if self.sent is not None or getattr(event, "type", None) != EventType.DELETED:
             self.woke.set()  # a watch fires once; a disarmed one or a NONE event only wakes
             return
         try:
@@ -86,6 +87,6 @@ class ListingAtEvent:
         :func:`.kazoo_results.collector` does), else a new one. Disarms the watch."""
         self.disarm()
         sent = self.sent
-        if sent is None or sent is _DISARMED:
+        if sent is None or sent is _DISARMED:  # (never None once disarmed: for the type checker)
             return self.listing
         return collector(self.epoch, sent[0], sent[1], self.listing)

@@ -191,7 +191,7 @@ def test_a_closed_peer_or_a_broken_socket_drops_the_connection(pair: tuple[socke
         read(4, 1.0)
 
 
-def test_a_reply_costs_the_connection_thread_one_poll(make: Any) -> None:
+def test_a_reply_already_there_costs_the_connection_thread_no_poll_before_its_reads(make: Any) -> None:
     """kazoo polled before each of a reply's two reads (its length, its body) besides the
     wait of its loop: 15 polls per acquire+release here before, about 9 now."""
     backend = make()
