@@ -232,6 +232,7 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
 
     def _close(self, held: list[Grant]) -> None:
         self._held_keys.close()
+        self._queues.close()
         try:
             self._session.close(self._conn.timeout)
         finally:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
+import math
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
-import grpc
 from etcd3 import etcdrpc
 
 from fencing_coord.deadlines import RequestBudget
@@ -29,8 +27,9 @@ from fencing_coord.grant import Grant
 
 from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
-from .waiting import PROGRESS, Step, WatchedWait
-from .wire import KV, LeaseNotFound, prefix_end, range_request, status_code
+from .waiting import Step, WatchedWait
+from .waitstream import ENDED, WaitStream
+from .wire import KV, LeaseNotFound, prefix_end, range_request
 
 __all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
 
@@ -50,6 +49,13 @@ class Queues:
         #: A silent wait is re-checked at least this often (see EtcdQueue.wait).
         self.recheck_interval = recheck_interval
         self._reads: dict[bytes, QueueReads] = {}
+        #: The stream that carries the waits' watches (opened by the first wait). Made
+        #: here, not on first use: two first waits at once must not open two streams.
+        self.waits = WaitStream(self.conn)
+
+    def close(self) -> None:
+        """End the waits' stream, if one was opened."""
+        self.waits.close()
 
     def line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> EtcdQueue:
         """The driver for one wait in the queue under ``prefix``, whose keys hold
@@ -151,58 +157,45 @@ class EtcdQueue(LineRequests):
         periodic re-check) comes.
 
         The watch, and when the look that covers its creation is due, are
-        :class:`.waiting.WatchedWait`'s. No thread of ours is started: the re-check is
-        the watch call's gRPC deadline, and the delayed look is asked for with a
-        progress request sent by gRPC's own request thread."""
+        :class:`.waiting.WatchedWait`'s; the watch is one of the backend's shared
+        stream (:mod:`.waitstream`): no thread, timer or stream of its own."""
         if place.predecessor is None:
             return
         queues = self.queues
         watched = WatchedWait(self, place)
-        requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        requests.put(watched.request)
-
-        def stream() -> Iterator[Any]:
-            asked = not watched.gap_check
-            while True:
-                try:
-                    request = requests.get(timeout=None if asked else watched.gap_check)
-                except queue.Empty:
-                    asked, request = True, PROGRESS
-                if request is None:
-                    return
-                yield request
-
+        watch = queues.waits.watch(watched.request)
+        started = time.monotonic()
         # Re-check now and then even without an event: a member cut off from the others
         # in a way etcd does not detect could leave the stream silent.
-        wait = queues.recheck_interval
+        end = started + queues.recheck_interval
         if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
+            end = min(end, deadline)
+        gap_at = started + watched.gap_check if watched.gap_check else math.inf
+        # Everything after the watch exists runs under the finally that ends it: a
+        # signal handler that raises (run's SIGTERM) may interrupt even add_waker().
         try:
-            index, call = queues.conn.watch(stream(), timeout=wait)
-        except BackendUnavailable:
-            time.sleep(0.05)
-            return
-        started = time.monotonic()
-        # Everything after the call exists runs under the finally that ends it: a signal
-        # handler that raises (run's SIGTERM) may interrupt even add_waker().
-        try:
-            if not queues.session.add_waker(place.lease, call.cancel):
-                call.cancel()
-            for response in call:
-                step = watched.read(response)
+            if not queues.session.add_waker(place.lease, watch.wake):
+                return
+            while (now := time.monotonic()) < end:
+                if now >= gap_at:
+                    gap_at = math.inf
+                    step = watched.gap_due()
+                else:
+                    response = watch.get(min(end, gap_at) - now)
+                    if response is None:
+                        continue  # the gap's time, or the end, has come
+                    if response is ENDED:
+                        if time.monotonic() - started < 0.05:
+                            time.sleep(0.05)  # a member that refuses at once: do not spin
+                        return
+                    step = watched.read(response)
                 if step is Step.LOOK:
                     step = watched.looked_at(self._look(place))
                 if step is Step.END:
-                    break
-        except grpc.RpcError as exc:
-            if status_code(exc) not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
-                queues.conn.note_failure(index, exc)
-                if time.monotonic() - started < 0.05:
-                    time.sleep(0.05)  # a member that refuses at once: do not spin
+                    return
         finally:
-            queues.session.remove_waker(place.lease, call.cancel)
-            requests.put(None)
-            call.cancel()
+            queues.session.remove_waker(place.lease, watch.wake)
+            watch.close()
 
     def withdraw(self, place: Place) -> bool:
         budget = self.budget.withdrawal()

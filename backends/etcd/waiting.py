@@ -7,9 +7,12 @@ The watch starts from "now" (see :meth:`.places.LineRequests.watch_request`), so
 deletion between the waiter's read (``place.seen``) and its creation is caught by one
 look once it exists. Behind the holder, that look is made at once: the holder may well
 have released meanwhile. Behind a waiting predecessor, which can only have left in that
-gap by withdrawing (rare), the look is asked for ``GAP_CHECK`` seconds into the wait (a
-progress request on the stream, whose answer says the time has come); a wait that ends
-before, woken by the predecessor's DELETE, pays only the look every wake-up makes.
+gap by withdrawing (rare), the look is made ``GAP_CHECK`` seconds into the wait, once
+the watch exists: the asyncio driver asks its own stream for progress then (the answer
+says the time has come, :meth:`WatchedWait.read`), the blocking driver, whose watch is
+one of a shared stream's, keeps the time itself (:meth:`WatchedWait.gap_due`). A wait
+that ends before, woken by the predecessor's DELETE, pays only the look every wake-up
+makes.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class Step(enum.Enum):
 
 
 class WatchedWait:
-    """The watch stream of one wait at ``place``: :attr:`request` to send at once,
-    :attr:`gap_check` (seconds after which to send :data:`PROGRESS`; 0: never), and
-    :meth:`read`, the meaning of each response.
+    """The watch of one wait at ``place``: :attr:`request` to send at once,
+    :attr:`gap_check` (seconds after which the gap's look is due: :data:`PROGRESS` on
+    the wait's own stream, or :meth:`gap_due`; 0: never), and :meth:`read`, the meaning
+    of each response.
 
     One watcher (see :meth:`.places.LineRequests.watch_request`): behind the holder it
     covers our key too, and once it reports every event since ``place.seen``
@@ -77,6 +81,15 @@ class WatchedWait:
             self.since = int(response.header.revision)
         elif not response.events:  # the answer to our progress request
             self.progressed = True
+        return self._look_due()
+
+    def gap_due(self) -> Step:
+        """The gap's look is due (``gap_check`` seconds into the wait), told by a timer
+        rather than by the answer to a progress request: make it now, or read on."""
+        self.progressed = True
+        return self._look_due()
+
+    def _look_due(self) -> Step:
         if self.progressed and self.since > self.place.seen and not self.looked:
             # Written to since we looked: our watch is in place now, so one more look
             # cannot miss a deletion.

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import fencing_coord as fc
-from fencing_coord.backends.etcd import EtcdBackend, owner_guard
+from fencing_coord.backends.etcd import EtcdBackend, owner_guard, waiting
+from fencing_coord.backends.etcd.waitstream import WaitWatch
 
 from .conftest import Connect, EtcdTarget, acquire_watched, make_certificates, revoke, rpc_counts
 
@@ -192,6 +193,47 @@ def test_a_first_waiter_is_granted_from_the_watch_event(etcd_single: EtcdTarget,
     assert taken.token > grant.token
     assert waiter.describe("orders").holder == waiter.identity
     waiter.release(taken)
+
+
+def test_waits_share_one_watch_stream(etcd_single: EtcdTarget, connect: Connect) -> None:
+    """A backend's waits add their watch to one long-lived stream (issue 13): a stream
+    per wait cost gRPC a stream opened and cancelled and two threads started and ended
+    per wait, which at 32 contending processes on 2 cores was more client CPU than the
+    requests. Five waits in turn open one Watch stream, five before."""
+    if etcd_single.cluster is None:
+        pytest.skip("counts requests on the server's /metrics; not available for a container")
+    member = etcd_single.cluster.members[0]
+    holder, waiter = connect(), connect()
+    before = rpc_counts(member)["Watch"]
+    for _ in range(5):
+        grant = holder.acquire("orders", timeout=PROMPT)
+        queued = threading.Event()
+        future = _in_thread(lambda q=queued: waiter.acquire("orders", PROMPT, on_queued=q.set))
+        assert queued.wait(PROMPT)  # behind the holder: this acquire waits, with a watch
+        holder.release(grant)
+        waiter.release(future.result(PROMPT))
+    # The waits' stream; the holder's held-keys stream too if a grant was held 0.1 s.
+    assert rpc_counts(member)["Watch"] - before <= 2
+
+
+def test_a_gap_look_already_due_is_made_not_waited_for(connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait behind a waiting predecessor makes its gap's look ``GAP_CHECK`` seconds
+    in. When that moment has passed by the time the waiter reads on (a busy machine),
+    it makes the look: it waited for its watch's next response with a negative timeout,
+    and the queue's ValueError came out of ``acquire``."""
+    monkeypatch.setattr(waiting, "GAP_CHECK", 1e-9)  # due before the first read
+    holder, first, second = connect(), connect(), connect()
+    grant = holder.acquire("orders", timeout=PROMPT)
+    futures = []
+    for client in (first, second):
+        queued = threading.Event()
+        futures.append(_in_thread(lambda c=client, q=queued: c.acquire("orders", PROMPT, on_queued=q.set)))
+        assert queued.wait(PROMPT)
+    holder.release(grant)
+    first.release(futures[0].result(PROMPT))
+    taken = futures[1].result(PROMPT)
+    assert taken.token > grant.token
+    second.release(taken)
 
 
 # -- a waiter's own lease dies ----------------------------------------------------------------------
@@ -401,10 +443,10 @@ def test_an_interrupt_while_a_waiter_sets_up_its_watch_ends_the_watch(
     connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A signal handler that raises (``fencing-coord run`` on SIGTERM) can interrupt a
-    waiter anywhere, e.g. right after its watch stream was opened, while it registers
-    with the session. The watch stream it had opened must still be ended (its request
-    iterator blocked gRPC's consumer thread, and ``run`` hung at exit), and its key
-    withdrawn."""
+    waiter anywhere, e.g. right after its watch was created, while it registers with the
+    session. The watch must still be closed, its key withdrawn, and the waits' stream
+    ended when the backend closes (a request iterator left blocked kept gRPC's thread
+    alive, and ``run`` hung at exit)."""
     holder, waiter = connect(), connect()
     grant = holder.acquire("orders", timeout=PROMPT)
     ended = threading.Event()
@@ -422,10 +464,22 @@ def test_an_interrupt_while_a_waiter_sets_up_its_watch_ends_the_watch(
     def interrupted(*_args: object) -> bool:
         raise KeyboardInterrupt  # as the signal handler would, mid-registration
 
+    waits = waiter._queues.waits
+    watches: list[WaitWatch] = []
+    real_wait_watch = waits.watch
+
+    def wait_watch(create: object) -> WaitWatch:
+        watches.append(real_wait_watch(create))
+        return watches[-1]
+
     monkeypatch.setattr(waiter._conn, "watch", watch)
+    monkeypatch.setattr(waits, "watch", wait_watch)
     monkeypatch.setattr(waiter._session, "add_waker", interrupted)
     with pytest.raises(KeyboardInterrupt):
         waiter.acquire("orders", timeout=PROMPT)
-    assert ended.wait(5), "the interrupted waiter's watch stream was left open"
+    assert len(watches) == 1
+    assert watches[0].closed, "the interrupted waiter's watch was left open"
     assert holder.describe("orders").waiters == ()
+    waiter.close()
+    assert ended.wait(5), "the waits' stream was left open after the backend closed"
     holder.release(grant)
