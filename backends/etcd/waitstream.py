@@ -76,11 +76,6 @@ class WaitWatch:
         self.id: int | None = None
         self.closed = False
 
-    @property
-    def member(self) -> int:
-        """The index of the member whose stream carries this watch."""
-        return self._stream.index
-
     def get(self, timeout: float | None) -> Any:
         """The next response of this watch; None once ``timeout`` seconds passed with
         none; :data:`ENDED` when the stream ended or :meth:`wake` was called."""
@@ -123,9 +118,7 @@ class WaitStream:
                 stream = self._stream = self._open()
             watch = WaitWatch(self, stream)
             stream.pending.append(watch)
-            for cancel in stream.cancels:
-                stream.requests.put(cancel)
-            stream.cancels.clear()
+            _send_cancels(stream)
             stream.requests.put(create)
         return watch
 
@@ -160,21 +153,18 @@ class WaitStream:
             stream = watch._stream
             if stream.ended:
                 return
-            if watch.id is None or stream.watches.pop(watch.id, None) is not watch:
-                # Not confirmed yet: cancelled when it is (see _route), unless the stream
-                # is retired and has no other use: an answer that never comes (a member
-                # that stalled) must not keep it and its threads alive.
-                if _unused(stream):
-                    stream.call.cancel()
-                return
+            # Its id while etcd still serves it (None: not confirmed yet, or cancelled by etcd).
+            live = watch.id if watch.id is not None and stream.watches.pop(watch.id, None) is watch else None
             if _unused(stream):
-                stream.call.cancel()  # its last wait: the stream is not used again
-                return
-            stream.cancels.append(_cancel(watch.id))
-            if len(stream.cancels) >= _CANCELS_AT_ONCE:
-                for cancel in stream.cancels:
-                    stream.requests.put(cancel)
-                stream.cancels.clear()
+                # Its last wait, on a stream no new wait will use: end it, even while a
+                # create is unanswered (a member that stalled must not keep it and its
+                # threads alive).
+                stream.call.cancel()
+            elif live is not None:
+                stream.cancels.append(_cancel(live))
+                if len(stream.cancels) >= _CANCELS_AT_ONCE:
+                    _send_cancels(stream)
+            # else nothing to cancel now: a create not answered yet is cancelled once it is (_route)
 
     # -- the reader thread -----------------------------------------------------------------
 
@@ -238,6 +228,13 @@ class WaitStream:
 def _unused(stream: _Stream) -> bool:
     """Whether a stream is retired and no wait is left on it (under the lock)."""
     return stream.retired and not stream.watches and all(watch.closed for watch in stream.pending)
+
+
+def _send_cancels(stream: _Stream) -> None:
+    """Send the deferred cancels (under the lock)."""
+    for cancel in stream.cancels:
+        stream.requests.put(cancel)
+    stream.cancels.clear()
 
 
 def _cancel(watch_id: int) -> Any:
