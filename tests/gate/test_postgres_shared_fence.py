@@ -1,5 +1,7 @@
-"""PostgresStore: writers of a token equal to the highest share the fence row; only a
-raise of the token takes it exclusively (and still waits for every equal writer)."""
+"""PostgresStore: writers of a token equal to the highest hold the resource's advisory
+lock shared and take no lock on its fence row; every raise of the token, by any client,
+takes the advisory lock exclusively (a trigger on ``fc_resource``), so it waits for the
+equal writers in flight, and the equal writers after it are refused."""
 
 from __future__ import annotations
 
@@ -23,8 +25,12 @@ def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]
     return thread, out
 
 
+#: What an equal writer in flight holds: the resource's advisory lock, shared.
+_HOLD_SHARED = "SELECT pg_advisory_xact_lock_shared(26211, hashtext('doc'))"
+
+
 def _wait_for_lock_waiter(dsn: str, seconds: float = 30.0) -> None:
-    """Until some backend waits for a row lock on this database (awaited, not slept)."""
+    """Until some backend waits for a heavyweight lock on this database (polled, not slept)."""
     deadline = time.monotonic() + seconds
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -33,16 +39,16 @@ def _wait_for_lock_waiter(dsn: str, seconds: float = 30.0) -> None:
             if row is not None and row[0] > 0:
                 return
             conn.execute("SELECT pg_sleep(0.02)")
-    raise AssertionError("no writer ever waited for the fence row")
+    raise AssertionError("no writer ever waited for a lock")
 
 
 def test_equal_token_writers_do_not_wait_for_each_other(postgres_dsn: str) -> None:
     with PostgresStore(postgres_dsn) as store, psycopg.connect(postgres_dsn) as other:
         resource = FencedResource(store)
         assert resource.write("doc", "a", b"1", token=7).accepted
-        # Another writer of token 7 in the middle of its write: it holds the fence row
-        # shared, as the shared path does until its statement commits.
-        other.execute("SELECT highest_token FROM fc_resource WHERE name = 'doc' FOR SHARE")
+        # Another writer of token 7 in the middle of its write: it holds the resource's
+        # advisory lock shared, as the shared path does until its statement commits.
+        other.execute(_HOLD_SHARED)
         thread, out = _in_thread(lambda: resource.write("doc", "b", b"2", token=7))
         thread.join(20)
         finished = not thread.is_alive()
@@ -58,7 +64,7 @@ def test_a_raise_waits_for_equal_writers_then_refuses_them(postgres_dsn: str) ->
     with PostgresStore(postgres_dsn) as store, psycopg.connect(postgres_dsn) as other:
         resource = FencedResource(store)
         assert resource.write("doc", "a", b"1", token=7).accepted
-        other.execute("SELECT highest_token FROM fc_resource WHERE name = 'doc' FOR SHARE")
+        other.execute(_HOLD_SHARED)
         raiser, raised = _in_thread(lambda: resource.write("doc", "a", b"8", token=8))
         _wait_for_lock_waiter(postgres_dsn)
         assert raiser.is_alive()  # the raise waits for the equal writer in flight
@@ -79,3 +85,76 @@ def test_strict_equal_token_is_refused_on_the_shared_path(postgres_dsn: str) -> 
         assert not strict.write("doc", "a", b"2", token=7).accepted
         resource = FencedResource(store)
         assert resource.read("doc", "a") == b"1"
+
+
+def test_an_equal_write_takes_no_lock_on_the_fence_row(postgres_dsn: str) -> None:
+    with PostgresStore(postgres_dsn) as store, psycopg.connect(postgres_dsn) as blocker, \
+            psycopg.connect(postgres_dsn) as probe:
+        resource = FencedResource(store)
+        assert resource.write("doc", "a", b"1", token=7).accepted
+        assert resource.write("doc", "b", b"1", token=7).accepted
+        # Hold the value row of "b", so that an equal write of "b" stops in the middle.
+        blocker.execute("SELECT FROM fc_value WHERE resource = 'doc' AND key = 'b' FOR UPDATE")
+        writer, written = _in_thread(lambda: resource.write("doc", "b", b"2", token=7))
+        _wait_for_lock_waiter(postgres_dsn)
+        # FOR SHARE on the fence row (the previous shared path) made this fail at once.
+        probe.execute("SELECT FROM fc_resource WHERE name = 'doc' FOR UPDATE NOWAIT")
+        held = probe.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock'"
+                             " AND classid = 26211 AND granted").fetchone()
+        probe.rollback()
+        blocker.rollback()
+        writer.join(30)
+        assert held == (1,), "the equal writer did not hold the resource's advisory lock shared"
+        assert isinstance(written[0], WriteResult)
+        assert written[0].accepted
+        assert resource.read("doc", "b", token=7) == b"2"
+
+
+def test_a_raise_by_any_client_waits_for_equal_writers(postgres_dsn: str) -> None:
+    """The exclusive lock is the trigger's, not the store's: a raise by an older version
+    of this package, or by hand, waits too; an update that does not raise does not."""
+    with PostgresStore(postgres_dsn) as store, psycopg.connect(postgres_dsn) as other, \
+            psycopg.connect(postgres_dsn, autocommit=True) as raw:
+        assert FencedResource(store).write("doc", "a", b"1", token=7).accepted
+        other.execute(_HOLD_SHARED)
+        raw.execute("UPDATE fc_resource SET previous_token = highest_token WHERE name = 'doc'")
+        raiser, _ = _in_thread(lambda: raw.execute("UPDATE fc_resource SET highest_token = 9 WHERE name = 'doc'"))
+        _wait_for_lock_waiter(postgres_dsn)
+        assert raiser.is_alive()
+        other.rollback()
+        raiser.join(30)
+        assert not raiser.is_alive()
+        assert store.highest_token("doc") == 9
+
+
+def test_an_equal_writer_behind_a_raise_in_flight_sees_it_and_is_refused(postgres_dsn: str) -> None:
+    """The check runs after the shared lock is granted, in a snapshot taken then: a check
+    in a snapshot from before the wait would admit a token the raise just made stale."""
+    with PostgresStore(postgres_dsn) as store, psycopg.connect(postgres_dsn) as raiser:
+        resource = FencedResource(store)
+        assert resource.write("doc", "a", b"1", token=7).accepted
+        raiser.execute("UPDATE fc_resource SET highest_token = 8 WHERE name = 'doc'")  # holds the lock
+        writer, written = _in_thread(lambda: resource.write("doc", "a", b"stale", token=7))
+        _wait_for_lock_waiter(postgres_dsn)
+        assert writer.is_alive()
+        raiser.execute("INSERT INTO fc_value VALUES ('doc', 'a', 'by 8') ON CONFLICT (resource, key)"
+                       " DO UPDATE SET value = EXCLUDED.value")
+        raiser.commit()
+        writer.join(30)
+        assert isinstance(written[0], WriteResult)
+        assert not written[0].accepted
+        assert written[0].highest_token == 8
+        assert resource.read("doc", "a") == b"by 8"
+
+
+def test_a_schema_from_an_earlier_version_gets_the_trigger(postgres_dsn: str) -> None:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fc_resource (name text PRIMARY KEY, highest_token bigint NOT NULL,"
+                     " previous_token bigint)")
+        conn.execute("CREATE TABLE fc_value (resource text NOT NULL, key text NOT NULL, value bytea NOT NULL,"
+                     " PRIMARY KEY (resource, key))")
+        conn.execute("INSERT INTO fc_resource VALUES ('doc', 7, NULL)")
+        with PostgresStore(postgres_dsn), PostgresStore(postgres_dsn):  # the second finds them made
+            triggers = conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'fc_resource'::regclass"
+                                    " AND NOT tgisinternal").fetchall()
+        assert triggers == [("fc_raise_waits_v1",)]
