@@ -13,9 +13,10 @@ decision. The two front ends run the same generators, one with plain calls
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from . import audit, observability
 from .audit import AuditNote, Decision, decision_of
@@ -65,13 +66,17 @@ class WriteResult:
         return self
 
 
-@dataclass(frozen=True)
-class StoreCall:
-    """One call of a store method: ``store.<method>(*args, **kwargs)``."""
+#: The keyword arguments of a call that has none (shared: never written to).
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class StoreCall(NamedTuple):
+    """One call of a store method: ``store.<method>(*args, **kwargs)``. (A tuple: one
+    is made per operation, and a frozen dataclass costs several times more to make.)"""
 
     method: str
     args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = _NO_KWARGS
 
 
 T = TypeVar("T")
