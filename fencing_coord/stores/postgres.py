@@ -26,9 +26,8 @@ With ``audit=True`` it also keeps the decisions of gated writes (see
     );
     CREATE INDEX fc_audit_resource ON fc_audit (resource, id);
 
-and two functions and a trigger (see below): ``fc_share_fence_v1``, and the trigger
-``fc_raise_waits_v1`` on ``fc_resource`` with its function of the same name. They are
-created when absent (creating the trigger needs the table's owner, once).
+and, for the writers of an equal token, two functions and a trigger (see
+:mod:`fencing_coord.stores.postgres_shared_fence`).
 
 An audited write runs the write's statement, then (when refused) reads the highest
 token, then inserts the decision, in one transaction: the refused statement left the
@@ -42,21 +41,10 @@ on that row and a stale one is refused. ``previous_token`` exists so that this s
 statement can report the token it replaced.
 
 Writers of a token equal to the highest (a holder writing again under its grant) do not
-need the resource's row, and take no lock on it: they hold the resource's advisory lock
-shared instead, and a raise of the token takes that lock exclusively. An equal write is
-one ``INSERT`` of the value whose ``WHERE`` calls ``fc_share_fence_v1(resource, token)``,
-which takes the shared lock, then (in a fresh snapshot, taken once the lock is granted)
-tells whether ``token`` is the highest; the lock is held until the statement commits.
-The exclusive lock is taken by ``fc_raise_waits_v1``, a trigger on ``fc_resource`` that
-fires on every update raising ``highest_token``: so a raise, from this store, the HTTP
-admission, an earlier version of this package or any other client, waits for the equal
-writers in flight, and the equal writers that come after it see the raise and are
-refused (they fall back to the admission statement, which refuses). Any number of equal
-writers run at once, and none of them writes a row lock or a MultiXact on the fence row
-(as ``SELECT ... FOR SHARE`` on it did). The store tries this path only when its last
-admission on that resource was of the same token (a hint; a miss costs one statement and
-falls back). The advisory lock's key is ``(26211, hashtext(name))``: distinct resources
-that share a hash only wait for each other's raises.
+lock the resource's row: see :mod:`fencing_coord.stores.postgres_shared_fence`. A
+refused equal write falls back to the admission statement, which refuses. The store
+tries that path only when its last admission on that resource was of the same token (a
+hint; a miss costs one statement and falls back).
 
 A fenced read whose token is above the highest takes two statements: the same admission
 statement raises the token (and commits), then one ``SELECT`` reads the highest token
@@ -81,6 +69,8 @@ from ..errors import ConfigurationError, InvalidArgumentType
 from ..validation import check_positive_seconds
 from .base import FencedOutcome
 from .dberrors import mapped_db_errors
+from .postgres_shared_fence import equal_write_statement
+from .postgres_shared_fence import install as install_shared_fence
 from .sql import INSERT_AUDIT, SELECT_HIGHEST, SELECT_SNAPSHOT, SQLStore
 
 if TYPE_CHECKING:
@@ -110,36 +100,6 @@ _SCHEMA = (
     " previous_token bigint)",
     "CREATE TABLE IF NOT EXISTS fc_value (resource text NOT NULL, key text NOT NULL, value bytea NOT NULL,"
     " PRIMARY KEY (resource, key))",
-    # The shared path for equal tokens (module docstring). Versioned names, created when
-    # absent, so that a changed body comes as a new name rather than replacing one that
-    # running stores of another version rely on. VOLATILE: each query in it takes a new
-    # snapshot, so the check sees every raise committed before the shared lock was granted.
-    """DO $fc$ BEGIN
-    IF to_regprocedure('fc_raise_waits_v1()') IS NULL THEN
-        CREATE FUNCTION fc_raise_waits_v1() RETURNS trigger LANGUAGE plpgsql AS $f$
-        BEGIN
-            PERFORM pg_advisory_xact_lock(26211, hashtext(NEW.name));
-            RETURN NEW;
-        END $f$;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'fc_resource'::regclass
-                   AND tgname = 'fc_raise_waits_v1') THEN
-        CREATE TRIGGER fc_raise_waits_v1 BEFORE UPDATE ON fc_resource FOR EACH ROW
-            WHEN (NEW.highest_token > OLD.highest_token) EXECUTE FUNCTION fc_raise_waits_v1();
-    END IF;
-    IF to_regprocedure('fc_share_fence_v1(text, bigint)') IS NULL THEN
-        CREATE FUNCTION fc_share_fence_v1(p_resource text, p_token bigint)
-            RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
-        BEGIN
-            -- An IF rather than PERFORM: PL/pgSQL evaluates a simple expression
-            -- without starting the executor (about 4 us less server CPU per write here).
-            IF pg_advisory_xact_lock_shared(26211, hashtext(p_resource)) IS NULL THEN
-            END IF;
-            PERFORM FROM fc_resource WHERE name = p_resource AND highest_token = p_token;
-            RETURN FOUND;
-        END $f$;
-    END IF;
-END $fc$""",
 )
 _AUDIT_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fc_audit (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),"
@@ -177,14 +137,6 @@ _SHADOW_WRITE = f"""
     SELECT previous_token FROM gate
 """
 
-
-# The shared path for a token equal to the highest (see the module docstring): one row
-# written when the token is the highest, none when not. (It reports by its row count,
-# not a returned row: a result costs the client more than the rest of the call.)
-_EQUAL_WRITE = """
-    INSERT INTO fc_value (resource, key, value) SELECT %s, %s, %s WHERE fc_share_fence_v1(%s, %s::bigint)
-    ON CONFLICT (resource, key) DO UPDATE SET value = EXCLUDED.value
-"""
 
 #: How many resources' last admitted tokens a store remembers (a hint, see above).
 _REMEMBERED = 1024
@@ -232,6 +184,7 @@ class PostgresStore(SQLStore):
         with self._connection() as conn, conn.transaction():
             for statement in _SCHEMA + (_AUDIT_SCHEMA if audit else ()):
                 conn.execute(statement, (_SCHEMA_LOCK,) if "%s" in statement else None)
+            self._equal_write = equal_write_statement(install_shared_fence(conn, self.what))
 
     def close(self) -> None:
         """Close every pooled connection. Idempotent; connections in use close on return."""
@@ -245,12 +198,13 @@ class PostgresStore(SQLStore):
         params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
         with self._connection(writing=True) as conn:
             if (not strict and self._last_admitted.get(resource) == token
-                    and conn.execute(_EQUAL_WRITE, (resource, key, value, resource, token)).rowcount == 1):
+                    and conn.execute(self._equal_write, (resource, key, value, resource, token)).rowcount == 1):
                 return FencedOutcome(True, token)
             row = conn.execute(_FENCED_WRITE, params).fetchone()
             if row is not None:
                 self._remember(resource, token)
                 return FencedOutcome(True, row[0])
+            self._last_admitted.pop(resource, None)  # stale: later writes of it go straight to refusal
             return FencedOutcome(False, self._highest(conn, resource))
 
     def gated_write(self, resource: str, key: str, value: bytes, token: int, strict: bool, *, shadow: bool = False,
