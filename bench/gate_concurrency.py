@@ -3,7 +3,7 @@ writing its own key, fenced (``FencedResource.write``) against plain
 (``UnfencedResource.write``) and, on ZooKeeper, against the floor (a raw znode
 ``set`` per write, one znode per writer, through kazoo).
 
-    python bench/gate_concurrency.py [--writers 8] [--ops 200] [--rounds 9] [--only postgres,zookeeper]
+    python bench/gate_concurrency.py [--writers 8] [--ops 200] [--rounds 21] [--only postgres,zookeeper]
                                      [--sizes 1,100,1000]
 
 It starts a throwaway PostgreSQL (durable commits, as bench/gate.py) and a standalone
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--ops", type=int, default=200, help="writes per writer and round")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--only", default="postgres,zookeeper")
     parser.add_argument("--sizes", default="", help="ZooKeeper: resource sizes in keys, e.g. 1,100,1000")
     args = parser.parse_args(argv)
