@@ -4,8 +4,9 @@ The same keys, tokens and semantics as :class:`.backend.EtcdBackend` (see the pa
 docstring), spoken through ``grpc.aio`` over the same protobuf stubs: one background task
 per backend keeps the lease alive, another follows the held keys' watch stream (see
 :mod:`.aio_heldkeys`; started by the first grant); a task waiting in ``acquire`` holds a
-watch stream on its predecessor and costs no thread; an election observer is one task
-on a prefix watch."""
+watch on its predecessor, one of the backend's shared stream of the waits (see
+:mod:`.aio_waitstream`: two tasks for the stream), and costs no thread; an election
+observer is one task on a prefix watch."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from .aio_connection import AsyncConnection
 from .aio_heldkeys import AsyncHeldKeys
 from .aio_queue import AsyncEtcdQueue, delete_key
 from .aio_session import AsyncSession
+from .aio_waitstream import AsyncWaitStream
 from .backend import EtcdBackend
 from .connection import Connection
 from .election import candidate_value, leader_of, leader_request, proclaim_request
@@ -68,6 +70,8 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
         self._lease.after_keepalive = self._held_keys.keepalive_round
         self._recheck_interval = max(2.0 * self.ttl, settings.timeout)
         self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
+        #: The stream that carries the waits' watches (opened by the first wait).
+        self._waits = AsyncWaitStream(self._conn)
 
     @classmethod
     async def open(cls, url: BackendURL, options: dict[str, Any]) -> AsyncEtcdBackend:
@@ -92,7 +96,8 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     def _line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> AsyncEtcdQueue:
         """The driver of one wait until ``deadline`` (its requests end by then)."""
-        return AsyncEtcdQueue(self._lease, self._queues.line(prefix, name, value, deadline), self._queues)
+        return AsyncEtcdQueue(self._lease, self._queues.line(prefix, name, value, deadline), self._queues,
+                              self._waits)
 
     # -- the lock SPI ------------------------------------------------------------------------
 
@@ -160,6 +165,7 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
 
     async def _close(self, held: list[Grant]) -> None:
         try:
+            await self._waits.close()
             await self._held_keys.close()
             await self._lease.close(self._conn.timeout)
         finally:

@@ -1,30 +1,27 @@
 """The fair queue in etcd for asyncio: :class:`AsyncEtcdQueue`, the driver that
 :func:`fencing_coord.fairqueue.await_in_line` runs. The same keys, requests and answers
 as :class:`.queue.EtcdQueue` (whose request builders and readers it uses); a waiter
-waits on a ``grpc.aio`` watch stream, not in a thread."""
+waits for its watch on the backend's shared ``grpc.aio`` watch stream
+(:mod:`.aio_waitstream`), not in a thread."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from typing import Any
 
-import grpc
-import grpc.aio
 from etcd3 import etcdrpc
 
-from fencing_coord.aio.signals import LoopSignal
 from fencing_coord.errors import BackendUnavailable, InvalidArgument
 from fencing_coord.fairqueue import EntryGone
 
 from .aio_connection import AsyncConnection
 from .aio_session import AsyncSession
+from .aio_waitstream import AsyncWaitStream
 from .places import EtcdGrant, LineRequests, Place
 from .queue import Queues
-from .waiting import PROGRESS, Step, WatchedWait
-from .wire import LeaseNotFound, status_code
+from .waiting import Step, WatchedWait
+from .wire import LeaseNotFound
 
 __all__ = ["AsyncEtcdQueue", "delete_key"]
 
@@ -34,13 +31,15 @@ _log = logging.getLogger(__name__)
 class AsyncEtcdQueue:
     """One wait in one queue (see :class:`.queue.EtcdQueue` for the requests)."""
 
-    __slots__ = ("conn", "line", "queues", "session")
+    __slots__ = ("conn", "line", "queues", "session", "waits")
 
-    def __init__(self, session: AsyncSession, line: LineRequests, queues: Queues) -> None:
+    def __init__(self, session: AsyncSession, line: LineRequests, queues: Queues, waits: AsyncWaitStream) -> None:
         self.session = session
         self.conn: AsyncConnection = session.conn
         self.line = line
         self.queues = queues
+        #: The backend's shared stream of the waits' watches.
+        self.waits = waits
 
     async def enqueue(self, exclusive: bool) -> Place | None:
         self._check_open()
@@ -90,66 +89,35 @@ class AsyncEtcdQueue:
         ``place.seen``, our lease is lost, the session closes, the deadline, or a
         periodic re-check (a silent stream is not trusted forever). The watch, and
         when the look that covers its creation is due, are
-        :class:`.waiting.WatchedWait`'s; the delayed look is asked for by a timer of
-        the loop, no task of its own unless it fires."""
+        :class:`.waiting.WatchedWait`'s; the watch is one of the backend's shared
+        stream (:mod:`.aio_waitstream`): no task, timer or stream of its own but the
+        loop's timer of each read. A cancellation of the task closes the watch (its
+        cancel goes out later, see :mod:`.waitbook`) and is raised."""
         if place.predecessor is None:
             return
         book = self.session.book
-        woken = LoopSignal()
-        if not book.add_waker(place.lease, woken.set):
-            return
+        watched = WatchedWait(self.line, place)
         try:
-            index, call = self.conn.watch()
+            watch = self.waits.watch(watched.request)
         except BackendUnavailable:
-            book.remove_waker(place.lease, woken.set)
             await asyncio.sleep(0.05)
             return
-        wait = self.queues.recheck_interval
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
-        follow = asyncio.ensure_future(self._follow(call, place))
-        stop = asyncio.ensure_future(woken.wait())
-        started = time.monotonic()
+        watched.start(time.monotonic(), self.queues.recheck_interval, deadline)
         try:
-            await asyncio.wait([follow, stop], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            if follow.done() and not follow.cancelled():
-                failure = follow.exception()
-                if isinstance(failure, grpc.RpcError) and status_code(failure) != grpc.StatusCode.CANCELLED:
-                    self.conn.note_failure(index, failure)
-                    if time.monotonic() - started < 0.05:
-                        await asyncio.sleep(0.05)  # a member that refuses at once: do not spin
-        finally:
-            book.remove_waker(place.lease, woken.set)
-            call.cancel()
-            for task in (follow, stop):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
-                await follow
-
-    async def _follow(self, call: Any, place: Place) -> None:
-        """Read the watch stream until something may have changed."""
-        watched = WatchedWait(self.line, place)
-        await call.write(watched.request)
-        asked: list[asyncio.Future[None]] = []
-        timer = None
-        if watched.gap_check:
-            timer = asyncio.get_running_loop().call_later(
-                watched.gap_check, lambda: asked.append(asyncio.ensure_future(_ask_progress(call))))
-        try:
-            while True:
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    return
-                step = watched.read(response)
+            if not book.add_waker(place.lease, watch.wake):
+                return
+            while (step := watched.due(time.monotonic())) is not Step.END:
+                if step is Step.READ_ON:
+                    step = watched.got(await watch.get(watched.read_for))
                 if step is Step.LOOK:
                     step = watched.looked_at(await self._look(place))
                 if step is Step.END:
-                    return
+                    break
+            if watched.spinning(time.monotonic()):
+                await asyncio.sleep(0.05)  # a member that refuses at once: do not spin
         finally:
-            if timer is not None:
-                timer.cancel()
-            for task in asked:
-                task.cancel()
+            book.remove_waker(place.lease, watch.wake)
+            watch.close()
 
     async def withdraw(self, place: Place) -> bool:
         """Delete ``place``'s key within the wait's withdrawal budget (see :func:`delete_key`)."""
@@ -185,13 +153,6 @@ class AsyncEtcdQueue:
     def _check_open(self) -> None:
         if self.queues.owner.closed:
             raise InvalidArgument(f"{self.queues.owner!r} is closed")
-
-
-async def _ask_progress(call: Any) -> None:
-    """Send a progress request on the watch ``call`` (its answer: the gap's look is due);
-    nothing if the call ended meanwhile."""
-    with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
-        await call.write(PROGRESS)
 
 
 async def delete_key(session: AsyncSession, place: Place, budget: float | None, *, idempotent: bool = True,

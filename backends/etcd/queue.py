@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 
@@ -28,7 +27,7 @@ from fencing_coord.grant import Grant
 from .places import EtcdGrant, LineRequests, Place, QueueReads
 from .session import Lease, Session
 from .waiting import Step, WatchedWait
-from .waitstream import ENDED, WaitStream
+from .waitstream import WaitStream
 from .wire import KV, LeaseNotFound, prefix_end, range_request
 
 __all__ = ["EtcdGrant", "EtcdQueue", "Place", "Queues"]
@@ -164,35 +163,21 @@ class EtcdQueue(LineRequests):
         queues = self.queues
         watched = WatchedWait(self, place)
         watch = queues.waits.watch(watched.request)
-        started = time.monotonic()
-        # Re-check now and then even without an event: a member cut off from the others
-        # in a way etcd does not detect could leave the stream silent.
-        end = started + queues.recheck_interval
-        if deadline is not None:
-            end = min(end, deadline)
-        gap_at = started + watched.gap_check if watched.gap_check else math.inf
+        watched.start(time.monotonic(), queues.recheck_interval, deadline)
         # Everything after the watch exists runs under the finally that ends it: a
         # signal handler that raises (run's SIGTERM) may interrupt even add_waker().
         try:
             if not queues.session.add_waker(place.lease, watch.wake):
                 return
-            while (now := time.monotonic()) < end:
-                if now >= gap_at:
-                    gap_at = math.inf
-                    step = watched.gap_due()
-                else:
-                    response = watch.get(min(end, gap_at) - now)
-                    if response is None:
-                        continue  # the gap's time, or the end, has come
-                    if response is ENDED:
-                        if time.monotonic() - started < 0.05:
-                            time.sleep(0.05)  # a member that refuses at once: do not spin
-                        return
-                    step = watched.read(response)
+            while (step := watched.due(time.monotonic())) is not Step.END:
+                if step is Step.READ_ON:
+                    step = watched.got(watch.get(watched.read_for))
                 if step is Step.LOOK:
                     step = watched.looked_at(self._look(place))
                 if step is Step.END:
-                    return
+                    break
+            if watched.spinning(time.monotonic()):
+                time.sleep(0.05)  # a member that refuses at once: do not spin
         finally:
             queues.session.remove_waker(place.lease, watch.wake)
             watch.close()

@@ -8,46 +8,60 @@ deletion between the waiter's read (``place.seen``) and its creation is caught b
 look once it exists. Behind the holder, that look is made at once: the holder may well
 have released meanwhile. Behind a waiting predecessor, which can only have left in that
 gap by withdrawing (rare), the look is made ``GAP_CHECK`` seconds into the wait, once
-the watch exists: the asyncio driver asks its own stream for progress then (the answer
-says the time has come, :meth:`WatchedWait.read`), the blocking driver, whose watch is
-one of a shared stream's, keeps the time itself (:meth:`WatchedWait.gap_due`). A wait
-that ends before, woken by the predecessor's DELETE, pays only the look every wake-up
-makes.
+the watch exists: both drivers' watches are one of a shared stream's (:mod:`.waitbook`),
+where the answer to a progress request is not one wait's, so the wait keeps the time
+itself (:meth:`WatchedWait.due`). A wait that ends before, woken by the predecessor's
+DELETE, pays only the look every wake-up makes.
+
+A driver's wait is this loop, with its own ``get`` (the watch's next response within
+``read_for`` seconds: None when none came, :data:`.waitbook.ENDED` when the stream
+ended or the wait was woken) and ``look``::
+
+    watched.start(now, recheck_interval, deadline)
+    while (step := watched.due(now)) is not Step.END:
+        if step is Step.READ_ON:
+            step = watched.got(get(watched.read_for))
+        if step is Step.LOOK:
+            step = watched.looked_at(look(place))
+        if step is Step.END:
+            break
+    if watched.spinning(now):
+        pause 0.05 s (a member that refuses at once)
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
-from etcd3 import etcdrpc
-
 from .places import LineRequests, Place
+from .waitbook import ENDED
 
-__all__ = ["GAP_CHECK", "PROGRESS", "Step", "WatchedWait"]
+__all__ = ["GAP_CHECK", "Step", "WatchedWait"]
 
 #: Seconds into a wait behind a waiting predecessor after which the look that covers
 #: the watch's creation is made. (At 32 contending processes on a 2-core machine a
 #: wait lasted 0.5-1 s: a shorter delay added a look to most of them.)
 GAP_CHECK = 1.0
 
-#: The request whose answer tells a waiter that its delayed look is due.
-PROGRESS = etcdrpc.WatchRequest(progress_request=etcdrpc.WatchProgressRequest())
+#: A wait whose stream ended sooner than this pauses as long (a member that refuses at
+#: once must not make its waiters spin).
+_REFUSED = 0.05
 
 
 class Step(enum.Enum):
-    """What a waiter does after a watch response."""
+    """What a waiter does next."""
 
-    READ_ON = "read on"
+    READ_ON = "read on"  # read the watch (for at most WatchedWait.read_for seconds)
     LOOK = "look"  # once, now: then tell :meth:`WatchedWait.looked_at` what it found
     END = "end"  # the wait is over: look as every wake-up does
 
 
 class WatchedWait:
     """The watch of one wait at ``place``: :attr:`request` to send at once,
-    :attr:`gap_check` (seconds after which the gap's look is due: :data:`PROGRESS` on
-    the wait's own stream, or :meth:`gap_due`; 0: never), and :meth:`read`, the meaning
-    of each response.
+    :attr:`gap_check` (seconds after which the gap's look is due, see :meth:`due`; 0:
+    never), and :meth:`read`, the meaning of each response.
 
     One watcher (see :meth:`.places.LineRequests.watch_request`): behind the holder it
     covers our key too, and once it reports every event since ``place.seen``
@@ -55,7 +69,8 @@ class WatchedWait:
     wake-up makes finds our key gone, and a lost lease wakes the waiter through the
     session."""
 
-    __slots__ = ("clean", "gap_check", "line", "looked", "place", "progressed", "request", "since")
+    __slots__ = ("clean", "end", "ended", "gap_at", "gap_check", "line", "looked", "place", "progressed",
+                 "read_for", "request", "since", "started")
 
     def __init__(self, line: LineRequests, place: Place) -> None:
         self.line = line
@@ -66,6 +81,46 @@ class WatchedWait:
         self.progressed = place.head_before  # the gap's look is due once the watch exists
         self.looked = False
         self.clean = False  # the gap's look found our key and the same predecessor
+        self.started = self.end = 0.0
+        self.gap_at = math.inf
+        self.read_for = 0.0  # seconds to read the watch for, when due() says READ_ON
+        self.ended = False  # the stream ended, or the wait was woken
+
+    def start(self, now: float, recheck: float, deadline: float | None) -> None:
+        """The wait starts at ``now`` (``time.monotonic()``): it is over ``recheck``
+        seconds later at the latest (a silent stream is not trusted forever: a member
+        cut off in a way etcd does not detect could leave it silent), or at ``deadline``."""
+        self.started = now
+        self.end = now + recheck if deadline is None else min(now + recheck, deadline)
+        self.gap_at = now + self.gap_check if self.gap_check else math.inf
+
+    def due(self, now: float) -> Step:
+        """What to do at ``now``: END once the wait's time is over; LOOK when the gap's
+        look came due (then tell :meth:`looked_at`); else READ_ON: read the watch for
+        at most :attr:`read_for` seconds (> 0) and tell :meth:`got`."""
+        if now >= self.end:
+            return Step.END
+        step = Step.READ_ON
+        if now >= self.gap_at:  # also when that time passed unnoticed (a busy machine)
+            self.gap_at = math.inf
+            step = self.gap_due()
+        self.read_for = min(self.end, self.gap_at) - now
+        return step
+
+    def got(self, response: Any) -> Step:
+        """What to do after reading the watch gave ``response``: None (nothing came in
+        time) reads on; :data:`.waitbook.ENDED` ends the wait; else as :meth:`read`."""
+        if response is None:
+            return Step.READ_ON
+        if response is ENDED:
+            self.ended = True
+            return Step.END
+        return self.read(response)
+
+    def spinning(self, now: float) -> bool:
+        """Whether the wait's stream ended within moments of its start: the driver
+        pauses 0.05 s before it looks again."""
+        return self.ended and now - self.started < _REFUSED
 
     def covered(self) -> bool:
         """Whether our watcher reports every deletion since ``place.seen``: it was
@@ -79,13 +134,11 @@ class WatchedWait:
             return Step.END
         if response.created:
             self.since = int(response.header.revision)
-        elif not response.events:  # the answer to our progress request
-            self.progressed = True
         return self._look_due()
 
     def gap_due(self) -> Step:
-        """The gap's look is due (``gap_check`` seconds into the wait), told by a timer
-        rather than by the answer to a progress request: make it now, or read on."""
+        """The gap's look is due (``gap_check`` seconds into the wait; :meth:`due` calls
+        it then): make it now, or read on."""
         self.progressed = True
         return self._look_due()
 

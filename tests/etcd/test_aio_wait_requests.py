@@ -181,8 +181,8 @@ def _second_key(target: EtcdTarget, grant: Any) -> bytes:
 def test_a_predecessor_gone_before_the_watches_exist_is_found_by_the_later_look(
         etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
     """The waiting predecessor's key is deleted after the waiter read it and before its
-    watch exists, so no event will come: the delayed look (asked for by a progress
-    request on the stream) finds the holder in its place, and the holder's release
+    watch exists, so no event will come: the delayed look (``GAP_CHECK`` into the
+    wait, kept by the wait itself) finds the holder in its place, and the holder's release
     reaches the waiter long before a silent wait's re-check."""
     monkeypatch.setattr(etcd_waiting, "GAP_CHECK", 0.2)
 
@@ -224,5 +224,44 @@ def test_a_waiter_whose_key_went_while_it_waited_is_not_granted_by_the_holders_d
             assert not taken.lost
             assert (await waiter.describe("orders")).holder == waiter.identity
             await waiter.release(taken)
+
+    asyncio.run(main())
+
+
+def test_the_waits_of_one_backend_share_one_watch_stream(
+        etcd_single: EtcdTarget, member: EtcdMember, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tasks of one backend waiting on one lock add their watches to one long-lived
+    stream (as the blocking backend's, test_backend.py): a stream per wait cost the
+    event loop its setup, first write and cancel, about a fifth of its time under
+    contention. Four tasks queued behind a holder, three rounds: twelve waits, and the
+    waiter opens two streams at most (the waits' and its held keys')."""
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3, 3) as (holder, waiter):
+            opened: list[Any] = []
+            real_watch = waiter._conn.watch
+
+            def watch(requests: Any = None) -> tuple[int, Any]:
+                opened.append(requests)
+                index, call = real_watch(requests)
+                return index, call
+
+            monkeypatch.setattr(waiter._conn, "watch", watch)
+            before = (await asyncio.to_thread(rpc_counts, member))["Watch"]
+            for _ in range(3):
+                grant = await holder.acquire("orders", timeout=PROMPT)
+                queued = [asyncio.Event() for _ in range(4)]
+                pending = {asyncio.create_task(waiter.acquire("orders", PROMPT, on_queued=event.set))
+                           for event in queued}
+                for event in queued:
+                    await asyncio.wait_for(event.wait(), PROMPT)  # behind the holder: each waits, with a watch
+                await holder.release(grant)
+                while pending:
+                    done, pending = await asyncio.wait(pending, timeout=PROMPT, return_when=asyncio.FIRST_COMPLETED)
+                    assert done, "a waiter was not served"
+                    for task in done:
+                        await waiter.release(task.result())
+            assert len(opened) <= 2, f"the waiter opened {len(opened)} watch streams"
+            # The waiter's two, and the holder's held keys' stream if a grant was held 0.1 s.
+            assert (await asyncio.to_thread(rpc_counts, member))["Watch"] - before <= 3
 
     asyncio.run(main())

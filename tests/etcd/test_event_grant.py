@@ -17,6 +17,7 @@ from etcd3.etcdrpc import kv_pb2
 import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd.places import LineRequests, Place, QueueReads
 from fencing_coord.backends.etcd.session import Lease
+from fencing_coord.backends.etcd.waitbook import ENDED
 from fencing_coord.backends.etcd.waiting import Step, WatchedWait
 from fencing_coord.deadlines import RequestBudget
 from fencing_coord.servers.etcd import EtcdMember
@@ -82,19 +83,42 @@ def test_a_newer_contenders_delete_in_the_range_does_not_end_the_wait() -> None:
     assert line.granted_by_event(place) is None
 
 
-def test_events_are_never_taken_for_the_answer_to_a_progress_request() -> None:
-    """Behind a waiting predecessor, the look that covers the watch's creation waits for
-    the answer to the progress request (``GAP_CHECK`` into the wait): a response with
-    events is not that answer, even when none of them ends the wait."""
+def test_the_gap_look_comes_due_with_its_time_not_with_a_response() -> None:
+    """Behind a waiting predecessor, the look that covers the watch's creation is made
+    ``GAP_CHECK`` into the wait (the wait keeps the time: on the shared stream the
+    answer to a progress request is no one wait's). No response makes it due: not
+    events that do not end the wait, nor an eventless one."""
     lease = Lease(id=0x2A, ttl=10, confirmed_until=0.0)
     place = Place(PREFIX + b"2a-0", 9, lease, 0, predecessor=PREFIX + b"1f-0", seen=10, head_before=False)
     wait = WatchedWait(_line(), place)
+    wait.start(100.0, 5.0, None)
+    assert wait.due(100.0) is Step.READ_ON
+    assert wait.read_for == pytest.approx(etcd_waiting.GAP_CHECK)
     wait.read(_created(12))
     assert not wait.progressed
     assert wait.read(_deleted(13, PREFIX + b"30-0")) is Step.READ_ON
+    assert wait.read(etcdrpc.WatchResponse(header=etcdrpc.ResponseHeader(revision=13))) is Step.READ_ON
     assert not wait.progressed
-    answer = etcdrpc.WatchResponse(header=etcdrpc.ResponseHeader(revision=13))
-    assert wait.read(answer) is Step.LOOK
+    assert wait.due(100.0 + etcd_waiting.GAP_CHECK) is Step.LOOK
+    assert wait.looked_at(place) is Step.READ_ON
+    assert wait.due(104.0) is Step.READ_ON
+    assert wait.read_for == pytest.approx(1.0), "read until the wait's end, the gap's look made"
+    assert wait.due(105.0) is Step.END
+
+
+def test_a_wait_ends_at_its_deadline_and_pauses_only_when_its_stream_ended_at_once() -> None:
+    wait = WatchedWait(_line(), _behind_the_holder())
+    wait.start(100.0, 5.0, 102.0)
+    assert wait.due(100.0) is Step.READ_ON
+    assert wait.read_for == pytest.approx(2.0)
+    assert wait.got(None) is Step.READ_ON
+    assert wait.due(102.0) is Step.END
+    assert not wait.spinning(102.0)
+    ended = WatchedWait(_line(), _behind_the_holder())
+    ended.start(100.0, 5.0, None)
+    assert ended.got(ENDED) is Step.END
+    assert ended.spinning(100.01)
+    assert not ended.spinning(100.1)
 
 
 def test_our_own_keys_delete_never_grants() -> None:
