@@ -20,7 +20,7 @@ import fencing_coord as fc
 import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.servers.etcd import EtcdMember
 
-from .conftest import EtcdTarget, revoke_lease, rpc_counts
+from .conftest import EtcdTarget, revoke_lease, rpc_counts, watch_count, watch_requests
 
 PROMPT = 30.0
 
@@ -263,5 +263,43 @@ def test_the_waits_of_one_backend_share_one_watch_stream(
             assert len(opened) <= 2, f"the waiter opened {len(opened)} watch streams"
             # The waiter's two, and the holder's held keys' stream if a grant was held 0.1 s.
             assert (await asyncio.to_thread(rpc_counts, member))["Watch"] - before <= 3
+
+    asyncio.run(main())
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    """Poll the server (no event tells of its gauges) until ``check()``, PROMPT at most."""
+    deadline = time.monotonic() + PROMPT
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+def test_a_cancelled_waiters_watch_is_cancelled_with_the_next_create(
+        etcd_single: EtcdTarget, member: EtcdMember) -> None:
+    """A task cancelled while it waits closes its watch on the shared stream: the
+    stream lives on, and the watch's cancel goes out with the next wait's create (as in
+    the blocking front end), not as a message of its own."""
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3, 3) as (holder, waiter):
+            base = await asyncio.to_thread(watch_count, member)
+            grant = await holder.acquire("orders", timeout=PROMPT)
+            # The holder's held key is watched 0.1 s into its grant: counted before ours.
+            await _until(lambda: watch_count(member) == base + 1, "the held key was never watched")
+            first = asyncio.create_task(waiter.acquire("orders", PROMPT))
+            await _until(lambda: watch_count(member) == base + 2, "the first waiter's watch was never created")
+            sent = await asyncio.to_thread(watch_requests, member)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(watch_requests, member) == sent, "the cancel was not deferred"
+            assert await asyncio.to_thread(watch_count, member) == base + 2
+            second = asyncio.create_task(waiter.acquire("orders", PROMPT))
+            await _until(lambda: watch_requests(member) == sent + 2, "no cancel and create came")
+            await asyncio.sleep(0.2)  # both handled by etcd
+            assert await asyncio.to_thread(watch_count, member) == base + 2, "the cancelled watch lives on"
+            await holder.release(grant)
+            await waiter.release(await asyncio.wait_for(second, PROMPT))
 
     asyncio.run(main())
