@@ -179,8 +179,7 @@ class AsyncWaitStream:
             for wait in stream.book.end():
                 wait.put(ENDED)
 
-    @staticmethod
-    async def _write(stream: _Stream) -> None:
+    async def _write(self, stream: _Stream) -> None:
         """Write the stream's requests in order until it ends (None)."""
         try:
             while (batch := await stream.to_write.get()) is not None:
@@ -188,6 +187,9 @@ class AsyncWaitStream:
                     await stream.call.write(request)
         except (asyncio.CancelledError, asyncio.InvalidStateError, grpc.RpcError):
             # The call ended (the reader ends every wait on it), or close() ended us.
+            stream.call.cancel()
+        except Exception:  # whatever it was, no request goes out after it: end the waits
+            _log.exception("%s: writing to the waits' watch stream failed", self.conn.label)
             stream.call.cancel()
 
 
