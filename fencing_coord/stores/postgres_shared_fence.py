@@ -136,7 +136,7 @@ def install(conn: psycopg.Connection[Any], what: str) -> str:
         raise ConfigurationError(
             f"{what}: the trigger fc_raise_waits_v1 on {schema_name}.fc_resource is disabled or calls another"
             " function; without it a raise of the token would not wait for the writers of the token before"
-            f" (enable it, or drop it and start a store as the owner of fc_resource)")
+            " (enable it, or drop it and start a store as the owner of fc_resource)")
     return str(schema_name)
 
 
