@@ -147,6 +147,11 @@ class AsyncWaitStream:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        # A reader cancelled before its first step never ran its finally: end its waits here.
+        for stream in list(self._open_streams):
+            self._open_streams.discard(stream)
+            for wait in stream.book.end():
+                wait.put(ENDED)
 
     def _open(self) -> _Stream:
         index, call = self.conn.watch()

@@ -18,6 +18,7 @@ from etcd3 import etcdrpc
 
 import fencing_coord as fc
 import fencing_coord.backends.etcd.waiting as etcd_waiting
+from fencing_coord.backends.etcd.waitbook import ENDED
 from fencing_coord.servers.etcd import EtcdMember
 
 from .conftest import EtcdTarget, revoke_lease, rpc_counts, watch_count, watch_requests
@@ -301,5 +302,21 @@ def test_a_cancelled_waiters_watch_is_cancelled_with_the_next_create(
             assert await asyncio.to_thread(watch_count, member) == base + 2, "the cancelled watch lives on"
             await holder.release(grant)
             await waiter.release(await asyncio.wait_for(second, PROMPT))
+
+    asyncio.run(main())
+
+
+def test_closing_the_stream_ends_a_wait_whose_stream_has_not_started_yet(etcd_single: EtcdTarget) -> None:
+    """A wait that opened the stream, closed in the same pass of the loop (its reader
+    task cancelled before its first step): the wait still gets ENDED, not silence."""
+    async def main() -> None:
+        async with _backends(etcd_single.url, 3) as (backend,):
+            waits = backend._waits
+            create = etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(key=b"never"))
+            watch = waits.watch(create)
+            await waits.close()
+            began = time.monotonic()
+            assert await watch.get(PROMPT) is ENDED
+            assert time.monotonic() - began < 1
 
     asyncio.run(main())
