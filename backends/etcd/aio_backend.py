@@ -69,7 +69,8 @@ class AsyncEtcdBackend(EtcdKeys, AsyncElectionBackend):
                                         label=settings.label, watch_after=min(lease_ttl / 10, 0.1))
         self._lease.after_keepalive = self._held_keys.keepalive_round
         self._recheck_interval = max(2.0 * self.ttl, settings.timeout)
-        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
+        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval,
+                              waits=None)
         #: The stream that carries the waits' watches (opened by the first wait).
         self._waits = AsyncWaitStream(self._conn)
 

@@ -97,11 +97,7 @@ class AsyncEtcdQueue:
             return
         book = self.session.book
         watched = WatchedWait(self.line, place)
-        try:
-            watch = self.waits.watch(watched.request)
-        except BackendUnavailable:
-            await asyncio.sleep(0.05)
-            return
+        watch = self.waits.watch(watched.request)
         watched.start(time.monotonic(), self.queues.recheck_interval, deadline)
         try:
             if not book.add_waker(place.lease, watch.wake):

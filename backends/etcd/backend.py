@@ -23,6 +23,7 @@ from .keys import EtcdKeys
 from .layout import parse_election_values
 from .queue import EtcdGrant, Queues
 from .session import Session
+from .waitstream import WaitStream
 from .wire import prefix_end, range_request
 
 __all__ = ["EtcdBackend"]
@@ -129,7 +130,11 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
         self.ttl = float(lease.ttl)
         #: A silent wait or watch is re-checked at least this often.
         self._recheck_interval = max(2.0 * self.ttl, conn.timeout)
-        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval)
+        #: The stream of the waits' watches (opened by the first wait). Made here, not on
+        #: first use: two first waits at once must not open two streams.
+        self._waits = WaitStream(self._conn)
+        self._queues = Queues(self._session, self, self._probe, recheck_interval=self._recheck_interval,
+                              waits=self._waits)
 
     @classmethod
     def from_url(cls, url: BackendURL, options: dict[str, Any]) -> EtcdBackend:
@@ -232,7 +237,7 @@ class EtcdBackend(EtcdKeys, ElectionBackend):
 
     def _close(self, held: list[Grant]) -> None:
         self._held_keys.close()
-        self._queues.close()
+        self._waits.close()
         try:
             self._session.close(self._conn.timeout)
         finally:

@@ -40,7 +40,7 @@ class Queues:
     to, the backend that grants come from, and each queue's requests (which never change)."""
 
     def __init__(self, session: Session, owner: FrontEnd, probe: Callable[[Grant], None], *,
-                 recheck_interval: float) -> None:
+                 recheck_interval: float, waits: WaitStream | None) -> None:
         self.session = session
         self.conn = session.conn
         self.owner = owner
@@ -48,13 +48,9 @@ class Queues:
         #: A silent wait is re-checked at least this often (see EtcdQueue.wait).
         self.recheck_interval = recheck_interval
         self._reads: dict[bytes, QueueReads] = {}
-        #: The stream that carries the waits' watches (opened by the first wait). Made
-        #: here, not on first use: two first waits at once must not open two streams.
-        self.waits = WaitStream(self.conn)
-
-    def close(self) -> None:
-        """End the waits' stream, if one was opened."""
-        self.waits.close()
+        #: The blocking backend's stream of the waits' watches (its owner closes it);
+        #: None in the asyncio backend, whose waits use its own (.aio_waitstream).
+        self.waits = waits
 
     def line(self, prefix: bytes, name: str, value: bytes, deadline: float | None) -> EtcdQueue:
         """The driver for one wait in the queue under ``prefix``, whose keys hold
@@ -162,6 +158,7 @@ class EtcdQueue(LineRequests):
             return
         queues = self.queues
         watched = WatchedWait(self, place)
+        assert queues.waits is not None, "an asyncio backend waits through AsyncEtcdQueue"
         watch = queues.waits.watch(watched.request)
         watched.start(time.monotonic(), queues.recheck_interval, deadline)
         # Everything after the watch exists runs under the finally that ends it: a

@@ -195,11 +195,11 @@ class PostgresStore(SQLStore):
             conn.close()
 
     def fenced_write(self, resource: str, key: str, value: bytes, token: int, strict: bool) -> FencedOutcome:
-        params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
         with self._connection(writing=True) as conn:
             if (not strict and self._last_admitted.get(resource) == token
                     and conn.execute(self._equal_write, (resource, key, value, resource, token)).rowcount == 1):
                 return FencedOutcome(True, token)
+            params = {"resource": resource, "key": key, "value": value, "token": token, "strict": strict}
             row = conn.execute(_FENCED_WRITE, params).fetchone()
             if row is not None:
                 self._remember(resource, token)

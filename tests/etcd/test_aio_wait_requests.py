@@ -19,6 +19,7 @@ from etcd3 import etcdrpc
 import fencing_coord as fc
 import fencing_coord.backends.etcd.waiting as etcd_waiting
 from fencing_coord.backends.etcd.waitbook import ENDED
+from fencing_coord.servers import wait_until
 from fencing_coord.servers.etcd import EtcdMember
 
 from .conftest import EtcdTarget, revoke_lease, rpc_counts, watch_count, watch_requests
@@ -270,10 +271,7 @@ def test_the_waits_of_one_backend_share_one_watch_stream(
 
 async def _until(check: Callable[[], bool], what: str) -> None:
     """Poll the server (no event tells of its gauges) until ``check()``, PROMPT at most."""
-    deadline = time.monotonic() + PROMPT
-    while not await asyncio.to_thread(check):
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
+    await asyncio.to_thread(wait_until, check, PROMPT, what, 0.01)
 
 
 def test_a_cancelled_waiters_watch_is_cancelled_with_the_next_create(
@@ -293,12 +291,15 @@ def test_a_cancelled_waiters_watch_is_cancelled_with_the_next_create(
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
-            await asyncio.sleep(0.2)
-            assert await asyncio.to_thread(watch_requests, member) == sent, "the cancel was not deferred"
+            book = waiter._waits._stream.book
+            assert len(book._cancels) == 1, "the cancel was not deferred"
+            assert await asyncio.to_thread(watch_requests, member) == sent
             assert await asyncio.to_thread(watch_count, member) == base + 2
             second = asyncio.create_task(waiter.acquire("orders", PROMPT))
             await _until(lambda: watch_requests(member) == sent + 2, "no cancel and create came")
-            await asyncio.sleep(0.2)  # both handled by etcd
+            # etcd answers in order: once the create is answered, the cancel before it was handled.
+            await _until(lambda: not book._pending, "the second wait's create was never answered")
+            assert not book._cancels
             assert await asyncio.to_thread(watch_count, member) == base + 2, "the cancelled watch lives on"
             await holder.release(grant)
             await waiter.release(await asyncio.wait_for(second, PROMPT))

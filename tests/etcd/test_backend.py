@@ -464,7 +464,7 @@ def test_an_interrupt_while_a_waiter_sets_up_its_watch_ends_the_watch(
     def interrupted(*_args: object) -> bool:
         raise KeyboardInterrupt  # as the signal handler would, mid-registration
 
-    waits = waiter._queues.waits
+    waits = waiter._waits
     watches: list[WaitWatch] = []
     real_wait_watch = waits.watch
 
