@@ -52,7 +52,7 @@ class _Stream:
         self.call = call
         self.requests = requests
 
-    def do(self, routed: Routed) -> None:
+    def apply(self, routed: Routed) -> None:
         """Send and cancel as ``routed`` says (under the lock: requests keep their order)."""
         for request in routed.send:
             self.requests.put(request)
@@ -89,7 +89,7 @@ class WaitWatch(Wait):
     def close(self) -> None:
         """Stop this watch (its cancel goes out with a later create, see the module)."""
         with self._owner._lock:
-            self._stream.do(self._stream.book.close(self))
+            self._stream.apply(self._stream.book.close(self))
 
 
 class WaitStream:
@@ -115,7 +115,7 @@ class WaitStream:
                     stream.call.cancel()
                 stream = self._stream = self._open()
             watch = WaitWatch(self, stream)
-            stream.do(Routed(send=stream.book.add(watch, create)))
+            stream.apply(Routed(send=stream.book.add(watch, create)))
         return watch
 
     def close(self) -> None:
@@ -147,7 +147,7 @@ class WaitStream:
             for response in stream.call:
                 with self._lock:
                     routed = stream.book.route(response)
-                    stream.do(routed)
+                    stream.apply(routed)
                 if routed.wait is not None:
                     routed.wait.put(response)
         except grpc.RpcError as exc:
